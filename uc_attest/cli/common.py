@@ -1,0 +1,65 @@
+"""Shared CLI plumbing: one-line errors with the right exit code, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from ..errors import UcError
+
+
+def fail_line(message: str) -> None:
+    """Print one error line on stderr."""
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)
+
+
+def run_group(group: click.Group, argv: list[str] | None = None) -> None:
+    """Run a click group, mapping every failure to one line and an exit code.
+
+    click's own usage errors exit 2; our UcError carries its exit code; anything
+    else unexpected is still reported on one line (exit 2) unless UC_ATTEST_DEBUG
+    asks for the traceback.
+    """
+    try:
+        rc = group.main(args=argv, standalone_mode=False, prog_name=group.name)
+    except click.exceptions.Abort:
+        fail_line("aborted")
+        sys.exit(2)
+    except click.ClickException as exc:
+        fail_line(exc.format_message())
+        sys.exit(exc.exit_code if exc.exit_code else 2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except UcError as exc:
+        fail_line(str(exc))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        fail_line("interrupted")
+        sys.exit(130)
+    except MemoryError:
+        fail_line("out of memory")
+        sys.exit(2)
+    except OSError as exc:
+        if os.environ.get("UC_ATTEST_DEBUG"):
+            raise
+        fail_line(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}")
+        sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - last line of defence: no tracebacks for users
+        if os.environ.get("UC_ATTEST_DEBUG"):
+            raise
+        fail_line(f"internal error: {type(exc).__name__}: {exc}")
+        sys.exit(2)
+    sys.stdout.flush()
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def exit_with(code: int) -> None:
+    """Exit from inside a command with ``code`` (standalone_mode=False needs this)."""
+    raise click.exceptions.Exit(code)
+
+
+ProgressCallback = Callable[[str, int, int], Any]

@@ -1,0 +1,41 @@
+"""Typed errors that carry the process exit code the CLI must use.
+
+Exit codes are part of the contract with customers' automation:
+0 success, 1 a verification failure (the artifact was tampered with or does not
+match what was attested), 2 usage errors or input that cannot be read at all.
+Every error the CLI can meet is one of these, so that it prints one line and
+never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class UcError(Exception):
+    """Base class: an error with a one-line message and an exit code."""
+
+    exit_code: int = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:  # one line, always
+        return " ".join(self.message.split())
+
+
+class UsageError(UcError):
+    """Bad arguments or input that is not what it claims to be (exit 2)."""
+
+    exit_code = 2
+
+
+class UnreadableInputError(UcError):
+    """Input that cannot be parsed as the expected artifact (exit 2)."""
+
+    exit_code = 2
+
+
+class VerificationError(UcError):
+    """The artifact was read but does not match what it must be (exit 1)."""
+
+    exit_code = 1
