@@ -1,0 +1,17 @@
+"""uc_attest: compressed LLM packs whose reconstruction is bit-exact, signed and checked air-gapped."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+
+def load_model(pack: Any, **kwargs: Any) -> Any:
+    """Load a pack as a transformers model whose weights are the canonical reconstruction."""
+    from .evaluate.loading import load_pack_model
+
+    return load_pack_model(pack, **kwargs)
+
+
+__all__ = ["__version__", "load_model"]

@@ -67,6 +67,9 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
     if target.exists() and not overwrite:
         raise UsageError(f"output already exists: {target} (remove it or pass --force)")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a finished pack gets ordinary permissions
     try:
         yield tmp
         _fsync_dir(tmp)

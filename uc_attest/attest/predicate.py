@@ -1,0 +1,212 @@
+"""The acceptance-test predicate: what the vendor measured about a pack, and under which conditions.
+
+Predicate type ``https://uc-attest.dev/acceptance-test/v1``. The version is in
+the URI: any change to the fields below is a new predicate type, and a
+verifier refuses a type it does not know (every model forbids unknown fields,
+so a document has exactly one meaning).
+
+Numbers that a customer compares exactly (perplexities, NLL sums, per-window
+NLLs, the ratio) are float64; each is written twice: as a JSON number (for
+people and for tools that only read numbers) and as the exact ``float.hex``
+string beside it (``perplexityHex`` ...), which is authoritative. The model
+refuses a document whose number and hex disagree, so the two can never tell
+different stories.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timezone
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from ..evaluate.environment import EnvironmentInfo
+
+PREDICATE_TYPE = "https://uc-attest.dev/acceptance-test/v1"
+"""The only predicate type this version writes and verifies."""
+
+TOKENS_SUBJECT = "eval-tokens.safetensors"
+"""Subject name of the evaluation token file."""
+
+PACK_SUBJECT_PREFIX = "pack/"
+"""Pack files are subjects named ``pack/<path relative to the pack directory>``."""
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def float_hex(value: float) -> str:
+    """The exact, round-trippable text of a float64."""
+    return float(value).hex()
+
+
+def _same_float(value: float, hex_text: str, what: str) -> None:
+    try:
+        exact = float.fromhex(hex_text)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{what}Hex is not a float hex string") from None
+    if not math.isfinite(exact):
+        raise ValueError(f"{what} is not finite")
+    if exact != value or math.copysign(1.0, exact) != math.copysign(1.0, value):
+        raise ValueError(f"{what} and {what}Hex disagree")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, alias_generator=to_camel)
+
+
+class ToolInfo(_Model):
+    name: Literal["uc_attest"] = "uc_attest"
+    version: str
+
+
+class TensorDigest(_Model):
+    """One tensor of the pack and the SHA-256 digest of its canonical reconstruction."""
+
+    name: str
+    kind: str
+    digest: str
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, v: str) -> str:
+        if not _DIGEST.match(v):
+            raise ValueError("digest must be sha256:<64 hex>")
+        return v
+
+
+class PackInfo(_Model):
+    """Which pack was tested: its format, the manifest's digest and every tensor's reconstruction digest.
+
+    The manifest digest alone pins the tensor digests (the manifest lists
+    them); listing them here too lets a report show and compare each tensor
+    without opening the pack, and makes the predicate self-describing.
+    """
+
+    format: str
+    format_version: str
+    manifest_path: str
+    manifest_sha256: str
+    model_type: str
+    architectures: list[str]
+    tensors: list[TensorDigest]
+
+    @field_validator("manifest_sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not _SHA256_HEX.match(v):
+            raise ValueError("manifestSha256 must be 64 lowercase hex digits")
+        return v
+
+
+class DatasetInfo(_Model):
+    """The evaluation tokens: a safetensors file carried with the attestation and pinned by digest."""
+
+    subject: str = TOKENS_SUBJECT
+    sha256: str
+    token_count: int = Field(ge=2)
+    text_sha256: str
+    text_source: str = Field(description="'built-in' or the evaluation text's file name")
+    tokenizer: str = Field(description="whose tokenizer produced the ids: 'pack'")
+
+    @field_validator("sha256", "text_sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not _SHA256_HEX.match(v):
+            raise ValueError("must be 64 lowercase hex digits")
+        return v
+
+
+class PerplexityResult(_Model):
+    """Perplexity of one model on the tokens, with the NLL of every window (float64, exact hex beside)."""
+
+    perplexity: float
+    perplexity_hex: str
+    nll_sum: float
+    nll_sum_hex: str
+    predicted_tokens: int = Field(ge=1)
+    window_nll: list[float]
+    window_nll_hex: list[str]
+
+    @model_validator(mode="after")
+    def _exact(self) -> PerplexityResult:
+        _same_float(self.perplexity, self.perplexity_hex, "perplexity")
+        _same_float(self.nll_sum, self.nll_sum_hex, "nllSum")
+        if len(self.window_nll) != len(self.window_nll_hex):
+            raise ValueError("windowNll and windowNllHex differ in length")
+        for i, (v, h) in enumerate(zip(self.window_nll, self.window_nll_hex)):
+            _same_float(v, h, f"windowNll[{i}]")
+        return self
+
+
+class FileDigest(_Model):
+    path: str
+    sha256: str
+
+
+class BaselineModelInfo(_Model):
+    """The unquantized model the pack was compared with: its directory name and its files' digests."""
+
+    name: str
+    files: list[FileDigest]
+
+
+class BaselineResult(_Model):
+    model: BaselineModelInfo
+    result: PerplexityResult
+
+
+class Measurement(_Model):
+    """The acceptance test: perplexity of the pack (and of the baseline) on the carried tokens."""
+
+    method: str
+    dataset: DatasetInfo
+    seq_len: int = Field(ge=2)
+    max_windows: int | None = Field(default=None, ge=1)
+    windows: int = Field(ge=1)
+    pack: PerplexityResult
+    baseline: BaselineResult | None = None
+    ratio: float | None = Field(default=None, description="pack perplexity / baseline perplexity")
+    ratio_hex: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Measurement:
+        if len(self.pack.window_nll) != self.windows:
+            raise ValueError("windows differs from the number of per-window NLLs")
+        if self.baseline is None:
+            if self.ratio is not None or self.ratio_hex is not None:
+                raise ValueError("a ratio needs a baseline")
+        else:
+            if self.ratio is None or self.ratio_hex is None:
+                raise ValueError("a baseline needs a ratio and ratioHex")
+            _same_float(self.ratio, self.ratio_hex, "ratio")
+        return self
+
+
+class AcceptanceTestPredicate(_Model):
+    """The predicate of an acceptance-test attestation (see docs/ATTESTATION.md for every field)."""
+
+    tool: ToolInfo
+    pack: PackInfo
+    measurement: Measurement
+    environment: EnvironmentInfo
+    signed_at: AwareDatetime
+    expires_at: AwareDatetime
+
+    @field_validator("signed_at", "expires_at")
+    @classmethod
+    def _utc(cls, v: datetime) -> datetime:
+        return v.astimezone(timezone.utc)
+
+    @model_validator(mode="after")
+    def _window(self) -> AcceptanceTestPredicate:
+        if self.expires_at <= self.signed_at:
+            raise ValueError("expiresAt must be after signedAt")
+        return self
+
+    def to_json_dict(self) -> dict[str, object]:
+        """The predicate as JSON-ready data with camelCase keys."""
+        return self.model_dump(by_alias=True, mode="json")

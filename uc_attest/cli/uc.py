@@ -1,0 +1,122 @@
+"""The ``uc`` command group: compress, verify, inspect, eval. Argument handling only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from .common import exit_with, run_group
+
+
+@click.group(name="uc", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="uc_attest")
+def uc_group() -> None:
+    """Compress a Hugging Face causal LM into a bit-reproducible pack, and verify packs."""
+
+
+@uc_group.command("compress")
+@click.argument("model_dir", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="pack directory to create")
+@click.option("--bits", default=5, show_default=True, type=click.IntRange(2, 8))
+@click.option("--block-size", default=64, show_default=True, type=click.IntRange(8, 4096))
+@click.option("--dtype", default="bfloat16", show_default=True, type=click.Choice(["bfloat16", "float16", "float32"]))
+@click.option("--method", default="calibrated", show_default=True, type=click.Choice(["calibrated", "datafree"]))
+@click.option("--calibration", type=click.Path(path_type=Path), help="calibration text file (default: built-in)")
+@click.option("--samples", default=128, show_default=True, type=click.IntRange(1, 100000))
+@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(8, 1 << 20))
+@click.option("--act-order/--no-act-order", default=True, show_default=True)
+@click.option("--resume", is_flag=True, help="continue an interrupted compression from its last completed block")
+@click.option("--source-note", default="", help="free text about the source weights, recorded in the manifest")
+@click.option("--force", is_flag=True, help="replace an existing output pack")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def compress_cmd(model_dir: Path, out: Path, bits: int, block_size: int, dtype: str, method: str,
+                 calibration: Path | None, samples: int, seq_len: int, act_order: bool, resume: bool,
+                 source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
+    """Compress MODEL_DIR (safetensors) into a pack at OUTPUT."""
+    from ..compress.options import CompressOptions
+    from ..compress.pipeline import compress_model
+    from ..pack.inspect import format_summary, summarize
+    from ..pack.reader import open_pack
+
+    options = CompressOptions(bits=bits, block_size=block_size, dtype=dtype, method=method,  # type: ignore[arg-type]
+                              calibration_file=calibration, samples=samples, seq_len=seq_len,
+                              act_order=act_order, resume=resume, source_note=source_note)  # fmt: skip
+    compress_model(model_dir, out, options, progress=not quiet, overwrite=force)
+    click.echo(format_summary(summarize(open_pack(out))))
+    click.echo(f"wrote {out}")
+
+
+@uc_group.command("verify")
+@click.argument("pack", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="print the full report as JSON before the verdict line")
+@click.option("--workers", type=click.IntRange(1, 256), help="parallel workers (default: CPU count)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool) -> None:
+    """Check every file hash and every reconstructed tensor of PACK."""
+    from ..pack.verify import verify_pack
+
+    report = verify_pack(pack, progress=not quiet, workers=workers)
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        click.echo(f"files     {sum(f.ok for f in report.files)}/{len(report.files)} ok ({report.bytes_read:,} bytes)")
+        click.echo(f"tensors   {sum(t.ok for t in report.tensors)}/{len(report.tensors)} reconstruct to their digests")
+        click.echo(f"manifest  sha256:{report.manifest_sha256}")
+        click.echo(f"time      {report.seconds:.2f} s")
+    for failure in report.failures:
+        click.echo(f"FAIL: {failure}")
+    click.echo("VERIFY: PASS" if report.ok else "VERIFY: FAIL")
+    exit_with(0 if report.ok else 1)
+
+
+@uc_group.command("inspect")
+@click.argument("pack", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def inspect_cmd(pack: Path, as_json: bool) -> None:
+    """Summarise PACK: model, parameter counts, effective bits per weight, size."""
+    from ..pack.inspect import format_summary, summarize
+    from ..pack.reader import open_pack
+
+    summary = summarize(open_pack(pack))
+    click.echo(summary.model_dump_json(indent=2) if as_json else format_summary(summary))
+
+
+@uc_group.command("eval")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--text", type=click.Path(path_type=Path), help="text file (default: built-in evaluation text)")
+@click.option("--tokens", type=click.Path(path_type=Path), help="a token file (safetensors) instead of text")
+@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2, 1 << 20))
+@click.option("--max-windows", type=click.IntRange(1, 1 << 30))
+@click.option("--compute-dtype", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16"]))
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--quiet", is_flag=True)
+def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, max_windows: int | None,
+             compute_dtype: str, as_json: bool, quiet: bool) -> None:  # fmt: skip
+    """Perplexity of MODEL (a pack or a model directory) over non-overlapping windows."""
+    from ..evaluate.loading import load_any
+    from ..evaluate.perplexity import evaluate_tokens
+    from ..evaluate.text import default_eval_text, read_text_file
+    from ..evaluate.tokens import load_token_file, tokenize_text
+
+    if tokens is not None and text is not None:
+        raise click.UsageError("give --text or --tokens, not both")
+    if tokens is not None:
+        ids, _, _ = load_token_file(tokens)
+    else:
+        body = read_text_file(text) if text is not None else default_eval_text()
+        if not model.exists():
+            raise click.UsageError(f"no such model or pack: {model}")
+        ids = tokenize_text(model, body)
+    result = evaluate_tokens(load_any(model), ids, seq_len=seq_len, max_windows=max_windows,
+                             compute_dtype=compute_dtype, progress=not quiet)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result.model_dump(mode="json")))
+    else:
+        click.echo(f"perplexity {result.perplexity:.4f} over {result.windows} windows, {result.tokens} tokens "
+                   f"({result.method}, {result.compute_dtype}, {result.seconds:.1f} s)")  # fmt: skip
+
+
+def main() -> None:
+    run_group(uc_group)

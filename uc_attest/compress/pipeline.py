@@ -1,0 +1,105 @@
+"""``uc compress``: a model directory in, a pack out, one tensor (or one block) at a time.
+
+The data-free path codes each linear map independently. The calibrated path
+(uc_attest.compress.calibrated) replays decoder blocks one at a time; both hand
+finished tensors to the same streaming PackWriter inside an atomic directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .. import __version__
+from ..architecture import CheckpointKeyMapper, TensorRole, build_skeleton, classify, load_config
+from ..atomic import atomic_directory
+from ..codec.params import CodecParams
+from ..codec.reconstruct import TORCH_DTYPES, reconstruct, tensor_digest
+from ..errors import UnreadableInputError
+from ..pack.manifest import CompressionInfo, ModelInfo, PackManifest, SourceInfo
+from ..pack.writer import CONFIG_FILES, TOKENIZER_FILES, PackWriter
+from .blockscale import encode_datafree
+from .options import CompressOptions
+from .source import SafetensorsSource
+
+
+def tensor_roles(source: SafetensorsSource, config) -> dict[str, TensorRole]:  # type: ignore[no-untyped-def]
+    skeleton = build_skeleton(config)
+    mapper = CheckpointKeyMapper(skeleton)
+    return {key: classify(skeleton, mapper, key, len(source.shape(key))) for key in source.keys()}
+
+
+def codec_params(role: TensorRole, options: CompressOptions) -> CodecParams:
+    assert role.block_axis is not None
+    return CodecParams(bits=options.bits, block_size=options.block_size, block_axis=role.block_axis, dtype=options.dtype)
+
+
+def passthrough_tensor(tensor: torch.Tensor, options: CompressOptions) -> torch.Tensor:
+    """Floating passthrough tensors take the reconstruction dtype; integers stay as they are."""
+    if tensor.is_floating_point() and tensor.dtype != TORCH_DTYPES[options.dtype]:
+        return tensor.to(TORCH_DTYPES[options.dtype])
+    return tensor
+
+
+def add_datafree(writer: PackWriter, name: str, weight: torch.Tensor, role: TensorRole, options: CompressOptions) -> None:
+    params = codec_params(role, options)
+    enc, _ = encode_datafree(weight, params)
+    canonical = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, params)
+    writer.add_quantized(name, enc, role.role, tensor_digest(canonical))
+
+
+def copy_model_files(model_dir: Path, writer: PackWriter) -> list[str]:
+    tokenizer_files = []
+    for name in CONFIG_FILES:
+        if (model_dir / name).is_file():
+            writer.copy_model_file(model_dir / name, "config")
+    for name in TOKENIZER_FILES:
+        if (model_dir / name).is_file():
+            writer.copy_model_file(model_dir / name, "tokenizer")
+            tokenizer_files.append(name)
+    return tokenizer_files
+
+
+def compress_model(
+    model_dir: str | Path,
+    out: str | Path,
+    options: CompressOptions,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> PackManifest:
+    model_dir = Path(model_dir)
+    source = SafetensorsSource(model_dir)
+    try:
+        config = load_config(model_dir / "config.json")
+    except Exception as exc:  # noqa: BLE001
+        raise UnreadableInputError(f"config.json is not a transformers config: {exc}") from exc
+    roles = tensor_roles(source, config)
+    calibration: dict[str, str | int | float | bool] = {}
+    with atomic_directory(out, overwrite=overwrite) as tmp:
+        writer = PackWriter(tmp, shard_bytes=options.shard_bytes)
+        tokenizer_files = copy_model_files(model_dir, writer)
+        if options.method == "calibrated":
+            from .calibrated import compress_calibrated
+
+            calibration = compress_calibrated(model_dir, source, config, roles, writer, options, Path(out), progress)
+        else:
+            for key in tqdm(source.keys(), desc="compress", unit="tensor", disable=not progress):
+                role = roles[key]
+                tensor = source.load(key)
+                if role.quantize:
+                    add_datafree(writer, key, tensor, role, options)
+                else:
+                    writer.add_passthrough(key, passthrough_tensor(tensor, options), role.role)
+        manifest = writer.finish(
+            ModelInfo(
+                model_type=config.model_type,
+                architectures=list(getattr(config, "architectures", None) or []),
+                tokenizer_files=tokenizer_files,
+                source=SourceInfo(name=model_dir.resolve().name, note=options.source_note),
+            ),
+            CompressionInfo(method=options.method, bits=options.bits, block_size=options.block_size, calibration=calibration),
+            __version__,
+        )
+    return manifest

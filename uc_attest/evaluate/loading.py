@@ -1,0 +1,89 @@
+"""Loading a pack (or a plain model directory) as a transformers model.
+
+The pack's shards are read once, hashed, parsed strictly and reconstructed; the
+reconstructed tensors are handed to transformers as the model's state dict
+without a second copy (transformers adopts their storage), so the model exists
+in memory once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..architecture import causal_lm_class, load_config
+from ..codec.reconstruct import TORCH_DTYPES
+from ..errors import UnreadableInputError, UsageError, VerificationError
+from ..pack.reader import Pack, decode_shard, open_pack, read_pack_file
+
+
+def _offline() -> None:
+    # Loading never needs the network; make sure nothing in transformers tries.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def pack_dtype(pack: Pack) -> torch.dtype:
+    for t in pack.manifest.tensors:
+        if t.kind == "quantized":
+            return TORCH_DTYPES[t.dtype]
+    return torch.bfloat16
+
+
+def reconstructed_state_dict(pack: Pack) -> dict[str, torch.Tensor]:
+    """Every tensor of the pack, verified (file hash and reconstruction digest) on the way."""
+    state: dict[str, torch.Tensor] = {}
+    for entry in pack.manifest.files:
+        if entry.role not in ("codec", "passthrough"):
+            continue
+        data, problems = read_pack_file(pack, entry)
+        if problems or data is None:
+            raise VerificationError(problems[0] if problems else f"{entry.path}: unreadable")
+        for decoded in decode_shard(pack, entry, data):
+            if decoded.problem:
+                raise VerificationError(decoded.problem)
+            assert decoded.entry is not None and decoded.tensor is not None
+            state[decoded.entry.name] = decoded.tensor
+    return state
+
+
+def model_from_state_dict(config: Any, state: dict[str, torch.Tensor], dtype: torch.dtype) -> Any:
+    _offline()
+    cls = causal_lm_class(config)
+    model = cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype)
+    model.eval()
+    return model
+
+
+def load_pack_model(pack: str | os.PathLike[str] | Pack) -> Any:
+    """A transformers model whose weights are exactly the pack's canonical reconstruction."""
+    opened = pack if isinstance(pack, Pack) else open_pack(pack)
+    config = load_config(opened.root / opened.manifest.model.config_file)
+    state = reconstructed_state_dict(opened)
+    return model_from_state_dict(config, state, pack_dtype(opened))
+
+
+def load_model_dir(model_dir: str | os.PathLike[str]) -> Any:
+    """A plain Hugging Face safetensors directory (the uncompressed baseline)."""
+    _offline()
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise UsageError(f"no such model directory: {root}")
+    if not (root / "config.json").is_file():
+        raise UnreadableInputError(f"not a Hugging Face model directory: {root} has no config.json")
+    config = load_config(root / "config.json")
+    cls = causal_lm_class(config)
+    model = cls.from_pretrained(str(root), dtype="auto", use_safetensors=True)
+    model.eval()
+    return model
+
+
+def load_any(path: str | os.PathLike[str]) -> Any:
+    """A pack if the directory holds ucpack.json, else a plain model directory."""
+    root = Path(path)
+    if (root / "ucpack.json").exists():
+        return load_pack_model(root)
+    return load_model_dir(root)

@@ -1,0 +1,91 @@
+"""Perplexity over consecutive non-overlapping windows: the acceptance-test method.
+
+Method ``uc-ppl-v1``: the token ids are cut into consecutive windows of
+``seq_len`` tokens (a short tail is dropped); each window is one forward pass
+with batch size 1 and no cache; the NLL of tokens 1..seq_len-1 given their
+prefix is computed from float32 logits and summed per window in float64;
+perplexity = exp(total NLL / predicted tokens). Floats are also written as
+``float.hex`` strings so that a comparison can be exact.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from tqdm import tqdm
+
+from ..codec.reconstruct import TORCH_DTYPES
+from ..errors import UsageError
+
+METHOD = "uc-ppl-v1"
+
+
+class EvalResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: str
+    seq_len: int
+    windows: int
+    tokens: int  # predicted tokens
+    compute_dtype: str
+    nll_sum: float
+    nll_sum_hex: str
+    perplexity: float
+    perplexity_hex: str
+    window_nll: list[float]
+    window_nll_hex: list[str]
+    seconds: float
+
+
+def windows_of(ids: torch.Tensor, seq_len: int, max_windows: int | None) -> torch.Tensor:
+    if seq_len < 2:
+        raise UsageError("--seq-len must be at least 2")
+    n = ids.numel() // seq_len
+    if max_windows is not None:
+        n = min(n, max_windows)
+    if n < 1:
+        raise UsageError(f"the text has {ids.numel()} tokens, fewer than one window of {seq_len}")
+    return ids[: n * seq_len].reshape(n, seq_len)
+
+
+@torch.inference_mode()
+def evaluate_tokens(
+    model: Any,
+    ids: torch.Tensor,
+    seq_len: int = 512,
+    max_windows: int | None = None,
+    compute_dtype: str = "float32",
+    progress: bool = True,
+) -> EvalResult:
+    start = time.perf_counter()
+    windows = windows_of(ids, seq_len, max_windows)
+    dtype = TORCH_DTYPES[compute_dtype]
+    if next(model.parameters()).dtype != dtype:
+        model = model.to(dtype)  # bf16 -> float32 widening is exact
+    nlls: list[float] = []
+    for row in tqdm(windows, desc="eval", unit="window", disable=not progress, leave=False):
+        inputs = row.unsqueeze(0)
+        logits = model(input_ids=inputs, use_cache=False).logits[0, :-1].to(torch.float32)
+        nll = torch.nn.functional.cross_entropy(logits, inputs[0, 1:], reduction="none")
+        nlls.append(float(nll.to(torch.float64).sum()))
+    total = math.fsum(nlls)
+    tokens = windows.shape[0] * (seq_len - 1)
+    ppl = math.exp(total / tokens)
+    return EvalResult(
+        method=METHOD,
+        seq_len=seq_len,
+        windows=windows.shape[0],
+        tokens=tokens,
+        compute_dtype=compute_dtype,
+        nll_sum=total,
+        nll_sum_hex=total.hex(),
+        perplexity=ppl,
+        perplexity_hex=ppl.hex(),
+        window_nll=nlls,
+        window_nll_hex=[x.hex() for x in nlls],
+        seconds=round(time.perf_counter() - start, 3),
+    )

@@ -1,0 +1,72 @@
+"""Tokenising evaluation text once, and the token file carried with an attestation.
+
+The vendor tokenises; the customer evaluates exactly the same ids from the token
+file (pinned by its SHA-256), so no tokenizer difference can move the result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save as save_safetensors
+
+from ..atomic import write_bytes_atomic
+from ..errors import UnreadableInputError, UsageError
+from ..pack.reader import read_regular_file
+from ..pack.safetensors_strict import SafetensorsFormatError, parse_safetensors
+
+TOKENS_KEY = "input_ids"
+
+
+def tokenize_text(tokenizer_dir: str | os.PathLike[str], text: str) -> torch.Tensor:
+    """Token ids (1-D int64) of ``text`` with the tokenizer files in ``tokenizer_dir``."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the "sequence longer than max length" warning does not apply
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    except (OSError, ValueError) as exc:
+        raise UnreadableInputError(f"cannot load the tokenizer from {tokenizer_dir}: {exc}") from exc
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return torch.tensor(ids, dtype=torch.int64)
+
+
+def token_file_bytes(ids: torch.Tensor, metadata: dict[str, str]) -> bytes:
+    return save_safetensors({TOKENS_KEY: ids.to(torch.int64).contiguous()}, metadata=dict(metadata))
+
+
+def save_token_file(path: str | os.PathLike[str], ids: torch.Tensor, metadata: dict[str, str]) -> str:
+    """Write the token file atomically; return its SHA-256 hex."""
+    data = token_file_bytes(ids, metadata)
+    write_bytes_atomic(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_token_file(path: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[str, str], str]:
+    """(ids, metadata, sha256 hex) from one read of the file."""
+    p = Path(path)
+    try:
+        data = read_regular_file(p)
+    except FileNotFoundError as exc:
+        raise UsageError(f"no such token file: {p}") from exc
+    except OSError as exc:
+        raise UnreadableInputError(f"cannot read token file {p}: {exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        view = parse_safetensors(data, p.name)
+    except SafetensorsFormatError as exc:
+        raise UnreadableInputError(str(exc)) from exc
+    if set(view.tensors) != {TOKENS_KEY}:
+        raise UnreadableInputError(f"{p.name}: a token file holds exactly one tensor '{TOKENS_KEY}'")
+    ids = view.tensor(TOKENS_KEY)
+    if ids.dtype != torch.int64 or ids.ndim != 1:
+        raise UnreadableInputError(f"{p.name}: token ids must be a 1-D int64 tensor")
+    return ids, view.metadata, digest

@@ -1,0 +1,181 @@
+"""The pack manifest (``ucpack.json``): a pydantic model of every field.
+
+The manifest lists every file of the pack with its size and SHA-256 (except
+itself) and every tensor of the model: its shape, its reconstruction dtype, how
+it is stored (codec tensors or passthrough) and the digest of its reconstruction.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..codec.params import CodecParams
+from .paths import check_relative_path
+
+FORMAT_NAME = "uc-pack"
+FORMAT_VERSION = "1.0"
+SUPPORTED_MAJOR = 1
+MANIFEST_NAME = "ucpack.json"
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_TENSOR_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,300}$")
+
+Dim = Annotated[int, Field(ge=0, le=1 << 40)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileEntry(Strict):
+    path: str
+    size: int = Field(ge=0)
+    sha256: str
+    role: Literal["codec", "passthrough", "config", "tokenizer", "other"]
+
+    @field_validator("path")
+    @classmethod
+    def _safe_path(cls, v: str) -> str:
+        check_relative_path(v)
+        if v == MANIFEST_NAME:
+            raise ValueError("the manifest does not list itself")
+        return v
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str) -> str:
+        if not _SHA256_HEX.match(v):
+            raise ValueError("sha256 must be 64 lowercase hex digits")
+        return v
+
+
+class QuantizedStorage(Strict):
+    """Where the codec tensors of one quantized tensor live (keys inside one shard)."""
+
+    file: str
+    codes: str
+    scales: str
+    codebook: str
+
+
+class PassthroughStorage(Strict):
+    file: str
+    key: str
+
+
+class TensorEntry(Strict):
+    name: str
+    shape: list[Dim]
+    dtype: Literal["bfloat16", "float16", "float32", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"]
+    kind: Literal["quantized", "passthrough"]
+    role: str = Field(description="what the tensor is: linear, conv1d, experts, embedding, norm, other")
+    digest: str
+    codec: CodecParams | None = None
+    storage: QuantizedStorage | PassthroughStorage
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _TENSOR_NAME.match(v):
+            raise ValueError(f"bad tensor name {v!r}")
+        return v
+
+    @field_validator("digest")
+    @classmethod
+    def _digest(cls, v: str) -> str:
+        if not _DIGEST.match(v):
+            raise ValueError("digest must be sha256:<64 hex>")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "TensorEntry":
+        if self.kind == "quantized":
+            if self.codec is None or not isinstance(self.storage, QuantizedStorage):
+                raise ValueError(f"{self.name}: a quantized tensor needs codec parameters and codec storage")
+            if self.codec.block_axis >= len(self.shape):
+                raise ValueError(f"{self.name}: block_axis out of range")
+            if self.codec.dtype != self.dtype:
+                raise ValueError(f"{self.name}: codec dtype differs from tensor dtype")
+        else:
+            if self.codec is not None or not isinstance(self.storage, PassthroughStorage):
+                raise ValueError(f"{self.name}: a passthrough tensor has no codec and one storage key")
+        return self
+
+
+class SourceInfo(Strict):
+    name: str = Field(description="where the vendor's model came from (a directory name or hub id)")
+    note: str = ""
+
+
+class ModelInfo(Strict):
+    model_type: str
+    architectures: list[str]
+    config_file: str = "config.json"
+    tokenizer_files: list[str] = []
+    source: SourceInfo
+
+
+class CompressionInfo(Strict):
+    method: str
+    bits: int
+    block_size: int
+    calibration: dict[str, str | int | float | bool] = {}
+
+
+class PackStats(Strict):
+    quantized_params: int
+    passthrough_params: int
+    codec_bytes: int
+    effective_bits_per_weight: float
+
+
+class Producer(Strict):
+    tool: str = "uc_attest"
+    version: str
+
+
+class PackManifest(Strict):
+    format: Literal["uc-pack"] = FORMAT_NAME
+    format_version: str = FORMAT_VERSION
+    producer: Producer
+    model: ModelInfo
+    compression: CompressionInfo
+    stats: PackStats
+    files: list[FileEntry]
+    tensors: list[TensorEntry]
+
+    @field_validator("format_version")
+    @classmethod
+    def _known_major(cls, v: str) -> str:
+        m = re.match(r"^(\d+)\.(\d+)$", v)
+        if not m:
+            raise ValueError("format_version must be MAJOR.MINOR")
+        if int(m.group(1)) != SUPPORTED_MAJOR:
+            raise ValueError(f"unsupported pack format major version {m.group(1)} (this reader knows {SUPPORTED_MAJOR})")
+        return v
+
+    @model_validator(mode="after")
+    def _unique_and_referenced(self) -> "PackManifest":
+        paths = [f.path for f in self.files]
+        if len(set(paths)) != len(paths):
+            raise ValueError("a file is listed twice")
+        names = [t.name for t in self.tensors]
+        if len(set(names)) != len(names):
+            raise ValueError("a tensor is listed twice")
+        known = set(paths)
+        if self.model.config_file not in known:
+            raise ValueError("the config file is not among the pack's files")
+        for t in self.tensors:
+            if t.storage.file not in known:
+                raise ValueError(f"{t.name}: storage file {t.storage.file!r} is not among the pack's files")
+        return self
+
+    def file(self, path: str) -> FileEntry:
+        for f in self.files:
+            if f.path == path:
+                return f
+        raise KeyError(path)

@@ -1,0 +1,36 @@
+"""Path safety for names that come from a manifest (untrusted input)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+
+_SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9._+\-]+$")
+
+
+def check_relative_path(name: str) -> str:
+    """Return ``name`` if it is a plain relative POSIX path inside the pack, else raise ValueError.
+
+    Refuses absolute paths, ``..`` and ``.`` components, backslashes, empty
+    components, hidden files and characters outside a conservative set.
+    """
+    if not name or len(name) > 255:
+        raise ValueError(f"bad path {name!r}")
+    if "\\" in name or name.startswith("/") or "\x00" in name:
+        raise ValueError(f"path {name!r} is absolute or not POSIX")
+    parts = PurePosixPath(name).parts
+    if "/".join(parts) != name:
+        raise ValueError(f"path {name!r} is not normalised")
+    for part in parts:
+        if part in (".", "..") or part.startswith(".") or not _SAFE_COMPONENT.match(part):
+            raise ValueError(f"path {name!r} leaves the pack or uses a forbidden component")
+    return name
+
+
+def resolve_inside(root: Path, name: str) -> Path:
+    """Join a checked relative name to the pack root and make sure it stays inside."""
+    check_relative_path(name)
+    path = root / name
+    if root.resolve() not in path.resolve().parents and path.resolve() != root.resolve():
+        raise ValueError(f"path {name!r} resolves outside the pack")
+    return path

@@ -1,0 +1,70 @@
+"""Strict JSON parsing for untrusted input.
+
+Python's json module accepts duplicate keys (last one wins), NaN and Infinity, and
+recurses without bound. A signed or hashed document must have exactly one
+meaning, so all three are refused here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import UnreadableInputError
+
+MAX_DEPTH = 64
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _depth_ok(text: str, limit: int) -> bool:
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def loads_strict(data: bytes | str, what: str, max_depth: int = MAX_DEPTH) -> Any:
+    """Parse JSON, refusing duplicate keys, NaN/Infinity, bad UTF-8 and deep nesting."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as exc:
+        raise UnreadableInputError(f"{what}: not valid UTF-8") from exc
+    if not _depth_ok(text, max_depth):
+        raise UnreadableInputError(f"{what}: JSON nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:
+        raise UnreadableInputError(f"{what}: invalid JSON ({exc})") from exc
+
+
+def dumps_canonical(obj: Any) -> bytes:
+    """Stable JSON bytes: sorted keys, two-space indent, UTF-8, trailing newline."""
+    return (json.dumps(obj, sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")

@@ -1,0 +1,113 @@
+"""The policy file as a pydantic model: what a customer accepts, written down once.
+
+A policy is a decision made by the customer, not by the vendor, so it lives in
+a file the customer controls and whose digest is recorded in every result.
+The model is strict on purpose: an unknown key is almost always a typo
+(``max_age_day``) that would otherwise silently weaken a check, and a string
+where a number belongs must not be coerced. Every field is documented in
+docs/POLICY.md; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+POLICY_SCHEMA_VERSION = 1
+
+_FINGERPRINT = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
+
+
+def normalize_fingerprint(value: str) -> str:
+    """Return a key fingerprint as 64 lowercase hex digits.
+
+    A fingerprint is the SHA-256 of the public key's DER SubjectPublicKeyInfo.
+    People copy them from tools that print ``sha256:ABCD...`` or upper case, so
+    both spellings are accepted and compared in one canonical form.
+    """
+    match = _FINGERPRINT.match(value.strip())
+    if not match:
+        raise ValueError("a key fingerprint is 64 hex digits (SHA-256 of the DER public key), optionally prefixed 'sha256:'")
+    return match.group(1).lower()
+
+
+Fingerprint = Annotated[str, AfterValidator(normalize_fingerprint)]
+
+
+class _Section(BaseModel):
+    """Base of every policy table: unknown keys and type coercion are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class SignerPolicy(_Section):
+    """Who may sign an acceptance test that this customer accepts."""
+
+    allow_key: bool = True
+    allow_keyless: bool = True
+    key_fingerprints: list[Fingerprint] = Field(default_factory=list)
+    revoked_key_fingerprints: list[Fingerprint] = Field(default_factory=list)
+    identities: list[str] = Field(default_factory=list)
+    issuers: list[str] = Field(default_factory=list)
+    valid_from: AwareDatetime | None = None
+    valid_until: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SignerPolicy:
+        if not (self.allow_key or self.allow_keyless):
+            raise ValueError("signer: allow_key and allow_keyless cannot both be false (nothing could pass)")
+        if self.valid_from and self.valid_until and self.valid_from >= self.valid_until:
+            raise ValueError("signer: valid_from must be earlier than valid_until")
+        both = set(self.key_fingerprints) & set(self.revoked_key_fingerprints)
+        if both:
+            raise ValueError(f"signer: fingerprint both allowed and revoked: {sorted(both)[0]}")
+        return self
+
+
+class AttestationPolicy(_Section):
+    """How old an attestation may be, and whether its own expiry is honoured."""
+
+    max_age_days: float | None = Field(default=None, gt=0)
+    honour_expiry: bool = True
+    max_clock_skew_seconds: int = Field(default=300, ge=0)
+
+
+class WeightsPolicy(_Section):
+    """What the customer demands of the pack's files and reconstructed weights."""
+
+    require_bit_exact: bool = True
+    allow_unattested_files: bool = False
+
+
+class PerplexityPolicy(_Section):
+    """How the re-measured quality figure is compared with the attested one.
+
+    The measured value passes when ``|measured - attested| <= max(absolute_tolerance,
+    relative_tolerance * attested)``; with both tolerances 0 the two float64
+    values must be identical bit for bit.
+    """
+
+    remeasure: bool = True
+    required: bool = True
+    relative_tolerance: float = Field(default=0.0, ge=0, lt=1)
+    absolute_tolerance: float = Field(default=0.0, ge=0)
+    max_ratio_to_baseline: float | None = Field(default=None, ge=1)
+
+    @property
+    def exact(self) -> bool:
+        """Both tolerances zero: only bit-identical perplexities pass."""
+        return self.relative_tolerance == 0 and self.absolute_tolerance == 0
+
+
+class Policy(_Section):
+    """A whole policy file. ``version`` guards against a future incompatible format."""
+
+    version: Literal[1]
+    name: str = Field(min_length=1, max_length=80)
+    description: str = ""
+    signer: SignerPolicy = Field(default_factory=SignerPolicy)
+    attestation: AttestationPolicy = Field(default_factory=AttestationPolicy)
+    weights: WeightsPolicy = Field(default_factory=WeightsPolicy)
+    perplexity: PerplexityPolicy = Field(default_factory=PerplexityPolicy)
