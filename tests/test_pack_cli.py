@@ -1,0 +1,195 @@
+"""uc verify / inspect / compress on good and bad input: verdict lines, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tiny_models import make_tiny_model
+from uc_attest.compress.options import CompressOptions
+from uc_attest.compress.pipeline import compress_model
+
+UC = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()"]
+
+
+def uc(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a subprocess (exit code and streams as a user sees them)."""
+    return subprocess.run([*UC, *args], capture_output=True, text=True, timeout=300)
+
+
+def uc_inprocess(*args: str) -> subprocess.CompletedProcess[str]:
+    """The same entry point in this process (no interpreter start-up), for tests that call it often."""
+    import contextlib
+    import io
+
+    from uc_attest.cli.uc import uc_group
+    from uc_attest.cli.common import run_group
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            run_group(uc_group, list(args))
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def good_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("packcli")
+    model = make_tiny_model("llama", root / "model")
+    pack = root / "pack"
+    compress_model(model, pack, CompressOptions(method="datafree"), progress=False)
+    return pack
+
+
+@pytest.fixture
+def pack_copy(good_pack: Path, tmp_path: Path) -> Path:
+    dst = tmp_path / "pack"
+    shutil.copytree(good_pack, dst)
+    return dst
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int) -> None:
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    err_lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(err_lines) == 1, proc.stderr
+
+
+def test_verify_pass_ends_with_verdict(good_pack: Path) -> None:
+    proc = uc("verify", str(good_pack), "--quiet")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1] == "VERIFY: PASS"
+
+
+def test_verify_json(good_pack: Path) -> None:
+    proc = uc("verify", str(good_pack), "--json", "--quiet")
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert lines[-1] == "VERIFY: PASS"
+    report = json.loads("\n".join(lines[:-1]))
+    assert report["ok"] is True and report["tensors"] and all(t["ok"] for t in report["tensors"])
+
+
+def test_every_single_byte_flip_fails(pack_copy: Path) -> None:
+    """Flip one byte at several places in every file of the pack: each must give VERIFY: FAIL, exit 1."""
+    files = sorted(p for p in pack_copy.iterdir() if p.is_file())
+    for path in files:
+        original = path.read_bytes()
+        positions = sorted({0, len(original) // 3, len(original) // 2, len(original) - 1})
+        for pos in positions:
+            data = bytearray(original)
+            data[pos] ^= 0x01
+            path.write_bytes(bytes(data))
+            proc = uc_inprocess("verify", str(pack_copy), "--quiet")
+            if path.name == "ucpack.json" and proc.returncode == 2:
+                assert_one_line_error(proc, 2)  # an unparseable manifest is not a readable pack
+            else:
+                assert proc.returncode == 1, (path.name, pos, proc.stdout, proc.stderr)
+                assert proc.stdout.splitlines()[-1] == "VERIFY: FAIL"
+            path.write_bytes(original)
+
+
+def test_extra_file_and_symlink_fail(pack_copy: Path) -> None:
+    (pack_copy / "notes.txt").write_text("hello")
+    proc = uc("verify", str(pack_copy), "--quiet")
+    assert proc.returncode == 1 and "notes.txt: file present but not in the manifest" in proc.stdout
+    (pack_copy / "notes.txt").unlink()
+    cfg = pack_copy / "config.json"
+    real = pack_copy.parent / "config-real.json"
+    shutil.move(cfg, real)
+    os.symlink(real, cfg)
+    proc = uc("verify", str(pack_copy), "--quiet")
+    assert proc.returncode == 1 and "symlink" in proc.stdout
+
+
+def test_missing_shard_fails(pack_copy: Path) -> None:
+    next(pack_copy.glob("codec-*.safetensors")).unlink()
+    proc = uc("verify", str(pack_copy), "--quiet")
+    assert proc.returncode == 1 and "missing" in proc.stdout
+
+
+def test_truncated_shard_fails(pack_copy: Path) -> None:
+    shard = next(pack_copy.glob("codec-*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:-100])
+    proc = uc("verify", str(pack_copy), "--quiet")
+    assert proc.returncode == 1 and proc.stdout.splitlines()[-1] == "VERIFY: FAIL"
+
+
+def _rehash(pack: Path, name: str) -> None:
+    """Make the manifest agree with a modified file, as an attacker would."""
+    import hashlib
+
+    manifest = json.loads((pack / "ucpack.json").read_text())
+    for f in manifest["files"]:
+        if f["path"] == name:
+            data = (pack / name).read_bytes()
+            f["size"], f["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+    (pack / "ucpack.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("header", ["huge", "overlap"])
+def test_malformed_safetensors_header_fails_even_when_rehashed(pack_copy: Path, header: str) -> None:
+    shard = next(pack_copy.glob("codec-*.safetensors"))
+    data = bytearray(shard.read_bytes())
+    (n,) = struct.unpack("<Q", data[:8])
+    if header == "huge":
+        data[:8] = struct.pack("<Q", 1 << 60)
+    else:
+        hdr = json.loads(data[8 : 8 + n])
+        keys = [k for k in hdr if k != "__metadata__"]
+        hdr[keys[1]]["data_offsets"] = list(hdr[keys[0]]["data_offsets"])
+        raw = json.dumps(hdr).encode()
+        raw += b" " * (n - len(raw)) if len(raw) <= n else b""
+        data[8 : 8 + n] = raw[:n] if len(raw) >= n else raw
+    shard.write_bytes(bytes(data))
+    _rehash(pack_copy, shard.name)
+    proc = uc("verify", str(pack_copy), "--quiet")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout.splitlines()[-1] == "VERIFY: FAIL"
+
+
+@pytest.mark.parametrize("bad_path", ["../outside.safetensors", "/etc/passwd", "a/../../b"])
+def test_manifest_paths_outside_the_pack_are_refused(pack_copy: Path, bad_path: str) -> None:
+    manifest = json.loads((pack_copy / "ucpack.json").read_text())
+    manifest["files"][0]["path"] = bad_path
+    (pack_copy / "ucpack.json").write_text(json.dumps(manifest))
+    proc = uc("verify", str(pack_copy), "--quiet")
+    assert_one_line_error(proc, 2)
+    assert "leaves the pack" in proc.stderr or "absolute" in proc.stderr or "normalised" in proc.stderr
+
+
+def test_not_a_pack_and_missing_path(tmp_path: Path) -> None:
+    assert_one_line_error(uc("verify", str(tmp_path / "nope")), 2)
+    assert_one_line_error(uc("verify", str(tmp_path)), 2)
+    (tmp_path / "ucpack.json").write_text("{not json")
+    assert_one_line_error(uc("verify", str(tmp_path)), 2)
+    (tmp_path / "ucpack.json").write_text(json.dumps({"format": "uc-pack", "format_version": "2.0"}))
+    assert_one_line_error(uc("verify", str(tmp_path)), 2)
+
+
+def test_inspect_reports_effective_bits(good_pack: Path) -> None:
+    proc = uc("inspect", str(good_pack), "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["quantized_params"] > 0
+    expected = summary["codec_bytes"] * 8 / summary["quantized_params"]
+    assert abs(summary["effective_bits_per_weight"] - expected) < 1e-5
+
+
+def test_compress_bad_input_and_no_partial_output(tmp_path: Path) -> None:
+    assert_one_line_error(uc("compress", str(tmp_path / "missing"), "-o", str(tmp_path / "out")), 2)
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(uc("compress", str(tmp_path / "empty"), "-o", str(tmp_path / "out")), 2)
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]

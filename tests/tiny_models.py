@@ -1,0 +1,52 @@
+"""Tiny random-weight models built from transformers configs (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import transformers
+
+COMMON = dict(vocab_size=160, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)  # fmt: skip
+
+
+def _cfgs() -> dict[str, transformers.PretrainedConfig]:
+    t = transformers
+    cfgs = {
+        "llama": t.LlamaConfig(**COMMON, tie_word_embeddings=True),
+        "mistral": t.MistralConfig(**COMMON),
+        "qwen3": t.Qwen3Config(**COMMON, head_dim=16),
+        "phi3": t.Phi3Config(**COMMON, pad_token_id=0),
+        "gemma": t.GemmaConfig(**COMMON, head_dim=16),
+        "olmo2": t.Olmo2Config(**COMMON),
+        "gpt2": t.GPT2Config(vocab_size=160, n_embd=64, n_layer=2, n_head=4, n_positions=128),
+        "mixtral": t.MixtralConfig(**COMMON, num_local_experts=4, num_experts_per_tok=2),
+        "qwen3_moe": t.Qwen3MoeConfig(**{**COMMON, "intermediate_size": 96}, moe_intermediate_size=48, num_experts=4,
+                                      num_experts_per_tok=2, head_dim=16, decoder_sparse_step=1),
+        "mamba": t.MambaConfig(vocab_size=160, hidden_size=64, state_size=8, num_hidden_layers=2, expand=2,
+                               conv_kernel=4, time_step_rank=8),
+        "jamba": t.JambaConfig(vocab_size=160, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, num_experts=2, num_experts_per_tok=1,
+                               attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2, expert_layer_offset=1,
+                               mamba_d_state=8, mamba_d_conv=4, mamba_expand=2, mamba_dt_rank=8,
+                               use_mamba_kernels=False),
+    }  # fmt: skip
+    return cfgs
+
+
+ARCHITECTURES = sorted(_cfgs())
+
+
+def make_tiny_model(name: str, target: Path, seed: int = 0, dtype: torch.dtype = torch.bfloat16) -> Path:
+    """Save a tiny random model of architecture ``name`` at ``target`` and return the path."""
+    config = _cfgs()[name]
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        for p in model.parameters():  # larger than init so that quantization error is visible in logits
+            if p.ndim >= 2:
+                p.normal_(0, 0.08)
+    model = model.to(dtype)
+    model.save_pretrained(str(target))
+    return target
