@@ -64,10 +64,15 @@ def unpack_codes(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
     if tail_bits and data.size and int(data[-1]) >> tail_bits:
         raise ValueError("non-zero padding bits after the last code")
     groups = (count + 7) // 8
-    buf = np.zeros(groups * 8, dtype=np.uint8)
-    grid = buf.reshape(groups, 8)
-    grid[:, :bits] = np.pad(data, (0, groups * bits - data.size)).reshape(groups, bits)
-    words = grid.view("<u8").reshape(groups, 1).astype(np.uint64)
+    grid = np.zeros((groups, 8), dtype=np.uint8)
+    full = data.size // bits
+    grid[:full, :bits] = data[: full * bits].reshape(full, bits)
+    if full < groups:
+        rest = data[full * bits :]
+        grid[full, : rest.size] = rest
+    words = grid.view("<u8").reshape(groups)
+    out = np.empty((groups, 8), dtype=np.uint8)
     mask = np.uint64((1 << bits) - 1)
-    codes = ((words >> _shifts(bits)) & mask).astype(np.uint8).reshape(-1)
-    return codes[:count]
+    for k in range(8):  # one pass per code position: no 8-bytes-per-code temporary
+        np.bitwise_and(words >> np.uint64(k * bits), mask, out=out[:, k], casting="unsafe")
+    return out.reshape(-1)[:count]

@@ -62,21 +62,46 @@ def expand_scales(scales: torch.Tensor, shape: Sequence[int], params: CodecParam
     return wide.narrow(axis, 0, shape[axis])
 
 
+def _multiply_blocks_inplace(values: np.ndarray, scales: np.ndarray, params: CodecParams) -> bool:
+    """values[.., j, ..] *= scales[.., j // B, ..] in place, one float32 multiply per element.
+
+    Works on block-shaped views so the expanded scale tensor is never built.
+    Returns False when numpy cannot express the views (the caller falls back).
+    """
+    v = np.moveaxis(values, params.block_axis, -1)
+    s = np.moveaxis(scales, params.block_axis, -1)
+    n, size = v.shape[-1], params.block_size
+    full = n // size
+    if full:
+        main = v[..., : full * size]
+        blocks = main.reshape(*main.shape[:-1], full, size)
+        if not np.shares_memory(blocks, values):
+            return False
+        np.multiply(blocks, s[..., :full, None], out=blocks)
+    if n % size:
+        tail = v[..., full * size :]
+        np.multiply(tail, s[..., full : full + 1], out=tail)
+    return True
+
+
 def reconstruct_from_codes(
-    codes: torch.Tensor,
+    codes: torch.Tensor | np.ndarray,
     codebook: torch.Tensor,
     scales: torch.Tensor,
     params: CodecParams,
 ) -> torch.Tensor:
     """Canonical reconstruction from unpacked integer codes (shape = tensor shape)."""
-    shape = tuple(codes.shape)
+    codes_np = codes.numpy() if isinstance(codes, torch.Tensor) else codes
+    shape = tuple(codes_np.shape)
     if codebook.dtype != torch.float32 or codebook.numel() != (1 << params.bits):
         raise ValueError("codebook must be float32 with 2**bits entries")
     if tuple(scales.shape) != scales_shape(shape, params):
         raise ValueError(f"scales shape {tuple(scales.shape)} does not match {scales_shape(shape, params)}")
-    values = codebook[codes.to(torch.int64)]
-    product = values * expand_scales(scales, shape, params)  # the one float32 multiply
-    return product.to(TORCH_DTYPES[params.dtype])  # the one rounding (RNE)
+    values = codebook.numpy()[codes_np.astype(np.uint8, copy=False)]  # float32 gather
+    scales32 = scales.numpy().astype(np.float32)  # float16 -> float32 is exact
+    if not _multiply_blocks_inplace(values, scales32, params):  # the one float32 multiply
+        values = (torch.from_numpy(values) * expand_scales(scales, shape, params)).numpy()
+    return torch.from_numpy(values).to(TORCH_DTYPES[params.dtype])  # the one rounding (RNE)
 
 
 def reconstruct(
@@ -114,12 +139,20 @@ def digest_header(dtype_name: str, shape: Sequence[int]) -> bytes:
     return DIGEST_DOMAIN + dtype_name.encode() + b"\n" + ",".join(str(int(d)) for d in shape).encode() + b"\n"
 
 
-def digest_of_bytes(dtype_name: str, shape: Sequence[int], data: bytes | memoryview) -> str:
+def digest_of_bytes(dtype_name: str, shape: Sequence[int], data: bytes | memoryview | np.ndarray) -> str:
     h = hashlib.sha256(digest_header(dtype_name, shape))
     h.update(data)
     return "sha256:" + h.hexdigest()
 
 
+def tensor_buffer(tensor: torch.Tensor) -> np.ndarray:
+    """A little-endian numpy view of the tensor's bytes (no copy on little-endian machines)."""
+    t = tensor.detach().contiguous().cpu()
+    arr = t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
+    le = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+    return np.ascontiguousarray(le).reshape(-1).view(np.uint8)
+
+
 def tensor_digest(tensor: torch.Tensor) -> str:
     """SHA-256 over the header (dtype, shape) and the tensor's little-endian bytes."""
-    return digest_of_bytes(DTYPE_NAMES[tensor.dtype], tuple(tensor.shape), tensor_bytes(tensor))
+    return digest_of_bytes(DTYPE_NAMES[tensor.dtype], tuple(tensor.shape), tensor_buffer(tensor))

@@ -69,14 +69,18 @@ class SafetensorsView:
         return self.buffer[slot.start : slot.end]
 
 
-def parse_safetensors(data: bytes | bytearray | memoryview, what: str = "safetensors file") -> SafetensorsView:
-    buf = memoryview(data)
-    if len(buf) < 8:
+def read_header_length(prefix: bytes, file_size: int, what: str) -> int:
+    if len(prefix) < 8 or file_size < 8:
         raise SafetensorsFormatError(f"{what}: too short for a safetensors header")
-    (header_len,) = struct.unpack("<Q", buf[:8])
-    if header_len > MAX_HEADER_BYTES or header_len > len(buf) - 8:
+    (header_len,) = struct.unpack("<Q", prefix[:8])
+    if header_len > MAX_HEADER_BYTES or header_len > file_size - 8:
         raise SafetensorsFormatError(f"{what}: header length {header_len} exceeds the file")
-    header_bytes = bytes(buf[8 : 8 + header_len])
+    return header_len
+
+
+def parse_header(header_bytes: bytes, file_size: int, what: str) -> tuple[list[TensorSlot], dict[str, str]]:
+    """Validate a header against the file size; slots carry absolute offsets, sorted by offset."""
+    header_len = len(header_bytes)
     if not header_bytes.startswith(b"{"):
         raise SafetensorsFormatError(f"{what}: header is not a JSON object")
     try:
@@ -86,7 +90,7 @@ def parse_safetensors(data: bytes | bytearray | memoryview, what: str = "safeten
     if not isinstance(header, dict):
         raise SafetensorsFormatError(f"{what}: header is not a JSON object")
     base = 8 + header_len
-    data_len = len(buf) - base
+    data_len = file_size - base
     metadata_raw = header.pop("__metadata__", {})
     if not isinstance(metadata_raw, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata_raw.items()
@@ -99,7 +103,9 @@ def parse_safetensors(data: bytes | bytearray | memoryview, what: str = "safeten
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
         if dtype not in DTYPE_SIZES:
             raise SafetensorsFormatError(f"{what}: tensor {name!r} has unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape):
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape
+        ):
             raise SafetensorsFormatError(f"{what}: tensor {name!r} has a bad shape")
         if (
             not isinstance(offsets, list)
@@ -113,12 +119,20 @@ def parse_safetensors(data: bytes | bytearray | memoryview, what: str = "safeten
         if end - start != math.prod(shape) * DTYPE_SIZES[dtype]:
             raise SafetensorsFormatError(f"{what}: tensor {name!r} byte count does not match its shape")
         slots.append(TensorSlot(name, dtype, tuple(shape), base + start, base + end))
+    slots.sort(key=lambda s: (s.start, s.end))
     cursor = base
-    for slot in sorted(slots, key=lambda s: (s.start, s.end)):
+    for slot in slots:
         if slot.start != cursor:
             kind = "overlap" if slot.start < cursor else "a hole"
             raise SafetensorsFormatError(f"{what}: tensor data has {kind} at tensor {slot.name!r}")
         cursor = slot.end
-    if cursor != len(buf):
-        raise SafetensorsFormatError(f"{what}: {len(buf) - cursor} trailing bytes after the last tensor")
-    return SafetensorsView(buf, {s.name: s for s in slots}, dict(metadata_raw))
+    if cursor != file_size:
+        raise SafetensorsFormatError(f"{what}: {file_size - cursor} trailing bytes after the last tensor")
+    return slots, dict(metadata_raw)
+
+
+def parse_safetensors(data: bytes | bytearray | memoryview, what: str = "safetensors file") -> SafetensorsView:
+    buf = memoryview(data)
+    header_len = read_header_length(bytes(buf[:8]), len(buf), what)
+    slots, metadata = parse_header(bytes(buf[8 : 8 + header_len]), len(buf), what)
+    return SafetensorsView(buf, {s.name: s for s in slots}, metadata)

@@ -9,6 +9,7 @@ Files are processed in parallel threads (hashlib and torch release the GIL).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,8 @@ from tqdm import tqdm
 from ..errors import UnreadableInputError
 from .consistency import config_problems
 from .manifest import MANIFEST_NAME
-from .reader import Pack, decode_shard, open_pack, read_pack_file
+from .reader import Pack, open_pack, read_pack_file
+from .stream_verify import verify_shard_streaming
 
 
 class FileCheck(BaseModel):
@@ -78,23 +80,21 @@ def walk_problems(pack: Pack) -> list[str]:
 
 def _check_file(pack: Pack, path: str) -> tuple[FileCheck, list[TensorCheck], list[str], int]:
     entry = pack.manifest.file(path)
-    data, problems = read_pack_file(pack, entry)
-    import hashlib
-
-    actual = hashlib.sha256(data).hexdigest() if data is not None else ""
     tensors: list[TensorCheck] = []
     if entry.role in ("codec", "passthrough"):
-        if data is None:
-            for t in pack.tensors_in(path):
-                tensors.append(TensorCheck(name=t.name, kind=t.kind, role=t.role, digest=t.digest, ok=False))
-        else:
-            for decoded in decode_shard(pack, entry, data):
-                if decoded.problem:
-                    problems.append(decoded.problem)
-                if decoded.entry is not None:
-                    e = decoded.entry
-                    tensors.append(TensorCheck(name=e.name, kind=e.kind, role=e.role, digest=e.digest, ok=decoded.problem is None))
-    nbytes = len(data) if data is not None else 0
+        entries = pack.tensors_in(path)
+        outcome = verify_shard_streaming(pack.root, entry, entries)
+        problems = list(outcome.problems)
+        for t in entries:
+            problem = outcome.tensors.get(t.name)
+            if problem:
+                problems.append(problem)
+            tensors.append(TensorCheck(name=t.name, kind=t.kind, role=t.role, digest=t.digest, ok=problem is None))
+        actual, nbytes = outcome.sha256, outcome.size
+    else:
+        data, problems = read_pack_file(pack, entry)
+        actual = hashlib.sha256(data).hexdigest() if data is not None else ""
+        nbytes = len(data) if data is not None else 0
     fc = FileCheck(path=path, size=nbytes, sha256=actual, ok=not problems)
     return fc, tensors, problems, nbytes
 

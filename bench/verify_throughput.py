@@ -1,0 +1,158 @@
+"""How close does ``uc verify`` come to the machine's own limits?
+
+Builds (or reuses) a pack with at least 1 GB of reconstructed weights from a
+random Llama-shaped model, then measures in one run:
+  - the single-core SHA-256 rate of hashlib on an in-memory buffer,
+  - the rate of reading the pack's files,
+  - the wall time of ``uc verify`` (the CLI, interpreter start-up included) and of
+    the in-process ``verify_pack`` call, with peak resident memory of the CLI.
+Prints bytes hashed, the floor = max(bytes hashed / (cores x single-core rate),
+read time) and the ratio of verify's time to that floor.
+
+    python bench/verify_throughput.py [--work build/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def build_model(target: Path) -> Path:
+    """A random bf16 Llama-shaped model of about 540M parameters, written tensor by tensor."""
+    if (target / "config.json").is_file():
+        return target
+    import transformers
+    from safetensors.torch import save_file
+
+    from uc_attest.architecture import build_skeleton
+
+    config = transformers.LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632,
+                                      num_hidden_layers=10, num_attention_heads=16, num_key_value_heads=4,
+                                      tie_word_embeddings=True)  # fmt: skip
+    skeleton = build_skeleton(config)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(0)
+    shard: dict[str, torch.Tensor] = {}
+    index: dict[str, str] = {}
+    n = 0
+    for name, param in skeleton.state_dict().items():
+        shard[name] = (torch.randn(param.shape, generator=gen) * 0.02).to(torch.bfloat16)
+        if sum(t.numel() for t in shard.values()) > 200_000_000:
+            n += 1
+            save_file(shard, str(tmp / f"model-{n:05d}.safetensors"))
+            index.update({k: f"model-{n:05d}.safetensors" for k in shard})
+            shard = {}
+    n += 1
+    save_file(shard, str(tmp / f"model-{n:05d}.safetensors"))
+    index.update({k: f"model-{n:05d}.safetensors" for k in shard})
+    (tmp / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": index}))
+    config.save_pretrained(str(tmp))
+    tmp.rename(target)
+    return target
+
+
+def build_pack(model: Path, pack: Path) -> Path:
+    if (pack / "ucpack.json").is_file():
+        return pack
+    from uc_attest.compress.options import CompressOptions
+    from uc_attest.compress.pipeline import compress_model
+
+    compress_model(model, pack, CompressOptions(method="datafree"), progress=True)
+    return pack
+
+
+def sha256_rate() -> float:
+    buf = os.urandom(256 * 1024 * 1024)
+    hashlib.sha256(buf[: 1 << 20]).digest()
+    start = time.perf_counter()
+    hashlib.sha256(buf).digest()
+    return len(buf) / (time.perf_counter() - start)
+
+
+def read_time(pack: Path) -> tuple[int, float]:
+    total = 0
+    start = time.perf_counter()
+    for path in sorted(pack.iterdir()):
+        with open(path, "rb", buffering=0) as handle:
+            while chunk := handle.read(16 << 20):
+                total += len(chunk)
+    return total, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default=str(ROOT / "build" / "bench"))
+    parser.add_argument("--workers", type=int, default=None)
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    pack = build_pack(build_model(work / "random-llama-540m"), work / "random-llama-540m.ucpack")
+
+    from uc_attest.pack.reader import open_pack
+    from uc_attest.pack.verify import verify_pack
+
+    manifest = open_pack(pack).manifest
+    reconstructed = 0
+    for t in manifest.tensors:
+        numel = 1
+        for d in t.shape:
+            numel *= d
+        reconstructed += numel * (2 if t.dtype in ("bfloat16", "float16") else 4)
+    file_bytes = sum(f.size for f in manifest.files) + (pack / "ucpack.json").stat().st_size
+    hashed = file_bytes + reconstructed
+    cores = os.cpu_count() or 1
+    rate = sha256_rate()
+    nread, tread = read_time(pack)
+    floor = max(hashed / (cores * rate), tread)
+
+    verify_pack(pack, progress=False, workers=args.workers)  # warm the page cache and imports
+    start = time.perf_counter()
+    report = verify_pack(pack, progress=False, workers=args.workers)
+    t_inproc = time.perf_counter() - start
+    assert report.ok, report.failures
+
+    cmd = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()", "verify", str(pack), "--quiet"]
+    if args.workers:
+        cmd += ["--workers", str(args.workers)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    t_cli = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    assert proc.stdout.splitlines()[-1] == "VERIFY: PASS", proc.stdout + proc.stderr
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import uc_attest.pack.verify, transformers, torch"], check=True)
+    t_import = time.perf_counter() - start
+
+    rows = [
+        ("cores", f"{cores}"),
+        ("pack files", f"{file_bytes / 1e9:.3f} GB"),
+        ("reconstructed weights", f"{reconstructed / 1e9:.3f} GB"),
+        ("bytes hashed", f"{hashed / 1e9:.3f} GB"),
+        ("sha256 single core", f"{rate / 1e9:.3f} GB/s"),
+        ("read rate (page cache)", f"{nread / tread / 1e9:.3f} GB/s ({tread:.3f} s)"),
+        ("floor", f"{floor:.3f} s"),
+        ("verify_pack in-process", f"{t_inproc:.3f} s  ratio {t_inproc / floor:.2f}x"),
+        ("uc verify CLI", f"{t_cli:.3f} s  ratio {t_cli / floor:.2f}x (interpreter + imports {t_import:.2f} s)"),
+        ("uc verify peak RSS", f"{peak_mb:.0f} MB"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    main()

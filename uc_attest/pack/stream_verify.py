@@ -1,0 +1,258 @@
+"""Verifying one shard in a single sequential read with bounded memory.
+
+The file is read once, front to back. Every byte feeds the file's SHA-256; the
+bytes of each tensor slot are routed, as they pass, to that tensor's check:
+a passthrough tensor's digest is hashed straight from its raw bytes, and a
+quantized tensor's codes are unpacked and reconstructed a group of rows at a
+time (its codebook and scales, which the writer places before the codes, are
+small and kept). Memory is bounded by the chunk size, not by the file or tensor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..codec.bitpack import unpack_codes
+from ..codec.reconstruct import TORCH_DTYPES, digest_header, reconstruct_from_codes, tensor_buffer
+from .manifest import FileEntry, PassthroughStorage, QuantizedStorage, TensorEntry
+from .safetensors_strict import (
+    MAX_HEADER_BYTES,
+    TORCH_OF,
+    SafetensorsFormatError,
+    TensorSlot,
+    parse_header,
+    read_header_length,
+)
+
+CHUNK_BYTES = 8 << 20  # read size; reconstruction groups aim at this many output elements
+SMALL_SLOT_LIMIT = 256 << 20  # codebooks and scales kept whole; beyond this a slot is streamed
+SAFETENSORS_DTYPE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32", "float64": "F64", "int64": "I64",
+                     "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}  # fmt: skip
+
+
+@dataclass
+class StreamOutcome:
+    sha256: str = ""
+    size: int = 0
+    problems: list[str] = field(default_factory=list)
+    tensors: dict[str, str | None] = field(default_factory=dict)  # name -> problem (None when ok)
+
+
+class _Reader:
+    """Sequential reads that all pass through the file hash."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.hash = hashlib.sha256()
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        parts = []
+        left = n
+        while left > 0:
+            chunk = os.read(self.fd, min(left, CHUNK_BYTES))
+            if not chunk:
+                break
+            parts.append(chunk)
+            left -= len(chunk)
+        data = b"".join(parts)
+        self.hash.update(data)
+        self.pos += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK_BYTES):
+            pass
+
+
+def _rows_per_group(entry: TensorEntry) -> int:
+    """Rows (along axis 0) per reconstruction group: byte-aligned codes, whole scale rows."""
+    assert entry.codec is not None
+    row = math.prod(entry.shape[1:]) if len(entry.shape) > 1 else 1
+    align = 8 if entry.codec.block_axis != 0 else math.lcm(8, entry.codec.block_size)
+    rows = max(align, (CHUNK_BYTES // max(1, row)) // align * align)
+    return rows
+
+
+def _stream_quantized(reader: _Reader, entry: TensorEntry, slot: TensorSlot, codebook: torch.Tensor,
+                      scales: torch.Tensor) -> str | None:  # fmt: skip
+    """Reconstruct a quantized tensor group by group while its codes stream past."""
+    params = entry.codec
+    assert params is not None
+    if slot.dtype != "U8" or len(slot.shape) != 1:
+        reader.read(slot.end - slot.start)
+        return f"{entry.name}: codes must be a flat uint8 tensor"
+    count = math.prod(entry.shape)
+    expected = (count * params.bits + 7) // 8
+    if slot.end - slot.start != expected:
+        reader.read(slot.end - slot.start)
+        return f"{entry.name}: packed codes have {slot.end - slot.start} bytes, expected {expected}"
+    digest = hashlib.sha256(digest_header(entry.dtype, entry.shape))
+    rows_total = entry.shape[0]
+    row = count // rows_total if rows_total else 0
+    step = _rows_per_group(entry)
+    problem = None
+    for r0 in range(0, rows_total, step):
+        r1 = min(rows_total, r0 + step)
+        b0 = r0 * row * params.bits // 8
+        b1 = expected if r1 == rows_total else r1 * row * params.bits // 8
+        data = reader.read(b1 - b0)
+        if problem is not None:
+            continue
+        try:
+            codes = unpack_codes(np.frombuffer(data, dtype=np.uint8), params.bits, (r1 - r0) * row)
+            shape = (r1 - r0, *entry.shape[1:])
+            if params.block_axis == 0:
+                sc = scales[r0 // params.block_size : -(-r1 // params.block_size)]
+            else:
+                sc = scales[r0:r1]
+            part = reconstruct_from_codes(codes.reshape(shape), codebook, sc, params)
+            digest.update(tensor_buffer(part))
+        except (ValueError, RuntimeError, IndexError) as exc:
+            problem = f"{entry.name}: {exc}"
+    if problem:
+        return problem
+    if "sha256:" + digest.hexdigest() != entry.digest:
+        return f"{entry.name}: reconstruction digest differs from the manifest's"
+    return None
+
+
+def _small_tensor(data: bytes, slot: TensorSlot) -> torch.Tensor:
+    if slot.dtype not in TORCH_OF:
+        raise ValueError(f"dtype {slot.dtype} is not supported")
+    if not data:
+        return torch.empty(slot.shape, dtype=TORCH_OF[slot.dtype])
+    return torch.frombuffer(bytearray(data), dtype=TORCH_OF[slot.dtype]).reshape(slot.shape)
+
+
+def verify_shard_streaming(root: Path, file: FileEntry, entries: list[TensorEntry]) -> StreamOutcome:
+    out = StreamOutcome()
+    path = root / file.path
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        out.problems.append(f"{file.path}: missing")
+        return out
+    except OSError as exc:
+        out.problems.append(f"{file.path}: {'is a symlink' if path.is_symlink() else exc.strerror or exc}")
+        return out
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            out.problems.append(f"{file.path}: not a regular file")
+            return out
+        reader = _Reader(fd)
+        _verify_stream(reader, st.st_size, file, entries, out)
+        reader.drain()
+        out.size, out.sha256 = reader.pos, reader.hash.hexdigest()
+    finally:
+        os.close(fd)
+    if out.size != file.size:
+        out.problems.append(f"{file.path}: size {out.size} differs from the manifest's {file.size}")
+    if out.sha256 != file.sha256:
+        out.problems.append(f"{file.path}: SHA-256 {out.sha256} differs from the manifest's {file.sha256}")
+    for entry in entries:
+        out.tensors.setdefault(entry.name, f"{entry.name}: not found in {file.path}")
+    return out
+
+
+def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[TensorEntry], out: StreamOutcome) -> None:
+    try:
+        header_len = read_header_length(reader.read(8), size, file.path)
+        slots, _ = parse_header(reader.read(header_len), size, file.path)
+    except SafetensorsFormatError as exc:
+        out.problems.append(str(exc))
+        for entry in entries:
+            out.tensors[entry.name] = f"{entry.name}: its shard {file.path} is not readable"
+        return
+    by_key = {s.name: s for s in slots}
+    owner: dict[str, tuple[TensorEntry, str]] = {}
+    for entry in entries:
+        st = entry.storage
+        keys = {"codes": st.codes, "scales": st.scales, "codebook": st.codebook} if isinstance(st, QuantizedStorage) else {"key": st.key}
+        for part, key in keys.items():
+            owner[key] = (entry, part)
+        missing = [k for k in keys.values() if k not in by_key]
+        if missing:
+            out.tensors[entry.name] = f"{entry.name}: {missing[0]!r} is missing from {file.path}"
+    kept: dict[str, torch.Tensor] = {}
+    for slot in slots:
+        nbytes = slot.end - slot.start
+        if slot.name not in owner:
+            reader.read(nbytes)
+            out.problems.append(f"{file.path}: holds tensor {slot.name!r} that the manifest does not list")
+            continue
+        entry, part = owner[slot.name]
+        if entry.name in out.tensors:  # already failed
+            reader.read(nbytes)
+            continue
+        if part == "key":
+            out.tensors[entry.name] = _stream_passthrough(reader, entry, slot)
+        elif part in ("scales", "codebook"):
+            if nbytes > SMALL_SLOT_LIMIT:
+                reader.read(nbytes)
+                out.tensors[entry.name] = f"{entry.name}: {part} are implausibly large"
+                continue
+            try:
+                kept[slot.name] = _small_tensor(reader.read(nbytes), slot)
+            except ValueError as exc:
+                out.tensors[entry.name] = f"{entry.name}: {exc}"
+        else:
+            st = entry.storage
+            assert isinstance(st, QuantizedStorage)
+            codebook, scales = kept.get(st.codebook), kept.get(st.scales)
+            problem = _codec_state_problem(entry, codebook, scales)
+            if problem:
+                reader.read(nbytes)
+                out.tensors[entry.name] = problem
+                continue
+            assert codebook is not None and scales is not None
+            out.tensors[entry.name] = _stream_quantized(reader, entry, slot, codebook, scales)
+
+
+def _codec_state_problem(entry: TensorEntry, codebook: torch.Tensor | None, scales: torch.Tensor | None) -> str | None:
+    assert entry.codec is not None
+    if codebook is None or scales is None:
+        return f"{entry.name}: codebook and scales must precede the codes in the shard"
+    if codebook.dtype != torch.float32 or codebook.ndim != 1 or codebook.numel() != 1 << entry.codec.bits:
+        return f"{entry.name}: codebook must be float32 with 2**bits entries"
+    if not torch.isfinite(codebook).all():
+        return f"{entry.name}: codebook holds NaN or infinity"
+    if scales.dtype != torch.float16:
+        return f"{entry.name}: scales must be float16"
+    if not torch.isfinite(scales).all():
+        return f"{entry.name}: scales hold NaN or infinity"
+    from ..codec.reconstruct import scales_shape
+
+    if tuple(scales.shape) != scales_shape(tuple(entry.shape), entry.codec):
+        return f"{entry.name}: scales shape {list(scales.shape)} does not fit the tensor"
+    return None
+
+
+def _stream_passthrough(reader: _Reader, entry: TensorEntry, slot: TensorSlot) -> str | None:
+    nbytes = slot.end - slot.start
+    if slot.dtype != SAFETENSORS_DTYPE[entry.dtype] or list(slot.shape) != entry.shape:
+        reader.read(nbytes)
+        return f"{entry.name}: stored as {slot.dtype}{list(slot.shape)}, the manifest says {entry.dtype}{entry.shape}"
+    digest = hashlib.sha256(digest_header(entry.dtype, entry.shape))
+    left = nbytes
+    while left:
+        data = reader.read(min(left, CHUNK_BYTES))
+        if not data:
+            return f"{entry.name}: truncated"
+        digest.update(data)
+        left -= len(data)
+    if "sha256:" + digest.hexdigest() != entry.digest:
+        return f"{entry.name}: digest differs from the manifest's"
+    return None
+
+
+_ = (MAX_HEADER_BYTES, TORCH_DTYPES, PassthroughStorage)
