@@ -5,8 +5,9 @@ Layout: code k occupies stream bits [k*b, (k+1)*b); stream bit i is bit (i % 8)
 comes first. The packed length is ceil(n*b / 8) bytes and unused high bits of the
 last byte are zero (a reader rejects anything else, so a byte has one meaning).
 
-Vectorised: eight codes fill exactly b bytes, so groups of eight are assembled in
-a uint64 and the low b bytes kept.
+Vectorised: eight codes fill exactly b bytes, so the stream is viewed as rows of
+b bytes and each of the eight code positions is extracted from at most two
+bytes with a fixed shift.
 """
 
 from __future__ import annotations
@@ -64,15 +65,24 @@ def unpack_codes(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
     if tail_bits and data.size and int(data[-1]) >> tail_bits:
         raise ValueError("non-zero padding bits after the last code")
     groups = (count + 7) // 8
-    grid = np.zeros((groups, 8), dtype=np.uint8)
-    full = data.size // bits
-    grid[:full, :bits] = data[: full * bits].reshape(full, bits)
-    if full < groups:
-        rest = data[full * bits :]
-        grid[full, : rest.size] = rest
-    words = grid.view("<u8").reshape(groups)
+    full = min(data.size // bits, groups)  # whole groups of 8 codes = ``bits`` bytes
     out = np.empty((groups, 8), dtype=np.uint8)
-    mask = np.uint64((1 << bits) - 1)
-    for k in range(8):  # one pass per code position: no 8-bytes-per-code temporary
-        np.bitwise_and(words >> np.uint64(k * bits), mask, out=out[:, k], casting="unsafe")
+    grid = data[: full * bits].reshape(full, bits)
+    mask = np.uint16((1 << bits) - 1)
+    low = np.empty(full, dtype=np.uint16)
+    high = np.empty(full, dtype=np.uint16)
+    for k in range(8):  # code k of every group: at most two bytes, a fixed shift
+        first_bit = k * bits
+        byte, shift = divmod(first_bit, 8)
+        np.copyto(low, grid[:, byte], casting="unsafe")
+        if shift + bits > 8:
+            np.copyto(high, grid[:, byte + 1], casting="unsafe")
+            np.left_shift(high, 8, out=high)
+            np.bitwise_or(low, high, out=low)
+        np.right_shift(low, shift, out=low)
+        np.bitwise_and(low, mask, out=low)
+        np.copyto(out[:full, k], low, casting="unsafe")
+    if full < groups:  # the last, partial group
+        tail = int.from_bytes(data[full * bits :].tobytes(), "little")
+        out[full] = [(tail >> (k * bits)) & ((1 << bits) - 1) for k in range(8)]
     return out.reshape(-1)[:count]

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from pydantic import ValidationError
 
@@ -144,9 +145,9 @@ def _decode_one(view: SafetensorsView, entry: TensorEntry) -> torch.Tensor:
             raise ValueError("codes must be a flat uint8 tensor")
         if codebook.dtype != torch.float32 or codebook.ndim != 1:
             raise ValueError("codebook must be a flat float32 tensor")
-        if not torch.isfinite(codebook).all():
+        if not np.isfinite(codebook.numpy()).all():
             raise ValueError("codebook holds NaN or infinity")
-        if scales.dtype == torch.float16 and not torch.isfinite(scales).all():
+        if scales.dtype == torch.float16 and not np.isfinite(scales.numpy()).all():
             raise ValueError("scales hold NaN or infinity")
         return reconstruct(codes.numpy(), codebook, scales, entry.shape, entry.codec)
     assert isinstance(storage, PassthroughStorage)

@@ -224,11 +224,11 @@ def _codec_state_problem(entry: TensorEntry, codebook: torch.Tensor | None, scal
         return f"{entry.name}: codebook and scales must precede the codes in the shard"
     if codebook.dtype != torch.float32 or codebook.ndim != 1 or codebook.numel() != 1 << entry.codec.bits:
         return f"{entry.name}: codebook must be float32 with 2**bits entries"
-    if not torch.isfinite(codebook).all():
+    if not np.isfinite(codebook.numpy()).all():
         return f"{entry.name}: codebook holds NaN or infinity"
     if scales.dtype != torch.float16:
         return f"{entry.name}: scales must be float16"
-    if not torch.isfinite(scales).all():
+    if not np.isfinite(scales.numpy()).all():
         return f"{entry.name}: scales hold NaN or infinity"
     from ..codec.reconstruct import scales_shape
 
