@@ -19,7 +19,7 @@ from uc_attest.compress.pipeline import compress_model
 from uc_attest.evaluate.loading import model_from_state_dict
 from uc_attest.pack.verify import verify_pack
 
-FAST = CompressOptions(method="datafree", samples=4, seq_len=32)
+FAST = CompressOptions(method="calibrated", samples=4, seq_len=32)
 
 
 def independent_state_dict(pack: Path) -> dict[str, torch.Tensor]:
