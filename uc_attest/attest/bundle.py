@@ -17,7 +17,7 @@ protobuf-specs, so any Sigstore client reads these files.
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -31,7 +31,7 @@ BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 
 
-class BundleMode(str, Enum):
+class BundleMode(StrEnum):
     KEY = "key"
     KEYLESS = "keyless"
 

@@ -34,11 +34,20 @@ def b64encode(data: bytes) -> str:
 
 
 def b64decode_strict(text: str, what: str) -> bytes:
-    """Decode standard padded base64, refusing anything else (no silent skipping of junk)."""
+    """Decode canonical standard base64 (padded, unused bits zero), refusing anything else.
+
+    Refusing non-canonical encodings means one byte string has one spelling,
+    so a bundle cannot be altered without the change being refused, even where
+    the decoded bytes would stay the same.
+    """
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        raw = text.encode("ascii")
+        data = base64.b64decode(raw, validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise BundleFormatError(f"{what} is not valid base64") from None
+    if base64.b64encode(data) != raw:
+        raise BundleFormatError(f"{what} is not canonically encoded base64")
+    return data
 
 
 class _Model(BaseModel):

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from enum import Enum
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
-from typing import Union
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -36,13 +36,13 @@ from .errors import KeyFileError
 PASSPHRASE_ENV = "UC_ATTEST_KEY_PASSPHRASE"
 """Environment variable that carries the private key's passphrase."""
 
-PrivateKey = Union[ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey]
-PublicKey = Union[ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey]
+PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
 
 MAX_KEY_FILE_BYTES = 64 * 1024
 
 
-class Algorithm(str, Enum):
+class Algorithm(StrEnum):
     """Signature algorithms this project signs and verifies with."""
 
     P256 = "p256"
@@ -229,3 +229,19 @@ def passphrase_from_env() -> bytes | None:
     """
     value = os.environ.get(PASSPHRASE_ENV)
     return None if value is None else value.encode("utf-8")
+
+
+def load_signing_key(path: str | os.PathLike[str], prompt: Callable[[], bytes] | None = None) -> PrivateKey:
+    """Load the private key at ``path`` for signing.
+
+    An encrypted key's passphrase comes from :data:`PASSPHRASE_ENV`, else from
+    ``prompt`` (the CLI passes one only when a terminal is attached); an
+    unencrypted key needs neither.
+    """
+    data = _read_key_file(path)
+    passphrase: bytes | None = None
+    if is_encrypted_pem(data):
+        passphrase = passphrase_from_env()
+        if not passphrase and prompt is not None:
+            passphrase = prompt()
+    return load_private_key_pem(data, passphrase, source=str(path))

@@ -137,7 +137,7 @@ class PerplexityResult(_Model):
         _same_float(self.nll_sum, self.nll_sum_hex, "nllSum")
         if len(self.window_nll) != len(self.window_nll_hex):
             raise ValueError("windowNll and windowNllHex differ in length")
-        for i, (v, h) in enumerate(zip(self.window_nll, self.window_nll_hex)):
+        for i, (v, h) in enumerate(zip(self.window_nll, self.window_nll_hex, strict=True)):
             _same_float(v, h, f"windowNll[{i}]")
         return self
 

@@ -20,9 +20,7 @@ import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Literal
-
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -99,6 +97,7 @@ class SignerIdentity(_Model):
     key_fingerprint: str | None = Field(default=None, pattern=_HEX64, description="SHA-256 of the DER public key.")
     identity: str | None = Field(default=None, description="Keyless: the certificate's subject (e-mail or URI).")
     issuer: str | None = Field(default=None, description="Keyless: the OIDC issuer that vouched for the identity.")
+    verified: bool = Field(default=True, description="False: the signature did not verify; this is the signer the customer expected.")
 
     @model_validator(mode="after")
     def _one_kind(self) -> SignerIdentity:
@@ -158,7 +157,9 @@ class Environment(_Model):
     platform: str | None = None
     machine: str | None = None
     processor: str | None = None
-    device: str | None = Field(default=None, description="Where the model ran, e.g. 'cpu' or a GPU name.")
+    device: str | None = Field(default=None, description="Where the model ran, e.g. 'cpu' or 'cuda:0'.")
+    gpu: str | None = None
+    dtype: str | None = Field(default=None, description="Arithmetic precision of the measurement, e.g. 'float32'.")
     threads: int | None = None
     torch: str | None = None
     transformers: str | None = None
@@ -168,7 +169,7 @@ class Environment(_Model):
     def rows(self) -> dict[str, str]:
         """Flat name -> value view for display; empty fields are left out."""
         out: dict[str, str] = {}
-        for key in ("uc_attest", "python", "torch", "transformers", "platform", "machine", "processor", "device", "threads"):
+        for key in ("uc_attest", "python", "torch", "transformers", "platform", "machine", "processor", "device", "gpu", "dtype", "threads"):
             value = getattr(self, key)
             if value is not None and value != "":
                 out[key] = str(value)
@@ -190,7 +191,7 @@ class PerplexityMeasurement(_Model):
     windows: int = Field(ge=0)
     seq_len: int | None = Field(default=None, ge=1)
     method: str = Field(description="How it was measured (window scheme, dtype, dataset).")
-    window_nll: list[float] = Field(description="Mean negative log-likelihood per window, in nats.")
+    window_nll: list[float] = Field(description="Negative log-likelihood of each window: the sum over its predicted tokens, in nats.")
     window_nll_hex: list[str]
 
     @model_validator(mode="after")
@@ -213,7 +214,7 @@ class PerplexityComparison(_Model):
     abs_difference: float | None = None
     rel_difference: float | None = None
     bit_identical: bool | None = None
-    window_nll_diff: list[float] = Field(default_factory=list, description="measured - attested NLL, per window (nats).")
+    window_nll_diff: list[float] = Field(default_factory=list, description="Per window: measured minus attested NLL sum (nats).")
     ratio_to_baseline: float | None = None
     relative_tolerance: float | None = None
     absolute_tolerance: float | None = None
@@ -318,10 +319,16 @@ def verdict_reasons(checks: list[CheckResult]) -> list[str]:
     """The plain-words reasons for :func:`derive_verdict`'s answer."""
     if not checks:
         return ["No checks were run."]
-    failed = [c for c in checks if c.required and c.status is not CheckStatus.PASS]
-    if not failed:
+    failed = [c for c in checks if c.required and c.status is CheckStatus.FAIL]
+    skipped = [c for c in checks if c.required and c.status is CheckStatus.SKIP]
+    if not failed and not skipped:
         return ["Every check the policy requires passed."]
-    return [f"{c.title}: {c.summary}" if c.status is CheckStatus.FAIL else f"{c.title}: not run ({c.summary})" for c in failed]
+    reasons = [f"{c.title}: {c.summary}" for c in failed]
+    if skipped and failed:
+        reasons.append(f"Not run because of the failures above: {'; '.join(c.title for c in skipped)}.")
+    elif skipped:
+        reasons += [f"{c.title}: not run ({c.summary})" for c in skipped]
+    return reasons
 
 
 _BLOCK = re.compile(r"^(.*?\b(?:layers|h|blocks|block|layer)\.\d+)\.")

@@ -16,11 +16,13 @@ DEFAULT_POLICY_NAME = "default"
 def policies_dir() -> Path:
     """Return the folder that holds the shipped ``*.toml`` policies."""
     try:
-        packaged = importlib.resources.files("uc_attest.policies")
-        candidate = Path(str(packaged))
-        if candidate.is_dir() and any(candidate.glob("*.toml")):
-            return candidate
-    except (ModuleNotFoundError, TypeError):
+        # Without an __init__.py the folder is a namespace package, whose files()
+        # is a MultiplexedPath: ask for a real path of one known file instead.
+        marker = importlib.resources.files("uc_attest.policies").joinpath(f"{DEFAULT_POLICY_NAME}.toml")
+        with importlib.resources.as_file(marker) as path:
+            if path.is_file():
+                return path.parent
+    except (ModuleNotFoundError, TypeError, FileNotFoundError, NotADirectoryError):
         pass
     return Path(__file__).resolve().parents[2] / "policies"
 

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .model import AttestationPolicy, PerplexityPolicy, SignerPolicy, normalize_fingerprint
+from .model import (
+    AttestationPolicy,
+    PerplexityPolicy,
+    SignerPolicy,
+    normalize_fingerprint,
+)
 
 
 @dataclass(frozen=True)
@@ -123,8 +128,10 @@ def judge_perplexity(attested: float, measured: float, rules: PerplexityPolicy) 
         return Decision(False, f"Measured {measured:.6f} but the vendor attested {attested:.6f}; the policy requires exact equality.", details)
     allowed = perplexity_tolerance(attested, rules)
     details["allowed_abs_difference"] = allowed
+    if details["bit_identical"]:
+        return Decision(True, f"Measured {measured:.6f}, identical bit for bit to the attested value (a difference of up to {allowed:.3g} was allowed).", details)
     verb = "within" if abs(diff) <= allowed else "outside"
-    text = f"Measured {measured:.6f} against the attested {attested:.6f}: a difference of {abs(diff):.3g} ({abs(rel):.3%}), {verb} the allowed {allowed:.3g}."
+    text = f"Measured {measured:.6f} against the attested {attested:.6f}: a difference of {abs(diff):.3g} ({abs(rel) * 100:.3g}%), {verb} the allowed {allowed:.3g}."
     return Decision(abs(diff) <= allowed, text, details)
 
 

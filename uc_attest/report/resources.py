@@ -16,10 +16,12 @@ REPORT_TEMPLATE = "report.html.j2"
 def templates_dir() -> Path:
     """Return the folder holding report.html.j2, report.css and fonts/."""
     try:
-        packaged = importlib.resources.files("uc_attest.templates")
-        candidate = Path(str(packaged))
-        if (candidate / REPORT_TEMPLATE).is_file():
-            return candidate
-    except (ModuleNotFoundError, TypeError):
+        # Without an __init__.py the folder is a namespace package, whose files()
+        # is a MultiplexedPath: ask for a real path of one known file instead.
+        marker = importlib.resources.files("uc_attest.templates").joinpath(REPORT_TEMPLATE)
+        with importlib.resources.as_file(marker) as path:
+            if path.is_file():
+                return path.parent
+    except (ModuleNotFoundError, TypeError, FileNotFoundError, NotADirectoryError):
         pass
     return Path(__file__).resolve().parents[2] / "templates"

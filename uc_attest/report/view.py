@@ -114,13 +114,17 @@ def _identity_rows(r: Results) -> list[Row]:
         Row("Model", f"{a.model_name} (architecture: {a.model_type})"),
         Row("Pack fingerprint", a.pack_manifest_sha256, mono=True, note="SHA-256 of the pack's manifest, which lists every file"),
     ]
+    unverified = "NOT VERIFIED: the signature did not verify for this "
     if signer.mode == "key":
-        rows.append(Row("Signed by (key)", f"sha256:{signer.key_fingerprint}", mono=True, note="fingerprint of the vendor's public key"))
+        note = "fingerprint of the vendor's public key" if signer.verified else unverified + "key (the one the customer expected)"
+        rows.append(Row("Signed by (key)", f"sha256:{signer.key_fingerprint}", mono=True, note=note))
     else:
-        rows.append(Row("Signed by", signer.identity or "-", note=f"identity vouched for by {signer.issuer}"))
+        note = f"identity vouched for by {signer.issuer}" if signer.verified else unverified + f"identity (issuer {signer.issuer})"
+        rows.append(Row("Signed by", signer.identity or "-", note=note))
+    unknown = "unknown: the attestation could not be verified"
     rows += [
-        Row("Signed on", utc_text(a.signed_at), note="as stated by the vendor" if signer.mode == "key" else ""),
-        Row("Valid until", utc_text(a.expires_at) if a.expires_at else "no expiry stated"),
+        Row("Signed on", utc_text(a.signed_at) if a.signed_at else unknown, note="as stated by the vendor" if a.signed_at and signer.mode == "key" else ""),
+        Row("Valid until", utc_text(a.expires_at) if a.expires_at else (unknown if not a.signed_at else "no expiry stated")),
         Row("Checked on", utc_text(a.checked_at)),
         Row("Attestation file", r.digests.bundle_sha256, mono=True, note="SHA-256 of the signed attestation bundle"),
     ]
@@ -194,8 +198,9 @@ def _perplexity(r: Results) -> tuple[list[Row], str, str | None, str]:
         same = sum(1 for d in diffs if d == 0)
         worst = max(range(len(diffs)), key=lambda i: abs(diffs[i]))
         caption = (
-            f"Each bar is one window of test text: this site's average loss minus the vendor's, in nats "
-            f"(red: higher here, blue: lower here). {same} of {len(diffs)} windows are identical"
+            f"Each bar is one window of test text: the model's total loss on that window (negative log-likelihood, "
+            f"in nats) as measured here minus the vendor's (red: higher here, blue: lower here). "
+            f"{same} of {len(diffs)} windows are identical"
         )
         caption += "." if same == len(diffs) else f"; the largest difference is {format_nats(diffs[worst])} in window {worst + 1}."
     elif att and not mea:
@@ -248,15 +253,23 @@ def _environment(r: Results) -> list[dict[str, Any]]:
 def _files(r: Results) -> list[dict[str, Any]]:
     out = []
     for f in r.files:
-        note = ""
+        note, signed = "", ""
         if f.sha256 is None:
-            note = "missing from the pack"
+            note, signed = "missing from the pack; the signed hash is shown", f.attested_sha256 or ""
         elif f.attested_sha256 is None:
             note = "not covered by the signature"
         elif f.sha256 != f.attested_sha256:
-            note = f"signed hash: {f.attested_sha256}"
+            note, signed = "differs: the second hash is the signed one", f.attested_sha256
         out.append(
-            {"path": f.path, "size": _size(f.size), "sha256": f.sha256 or "-", "status": STATUS_WORDS[f.status], "css": f.status.value.lower(), "note": note}
+            {
+                "path": f.path,
+                "size": _size(f.size),
+                "sha256": f.sha256 or "-",
+                "signed": signed,
+                "status": STATUS_WORDS[f.status],
+                "css": f.status.value.lower(),
+                "note": note,
+            }
         )
     return out
 

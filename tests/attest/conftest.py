@@ -1,0 +1,81 @@
+"""Fixtures of the attestation tests: keys, a tiny random model and its pack, a CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pytest
+from attest_helpers import TINY_TEXT, build_tiny_model, build_tiny_pack
+from click.testing import CliRunner
+
+from uc_attest.attest.keys import Algorithm, generate_private_key
+from uc_attest.cli.attest_keys import keygen_command
+from uc_attest.cli.attest_sign import sign_command
+from uc_attest.cli.common import run_group
+
+
+@dataclass
+class CliResult:
+    rc: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_pack_master(tiny_model_dir: Path) -> Path:
+    return build_tiny_pack(tiny_model_dir, tiny_model_dir.parent / "pack")
+
+
+@pytest.fixture()
+def tiny_pack(tiny_pack_master: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny pack (tests may tamper with it)."""
+    dest = tmp_path / "pack"
+    shutil.copytree(tiny_pack_master, dest)
+    return dest
+
+
+@pytest.fixture()
+def eval_text(tmp_path: Path) -> Path:
+    path = tmp_path / "eval.txt"
+    path.write_text(TINY_TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def p256_key():  # type: ignore[no-untyped-def]
+    return generate_private_key(Algorithm.P256)
+
+
+@pytest.fixture(scope="session")
+def ed25519_key():  # type: ignore[no-untyped-def]
+    return generate_private_key(Algorithm.ED25519)
+
+
+@pytest.fixture()
+def attest_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run ``attest keygen|sign ...`` through the real error plumbing (one line, exit code)."""
+    group = click.Group("attest")
+    group.add_command(keygen_command)
+    group.add_command(sign_command)
+    monkeypatch.delenv("UC_ATTEST_KEY_PASSPHRASE", raising=False)
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> CliResult:
+        runner = CliRunner()
+        with runner.isolation(input=input, env=env) as (out, err, _):
+            try:
+                run_group(group, [str(a) for a in args])
+                rc = 0
+            except SystemExit as exc:
+                rc = int(exc.code or 0)
+            return CliResult(rc, out.getvalue().decode(), err.getvalue().decode())
+
+    return run

@@ -1,0 +1,177 @@
+"""``attest check`` end to end on a tiny random model: sign, check, tamper, re-verify the report.
+
+A two-layer Llama with a small byte-level tokenizer is compressed, signed by the
+vendor's acceptance test, and checked by the CLI as a customer would. Slower
+than the rest of tests/report (a few seconds per check), so one pack is built
+per module and copied when a test tampers with it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pikepdf
+import pytest
+from click.testing import CliRunner
+
+from uc_attest.cli.attest import attest_group
+from uc_attest.cli.common import run_group
+from uc_attest.report import RESULTS_ATTACHMENT
+
+TEXT = (
+    "An auditor reads the verdict on the first page, then the table of checks. "
+    "Every file of the pack is hashed, every tensor is rebuilt and the perplexity is measured again. "
+) * 25
+
+
+def _build_model(root: Path) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator([TEXT], trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<eos>"]))
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True)  # fmt: skip
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(root, safe_serialization=True)
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def delivery(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with model/, pack/, pack.sigstore.json, its token file and vendor.pub, signed with a baseline."""
+    from uc_attest.attest.acceptance import SignOptions, sign_pack
+    from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
+    from uc_attest.compress.options import CompressOptions
+    from uc_attest.compress.pipeline import compress_model
+
+    root = tmp_path_factory.mktemp("delivery")
+    model = _build_model(root / "model")
+    compress_model(model, root / "pack", CompressOptions(method="datafree", bits=4, block_size=32), progress=False)
+    (root / "eval.txt").write_text(TEXT, encoding="utf-8")
+    key = generate_private_key(Algorithm.P256)
+    (root / "vendor.pub").write_bytes(public_key_pem(key.public_key()))
+    sign_pack(SignOptions(pack=root / "pack", key=key, baseline=model, eval_text=root / "eval.txt", seq_len=24, progress=False))
+    return root
+
+
+@pytest.fixture
+def site(delivery: Path, tmp_path: Path) -> Path:
+    """A private copy of the delivery that a test may tamper with."""
+    dest = tmp_path / "site"
+    shutil.copytree(delivery, dest)
+    return dest
+
+
+def _attest(*args: object) -> tuple[int, str, str]:
+    runner = CliRunner()
+    with runner.isolation() as (out, err, _):
+        try:
+            run_group(attest_group, [str(a) for a in args])
+            rc = 0
+        except SystemExit as exc:
+            rc = int(exc.code or 0)
+        return rc, out.getvalue().decode(), err.getvalue().decode()
+
+
+
+
+def _check(site: Path, *extra: object) -> tuple[int, dict, bytes]:
+    rc, out, err = _attest("check", site / "pack", "--key", site / "vendor.pub", "--json", site / "results.json", "--report", site / "report.pdf", "--quiet", *extra)
+    assert "Traceback" not in err
+    return rc, json.loads((site / "results.json").read_bytes()), (site / "report.pdf").read_bytes()
+
+
+def test_strict_policy_passes_on_the_same_machine_and_the_report_verifies(site: Path) -> None:
+    rc, results, report = _check(site, "--policy", "strict")
+    assert rc == 0, results["verdict_reasons"]
+    assert results["verdict"] == "PASS" and results["policy"]["name"] == "strict"
+    statuses = {c["name"]: c["status"] for c in results["checks"]}
+    assert set(statuses.values()) == {"PASS"}, statuses
+    assert results["perplexity"]["bit_identical"] is True
+    assert set(results["perplexity"]["window_nll_diff"]) == {0.0}
+    assert results["environments"]["vendor"]["processor"] == results["environments"]["customer"]["processor"]
+    assert results["reconstruction"]["blocks"][0]["block"] == "model.layers.0"
+    with pikepdf.open(site / "report.pdf") as pdf:
+        assert pdf.attachments[RESULTS_ATTACHMENT].get_file().read_bytes() == (site / "results.json").read_bytes()
+    rc, out, err = _attest("verify-report", site / "report.pdf", "--key", site / "vendor.pub")
+    assert rc == 0, err
+    assert "pages: identical" in out
+    rc, _out, err = _attest("report", site / "results.json", "-o", site / "again.pdf", "--bundle", site / "pack.sigstore.json")
+    assert rc == 0 and (site / "again.pdf").read_bytes() == report
+
+
+def test_a_tampered_shard_fails_and_the_report_says_why(site: Path) -> None:
+    shard = max((p for p in (site / "pack").rglob("*.safetensors")), key=lambda p: p.stat().st_size)
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0x01
+    shard.write_bytes(bytes(data))
+    rc, results, _report = _check(site)
+    assert rc == 1 and results["verdict"] == "FAIL"
+    statuses = {c["name"]: c["status"] for c in results["checks"]}
+    assert statuses["signature"] == "PASS"
+    assert statuses["pack_files"] == "FAIL" and statuses["perplexity_match"] == "SKIP"
+    assert any(shard.name in reason for reason in results["verdict_reasons"])
+    rel = shard.relative_to(site / "pack").as_posix()
+    assert next(f for f in results["files"] if f["path"] == rel)["status"] == "FAIL"
+
+
+def test_the_wrong_key_fails_every_later_check(site: Path) -> None:
+    from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
+
+    (site / "vendor.pub").write_bytes(public_key_pem(generate_private_key(Algorithm.P256).public_key()))
+    rc, results, _report = _check(site)
+    assert rc == 1
+    statuses = {c["name"]: c["status"] for c in results["checks"]}
+    assert statuses["signature"] == "FAIL"
+    assert {statuses[n] for n in ("signer_trust", "attestation_age", "pack_files", "perplexity_match")} == {"SKIP"}
+    assert results["environments"]["vendor"] is None
+
+
+def test_development_policy_skips_the_measurement_and_tolerates_extra_files(site: Path) -> None:
+    (site / "pack" / "NOTES.txt").write_text("added by the customer")
+    rc, results, _report = _check(site, "--policy", "development")
+    checks = {c["name"]: c for c in results["checks"]}
+    assert checks["perplexity_match"]["status"] == "SKIP" and not checks["perplexity_match"]["required"]
+    assert checks["pack_files"]["status"] == "PASS"
+    assert next(f for f in results["files"] if f["path"] == "NOTES.txt")["status"] == "SKIP"
+    assert results["perplexity"]["measured"] is None
+    # The pack itself now holds a file its manifest does not list: uc verify refuses it.
+    assert checks["pack_structure"]["status"] == "FAIL" and rc == 1
+
+
+def test_a_revoked_key_in_the_policy_fails(site: Path) -> None:
+    from uc_attest.attest.keys import fingerprint, load_public_key
+
+    fp = fingerprint(load_public_key(site / "vendor.pub"))
+    policy = site / "revoking.toml"
+    policy.write_text(f'version = 1\nname = "revoking"\n[signer]\nrevoked_key_fingerprints = ["{fp}"]\n[perplexity]\nremeasure = false\n')
+    rc, results, _report = _check(site, "--policy", policy)
+    assert rc == 1
+    trust = next(c for c in results["checks"] if c["name"] == "signer_trust")
+    assert trust["status"] == "FAIL" and "revoked" in trust["summary"]
+
+
+def test_bad_invocations_are_one_line_exit_2(site: Path) -> None:
+    cases = [
+        ("check", site / "pack"),
+        ("check", site / "pack", "--key", site / "vendor.pub", "--identity", "a@b"),
+        ("check", site / "pack", "--trusted-root", site / "root.json"),
+        ("check", site / "pack", "--key", site / "vendor.pub", "--policy", "nosuch"),
+        ("check", site / "pack", "--key", site / "vendor.pub", "--bundle", site / "absent.json"),
+        ("check", site / "absent", "--key", site / "vendor.pub"),
+        ("check", site / "pack", "--key", site / "vendor.pub", "--json", site / "no" / "r.json"),
+        ("check", site / "pack", "--key", site / "vendor.pub", "--json", site / "pack" / "r.json"),
+        ("check", site / "pack", "--key", site / "vendor.pub", "--report", site / "vendor.pub"),
+    ]
+    for args in cases:
+        rc, _out, err = _attest(*args)
+        assert rc == 2, (args, err)
+        assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert not (site / "results.json").exists() and not (site / "report.pdf").exists()

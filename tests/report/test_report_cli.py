@@ -1,0 +1,180 @@
+"""``attest report`` and ``attest verify-report``: re-render, re-verify, and refuse bad input in one line."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pikepdf
+import pytest
+from click.testing import CliRunner
+from report_samples import make_results, signed_sample
+
+from uc_attest.cli.attest import attest_group
+from uc_attest.cli.common import run_group
+from uc_attest.report import BUNDLE_ATTACHMENT, RESULTS_ATTACHMENT, render_report
+
+
+@dataclass
+class Run:
+    rc: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def attest() -> Callable[..., Run]:
+    def run(*args: object) -> Run:
+        runner = CliRunner()
+        with runner.isolation() as (out, err, _):
+            try:
+                run_group(attest_group, [str(a) for a in args])
+                rc = 0
+            except SystemExit as exc:
+                rc = int(exc.code or 0)
+            return Run(rc, out.getvalue().decode(), err.getvalue().decode())
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+    """(public key, bundle, results.json, report.pdf rendered through the CLI's library call)."""
+    tmp = tmp_path_factory.mktemp("signed")
+    pub, bundle, results = signed_sample(tmp)
+    bundle_path = tmp / "pack.sigstore.json"
+    bundle_path.write_bytes(bundle)
+    results_path = tmp / "results.json"
+    results_path.write_bytes(results.to_json_bytes())
+    report = tmp / "report.pdf"
+    render_report(results, {BUNDLE_ATTACHMENT: bundle}, report)
+    return pub, bundle_path, results_path, report
+
+
+def _one_line_error(run: Run) -> None:
+    assert run.err.count("\n") == 1 and run.err.startswith("error: ") and "Traceback" not in run.err
+
+
+def test_report_rerenders_the_same_bytes(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+    _pub, bundle, results, report = signed
+    out = tmp_path / "again.pdf"
+    run = attest("report", results, "-o", out, "--bundle", bundle)
+    assert run.rc == 0, run.err
+    assert "verdict PASS" in run.out
+    assert out.read_bytes() == report.read_bytes()
+
+
+def test_verify_report_accepts_an_authentic_report(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path]) -> None:
+    pub, _bundle, _results, report = signed
+    run = attest("verify-report", report, "--key", pub)
+    assert run.rc == 0, run.err
+    assert "signature: valid" in run.out
+    assert "pages: identical" in run.out
+    assert "recorded verdict: PASS" in run.out and run.out.rstrip().endswith("report verified")
+
+
+def test_verify_report_with_another_key_fails(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+    _pub, _bundle, _results, report = signed
+    other, _b, _r = signed_sample(tmp_path)
+    run = attest("verify-report", report, "--key", other)
+    assert run.rc == 1
+    _one_line_error(run)
+
+
+def test_results_that_contradict_the_bundle_fail(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+    pub, bundle, results_path, _report = signed
+    data = json.loads(results_path.read_bytes())
+    data["artifact"]["pack_manifest_sha256"] = data["digests"]["pack_manifest_sha256"] = "0" * 64
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(data))
+    report = tmp_path / "forged.pdf"
+    assert attest("report", forged, "-o", report, "--bundle", bundle).rc == 0
+    run = attest("verify-report", report, "--key", pub, "--no-rerender")
+    assert run.rc == 1 and "manifest digest" in run.err
+    _one_line_error(run)
+
+
+def test_swapped_bundle_is_detected(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+    pub, _bundle, _results, report = signed
+    _other_pub, other_bundle, _r = signed_sample(tmp_path)
+    swapped = tmp_path / "swapped.pdf"
+    with pikepdf.open(report) as pdf:
+        pdf.attachments[BUNDLE_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, other_bundle, filename=BUNDLE_ATTACHMENT)
+        pdf.save(swapped)
+    run = attest("verify-report", swapped, "--key", pub, "--no-rerender")
+    assert run.rc == 1 and "not made for the embedded attestation" in run.err
+
+
+def test_edited_results_are_detected(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+    pub, _bundle, results_path, report = signed
+    data = json.loads(results_path.read_bytes())
+    data["checks"][0]["summary"] = "edited"
+    edited = tmp_path / "edited.pdf"
+    with pikepdf.open(report) as pdf:
+        pdf.attachments[RESULTS_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, json.dumps(data).encode(), filename=RESULTS_ATTACHMENT)
+        pdf.save(edited)
+    run = attest("verify-report", edited, "--key", pub)
+    assert run.rc == 0  # the evidence still verifies ...
+    assert "pages: not byte-identical" in run.out  # ... but the pages are no longer its rendering
+
+
+def test_a_report_without_bundle_cannot_be_verified(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+    pub, _bundle, results, _report = signed
+    out = tmp_path / "nobundle.pdf"
+    run = attest("report", results, "-o", out)
+    assert run.rc == 0 and "cannot be re-verified" in run.err
+    run = attest("verify-report", out, "--key", pub, "--no-rerender")
+    assert run.rc == 1 and "no attestation.sigstore.json embedded" in run.err
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"{not json", b'{"verdict": "PASS"}', json.dumps({"schema_version": 1}).encode()],
+)
+def test_report_refuses_unreadable_results(attest: Callable[..., Run], tmp_path: Path, content: bytes) -> None:
+    results = tmp_path / "results.json"
+    results.write_bytes(content)
+    out = tmp_path / "report.pdf"
+    run = attest("report", results, "-o", out)
+    assert run.rc == 2
+    _one_line_error(run)
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_report_refuses_a_bundle_that_is_not_the_results_one(attest: Callable[..., Run], tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_bytes(make_results("PASS").to_json_bytes())
+    bundle = tmp_path / "b.json"
+    bundle.write_text("{}")
+    run = attest("report", results, "-o", tmp_path / "r.pdf", "--bundle", bundle)
+    assert run.rc == 2 and "does not belong" in run.err
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_usage_errors(attest: Callable[..., Run], tmp_path: Path, signed: tuple[Path, Path, Path, Path]) -> None:
+    pub, _bundle, _results, report = signed
+    assert attest("report", tmp_path / "absent.json", "-o", tmp_path / "r.pdf").rc == 2
+    run = attest("verify-report", report)
+    assert run.rc == 2 and "--key" in run.err
+    run = attest("verify-report", report, "--key", pub, "--identity", "x")
+    assert run.rc == 2 and "not both" in run.err
+    junk = tmp_path / "junk.pdf"
+    junk.write_bytes(b"%PDF-1.7 nothing")
+    run = attest("verify-report", junk, "--key", pub)
+    assert run.rc == 2
+    _one_line_error(run)
+    plain = tmp_path / "plain.pdf"
+    pikepdf.new().save(plain)
+    run = attest("verify-report", plain, "--key", pub)
+    assert run.rc == 2 and "not a uc_attest report" in run.err
+
+
+def test_report_never_overwrites_its_input(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path]) -> None:
+    _pub, bundle, results, _report = signed
+    before = results.read_bytes()
+    run = attest("report", results, "-o", results)
+    assert run.rc == 2 and "overwrite" in run.err
+    assert results.read_bytes() == before
+    assert attest("report", results, "-o", bundle, "--bundle", bundle).rc == 2

@@ -1,0 +1,399 @@
+"""The vendor's acceptance test: verify the pack, measure it, sign what was measured.
+
+Order and why:
+
+1. cheap checks first (key loaded, evaluation text readable, output folders
+   exist), so a typo does not cost a full evaluation;
+2. ``uc verify`` on the pack: a pack that fails is never signed;
+3. the evaluation text is tokenised once with the pack's tokenizer; the ids
+   go into a safetensors token file pinned by SHA-256, so the customer
+   evaluates exactly the same tokens (no tokenizer version can move them);
+4. the pack's perplexity (and the baseline's) is measured with the project's
+   method, keeping every window's NLL, and the environment is recorded;
+5. statement and predicate are built, the canonical payload is signed, the
+   bundle is verified again in memory, and only then are the token file and
+   the bundle written (each atomically; the token file is removed again if the
+   bundle cannot be written). A failure at any step writes nothing.
+
+The model that is measured is loaded from the very manifest whose digest is
+attested (the opened pack is handed to the loader, which re-checks every file
+and tensor digest against it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .. import __version__
+from ..atomic import write_bytes_atomic
+from ..errors import UnreadableInputError, UsageError
+from .errors import AcceptanceTestError, BundleFormatError
+from .keys import PrivateKey, fingerprint
+from .paths import default_bundle_path, tokens_path_for_bundle
+from .predicate import (
+    PREDICATE_TYPE,
+    TOKENS_SUBJECT,
+    AcceptanceTestPredicate,
+    BaselineModelInfo,
+    BaselineResult,
+    DatasetInfo,
+    FileDigest,
+    Measurement,
+    PackInfo,
+    PerplexityResult,
+    TensorDigest,
+    ToolInfo,
+    float_hex,
+)
+from .statement import Statement
+from .subjects import build_subjects
+
+TOKEN_FILE_FORMAT = "uc-eval-tokens"
+
+
+@dataclass(frozen=True)
+class SignOptions:
+    """Everything ``attest sign`` needs. Exactly one of ``key`` and ``keyless`` must be given."""
+
+    pack: Path
+    key: PrivateKey | None = field(default=None, repr=False)
+    keyless: bool = False
+    staging: bool = False
+    baseline: Path | None = None
+    eval_text: Path | None = None
+    seq_len: int = 512
+    max_windows: int | None = None
+    valid_days: int = 365
+    output: Path | None = None
+    tokens_output: Path | None = None
+    progress: bool = True
+
+
+class SignTimings(BaseModel):
+    """Wall time of each phase, in seconds."""
+
+    model_config = ConfigDict(frozen=True)
+
+    verify: float
+    evaluation: float
+    signing: float
+    total: float
+    tokenize: float
+    pack_eval: float
+    baseline_eval: float | None
+
+
+class SignResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    bundle: Path
+    tokens: Path
+    signer: str
+    perplexity: float
+    baseline_perplexity: float | None
+    ratio: float | None
+    windows: int
+    token_count: int
+    subjects: int
+    timings: SignTimings
+
+
+def _check_output_dir(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"output directory does not exist: {parent}")
+
+
+def read_eval_text(path: Path | None) -> tuple[str, str]:
+    """``(text, source)``: the given file (UTF-8, non-empty) or the built-in evaluation text."""
+    from ..evaluate.text import SOURCE_NAME, default_eval_text, read_text_file
+
+    if path is None:
+        return default_eval_text(), f"built-in:{SOURCE_NAME}"
+    p = Path(path)
+    if p.is_dir():
+        raise UnreadableInputError(f"evaluation text {p} is a directory")
+    return read_text_file(p), f"file:{p.name}"
+
+
+def hash_model_dir(root: Path) -> list[FileDigest]:
+    """SHA-256 of every regular file under a baseline model directory (hidden entries skipped)."""
+    out: list[FileDigest] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            full = Path(dirpath) / name
+            if name.startswith(".") or full.is_symlink() or not full.is_file():
+                continue
+            digest = hashlib.sha256()
+            with open(full, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            out.append(FileDigest(path=full.relative_to(root).as_posix(), sha256=digest.hexdigest()))
+    return out
+
+
+def _result(eval_result: Any) -> PerplexityResult:
+    """Our predicate's view of the evaluator's result; refuses non-finite numbers (nothing to attest)."""
+    values = [eval_result.perplexity, eval_result.nll_sum, *eval_result.window_nll]
+    if not all(math.isfinite(v) for v in values):
+        raise AcceptanceTestError("the evaluation produced a non-finite perplexity or NLL: the pack is not fit to sign")
+    return PerplexityResult(
+        perplexity=eval_result.perplexity,
+        perplexity_hex=float_hex(eval_result.perplexity),
+        nll_sum=eval_result.nll_sum,
+        nll_sum_hex=float_hex(eval_result.nll_sum),
+        predicted_tokens=eval_result.tokens,
+        window_nll=list(eval_result.window_nll),
+        window_nll_hex=[float_hex(v) for v in eval_result.window_nll],
+    )
+
+
+def _verify_pack(pack_path: Path, progress: bool) -> tuple[Any, Any]:
+    """Run the full ``uc verify``; return (report, opened pack) for the very manifest that was verified."""
+    from ..pack.reader import open_pack
+    from ..pack.verify import verify_pack
+
+    report = verify_pack(pack_path, progress=progress)
+    if not report.ok:
+        more = f" (+{len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
+        raise AcceptanceTestError(f"pack failed verification, not signed: {report.failures[0]}{more}")
+    pack = open_pack(pack_path)
+    if pack.manifest_sha256 != report.manifest_sha256:
+        raise AcceptanceTestError("the pack's manifest changed during verification; not signed")
+    return report, pack
+
+
+def build_predicate(
+    pack: Any,
+    report: Any,
+    measurement: Measurement,
+    environment: Any,
+    signed_at: datetime,
+    valid_days: int,
+) -> AcceptanceTestPredicate:
+    manifest = pack.manifest
+    return AcceptanceTestPredicate(
+        tool=ToolInfo(version=__version__),
+        pack=PackInfo(
+            format=report.format,
+            format_version=report.format_version,
+            manifest_path="ucpack.json",
+            manifest_sha256=report.manifest_sha256,
+            model_type=manifest.model.model_type,
+            architectures=list(manifest.model.architectures),
+            tensors=[TensorDigest(name=t.name, kind=t.kind, digest=t.digest) for t in report.tensors],
+        ),
+        measurement=measurement,
+        environment=environment,
+        signed_at=signed_at,
+        expires_at=signed_at + timedelta(days=valid_days),
+    )
+
+
+@contextlib.contextmanager
+def _hf_progress(enabled: bool) -> Iterator[None]:
+    """Silence transformers' own progress bars (weight loading) when the user asked for quiet."""
+    if enabled:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+def _write_outputs(bundle_path: Path, bundle: bytes, tokens_path: Path, tokens: bytes) -> None:
+    write_bytes_atomic(tokens_path, tokens)
+    try:
+        write_bytes_atomic(bundle_path, bundle)
+    except BaseException:
+        tokens_path.unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class _Measured:
+    """What the evaluation phase produced."""
+
+    token_bytes: bytes
+    measurement: Measurement
+    environment: Any
+    token_count: int
+    tokenize_s: float
+    pack_eval_s: float
+    baseline_eval_s: float | None
+
+
+def _measure(options: SignOptions, pack: Any, text: str, text_source: str) -> _Measured:
+    """Tokenise once, write nothing, measure the pack (and the baseline) on those ids."""
+    from ..evaluate.environment import capture_environment
+    from ..evaluate.loading import load_model_dir, load_pack_model
+    from ..evaluate.perplexity import evaluate_tokens, windows_of
+    from ..evaluate.tokens import token_file_bytes, tokenize_text
+
+    t0 = time.perf_counter()
+    text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    ids = tokenize_text(pack.root, text)
+    metadata = {"format": TOKEN_FILE_FORMAT, "tokenizer": "pack", "text_sha256": text_sha, "text_source": text_source, "count": str(ids.numel())}
+    token_bytes = token_file_bytes(ids, metadata)
+    windows_of(ids, options.seq_len, options.max_windows)  # too few tokens: fail before loading any model
+    t1 = time.perf_counter()
+
+    with _hf_progress(options.progress):
+        model = load_pack_model(pack)
+    pack_eval = evaluate_tokens(model, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress)
+    environment = capture_environment(model, dtype=pack_eval.compute_dtype)
+    del model
+    pack_result = _result(pack_eval)
+    t2 = time.perf_counter()
+
+    baseline: BaselineResult | None = None
+    ratio: float | None = None
+    if options.baseline is not None:
+        with _hf_progress(options.progress):
+            base_model = load_model_dir(options.baseline)
+        base_eval = evaluate_tokens(base_model, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress)
+        del base_model
+        root = Path(options.baseline)
+        baseline = BaselineResult(model=BaselineModelInfo(name=root.resolve().name, files=hash_model_dir(root)), result=_result(base_eval))
+        ratio = pack_result.perplexity / baseline.result.perplexity
+    t3 = time.perf_counter()
+
+    measurement = Measurement(
+        method=pack_eval.method,
+        dataset=DatasetInfo(
+            subject=TOKENS_SUBJECT,
+            sha256=hashlib.sha256(token_bytes).hexdigest(),
+            token_count=int(ids.numel()),
+            text_sha256=text_sha,
+            text_source=text_source,
+            tokenizer="pack",
+        ),
+        seq_len=options.seq_len,
+        max_windows=options.max_windows,
+        windows=pack_eval.windows,
+        pack=pack_result,
+        baseline=baseline,
+        ratio=ratio,
+        ratio_hex=float_hex(ratio) if ratio is not None else None,
+    )
+    return _Measured(
+        token_bytes=token_bytes,
+        measurement=measurement,
+        environment=environment,
+        token_count=int(ids.numel()),
+        tokenize_s=t1 - t0,
+        pack_eval_s=t2 - t1,
+        baseline_eval_s=(t3 - t2) if baseline is not None else None,
+    )
+
+
+def _sign(options: SignOptions, payload: bytes, signed_at: datetime) -> tuple[bytes, str]:
+    """Sign the payload (key or keyless); a key-mode bundle is verified again before it is returned."""
+    if options.key is not None:
+        from .signing import sign_payload
+        from .verify import verify_bundle
+
+        bundle = sign_payload(payload, options.key)
+        if verify_bundle(bundle, public_key=options.key.public_key(), at=signed_at).payload != payload:
+            raise BundleFormatError("internal error: the signed payload differs from the statement")
+        return bundle, f"key {fingerprint(options.key.public_key())}"
+    from .keyless import sign_keyless
+
+    bundle = sign_keyless(payload, staging=options.staging)
+    _check_keyless_payload(bundle, payload)
+    return bundle, "sigstore keyless"
+
+
+def _output_paths(options: SignOptions) -> tuple[Path, Path]:
+    """Bundle and token paths; both must be writable places outside the pack and distinct."""
+    pack_path = Path(options.pack)
+    bundle_path = Path(options.output) if options.output else default_bundle_path(pack_path)
+    tokens_path = Path(options.tokens_output) if options.tokens_output else tokens_path_for_bundle(bundle_path)
+    if bundle_path.resolve() == tokens_path.resolve():
+        raise UsageError("the bundle and the token file cannot be the same file")
+    for out in (bundle_path, tokens_path):
+        _check_output_dir(out)
+        if out.resolve().is_relative_to(pack_path.resolve()):
+            raise UsageError(f"{out} is inside the pack; outputs go beside it")
+    return bundle_path, tokens_path
+
+
+def sign_pack(options: SignOptions) -> SignResult:
+    """Run the acceptance test on ``options.pack`` and write the signed bundle and token file."""
+    from ..pack.manifest import MANIFEST_NAME
+
+    if (options.key is None) == (not options.keyless):
+        raise UsageError("give exactly one of a signing key (--key) or --sigstore")
+    if options.valid_days < 1:
+        raise UsageError("--valid-days must be at least 1")
+    bundle_path, tokens_path = _output_paths(options)
+    if options.baseline is not None and not Path(options.baseline).is_dir():
+        raise UsageError(f"no such baseline model directory: {options.baseline}")
+    text, text_source = read_eval_text(options.eval_text)
+
+    t_start = time.perf_counter()
+    report, pack = _verify_pack(Path(options.pack), options.progress)
+    t_verified = time.perf_counter()
+    measured = _measure(options, pack, text, text_source)
+    t_evaluated = time.perf_counter()
+
+    signed_at = datetime.now(timezone.utc).replace(microsecond=0)
+    predicate = build_predicate(pack, report, measured.measurement, measured.environment, signed_at, options.valid_days)
+    pack_files = {f.path: f.sha256 for f in report.files}
+    pack_files[MANIFEST_NAME] = report.manifest_sha256
+    subjects = build_subjects(pack_files, measured.measurement.dataset.sha256)
+    statement = Statement(subject=subjects, predicateType=PREDICATE_TYPE, predicate=predicate.to_json_dict())
+    bundle, signer = _sign(options, statement.to_payload(), signed_at)
+    _write_outputs(bundle_path, bundle, tokens_path, measured.token_bytes)
+    t_end = time.perf_counter()
+
+    m = measured.measurement
+    return SignResult(
+        bundle=bundle_path,
+        tokens=tokens_path,
+        signer=signer,
+        perplexity=m.pack.perplexity,
+        baseline_perplexity=m.baseline.result.perplexity if m.baseline else None,
+        ratio=m.ratio,
+        windows=m.windows,
+        token_count=measured.token_count,
+        subjects=len(statement.subject),
+        timings=SignTimings(
+            verify=round(t_verified - t_start, 3),
+            evaluation=round(t_evaluated - t_verified, 3),
+            signing=round(t_end - t_evaluated, 3),
+            total=round(t_end - t_start, 3),
+            tokenize=round(measured.tokenize_s, 3),
+            pack_eval=round(measured.pack_eval_s, 3),
+            baseline_eval=round(measured.baseline_eval_s, 3) if measured.baseline_eval_s is not None else None,
+        ),
+    )
+
+
+def _check_keyless_payload(bundle: bytes, payload: bytes) -> None:
+    """The keyless bundle must carry exactly our payload (its signature is Sigstore's to check)."""
+    from .bundle import load_bundle_json
+    from .dsse import b64decode_strict
+
+    data = load_bundle_json(bundle)
+    envelope = data.get("dsseEnvelope") or {}
+    if b64decode_strict(str(envelope.get("payload", "")), "dsseEnvelope.payload") != payload:
+        raise BundleFormatError("internal error: the Sigstore bundle carries a different payload")

@@ -1,0 +1,141 @@
+"""``attest check``: the customer's offline acceptance check. Argument handling only.
+
+Exit codes: 0 the verdict is PASS, 1 it is FAIL (results and report are still
+written, and say why), 2 the inputs could not be used at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import UsageError
+from .common import exit_with
+
+
+@dataclass(frozen=True)
+class TrustArgs:
+    """How the customer anchors trust: the vendor's public key, or a Sigstore root plus identity."""
+
+    key: Path | None = None
+    trusted_root: Path | None = None
+    identity: str | None = None
+    issuer: str | None = None
+
+    def validate(self) -> TrustArgs:
+        keyless = (self.trusted_root, self.identity, self.issuer)
+        if self.key is not None and any(v is not None for v in keyless):
+            raise UsageError("give either --key or --trusted-root/--identity/--issuer, not both")
+        if self.key is None and not all(v is not None for v in keyless):
+            if any(v is not None for v in keyless):
+                raise UsageError("keyless verification needs all of --trusted-root, --identity and --issuer")
+            raise UsageError("give the vendor's public key (--key VENDOR.pub) or --trusted-root FILE --identity ID --issuer URL")
+        return self
+
+    def verifier(self, **extra: Any) -> Callable[[bytes], Any]:
+        """A function bundle bytes -> verified attestation, bound to this trust anchor."""
+        from ..attest import verify_bundle
+
+        def verify(bundle: bytes) -> Any:
+            if self.key is not None:
+                return verify_bundle(bundle, public_key=self.key, **extra)
+            return verify_bundle(bundle, trusted_root=self.trusted_root, identity=self.identity, issuer=self.issuer, **extra)
+
+        return verify
+
+
+def trust_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The four trust options shared by ``check`` and ``verify-report``."""
+    options = [
+        click.option("--key", "key", type=click.Path(path_type=Path, dir_okay=False), help="vendor's public key VENDOR.pub (key-signed bundles)"),
+        click.option("--trusted-root", type=click.Path(path_type=Path, dir_okay=False), help="Sigstore trusted_root.json (keyless bundles)"),
+        click.option("--identity", help="keyless: expected signer identity (e-mail or URI in the certificate)"),
+        click.option("--issuer", help="keyless: expected OIDC issuer URL"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@click.command("check")
+@click.argument("pack", type=click.Path(path_type=Path))
+@click.option("--bundle", type=click.Path(path_type=Path, dir_okay=False), help="attestation bundle (default: PACK.sigstore.json beside the pack)")
+@click.option("--tokens", type=click.Path(path_type=Path, dir_okay=False), help="evaluation token file (default: beside the bundle)")
+@trust_options
+@click.option("--policy", "policy_spec", help="policy file, or a shipped policy name (default, strict, development); default: default")
+@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), help="write the PDF audit report here")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="write results.json here")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def check_command(
+    pack: Path,
+    bundle: Path | None,
+    tokens: Path | None,
+    key: Path | None,
+    trusted_root: Path | None,
+    identity: str | None,
+    issuer: str | None,
+    policy_spec: str | None,
+    report_path: Path | None,
+    json_path: Path | None,
+    quiet: bool,
+) -> None:
+    """Check PACK against its signed attestation under a policy, offline.
+
+    Verifies the signature and the signer, every file hash, the bit-exact
+    reconstruction of every tensor, and re-measures perplexity; writes
+    results.json and a PDF/A-3 audit report when asked. Exits 1 on FAIL.
+    """
+    from ..policy import load_policy
+
+    trust = TrustArgs(key=key, trusted_root=trusted_root, identity=identity, issuer=issuer).validate()
+    policy = load_policy(policy_spec)
+    for out in (report_path, json_path):
+        if out is not None and not (out.parent if str(out.parent) else Path(".")).is_dir():
+            raise UsageError(f"output directory does not exist: {out.parent}")
+    if report_path is not None and json_path is not None and report_path.resolve() == json_path.resolve():
+        raise UsageError("--report and --json cannot be the same file")
+    inputs = [p.resolve() for p in (bundle, tokens, key, trusted_root) if p is not None]
+    for out in (report_path, json_path):
+        if out is not None and (out.resolve() in inputs or out.resolve().is_relative_to(pack.resolve())):
+            raise UsageError(f"{out} would overwrite an input (outputs go outside the pack and beside the inputs)")
+
+    from ..check.pipeline import CheckInputs, run_check
+
+    outcome = run_check(
+        CheckInputs(
+            pack=pack,
+            bundle=bundle,
+            tokens=tokens,
+            public_key=trust.key,
+            trusted_root=trust.trusted_root,
+            identity=trust.identity,
+            issuer=trust.issuer,
+            policy=policy,
+            progress=not quiet,
+        )
+    )
+    results = outcome.results
+    if json_path is not None:
+        from ..atomic import write_bytes_atomic
+
+        write_bytes_atomic(json_path, results.to_json_bytes())
+    if report_path is not None:
+        from ..report import BUNDLE_ATTACHMENT, render_report
+
+        render_report(results, {BUNDLE_ATTACHMENT: outcome.bundle_bytes}, report_path)
+    for check in results.checks:
+        tag = "" if check.required else " (advisory)"
+        click.echo(f"{check.status.value:4}  {check.title}{tag}: {check.summary}")
+    click.echo(f"verdict: {results.verdict.value} (policy {results.policy.name}, sha256 {results.policy.sha256[:16]}...)")
+    for path in (json_path, report_path):
+        if path is not None:
+            click.echo(f"wrote {path}")
+    if results.verdict.value != "PASS":
+        exit_with(1)
+
+
+__all__ = ["TrustArgs", "check_command", "trust_options"]

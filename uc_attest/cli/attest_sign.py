@@ -1,0 +1,91 @@
+"""``attest sign``: the vendor's acceptance test and signature. Argument handling only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+from .attest_keys import stdin_is_interactive
+
+
+def _prompt_passphrase() -> bytes:
+    return click.prompt("Passphrase for the signing key", hide_input=True, err=True).encode("utf-8")
+
+
+@click.command("sign")
+@click.argument("pack", type=click.Path(path_type=Path))
+@click.option("--key", "key_path", type=click.Path(path_type=Path), help="private key NAME.key (passphrase from UC_ATTEST_KEY_PASSPHRASE or a prompt)")
+@click.option("--sigstore", "keyless", is_flag=True, help="sign keyless with Sigstore (Fulcio + Rekor; needs network and an OIDC identity)")
+@click.option("--staging", is_flag=True, help="with --sigstore: use Sigstore's staging instance")
+@click.option("--baseline", type=click.Path(path_type=Path), help="uncompressed model directory to measure for comparison")
+@click.option("--eval-text", type=click.Path(path_type=Path), help="UTF-8 evaluation text (default: built-in)")
+@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2, 1 << 20), help="tokens per evaluation window")
+@click.option("--max-windows", type=click.IntRange(1, 1 << 30), help="evaluate at most N windows")
+@click.option("--valid-days", default=365, show_default=True, type=click.IntRange(1, 36525), help="days until the attestation expires")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="bundle path (default: PACK.sigstore.json beside the pack)")
+@click.option("--tokens-out", type=click.Path(path_type=Path), help="token file path (default: beside the bundle, NAME.eval-tokens.safetensors)")
+@click.option("--json", "as_json", is_flag=True, help="print the result (paths, perplexities, timings) as JSON")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def sign_command(
+    pack: Path,
+    key_path: Path | None,
+    keyless: bool,
+    staging: bool,
+    baseline: Path | None,
+    eval_text: Path | None,
+    seq_len: int,
+    max_windows: int | None,
+    valid_days: int,
+    output: Path | None,
+    tokens_out: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Verify PACK, measure its perplexity (and the baseline's), and sign the result.
+
+    Writes a Sigstore bundle (DSSE, in-toto statement) and the evaluation token
+    file it pins. Nothing is written when any step fails.
+    """
+    from ..attest.acceptance import SignOptions, sign_pack
+    from ..attest.keys import load_signing_key
+
+    if (key_path is None) == (not keyless):
+        raise UsageError("give exactly one of --key NAME.key or --sigstore")
+    if staging and not keyless:
+        raise UsageError("--staging only applies to --sigstore")
+    key = None
+    if key_path is not None:
+        key = load_signing_key(key_path, prompt=_prompt_passphrase if stdin_is_interactive() else None)
+    result = sign_pack(
+        SignOptions(
+            pack=pack,
+            key=key,
+            keyless=keyless,
+            staging=staging,
+            baseline=baseline,
+            eval_text=eval_text,
+            seq_len=seq_len,
+            max_windows=max_windows,
+            valid_days=valid_days,
+            output=output,
+            tokens_output=tokens_out,
+            progress=not quiet,
+        )
+    )
+    if as_json:
+        click.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+        return
+    t = result.timings
+    click.echo(f"signed by {result.signer}")
+    click.echo(f"perplexity {result.perplexity:.6f} over {result.windows} windows ({result.token_count} tokens)")
+    if result.baseline_perplexity is not None and result.ratio is not None:
+        click.echo(f"baseline perplexity {result.baseline_perplexity:.6f}, ratio {result.ratio:.6f}")
+    click.echo(f"time: verify {t.verify:.2f}s, evaluation {t.evaluation:.2f}s, signing {t.signing:.2f}s, total {t.total:.2f}s")
+    click.echo(f"wrote {result.tokens}")
+    click.echo(f"wrote {result.bundle}")
+
+
+__all__ = ["sign_command"]
