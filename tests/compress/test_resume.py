@@ -1,0 +1,77 @@
+"""An interrupted calibrated compression resumes from its last finished block, byte-identically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from helpers import fast_options
+from tiny_models import make_tiny_model
+from uc_attest.compress import resume
+from uc_attest.compress.pipeline import compress_model
+
+
+class Interrupted(Exception):
+    pass
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
+
+
+@pytest.mark.parametrize("arch", ["llama", "mixtral"])
+def test_resume_is_byte_identical(arch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiny_models import COMMON  # noqa: F401 - the tiny models have two blocks
+
+    model_dir = make_tiny_model(arch, tmp_path / "model")
+    opts = fast_options(tmp_path)
+    compress_model(model_dir, tmp_path / "full", opts, progress=False)
+
+    original = resume.WorkDir.finish_block
+    calls = {"n": 0}
+
+    def interrupt_after_first(self, index, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if calls["n"] == 1:
+            raise Interrupted
+        calls["n"] += 1
+        return original(self, index, *args, **kwargs)
+
+    monkeypatch.setattr(resume.WorkDir, "finish_block", interrupt_after_first)
+    with pytest.raises(Interrupted):
+        compress_model(model_dir, tmp_path / "out", opts, progress=False)
+    work = tmp_path / "out.partial-work"
+    assert (work / "state.json").is_file() and (work / "block-00000.safetensors").is_file()
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(resume.WorkDir, "finish_block", original)
+
+    resumed_from = {}
+    original_start = resume.WorkDir.start
+
+    def spy_start(self, resume_flag):  # type: ignore[no-untyped-def]
+        resumed_from["done"] = original_start(self, resume_flag)
+        return resumed_from["done"]
+
+    monkeypatch.setattr(resume.WorkDir, "start", spy_start)
+    manifest = compress_model(model_dir, tmp_path / "out", opts.model_copy(update={"resume": True}), progress=False)
+    assert resumed_from["done"] == 1
+    assert _files(tmp_path / "out") == _files(tmp_path / "full")
+    assert not work.exists()
+    assert manifest.compression.calibration["blocks"] == 2
+
+
+def test_resume_ignores_a_different_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model_dir = make_tiny_model("llama", tmp_path / "model")
+    work = tmp_path / "out.partial-work"
+    work.mkdir()
+    (work / "state.json").write_text('{"version": 1, "fingerprint": "other", "completed": 1}')
+    seen = {}
+    original_start = resume.WorkDir.start
+
+    def spy_start(self, resume_flag):  # type: ignore[no-untyped-def]
+        seen["done"] = original_start(self, resume_flag)
+        return seen["done"]
+
+    monkeypatch.setattr(resume.WorkDir, "start", spy_start)
+    compress_model(model_dir, tmp_path / "out", fast_options(tmp_path, resume=True), progress=False)
+    assert seen["done"] == 0

@@ -1,0 +1,389 @@
+"""Calibrated streaming compression: one decoder block resident at a time.
+
+1. Calibration ids: ``--samples`` windows of ``--seq-len`` tokens, evenly spaced
+   over the calibration text (built-in docstrings disjoint from the evaluation
+   text, or ``--calibration FILE``) tokenised with the model's tokenizer.
+2. The model is a skeleton (meta parameters, real buffers). Only the modules
+   before the blocks (embeddings) are materialised to capture the first block's
+   inputs and every block's keyword arguments; they are freed again.
+3. For each block: load its tensors from the shards, collect input statistics
+   group by group (q/k/v, o, gate/up, down, experts, ...), quantize each group
+   with Hessian error feedback onto a learned codebook times block scales, put
+   the canonical reconstruction of the final packed codes into the block, run
+   the block to produce the next block's inputs, persist the block in the work
+   directory, free it.
+4. Finally every checkpoint tensor is handed to the pack writer in key order,
+   from the work directory, so an interrupted and resumed run writes the same
+   bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..architecture import ROLE_EXPERTS, ROLE_HEAD, CheckpointKeyMapper, TensorRole
+from ..codec.encoded import EncodedTensor
+from ..codec.reconstruct import reconstruct, tensor_digest
+from ..errors import UsageError
+from ..evaluate.text import SOURCE_NAME, default_calibration_text, read_text_file
+from ..pack.writer import PackWriter
+from .blocks import (
+    block_of,
+    build_calibration_skeleton,
+    capture_inputs,
+    find_blocks,
+    first_output,
+    load_checkpoint_tensors,
+    materialise,
+    release,
+)
+from .blockscale import encode_datafree
+from .gptq import gptq_quantize_group
+from .hessian import StopBlock, UnitStats, attach, discover_groups, is_dense_unit, is_expert_unit
+from .options import CompressOptions
+from .resume import WorkDir, source_fingerprint
+from .source import SafetensorsSource
+
+TOKENS_PER_BATCH = 2048
+ALGORITHM = "gptq-codebook-v1"
+
+
+# -- calibration data ---------------------------------------------------------------------------
+
+
+def calibration_ids(model_dir: Path, options: CompressOptions, vocab_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """[samples, seq_len] int64 windows evenly spaced over the calibration text."""
+    if options.calibration_file is not None:
+        text = read_text_file(options.calibration_file)
+        source = Path(options.calibration_file).name
+    else:
+        text = default_calibration_text()
+        source = SOURCE_NAME + " (calibration split)"
+    has_tokenizer = any((model_dir / n).is_file() for n in ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"))
+    if has_tokenizer:
+        from ..evaluate.tokens import tokenize_text
+
+        ids = tokenize_text(model_dir, text)
+        tokenizer = "model"
+    else:  # a model without a tokenizer (tests): UTF-8 bytes folded into the vocabulary
+        ids = torch.tensor(list(text.encode("utf-8")), dtype=torch.int64) % vocab_size
+        tokenizer = "utf8-bytes-mod-vocab"
+    available = ids.numel() // options.seq_len
+    if available < 1:
+        raise UsageError(f"the calibration text has {ids.numel()} tokens, fewer than one window of {options.seq_len}")
+    n = min(options.samples, available)
+    starts = [(j * available // n) * options.seq_len for j in range(n)]
+    windows = torch.stack([ids[s : s + options.seq_len] for s in starts])
+    info = {
+        "calibration_source": source,
+        "calibration_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "calibration_tokenizer": tokenizer,
+        "samples": n,
+        "seq_len": options.seq_len,
+        "calibration_tokens": n * options.seq_len,
+    }
+    return windows, info
+
+
+# -- the model around the blocks ----------------------------------------------------------------
+
+
+def _outside_modules(model: nn.Module, blocks: nn.ModuleList) -> list[nn.Module]:
+    inside = {id(m) for m in blocks.modules()}
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return [m for m in model.modules() if id(m) not in inside and m is not head]
+
+
+def _materialise_outside(model: nn.Module, blocks: nn.ModuleList, source: SafetensorsSource, keys: list[str],
+                         roles: dict[str, TensorRole], dtype: torch.dtype) -> list[nn.Module]:  # fmt: skip
+    modules = _outside_modules(model, blocks)
+    for m in modules:
+        for name, p in list(m._parameters.items()):
+            if p is not None and p.device.type == "meta":
+                m._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=dtype), requires_grad=False)
+    state = {k: source.load(k) for k in keys if roles[k].role != ROLE_HEAD}
+    if state:
+        load_checkpoint_tensors(model, state, dtype)
+    return modules
+
+
+def _release_outside(modules: list[nn.Module]) -> None:
+    for m in modules:
+        for name, p in list(m._parameters.items()):
+            if p is not None and p.device.type != "meta":
+                m._parameters[name] = nn.Parameter(p.detach().to("meta"), requires_grad=False)
+
+
+# -- one block ------------------------------------------------------------------------------------
+
+
+def _expert_index(key: str) -> int | None:
+    found = re.findall(r"experts\.(\d+)\.", key)
+    return int(found[-1]) if found else None
+
+
+class BlockCoder:
+    def __init__(self, model: nn.Module, block: nn.Module, prefix: str, keys: list[str], mapper: CheckpointKeyMapper,
+                 roles: dict[str, TensorRole], options: CompressOptions, dtype: torch.dtype) -> None:  # fmt: skip
+        self.model, self.block, self.options, self.dtype = model, block, options, dtype
+        self.roles = roles
+        self.quant_keys = [k for k in keys if roles[k].quantize]
+        self.key_unit: dict[str, str] = {}
+        self.key_param: dict[str, str] = {}
+        self.units: dict[str, nn.Module] = {}
+        for key in self.quant_keys:
+            target = mapper.target(key)
+            module_name, _, attr = target.rpartition(".")
+            rel = module_name[len(prefix) + 1 :].split(".", 1)[1] if "." in module_name[len(prefix) + 1 :] else ""
+            module = block.get_submodule(rel) if rel else block
+            if is_dense_unit(module) or (is_expert_unit(module) and roles[key].role == ROLE_EXPERTS):
+                self.units[rel] = module
+                self.key_unit[key] = rel
+                self.key_param[key] = attr
+        self.fallbacks: dict[str, str] = {}
+
+    def run(self, hidden: torch.Tensor, kwargs: dict[int, tuple[tuple[Any, ...], dict[str, Any]]], batch: int, stop_early: bool) -> torch.Tensor | None:
+        outs = []
+        for x in hidden.split(batch):
+            try:
+                args, kw = kwargs[x.shape[0]]
+                outs.append(first_output(self.block(x.to(self.dtype), *args, **kw)))
+            except StopBlock:
+                continue
+        return None if stop_early else torch.cat(outs)
+
+    @torch.no_grad()
+    def code(self, hidden: torch.Tensor, kwargs: dict[int, tuple[tuple[Any, ...], dict[str, Any]]], batch: int,
+             source: SafetensorsSource, bar: Any = None) -> dict[str, tuple[EncodedTensor, str, str]]:  # fmt: skip
+        groups = discover_groups(self.block, self.units, lambda: self.run(hidden[:batch], kwargs, batch, False))
+        results: dict[str, tuple[EncodedTensor, str, str]] = {}
+        for group in groups:
+            if bar is not None:
+                bar.set_postfix_str("+".join(g.rsplit(".", 1)[-1] for g in group))
+            stats = {u: UnitStats() for u in group}
+            handles = attach({u: self.units[u] for u in group}, stats, stop_when_done=True)
+            try:
+                self.run(hidden, kwargs, batch, True)
+            finally:
+                for h in handles:
+                    h.remove()
+            keys = [k for k in self.quant_keys if self.key_unit.get(k) in group]
+            results.update(self._code_keys(keys, stats, source))
+            self._load([k for k in keys], results)
+        # units no calibration token reached, and linear-role tensors outside any unit: data-free
+        rest = [k for k in self.quant_keys if k not in results]
+        for key in rest:
+            results[key] = self._datafree(key, source)
+            self.fallbacks[key] = "never called on calibration data: data-free coding"
+        if rest:
+            self._load(rest, results)
+        return results
+
+    def _params(self, key: str) -> Any:
+        from .pipeline import codec_params
+
+        return codec_params(self.roles[key], self.options)
+
+    def _finish(self, key: str, enc: EncodedTensor) -> tuple[EncodedTensor, str, str]:
+        canonical = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params)
+        return enc, self.roles[key].role, tensor_digest(canonical)
+
+    def _datafree(self, key: str, source: SafetensorsSource) -> tuple[EncodedTensor, str, str]:
+        enc, _ = encode_datafree(source.load(key), self._params(key))
+        return self._finish(key, enc)
+
+    def _code_keys(self, keys: list[str], stats: dict[str, UnitStats], source: SafetensorsSource) -> dict[str, tuple[EncodedTensor, str, str]]:
+        # bundle keys that share one statistic: (unit, which statistic, expert)
+        bundles: dict[tuple[str, str, int | None], list[str]] = {}
+        for key in keys:
+            unit = self.key_unit[key]
+            module = self.units[unit]
+            if is_expert_unit(module):
+                e = _expert_index(key)
+                which = "h_mid" if self.key_param[key] == "down_proj" else "h_in"
+                bundles.setdefault((unit, which, e), []).append(key)
+            else:
+                bundles.setdefault((unit, "h", None), []).append(key)
+        # dense units of one group read the same input: one sweep for all of them
+        merged: dict[tuple[Any, ...], list[str]] = {}
+        for (unit, which, e), ks in bundles.items():
+            tag = ("dense",) if which == "h" else (unit, which, e)
+            merged.setdefault(tag, []).extend(ks)
+        out: dict[str, tuple[EncodedTensor, str, str]] = {}
+        for tag, ks in merged.items():
+            if tag == ("dense",):
+                st = stats[self.key_unit[ks[0]]]
+                h = st.h / max(st.tokens, 1) if st.h is not None else None
+            else:
+                unit, which, e = tag
+                st = stats[unit]
+                h = None
+                if e is not None and e in st.expert_tokens:
+                    h = getattr(st, which)[e] / st.expert_tokens[e]
+                elif which == "h_in" and st.h_all is not None:
+                    h = st.h_all  # expert no token reached: statistics of every token entering the layer
+                    for k in ks:
+                        self.fallbacks[k] = "expert reached by no calibration token: Hessian of all tokens of the layer"
+                else:
+                    for k in ks:
+                        out[k] = self._datafree(k, source)
+                        self.fallbacks[k] = "expert reached by no calibration token: data-free coding"
+                    continue
+            out.update(self._gptq(ks, h, source))
+        return out
+
+    def _gptq(self, keys: list[str], h: torch.Tensor | None, source: SafetensorsSource) -> dict[str, tuple[EncodedTensor, str, str]]:
+        out: dict[str, tuple[EncodedTensor, str, str]] = {}
+        two_d = [k for k in keys if len(source.shape(k)) == 2]
+        for k in keys:
+            if k not in two_d:
+                out[k] = self._datafree(k, source)
+                self.fallbacks[k] = "not a 2-D checkpoint tensor: data-free coding"
+        # stack only tensors with the same input width (always true for one statistic)
+        coded = gptq_quantize_group(
+            [source.load(k) for k in two_d], [self._params(k) for k in two_d], h,
+            damp=self.options.damp, act_order=self.options.act_order, seed=self.options.seed,
+        ) if two_d else []  # fmt: skip
+        for k, (enc, _) in zip(two_d, coded):
+            out[k] = self._finish(k, enc)
+        return out
+
+    def _load(self, keys: list[str], results: dict[str, tuple[EncodedTensor, str, str]]) -> None:
+        """Put the canonical reconstruction of the final packed codes into the block."""
+        state = {}
+        for k in keys:
+            enc = results[k][0]
+            state[k] = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params)
+        load_checkpoint_tensors(self.model, state, self.dtype)
+
+
+# -- driver ---------------------------------------------------------------------------------------
+
+
+def _determinism(seed: int) -> None:
+    # Every random choice (k-means subsampling) uses its own seeded generator; the CPU
+    # kernels used here are deterministic for a given thread count, so a run repeats
+    # bit for bit on the same machine. (torch.use_deterministic_algorithms is not set:
+    # it changes no CPU result used here and makes in-place slice updates ~10x slower.)
+    torch.manual_seed(seed)
+
+
+def compress_calibrated(
+    model_dir: Path,
+    source: SafetensorsSource,
+    config: Any,
+    roles: dict[str, TensorRole],
+    writer: PackWriter,
+    options: CompressOptions,
+    out_path: Path,
+    progress: bool = True,
+) -> dict[str, str | int | float | bool]:
+    from .pipeline import add_datafree, passthrough_tensor
+
+    start_time = time.perf_counter()
+    _determinism(options.seed)
+    dtype = torch.bfloat16 if options.calibration_dtype == "bfloat16" else torch.float32
+    model = build_calibration_skeleton(config)
+    mapper = CheckpointKeyMapper(model)
+    prefix, blocks = find_blocks(model)
+    block_keys: dict[int, list[str]] = {i: [] for i in range(len(blocks))}
+    outside: list[str] = []
+    for key in source.keys():
+        b = block_of(mapper.target(key), prefix)
+        (block_keys[b] if b is not None and b in block_keys else outside).append(key)
+
+    ids, info = calibration_ids(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
+    batch = max(1, min(ids.shape[0], TOKENS_PER_BATCH // options.seq_len))
+    chunks = list(ids.split(batch))
+    fingerprint = hashlib.sha256(json.dumps({
+        "options": options.model_dump(mode="json", exclude={"resume"}),
+        "source": source_fingerprint(model_dir),
+        "calibration": info,
+        "algorithm": ALGORITHM,
+    }, sort_keys=True, default=str).encode()).hexdigest()  # fmt: skip
+    work = WorkDir(out_path, fingerprint)
+    done = work.start(options.resume)
+
+    outside_modules = _materialise_outside(model, blocks, source, outside, roles, dtype)
+    captured = capture_inputs(model, blocks, chunks, keep_hidden=done == 0)
+    _release_outside(outside_modules)
+    hidden = captured.hidden if done == 0 else work.load_hidden()
+    assert hidden is not None
+    hidden = hidden.to(dtype)
+
+    fallbacks: dict[str, str] = {}
+    bar = tqdm(total=len(blocks), initial=done, desc="calibrate", unit="block", disable=not progress)
+    try:
+        for i in range(done, len(blocks)):
+            block = blocks[i]
+            materialise(block, dtype)
+            state = {}
+            passthrough: dict[str, tuple[torch.Tensor, str]] = {}
+            for k in block_keys[i]:
+                t = source.load(k)
+                if not roles[k].quantize:
+                    t = passthrough_tensor(t, options)
+                    passthrough[k] = (t, roles[k].role)
+                state[k] = t
+            load_checkpoint_tensors(model, state, dtype)
+            del state
+            coder = BlockCoder(model, block, prefix, block_keys[i], mapper, roles, options, dtype)
+            with torch.no_grad():
+                results = coder.code(hidden, captured.kwargs[i], batch, source, bar)
+                hidden = coder.run(hidden, captured.kwargs[i], batch, False)
+            assert hidden is not None
+            fallbacks.update(coder.fallbacks)
+            work.finish_block(i, results, passthrough, hidden)
+            release(block)
+            bar.update(1)
+    finally:
+        bar.close()
+    del hidden
+
+    # every tensor to the writer, in key order, from the source or the work directory
+    finished: dict[str, tuple[str, Any, str, str | None]] = {}
+    key_block = {k: i for i, ks in block_keys.items() for k in ks}
+    loaded_block = -1
+    for key in source.keys():
+        if key in key_block:
+            if key_block[key] != loaded_block:
+                loaded_block = key_block[key]
+                finished = {n: (kind, v, role, d) for n, kind, v, role, d in work.read_block(loaded_block)}
+            kind, value, role, digest = finished[key]
+            if kind == "quantized":
+                writer.add_quantized(key, value, role, digest)  # type: ignore[arg-type]
+            else:
+                writer.add_passthrough(key, value, role)
+        else:
+            role_ = roles[key]
+            tensor = source.load(key)
+            if role_.quantize:
+                add_datafree(writer, key, tensor, role_, options)
+                fallbacks[key] = "outside the decoder blocks: data-free coding"
+            else:
+                writer.add_passthrough(key, passthrough_tensor(tensor, options), role_.role)
+    work.remove()
+    if progress:
+        tqdm.write(f"calibrated compression: {time.perf_counter() - start_time:.1f} s")
+    result: dict[str, str | int | float | bool] = {
+        "algorithm": ALGORITHM,
+        **info,
+        "act_order": options.act_order,
+        "damp": options.damp,
+        "compute_dtype": options.calibration_dtype,
+        "blocks": len(blocks),
+        "block_list": prefix,
+        "fallback_tensors": len(fallbacks),
+    }
+    if fallbacks:
+        result["fallbacks"] = json.dumps(fallbacks, sort_keys=True)
+    return result

@@ -1,0 +1,260 @@
+"""Hessian-aware quantization of one linear map onto a codebook times block scales.
+
+For a linear map with weight W (rows = outputs, columns = inputs) and input
+statistics H = sum x x^T over calibration tokens, the output error of a weight
+change D is tr(D H D^T). The coder
+
+1. learns the tensor's 2**bits-entry codebook by k-means over block-normalised
+   weights, each weight counted with its importance H[j, j] * scale^2;
+2. searches every block's scale over a grid of clipping factors of its
+   absolute maximum, minimising the H-diagonal-weighted error, and refits the
+   codebook for the chosen scales (two rounds);
+3. quantizes column by column (in order of decreasing H[j, j] when act-order is
+   on) and spreads each column's error over the not yet quantized columns
+   through the inverse Hessian's Cholesky factor (GPTQ); the value used for a
+   quantized column is the canonical reconstruction itself, bf16-rounded, so the
+   error that is compensated is the error the customer's weights really have;
+4. refits the codebook entries for the chosen codes by least squares under the
+   full Hessian, keeping only a refit that lowers the Hessian error.
+
+Block scales are fixed before step 3, so act-order never changes which scale a
+weight uses.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..codec.codebook import learn_codebook, nearest_codes
+from ..codec.encoded import EncodedTensor
+from ..codec.params import CodecParams
+from ..codec.reconstruct import TORCH_DTYPES
+
+CLIP_GRID = tuple(1.0 - 0.03 * i for i in range(9))  # 1.00 .. 0.76
+COLUMN_BLOCK = 128
+
+
+def _blocked(m: torch.Tensor, block: int) -> torch.Tensor:
+    pad = (-m.shape[-1]) % block
+    if pad:
+        m = torch.nn.functional.pad(m, (0, pad))
+    return m.reshape(*m.shape[:-1], -1, block)
+
+
+def _dequant(codebook: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Canonical value (float32 multiply, one rounding) widened back to float32."""
+    return (codebook[codes] * scales).to(dtype).to(torch.float32)
+
+
+def _normalised(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    return torch.where(s != 0, w / torch.where(s != 0, s, 1.0), 0.0)
+
+
+def search_scales(
+    w: torch.Tensor, importance: torch.Tensor, bits: int, block: int, dtype: torch.dtype, seed: int, rounds: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codebook (float32, sorted) and float16 scales [rows, nblocks] for a [rows, cols] matrix.
+
+    ``importance`` [cols] weighs each column's squared error (the Hessian diagonal).
+    """
+    wb = _blocked(w, block)  # rows, nb, B
+    ib = _blocked(importance.reshape(1, -1).to(torch.float32), block)  # 1, nb, B
+    amax = wb.abs().amax(-1).clamp(max=65504.0)  # rows, nb
+    scales = amax.to(torch.float16).to(torch.float32)
+    weights = ib * scales.unsqueeze(-1) ** 2 + 1e-20
+    codebook = learn_codebook(_normalised(wb, scales.unsqueeze(-1)), bits, weights=weights, seed=seed, max_samples=1 << 16)
+    for _ in range(rounds):
+        best_err = torch.full_like(amax, float("inf"))
+        best = scales
+        for alpha in CLIP_GRID:
+            s = (amax * alpha).to(torch.float16).to(torch.float32).unsqueeze(-1)
+            codes = nearest_codes(_normalised(wb, s), codebook)
+            err = ((wb - _dequant(codebook, codes, s, dtype)) ** 2 * ib).sum(-1)
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best = torch.where(better, s.squeeze(-1), best)
+        scales = best
+        weights = ib * scales.unsqueeze(-1) ** 2 + 1e-20
+        codebook = learn_codebook(_normalised(wb, scales.unsqueeze(-1)), bits, weights=weights, seed=seed, max_samples=1 << 16)
+    return codebook, scales.to(torch.float16)
+
+
+def _inverse_cholesky(h: torch.Tensor) -> torch.Tensor:
+    """Upper Cholesky factor of H^-1, adding damping until H is positive definite."""
+    eye = torch.eye(h.shape[0], dtype=h.dtype)
+    extra = 0.0
+    mean_diag = float(h.diagonal().mean())
+    for _ in range(8):
+        try:
+            lower = torch.linalg.cholesky(h + extra * mean_diag * eye)
+            inv = torch.cholesky_inverse(lower)
+            return torch.linalg.cholesky(inv, upper=True)
+        except RuntimeError:  # torch.linalg.LinAlgError subclasses RuntimeError
+            extra = 0.01 if extra == 0 else extra * 4
+    raise RuntimeError("the Hessian stays singular after damping")
+
+
+def hessian_error(w: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> float:
+    d = (w - q).to(torch.float64)
+    return float(((d @ h) * d).sum())
+
+
+def refit_codebook(
+    w: torch.Tensor, codes: torch.Tensor, scales_full: torch.Tensor, h: torch.Tensor, k: int
+) -> torch.Tensor | None:
+    """Least-squares codebook for fixed codes and scales under tr(D H D^T); None if degenerate.
+
+    Q = sum_k c_k M_k with M_k = scale * [code == k]; the normal equations are
+    A c = b with A_kl = sum_r m_k^r H m_l^r and b_k = sum_r m_k^r H w^r.
+    """
+    rows, cols = w.shape
+    a = torch.zeros(k, k, dtype=torch.float64)
+    b = torch.zeros(k, dtype=torch.float64)
+    hw = w.to(torch.float64) @ h  # rows, cols
+    chunk = max(1, (1 << 23) // max(1, cols * cols))
+    for r0 in range(0, rows, chunk):
+        r1 = min(rows, r0 + chunk)
+        s = scales_full[r0:r1].to(torch.float64)  # r, cols
+        c = codes[r0:r1].long()  # r, cols
+        # (M_r^T H)[k, d] = sum over columns c with code k of s[c] * H[c, d]
+        scaled = s.unsqueeze(-1) * h.unsqueeze(0)  # r, cols, cols
+        mh = torch.zeros(r1 - r0, k, cols, dtype=torch.float64)
+        mh.scatter_add_(1, c.unsqueeze(-1).expand(-1, -1, cols), scaled)
+        # A += (M_r^T H) M_r: gather the same way along d
+        part = torch.zeros(r1 - r0, k, k, dtype=torch.float64)
+        part.scatter_add_(2, c.unsqueeze(1).expand(-1, k, -1), mh * s.unsqueeze(1))
+        a += part.sum(0)
+        b.index_add_(0, c.reshape(-1), (s * hw[r0:r1]).reshape(-1))
+    used = a.diagonal() > 0
+    if int(used.sum()) < 2:
+        return None
+    a_u = a[used][:, used]
+    a_u = a_u + 1e-9 * a_u.diagonal().mean() * torch.eye(a_u.shape[0], dtype=torch.float64)
+    try:
+        sol = torch.linalg.solve(a_u, b[used])
+    except RuntimeError:
+        return None
+    return sol.to(torch.float32), used  # type: ignore[return-value]
+
+
+def gptq_quantize_group(
+    weights: list[torch.Tensor],
+    params: list[CodecParams],
+    hessian: torch.Tensor | None,
+    damp: float = 0.01,
+    act_order: bool = True,
+    seed: int = 0,
+    refit: bool = False,
+) -> list[tuple[EncodedTensor, torch.Tensor]]:
+    """Encode 2-D weights that read the same input (one Hessian) with error feedback.
+
+    GPTQ treats rows independently for a fixed H, so matrices sharing an input
+    (q, k, v; gate, up) are stacked along their rows and swept once; each keeps
+    its own codebook and scales. ``hessian`` is the input second moment over the
+    block axis (None: identity, i.e. nearest-entry coding after the same scale
+    and codebook search). Returns (encoded, unpacked codes) per weight.
+    """
+    dtype = TORCH_DTYPES[params[0].dtype]
+    mats = []
+    for weight, p in zip(weights, params, strict=True):
+        if weight.ndim != 2:
+            raise ValueError("gptq_quantize takes 2-D weights")
+        mats.append((weight.t() if p.block_axis == 0 else weight).to(torch.float32).contiguous())
+    cols = mats[0].shape[1]
+    if any(m.shape[1] != cols for m in mats) or any(p.block_size != params[0].block_size for p in params):
+        raise ValueError("weights of one group must share their input dimension and block size")
+    block = params[0].block_size
+    h = torch.eye(cols, dtype=torch.float64) if hessian is None else hessian.to(torch.float64).clone()
+    dead = h.diagonal() <= 0
+    h[dead, dead] = 1.0
+    h += damp * float(h.diagonal().mean()) * torch.eye(cols, dtype=torch.float64)
+    diag = h.diagonal().clone()
+
+    codebooks, scales16 = [], []
+    for m, p in zip(mats, params, strict=True):
+        cb, sc = search_scales(m, diag, p.bits, block, dtype, seed)
+        codebooks.append(cb)
+        scales16.append(sc)
+    w = torch.cat(mats)
+    rows = w.shape[0]
+    row_group = torch.cat([torch.full((m.shape[0],), g, dtype=torch.int64) for g, m in enumerate(mats)])
+    k = max(cb.numel() for cb in codebooks)
+    table = torch.stack([torch.nn.functional.pad(cb, (0, k - cb.numel()), value=float("inf")) for cb in codebooks])
+    mids = ((table[:, 1:] + table[:, :-1]) * 0.5)[row_group]  # rows, k-1 (inf beyond a smaller codebook)
+    values = table[row_group]  # rows, k
+    scales_full = torch.cat(
+        [torch.repeat_interleave(sc.to(torch.float32), block, dim=1)[:, :cols] for sc in scales16]
+    )
+
+    perm = torch.argsort(diag, descending=True, stable=True) if act_order else torch.arange(cols)
+    inv_perm = torch.argsort(perm)
+    wp = w[:, perm].clone()
+    sp = scales_full[:, perm].contiguous()
+    inv_sp = torch.where(sp != 0, 1.0 / torch.where(sp != 0, sp, 1.0), 0.0)
+    hinv = _inverse_cholesky(h[perm][:, perm].to(torch.float32))
+    codes_p = torch.zeros(rows, cols, dtype=torch.int64)
+    for i1 in range(0, cols, COLUMN_BLOCK):
+        i2 = min(cols, i1 + COLUMN_BLOCK)
+        w1 = wp[:, i1:i2].clone()
+        err1 = torch.zeros_like(w1)
+        h1 = hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = w1[:, i]
+            j = i1 + i
+            c = ((col * inv_sp[:, j]).unsqueeze(1) > mids).sum(1)
+            q = (values.gather(1, c.unsqueeze(1)).squeeze(1) * sp[:, j]).to(dtype).to(torch.float32)
+            codes_p[:, j] = c
+            e = (col - q) / h1[i, i]
+            w1[:, i:].addr_(e, h1[i, i:], alpha=-1.0)
+            err1[:, i] = e
+        wp[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+    codes_all = codes_p[:, inv_perm]
+
+    out = []
+    r0 = 0
+    for m, p, cb, sc in zip(mats, params, codebooks, scales16, strict=True):
+        r1 = r0 + m.shape[0]
+        codes = codes_all[r0:r1]
+        sfull = scales_full[r0:r1]
+        if refit and hessian is not None:
+            cb, codes = _refit(m, codes, sfull, cb, h, dtype)
+        codes8 = codes.to(torch.uint8)
+        if p.block_axis == 0:
+            codes8, sc = codes8.t().contiguous(), sc.t().contiguous()
+        out.append((EncodedTensor.from_codes(codes8, cb, sc.contiguous(), p), codes8))
+        r0 = r1
+    return out
+
+
+def _refit(
+    w: torch.Tensor, codes: torch.Tensor, scales_full: torch.Tensor, codebook: torch.Tensor, h: torch.Tensor,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codebook refit under the full Hessian, kept only if it lowers the Hessian error."""
+    before = hessian_error(w, _dequant(codebook, codes, scales_full, dtype), h)
+    fitted = refit_codebook(w, codes, scales_full, h, codebook.numel())
+    if fitted is None:
+        return codebook, codes
+    values, used = fitted  # type: ignore[misc]
+    candidate = codebook.clone()
+    candidate[used] = values
+    order = torch.argsort(candidate, stable=True)
+    if not torch.all(candidate[order][1:] > candidate[order][:-1]):
+        return codebook, codes
+    new_codes = torch.argsort(order)[codes]
+    new_cb = candidate[order].contiguous()
+    after = hessian_error(w, _dequant(new_cb, new_codes, scales_full, dtype), h)
+    return (new_cb, new_codes) if after < before else (codebook, codes)
+
+
+def gptq_quantize(
+    weight: torch.Tensor,
+    params: CodecParams,
+    hessian: torch.Tensor | None,
+    damp: float = 0.01,
+    act_order: bool = True,
+    seed: int = 0,
+    refit: bool = False,
+) -> tuple[EncodedTensor, torch.Tensor]:
+    """One weight: see :func:`gptq_quantize_group`."""
+    return gptq_quantize_group([weight], [params], hessian, damp, act_order, seed, refit)[0]

@@ -1,0 +1,175 @@
+"""Input statistics of a block's linear maps, collected with forward hooks.
+
+A *unit* is something that reads an input and owns quantized weights: a dense
+linear map (``nn.Linear``, GPT-2's ``Conv1D``) or a fused mixture-of-experts
+module (3-D ``gate_up_proj`` / ``down_proj``). For a dense unit the statistic is
+H = sum x x^T over every token of its input. For experts it is per expert and
+over the tokens the router sent to that expert: H_in[e] for the gate/up maps and
+H_mid[e] (the activated intermediate) for the down map. The sum of H over all
+tokens that entered the MoE layer is also kept: it is the fallback statistic of
+the gate/up maps of an expert that no calibration token reached.
+
+Units are grouped by execution order: consecutive units that read the very same
+input tensor (q, k, v; gate, up) form one group and are quantized together, and
+each group's statistics are collected with every earlier group already
+quantized (sequential within the block as well as across blocks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class StopBlock(Exception):
+    """Raised by a hook once every unit of the current group has seen its input."""
+
+
+def is_dense_unit(module: nn.Module) -> bool:
+    from transformers.pytorch_utils import Conv1D
+
+    return isinstance(module, (nn.Linear, Conv1D))
+
+
+def is_expert_unit(module: nn.Module) -> bool:
+    gate_up = getattr(module, "gate_up_proj", None)
+    down = getattr(module, "down_proj", None)
+    return (
+        "Experts" in type(module).__name__
+        and isinstance(gate_up, torch.Tensor)
+        and isinstance(down, torch.Tensor)
+        and gate_up.ndim == 3
+        and hasattr(module, "act_fn")
+    )
+
+
+def _gram(x: torch.Tensor) -> torch.Tensor:
+    """x^T x in float32 (the matmul runs in x's dtype with float32 accumulation)."""
+    return (x.t() @ x).to(torch.float32)
+
+
+@dataclass
+class UnitStats:
+    h: torch.Tensor | None = None  # dense: [in, in]
+    tokens: int = 0
+    h_in: dict[int, torch.Tensor] = field(default_factory=dict)  # experts
+    h_mid: dict[int, torch.Tensor] = field(default_factory=dict)
+    expert_tokens: dict[int, int] = field(default_factory=dict)
+    h_all: torch.Tensor | None = None
+
+    def add(self, attr: str, key: int | None, value: torch.Tensor) -> None:
+        if key is None:
+            current = getattr(self, attr)
+            setattr(self, attr, value if current is None else current + value)
+        else:
+            table = getattr(self, attr)
+            table[key] = value if key not in table else table[key] + value
+
+
+def _expert_inputs(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    names = ("hidden_states", "top_k_index", "top_k_weights")
+    values = dict(zip(names, args))
+    values.update({k: v for k, v in kwargs.items() if k in names})
+    return values["hidden_states"], values["top_k_index"]
+
+
+def _dense_hook(stats: UnitStats, on_call: Callable[[], None]) -> Callable[..., None]:
+    def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+        x = inputs[0]
+        x = x.reshape(-1, x.shape[-1])
+        stats.add("h", None, _gram(x))
+        stats.tokens += x.shape[0]
+        on_call()
+
+    return hook
+
+
+def _experts_hook(stats: UnitStats, on_call: Callable[[], None]) -> Callable[..., None]:
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden, top_k = _expert_inputs(module, args, kwargs)
+        hidden = hidden.reshape(-1, hidden.shape[-1])
+        top_k = top_k.reshape(hidden.shape[0], -1)
+        stats.add("h_all", None, _gram(hidden))
+        transposed = bool(getattr(module, "is_transposed", False))
+        for e in range(module.gate_up_proj.shape[0]):
+            rows = (top_k == e).any(-1).nonzero().squeeze(-1)
+            if rows.numel() == 0:
+                continue
+            x = hidden[rows]
+            stats.add("h_in", e, _gram(x))
+            stats.expert_tokens[e] = stats.expert_tokens.get(e, 0) + int(rows.numel())
+            w = module.gate_up_proj[e].to(x.dtype)
+            h = x @ w if transposed else nn.functional.linear(x, w)
+            bias = getattr(module, "gate_up_proj_bias", None)
+            if isinstance(bias, torch.Tensor):
+                h = h + bias[e].to(h.dtype)
+            gate, up = h.chunk(2, dim=-1)
+            stats.add("h_mid", e, _gram(module.act_fn(gate) * up))
+        on_call()
+
+    return hook
+
+
+def attach(units: dict[str, nn.Module], stats: dict[str, UnitStats], stop_when_done: bool) -> list[Any]:
+    """Hooks on ``units`` accumulating into ``stats``; optionally stop the block once all were called."""
+    called: set[str] = set()
+    handles = []
+
+    for name, module in units.items():
+
+        def on_call(name: str = name) -> None:
+            called.add(name)
+            if stop_when_done and len(called) == len(units):
+                called.clear()
+                raise StopBlock
+
+        if is_expert_unit(module):
+            handles.append(module.register_forward_pre_hook(_experts_hook(stats[name], on_call), with_kwargs=True))
+        else:
+            handles.append(module.register_forward_hook(_dense_hook(stats[name], on_call)))
+    return handles
+
+
+def discover_groups(block: nn.Module, units: dict[str, nn.Module], run: Callable[[], None]) -> list[list[str]]:
+    """Groups of units in execution order; units reading the same tensor share a group.
+
+    Units never called on calibration data form no group (they get no statistics).
+    """
+    order: list[tuple[str, torch.Tensor | None]] = []
+    seen: set[str] = set()
+    handles = []
+    for name, module in units.items():
+        if is_expert_unit(module):
+
+            def pre(mod: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], name: str = name) -> None:
+                if name not in seen:
+                    seen.add(name)
+                    order.append((name, None))
+
+            handles.append(module.register_forward_pre_hook(pre, with_kwargs=True))
+        else:
+
+            def fwd(mod: nn.Module, inputs: tuple[Any, ...], output: Any, name: str = name) -> None:
+                if name not in seen:
+                    seen.add(name)
+                    order.append((name, inputs[0]))  # keeps the tensor alive: identity comparisons stay valid
+
+            handles.append(module.register_forward_hook(fwd))
+    try:
+        run()
+    finally:
+        for h in handles:
+            h.remove()
+    groups: list[list[str]] = []
+    previous: torch.Tensor | None = None
+    for name, x in order:
+        if groups and x is not None and previous is not None and x is previous:
+            groups[-1].append(name)
+        else:
+            groups.append([name])
+        previous = x
+    return groups
