@@ -56,11 +56,41 @@ def main() -> None:
     run([tool("uc"), "verify", str(pack)])
     run([tool("uc"), "inspect", str(pack)])
 
-    print("\n== 4. perplexity of baseline and pack on held-out text (built-in, disjoint from calibration)")
-    base = run([tool("uc"), "eval", str(model), "--max-windows", args.max_windows, "--quiet"])
-    packed = run([tool("uc"), "eval", str(pack), "--max-windows", args.max_windows, "--quiet"])
-    print(f"\nbaseline: {base.stdout.strip()}\npack:     {packed.stdout.strip()}")
-    print("\nVERIFY: PASS")
+    print("\n== 4. vendor: acceptance test (verify, perplexity of pack and baseline on held-out text) and signature")
+    key = work / "vendor"
+    env = dict(os.environ, UC_ATTEST_KEY_PASSPHRASE=os.environ.get("UC_ATTEST_KEY_PASSPHRASE", "demo passphrase"))
+    run([tool("attest"), "keygen", "-o", str(key), "--force"], env=env)
+    bundle = work / "smollm2-135m.sigstore.json"
+    signed = run([tool("attest"), "sign", str(pack), "--key", f"{key}.key", "--baseline", str(model),
+                  "--max-windows", args.max_windows, "-o", str(bundle), "--quiet"], env=env)  # fmt: skip
+
+    print("\n== 5. customer: air-gapped check under policies/strict.toml, results and PDF audit report")
+    report, results = work / "report.pdf", work / "results.json"
+    offline = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    checked = run([tool("attest"), "check", str(pack), "--bundle", str(bundle), "--key", f"{key}.pub",
+                   "--policy", str(policy_path("strict")), "--report", str(report), "--json", str(results),
+                   "--quiet"], env=offline, allow_fail=True)  # fmt: skip
+
+    print("\n== 6. auditor: re-verify the report from the evidence embedded in it")
+    run([tool("attest"), "verify-report", str(report), "--key", f"{key}.pub"], allow_fail=True)
+
+    print("\n== summary")
+    for line in signed.stdout.splitlines():
+        if line.startswith(("perplexity", "baseline perplexity")):
+            print(f"vendor    {line}")
+    print(f"pack      {pack}")
+    print(f"bundle    {bundle}")
+    print(f"results   {results}")
+    print(f"report    {report}")
+    print("VERIFY: PASS")
+    print(checked.stdout.strip().splitlines()[-1] if checked.stdout.strip() else "CHECK: FAIL")
+    sys.exit(checked.returncode)
+
+
+def policy_path(name: str) -> Path:
+    from .policy.resources import policies_dir
+
+    return policies_dir() / f"{name}.toml"
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -84,6 +85,7 @@ class CheckOutcome:
 
     results: Results
     bundle_bytes: bytes
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (not part of the results)
 
 
 @dataclass
@@ -244,6 +246,14 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
     tokens_path = Path(inputs.tokens) if inputs.tokens else tokens_path_for_bundle(bundle_path)
     state = _State()
     expected_signer = _expected_signer(inputs)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now_ = time.perf_counter()
+        timings[stage] = round(now_ - clock, 3)
+        clock = now_
 
     # 1. signature
     verified = None
@@ -263,6 +273,8 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
         SignerIdentity(**verified.signer.model_dump()) if verified is not None else expected_signer
     )
 
+    lap("signature")
+
     # 2. policy on signer and age
     if verified is None or predicate is None:
         for name in ("signer_trust", "attestation_age"):
@@ -276,11 +288,15 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
         state.decide("attestation_age", TITLES["attestation_age"], judge_signing_time(predicate.signed_at, predicate.expires_at, now, policy.attestation))
 
     # 3. files, structure, weights
+    lap("signer policy")
     files, attested_tokens = _check_files(state, verified, pack_root, policy.weights.allow_unattested_files)
+    lap("file hashes")
     manifest_sha, model_type, model_name, pack_ok, tensors = _check_structure_and_weights(state, predicate, pack_root, inputs.progress, policy.weights.require_bit_exact)
+    lap("pack verify and reconstruction")
 
     # 4. tokens and perplexity
     comparison, customer_env = _check_quality(state, inputs, predicate, pack_root, tokens_path, attested_tokens, pack_ok)
+    lap("tokens, model load and perplexity")
 
     if customer_env is None:
         from ..evaluate.environment import capture_environment
@@ -313,7 +329,8 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
         files=files,
         environments=Environments(vendor=_environment(predicate.environment) if predicate else None, customer=customer_env),
     )
-    return CheckOutcome(results=results, bundle_bytes=bundle_bytes)
+    lap("results")
+    return CheckOutcome(results=results, bundle_bytes=bundle_bytes, timings=timings)
 
 
 def _check_files(state: _State, verified: Any, root: Path, allow_unattested: bool) -> tuple[list[FileCheck], str | None]:

@@ -124,9 +124,13 @@ def check_command(
 
         write_bytes_atomic(json_path, results.to_json_bytes())
     if report_path is not None:
+        import time
+
         from ..report import BUNDLE_ATTACHMENT, render_report
 
+        started = time.perf_counter()
         render_report(results, {BUNDLE_ATTACHMENT: outcome.bundle_bytes}, report_path)
+        outcome.timings["report"] = round(time.perf_counter() - started, 3)
     for check in results.checks:
         tag = "" if check.required else " (advisory)"
         click.echo(f"{check.status.value:4}  {check.title}{tag}: {check.summary}")
@@ -134,7 +138,12 @@ def check_command(
     for path in (json_path, report_path):
         if path is not None:
             click.echo(f"wrote {path}")
-    if results.verdict.value != "PASS":
+    if not quiet:
+        stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in outcome.timings.items())
+        click.echo(f"time: {stages}", err=True)
+    passed = results.verdict.value == "PASS"
+    click.echo("CHECK: PASS" if passed else "CHECK: FAIL")
+    if not passed:
         exit_with(1)
 
 

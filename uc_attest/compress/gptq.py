@@ -180,7 +180,7 @@ def gptq_quantize_group(
     row_group = torch.cat([torch.full((m.shape[0],), g, dtype=torch.int64) for g, m in enumerate(mats)])
     k = max(cb.numel() for cb in codebooks)
     table = torch.stack([torch.nn.functional.pad(cb, (0, k - cb.numel()), value=float("inf")) for cb in codebooks])
-    mids = ((table[:, 1:] + table[:, :-1]) * 0.5)[row_group]  # rows, k-1 (inf beyond a smaller codebook)
+    mids = ((table[:, 1:] + table[:, :-1]) * 0.5)[row_group].contiguous()  # rows, k-1 (inf beyond a smaller codebook)
     values = table[row_group]  # rows, k
     scales_full = torch.cat(
         [torch.repeat_interleave(sc.to(torch.float32), block, dim=1)[:, :cols] for sc in scales16]
@@ -201,7 +201,7 @@ def gptq_quantize_group(
         for i in range(i2 - i1):
             col = w1[:, i]
             j = i1 + i
-            c = ((col * inv_sp[:, j]).unsqueeze(1) > mids).sum(1)
+            c = torch.searchsorted(mids, (col * inv_sp[:, j]).unsqueeze(1)).squeeze(1)  # mids below the value
             q = (values.gather(1, c.unsqueeze(1)).squeeze(1) * sp[:, j]).to(dtype).to(torch.float32)
             codes_p[:, j] = c
             e = (col - q) / h1[i, i]

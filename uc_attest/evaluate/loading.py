@@ -8,7 +8,9 @@ in memory once.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +52,28 @@ def reconstructed_state_dict(pack: Pack) -> dict[str, torch.Tensor]:
     return state
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' own "Loading weights" bar and warnings: our callers report progress themselves."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def model_from_state_dict(config: Any, state: dict[str, torch.Tensor], dtype: torch.dtype) -> Any:
     _offline()
     cls = causal_lm_class(config)
-    model = cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype)
+    with _quiet_transformers():
+        model = cls.from_pretrained(None, config=config, state_dict=state, dtype=dtype)
     model.eval()
     return model
 
@@ -76,7 +96,8 @@ def load_model_dir(model_dir: str | os.PathLike[str]) -> Any:
         raise UnreadableInputError(f"not a Hugging Face model directory: {root} has no config.json")
     config = load_config(root / "config.json")
     cls = causal_lm_class(config)
-    model = cls.from_pretrained(str(root), dtype="auto", use_safetensors=True)
+    with _quiet_transformers():
+        model = cls.from_pretrained(str(root), dtype="auto", use_safetensors=True)
     model.eval()
     return model
 

@@ -3,7 +3,8 @@
 Both come from the docstrings of the Python standard library, read with ``ast``
 (no module is imported). Source files are split between the two sets by a hash of
 their relative path, and any paragraph that occurs in the evaluation set is
-removed from the calibration set, so calibration and evaluation never overlap.
+removed from the calibration set (paragraphs are also de-duplicated within each
+set), so calibration and evaluation never overlap.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import re
 import sysconfig
 import warnings
 from pathlib import Path
@@ -50,14 +52,27 @@ def _is_eval(rel: str) -> bool:
     return hashlib.sha256(rel.encode()).digest()[0] % 4 == 0  # a quarter of the files
 
 
+def _paragraphs(doc: str) -> list[str]:
+    """Blank-line separated paragraphs; short ones (headings, rulers) are dropped."""
+    out = []
+    for block in re.split(r"\n\s*\n", doc):
+        para = block.strip()
+        if len(para) >= 40:
+            out.append(para)
+    return out
+
+
 @functools.lru_cache(maxsize=1)
 def _split() -> tuple[str, str]:
     calibration: list[str] = []
     evaluation: list[str] = []
     for rel, path in _stdlib_files():
-        (evaluation if _is_eval(rel) else calibration).extend(_docstrings(path))
+        target = evaluation if _is_eval(rel) else calibration
+        for doc in _docstrings(path):
+            target.extend(_paragraphs(doc))
+    evaluation = list(dict.fromkeys(evaluation))  # drop repeats, keep order
     eval_set = set(evaluation)
-    calibration = [d for d in calibration if d not in eval_set]
+    calibration = [p for p in dict.fromkeys(calibration) if p not in eval_set]
     return "\n\n".join(calibration), "\n\n".join(evaluation)
 
 

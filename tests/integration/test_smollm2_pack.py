@@ -1,0 +1,69 @@
+"""End to end on the real model: compress, verify, inspect, load, evaluate, tamper."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+from uc_attest import load_model
+from uc_attest.evaluate.loading import load_model_dir
+from uc_attest.evaluate.perplexity import evaluate_tokens
+from uc_attest.evaluate.text import default_calibration_text, default_eval_text
+from uc_attest.evaluate.tokens import tokenize_text
+from uc_attest.pack.inspect import summarize
+from uc_attest.pack.reader import open_pack
+from uc_attest.pack.verify import verify_pack
+
+
+def test_calibration_and_evaluation_text_never_overlap() -> None:
+    calibration = set(default_calibration_text().split("\n\n"))
+    evaluation = set(default_eval_text().split("\n\n"))
+    assert len(evaluation) > 100 and len(calibration) > 100
+    assert not calibration & evaluation
+
+
+def test_pack_verifies_and_spends_about_five_bits(smollm2_pack: Path) -> None:
+    report = verify_pack(smollm2_pack, progress=False)
+    assert report.ok, report.failures
+    summary = summarize(open_pack(smollm2_pack))
+    assert summary.model_type == "llama"
+    assert 5.0 < summary.effective_bits_per_weight <= 5.3
+    assert summary.quantized_tensors == 30 * 7  # every linear map of the 30 decoder blocks
+    assert "Q4_1" in summary.source_note
+
+
+def test_pack_perplexity_close_to_baseline(smollm2_dir: Path, smollm2_pack: Path) -> None:
+    ids = tokenize_text(smollm2_dir, default_eval_text())
+    base = evaluate_tokens(load_model_dir(smollm2_dir), ids, seq_len=256, max_windows=6, progress=False)
+    packed = evaluate_tokens(load_model(smollm2_pack), ids, seq_len=256, max_windows=6, progress=False)
+    assert packed.windows == base.windows == 6
+    assert 1.0 < packed.perplexity / base.perplexity < 1.10
+
+
+def test_loaded_weights_are_the_verified_reconstruction(smollm2_pack: Path) -> None:
+    pack = open_pack(smollm2_pack)
+    model = load_model(pack)
+    from uc_attest.codec.reconstruct import tensor_digest
+
+    state = model.state_dict()
+    digests = {t.name: t.digest for t in pack.manifest.tensors}
+    for name in ("model.layers.0.self_attn.q_proj.weight", "model.layers.29.mlp.down_proj.weight", "model.norm.weight"):
+        assert tensor_digest(state[name]) == digests[name]
+    assert state["model.layers.0.self_attn.q_proj.weight"].dtype == torch.bfloat16
+
+
+def test_one_flipped_byte_in_a_real_shard_fails(smollm2_pack: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "pack"
+    shutil.copytree(smollm2_pack, copy)
+    shard = next(copy.glob("codec-*.safetensors"))
+    with open(shard, "r+b") as handle:
+        handle.seek(shard.stat().st_size - 12345)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0x10]))
+    report = verify_pack(copy, progress=False)
+    assert not report.ok
+    assert any(shard.name in f for f in report.failures)
+    assert any("reconstruction digest" in f for f in report.failures)
