@@ -31,8 +31,8 @@ def smollm2_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_pack(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A calibrated 5-bit pack with a small calibration set (the quality bench uses the full one)."""
+    """A calibrated 5-bit pack with a small calibration set (the quality bench uses the full one: 128 x 512)."""
     pack = tmp_path_factory.mktemp("smollm2") / "smollm2.ucpack"
-    options = CompressOptions(samples=8, seq_len=256, source_note=SOURCE_NOTE)
+    options = CompressOptions(samples=16, seq_len=256, source_note=SOURCE_NOTE)
     compress_model(smollm2_dir, pack, options, progress=False)
     return pack

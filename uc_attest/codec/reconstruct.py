@@ -97,8 +97,8 @@ def reconstruct_from_codes(
         raise ValueError("codebook must be float32 with 2**bits entries")
     if tuple(scales.shape) != scales_shape(shape, params):
         raise ValueError(f"scales shape {tuple(scales.shape)} does not match {scales_shape(shape, params)}")
-    values = codebook.numpy()[codes_np.astype(np.uint8, copy=False)]  # float32 gather
-    scales32 = scales.numpy().astype(np.float32)  # float16 -> float32 is exact
+    values = codebook.detach().numpy()[codes_np.astype(np.uint8, copy=False)]  # float32 gather
+    scales32 = scales.detach().numpy().astype(np.float32)  # float16 -> float32 is exact
     if not _multiply_blocks_inplace(values, scales32, params):  # the one float32 multiply
         values = (torch.from_numpy(values) * expand_scales(scales, shape, params)).numpy()
     return torch.from_numpy(values).to(TORCH_DTYPES[params.dtype])  # the one rounding (RNE)

@@ -48,7 +48,7 @@ from .blocks import (
 )
 from .blockscale import encode_datafree
 from .gptq import gptq_quantize_group
-from .hessian import StopBlock, UnitStats, attach, discover_groups, is_dense_unit, is_expert_unit
+from .hessian import StopBlock, UnitStats, attach, discover_groups, is_dense_unit, is_expert_unit, shrink
 from .options import CompressOptions
 from .resume import WorkDir, source_fingerprint
 from .source import SafetensorsSource
@@ -222,15 +222,16 @@ class BlockCoder:
         for tag, ks in merged.items():
             if tag == ("dense",):
                 st = stats[self.key_unit[ks[0]]]
-                h = st.h / max(st.tokens, 1) if st.h is not None else None
+                h = shrink(st.h / max(st.tokens, 1), st.tokens) if st.h is not None else None
             else:
                 unit, which, e = tag
                 st = stats[unit]
                 h = None
                 if e is not None and e in st.expert_tokens:
-                    h = getattr(st, which)[e] / st.expert_tokens[e]
+                    h = shrink(getattr(st, which)[e] / st.expert_tokens[e], st.expert_tokens[e])
                 elif which == "h_in" and st.h_all is not None:
                     h = st.h_all  # expert no token reached: statistics of every token entering the layer
+                    h = shrink(h, max(st.expert_tokens.values(), default=0) or h.shape[0])
                     for k in ks:
                         self.fallbacks[k] = "expert reached by no calibration token: Hessian of all tokens of the layer"
                 else:
