@@ -55,9 +55,15 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, block_size: int, dtype: 
 @click.option("--quiet", is_flag=True, help="no progress bar")
 def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool) -> None:
     """Check every file hash and every reconstructed tensor of PACK."""
+    from ..errors import VerificationError
     from ..pack.verify import verify_pack
 
-    report = verify_pack(pack, progress=not quiet, workers=workers)
+    try:
+        report = verify_pack(pack, progress=not quiet, workers=workers)
+    except VerificationError as exc:  # the manifest itself is corrupt: a verdict, not a usage error
+        click.echo(f"FAIL: {exc}")
+        click.echo("VERIFY: FAIL")
+        exit_with(1)
     if as_json:
         click.echo(report.model_dump_json(indent=2))
     else:

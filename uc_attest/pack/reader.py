@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from ..codec.reconstruct import TORCH_DTYPES, reconstruct, tensor_digest
 from ..errors import UnreadableInputError, UsageError, VerificationError
-from .manifest import MANIFEST_NAME, FileEntry, PackManifest, PassthroughStorage, QuantizedStorage, TensorEntry
+from .manifest import MANIFEST_NAME, SUPPORTED_MAJOR, FileEntry, PackManifest, PassthroughStorage, QuantizedStorage, TensorEntry
 from .paths import check_relative_path
 from .safetensors_strict import SafetensorsFormatError, SafetensorsView, parse_safetensors
 from .strict_json import loads_strict
@@ -92,13 +92,22 @@ def open_pack(path: str | os.PathLike[str]) -> Pack:
         data = read_regular_file(mpath, MAX_MANIFEST_BYTES)
     except OSError as exc:
         raise UnreadableInputError(f"cannot read {MANIFEST_NAME}: {exc}") from exc
-    raw = loads_strict(bytes(data), MANIFEST_NAME)
+    # A directory with a ucpack.json is a pack; a manifest that does not parse or
+    # validate is a tampered pack (exit 1), unless it declares a major version this
+    # reader does not know (exit 2: not readable here, not necessarily tampered).
+    try:
+        raw = loads_strict(bytes(data), MANIFEST_NAME)
+    except UnreadableInputError as exc:
+        raise VerificationError(str(exc)) from exc
     if not isinstance(raw, dict) or raw.get("format") != "uc-pack":
-        raise UnreadableInputError(f"not a pack: {MANIFEST_NAME} does not declare format 'uc-pack'")
+        raise VerificationError(f"{MANIFEST_NAME} does not declare format 'uc-pack'")
+    version = raw.get("format_version")
+    if isinstance(version, str) and version.split(".")[0].isdigit() and int(version.split(".")[0]) != SUPPORTED_MAJOR:
+        raise UnreadableInputError(f"unsupported pack format version {version} (this reader knows {SUPPORTED_MAJOR}.x)")
     try:
         manifest = PackManifest.model_validate(raw)
     except ValidationError as exc:
-        raise UnreadableInputError(f"{MANIFEST_NAME} is invalid: {_first_error(exc)}") from exc
+        raise VerificationError(f"{MANIFEST_NAME} is invalid: {_first_error(exc)}") from exc
     return Pack(root=root, manifest=manifest, manifest_bytes=bytes(data))
 
 
