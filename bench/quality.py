@@ -110,7 +110,7 @@ def save_cache(cache: dict[str, Row]) -> None:
     CACHE.write_text(json.dumps(cache, indent=1, sort_keys=True))
 
 
-def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None) -> list[Row]:
+def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, reuse: dict[int, tuple[Path, float | None]] | None = None, skip_calibrated: bool = False) -> list[Row]:
     from uc_attest.compress.options import CompressOptions
     from uc_attest.compress.pipeline import compress_model
     from uc_attest.evaluate.loading import load_model_dir, load_pack_model
@@ -150,8 +150,25 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None) -
             ppl = evaluate(load_pack_model(Path(tmp) / "pack"))
         return {"bpw": manifest.stats.effective_bits_per_weight, "ppl": ppl, "seconds": round(seconds, 1)}
 
+    reuse = reuse or {}
+
+    def reused(path: Path, seconds: float | None) -> Row:
+        """A pack made elsewhere with the defaults (e.g. by `make demo`), evaluated the same way."""
+        from uc_attest.pack.reader import open_pack
+
+        manifest = open_pack(path).manifest
+        row: Row = {"bpw": manifest.stats.effective_bits_per_weight, "ppl": evaluate(load_pack_model(path))}
+        if seconds is not None:
+            row["seconds"] = seconds
+        return row
+
     for bits in (5, 4):
-        rows.append(cached(f"uc_attest calibrated {bits}-bit", lambda b=bits: ours(b, "calibrated")))
+        name = f"uc_attest calibrated {bits}-bit"
+        if bits in reuse:
+            path, secs = reuse[bits]
+            rows.append(cached(name, lambda p=path, t=secs: reused(p, t)))
+        elif not skip_calibrated:
+            rows.append(cached(name, lambda b=bits: ours(b, "calibrated")))
         rows.append(cached(f"uc_attest data-free {bits}-bit", lambda b=bits: ours(b, "datafree")))
 
     def peer(quant: Callable[[torch.Tensor], torch.Tensor], bpw: float) -> Row:
@@ -280,6 +297,9 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated methods to recompute")
     parser.add_argument("--skip-encoder", action="store_true")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--skip-calibrated", action="store_true", help="leave out the (slow) calibrated rows not given by --reuse")
+    parser.add_argument("--reuse", action="append", default=[], metavar="BITS=PACK[:SECONDS]",
+                        help="evaluate an existing calibrated pack (made with the defaults) instead of compressing")
     args = parser.parse_args()
     if not (args.model / "config.json").is_file():
         from uc_attest.demo_model import materialize_smollm2
@@ -287,7 +307,12 @@ def main() -> None:
         materialize_smollm2(args.model)
     torch.manual_seed(0)
     only = set(args.only.split(",")) if args.only else None
-    lm = lm_rows(args.model, args.windows, args.fresh, only)
+    reuse: dict[int, tuple[Path, float | None]] = {}
+    for spec in args.reuse:
+        bits, _, rest = spec.partition("=")
+        path, _, secs = rest.partition(":")
+        reuse[int(bits)] = (Path(path), float(secs) if secs else None)
+    lm = lm_rows(args.model, args.windows, args.fresh, only, reuse, args.skip_calibrated)
     enc = [] if args.skip_encoder else encoder_rows()
     text = table(lm, enc, "python bench/quality.py " + " ".join(sys.argv[1:]))
     print(text)
