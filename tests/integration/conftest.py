@@ -31,8 +31,35 @@ def smollm2_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_pack(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A calibrated 5-bit pack with a small calibration set (the quality bench uses the full one: 128 x 512)."""
+    """A 5-bit pack of the whole model with the data-free codec (about a minute).
+
+    The calibrated compressor on all 30 blocks takes minutes on two cores, so the
+    suite runs it on the real weights of the first blocks only
+    (``smollm2_head_dir``); ``make demo`` and bench/quality.py run it in full.
+    """
     pack = tmp_path_factory.mktemp("smollm2") / "smollm2.ucpack"
-    options = CompressOptions(samples=16, seq_len=256, source_note=SOURCE_NOTE)
+    options = CompressOptions(method="datafree", source_note=SOURCE_NOTE)
     compress_model(smollm2_dir, pack, options, progress=False)
     return pack
+
+
+@pytest.fixture(scope="session")
+def smollm2_head_dir(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2 cut to its first three decoder blocks: real weights, real tokenizer, a small model."""
+    import json
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    target = tmp_path_factory.mktemp("smollm2-head") / "model"
+    target.mkdir()
+    config = json.loads((smollm2_dir / "config.json").read_text())
+    config["num_hidden_layers"] = 3
+    (target / "config.json").write_text(json.dumps(config))
+    with safe_open(str(smollm2_dir / "model.safetensors"), framework="pt") as f:
+        keep = {k: f.get_tensor(k) for k in f.keys() if not k.startswith("model.layers.") or int(k.split(".")[2]) < 3}
+    save_file(keep, str(target / "model.safetensors"), metadata={"format": "pt"})
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(smollm2_dir / name, target / name)
+    return target
