@@ -12,7 +12,7 @@ delivery in place, ``attest check`` is run on it through the real command (in
 process, so that 2,000 checks do not pay 2,000 interpreter starts), and the
 file is restored byte for byte before the next one.
 
-A mutation is *caught* when the check ends in FAIL with exit 1 and the check
+A mutation is *caught* when the check ends in ``CHECK: FAIL`` with exit 1 and the check
 that owns the mutated artifact failed (``pack_files`` for a pack file,
 ``eval_tokens`` for the token file, ``signature`` for the bundle), or when it
 ends in a one-line exit-2 error (input that cannot be read at all). It is
@@ -258,7 +258,7 @@ def plan_mutations(targets: list[Target], count: int, seed: int) -> list[Mutatio
             mask = mask[:span]
             offset = r.start + rng.randrange(span - len(mask) + 1)
         plan.append(Mutation(t, r.name, op, offset=offset, mask=mask))
-    return plan[:count] if count >= len(targets) * 3 else plan[:count]
+    return plan[:count]
 
 
 # --------------------------------------------------------------------------- running
@@ -319,13 +319,15 @@ def run_check_cli(delivery: Delivery, json_out: Path, policy: str | None = None)
     return rc, stdout, stderr, results, crash
 
 
+def failed_checks_of(results: dict[str, Any]) -> set[str]:
+    return {c["name"] for c in results["checks"] if c["status"] == "FAIL"}
+
+
 def verdict_line(stdout: str) -> str | None:
-    """PASS or FAIL from the command's verdict line (``CHECK: FAIL``, or ``verdict: FAIL (...)``), else None."""
-    for line in reversed(stdout.strip().splitlines()):
-        words = line.split()
-        if len(words) >= 2 and words[0] in ("CHECK:", "verdict:") and words[1] in ("PASS", "FAIL"):
-            return words[1]
-    return None
+    """PASS or FAIL when the command's output ends with ``CHECK: PASS`` / ``CHECK: FAIL``, else None."""
+    lines = stdout.strip().splitlines()
+    last = lines[-1].strip() if lines else ""
+    return last.split()[1] if last in ("CHECK: PASS", "CHECK: FAIL") else None
 
 
 def classify(kind: str, rc: int, stdout: str, stderr: str, results: dict[str, Any] | None, crash: str | None) -> Outcome:
@@ -338,11 +340,11 @@ def classify(kind: str, rc: int, stdout: str, stderr: str, results: dict[str, An
             return Outcome("caught-unreadable", rc, failed, lines[0])
         return Outcome("crash", rc, failed, f"exit 2 without a one-line error: {stderr.strip()[:200]}")
     if rc == 0:
-        return Outcome("missed", rc, failed, "verdict PASS")
+        return Outcome("missed", rc, failed, f"exit 0, {verdict_line(stdout) or 'no CHECK line'}")
     if results is None or results.get("verdict") != "FAIL":
         return Outcome("misattributed", rc, failed, f"exit 1 without FAIL results: {stderr.strip()[:200]}")
     if verdict_line(stdout) != "FAIL":
-        return Outcome("misattributed", rc, failed, f"no FAIL verdict line in the output: {stdout.strip()[-200:]!r}")
+        return Outcome("misattributed", rc, failed, f"the output does not end with CHECK: FAIL: {stdout.strip()[-200:]!r}")
     if OWNER[kind] not in failed:
         return Outcome("misattributed", rc, failed, f"{OWNER[kind]} did not fail (failed: {', '.join(failed)})")
     return Outcome("caught", rc, failed)
@@ -358,7 +360,7 @@ def json_equivalent(a: bytes, b: bytes) -> bool:
         return False
 
 
-def run_mutation(m: Mutation, delivery: Delivery, json_out: Path, pristine: dict[Path, bytes] | None = None) -> Outcome:
+def run_mutation(m: Mutation, delivery: Delivery, json_out: Path, pristine: dict[Path, bytes] | None = None, policy: str | None = None) -> Outcome:
     """Apply one mutation, run the check, restore the file exactly."""
     path = m.target.path
     original = pristine[path] if pristine and path in pristine else path.read_bytes()
@@ -371,7 +373,7 @@ def run_mutation(m: Mutation, delivery: Delivery, json_out: Path, pristine: dict
                 fh.write(mutated[m.offset : m.offset + len(m.mask)])
         else:
             path.write_bytes(mutated)
-        rc, stdout, stderr, results, crash = run_check_cli(delivery, json_out)
+        rc, stdout, stderr, results, crash = run_check_cli(delivery, json_out, policy=policy)
     finally:
         if m.op in FLIP_OPS and len(mutated) == len(original) and "(decoded" not in m.region:
             with open(path, "r+b") as fh:
@@ -401,8 +403,6 @@ class Tally:
             self.by_check["exit 2 (unreadable input)"] += 1
         elif o.status == "caught":
             self.by_check[OWNER[m.target.kind]] += 1
-            for name in o.failed:
-                self.by_check[f"(also failed) {name}"] += 0
         if o.status not in ("caught", "caught-unreadable", "equivalent"):
             self.problems.append(f"{o.status}: {m.describe()}: {o.detail}")
 
@@ -430,7 +430,7 @@ def format_table(t: Tally) -> str:
     lines += ["", "By structural region:", "", head.format("region")]
     lines += [_row(name, c) for name, c in sorted(t.by_region.items())]
     lines += ["", "By the check that caught it:", "", "| check | mutations |", "|---|---:|"]
-    lines += [f"| {name} | {n} |" for name, n in sorted(t.by_check.items()) if not name.startswith("(also")]
+    lines += [f"| {name} | {n} |" for name, n in sorted(t.by_check.items())]
     return "\n".join(lines)
 
 
@@ -473,11 +473,37 @@ def delivery_digest(d: Delivery) -> dict[str, str]:
     return out
 
 
-def campaign(delivery: Delivery, count: int, seed: int, json_out: Path, log: Any = print, progress_every: int = 100) -> tuple[Tally, float, dict[str, float]]:
-    """Run ``count`` mutations; returns the tally, wall seconds and the baseline check's seconds."""
+def lenient_ratio_policy(workdir: Path, max_ratio: float) -> Path:
+    """The shipped default policy with only ``max_ratio_to_baseline`` raised (for a data-free demo pack)."""
+    import re
+
+    from uc_attest.policy.resources import shipped_policy_path
+
+    text = shipped_policy_path("default").read_text(encoding="utf-8")
+    text = re.sub(r'(?m)^name = .*$', 'name = "tamper-campaign"', text, count=1)
+    text = re.sub(r"(?m)^max_ratio_to_baseline = .*$", f"max_ratio_to_baseline = {max_ratio}", text, count=1)
+    path = workdir / "tamper-campaign-policy.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def campaign(delivery: Delivery, count: int, seed: int, json_out: Path, log: Any = print, progress_every: int = 100,
+             policy: str | None = None) -> tuple[Tally, float, dict[str, Any]]:  # fmt: skip
+    """Run ``count`` mutations; returns the tally, wall seconds, the baseline check's seconds and the policy used.
+
+    The untouched delivery must pass first, under ``policy`` (default: the shipped default policy). A
+    data-free pack may lose more quality against its original than the default policy allows; then,
+    and only then, the campaign raises that one limit (``baseline_ratio`` is not what it tests) and says so.
+    """
     before = delivery_digest(delivery)
     t0 = time.perf_counter()
-    rc, stdout, stderr, results, crash = run_check_cli(delivery, json_out, policy=None)
+    rc, stdout, stderr, results, crash = run_check_cli(delivery, json_out, policy=policy)
+    if rc == 1 and policy is None and results is not None and failed_checks_of(results) == {"baseline_ratio"}:
+        ratio = results["perplexity"].get("ratio_to_baseline") or 2.0
+        policy = str(lenient_ratio_policy(json_out.parent, round(max(1.5, ratio * 1.05), 2)))
+        log(f"the untouched delivery fails only baseline_ratio ({ratio:.3f}) under the default policy: using {policy}")
+        t0 = time.perf_counter()
+        rc, stdout, stderr, results, crash = run_check_cli(delivery, json_out, policy=policy)
     baseline_s = time.perf_counter() - t0
     if rc != 0:
         raise SystemExit(f"the untouched delivery does not pass (rc {rc}): {stdout.strip().splitlines()[-12:]} {stderr.strip()[-300:]} {crash or ''}")
@@ -496,7 +522,7 @@ def campaign(delivery: Delivery, count: int, seed: int, json_out: Path, log: Any
     with contextlib.suppress(ValueError):  # not the main thread: leave the handler alone
         signal.signal(signal.SIGTERM, _terminate)
     for n, m in enumerate(plan, 1):
-        tally.add(m, run_mutation(m, delivery, json_out, pristine))
+        tally.add(m, run_mutation(m, delivery, json_out, pristine, policy=policy))
         if n % progress_every == 0 or n == len(plan):
             el = time.perf_counter() - start
             log(f"{n}/{len(plan)} mutations, {tally.caught} caught, {len(tally.problems)} problems, {el:.0f}s")
@@ -504,7 +530,7 @@ def campaign(delivery: Delivery, count: int, seed: int, json_out: Path, log: Any
     after = delivery_digest(delivery)
     if before != after:
         raise SystemExit("the delivery was not restored exactly after the campaign")
-    return tally, seconds, {"baseline_check_s": baseline_s}
+    return tally, seconds, {"baseline_check_s": baseline_s, "policy": policy or "default"}
 
 
 def write_results_section(path: Path, text: str) -> None:
@@ -530,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=REPO / "build" / "tamper")
     ap.add_argument("--eval-text", type=Path, help="evaluation text for signing (default: built-in)")
     ap.add_argument("--delivery", nargs=4, type=Path, metavar=("PACK", "BUNDLE", "TOKENS", "KEY"), help="use this signed delivery")
+    ap.add_argument("--policy", help="policy for every check (default: the shipped default; see campaign())")
     ap.add_argument("--write-results", type=Path, help="write the table into this markdown file's 'Tamper campaign' section")
     ap.add_argument("--fail-on-problem", action="store_true", help="exit 1 unless every mutation was caught without a crash")
     args = ap.parse_args(argv)
@@ -541,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         delivery = build_delivery(args.model, args.workdir, args.eval_text)
     json_out = args.workdir / "campaign-results.json"
     args.workdir.mkdir(parents=True, exist_ok=True)
-    tally, seconds, extra = campaign(delivery, args.mutations, args.seed, json_out)
+    tally, seconds, extra = campaign(delivery, args.mutations, args.seed, json_out, policy=args.policy)
     pack_bytes = sum(p.stat().st_size for p in delivery.pack.iterdir())
     summary = (
         f"{tally.tried} mutations tried, {tally.caught} caught "
@@ -563,13 +590,13 @@ def main(argv: list[str] | None = None) -> int:
             f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} with `bench/tamper_campaign.py --mutations {args.mutations} --seed {args.seed}` "
             f"on `{delivery.pack.name}` ({pack_bytes / 1e6:.1f} MB, {len(list(delivery.pack.iterdir()))} files), "
             f"its bundle and its evaluation token file; {platform.machine()} CPU, {os.cpu_count()} cores (shared). "
-            f"Each mutation runs the real `attest check` command (in process) under the default policy and restores the file; "
+            f"Each mutation runs the real `attest check` command (in process) under policy `{Path(extra['policy']).stem}` and restores the file; "
             f"one check of the untouched delivery took {extra['baseline_check_s']:.1f} s, the campaign {seconds:.0f} s "
             f"({seconds / max(1, tally.tried):.2f} s per mutation).",
             "",
             f"**{summary}.**",
             "",
-            "*caught*: verdict FAIL, exit 1, and the check owning the artifact failed (`pack_files` for a pack file, "
+            "*caught*: the output ends with `CHECK: FAIL`, exit 1, and the check owning the artifact failed (`pack_files` for a pack file, "
             "`eval_tokens` for the token file, `signature` for the bundle), or a one-line exit-2 error for input that "
             "cannot be read. *equivalent*: the bundle's JSON reads as the same document (whitespace only); see "
             "docs/THREAT-MODEL.md.",

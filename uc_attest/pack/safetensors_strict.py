@@ -101,7 +101,7 @@ def parse_header(header_bytes: bytes, file_size: int, what: str) -> tuple[list[T
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise SafetensorsFormatError(f"{what}: tensor {name!r} has a malformed entry")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in DTYPE_SIZES:
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
             raise SafetensorsFormatError(f"{what}: tensor {name!r} has unknown dtype {dtype!r}")
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape
