@@ -280,7 +280,7 @@ class Outcome:
     detail: str = ""
 
 
-def run_check_cli(delivery: Delivery, json_out: Path, policy: str | None = None) -> tuple[int, str, str, dict[str, Any] | None, str | None]:
+def run_check_cli(delivery: Delivery, json_out: Path, policy: str | None = None, fail_fast: bool = False) -> tuple[int, str, str, dict[str, Any] | None, str | None]:
     """``attest check`` through the real command, in process: (rc, stdout, stderr, results, crash traceback)."""
     from click.testing import CliRunner
 
@@ -293,6 +293,8 @@ def run_check_cli(delivery: Delivery, json_out: Path, policy: str | None = None)
             "--key", str(delivery.key), "--json", str(json_out), "--quiet"]  # fmt: skip
     if policy:
         args += ["--policy", policy]
+    if fail_fast:
+        args.append("--fail-fast")
     runner = CliRunner()
     crash = None
     old = os.environ.get("UC_ATTEST_DEBUG")
@@ -360,7 +362,8 @@ def json_equivalent(a: bytes, b: bytes) -> bool:
         return False
 
 
-def run_mutation(m: Mutation, delivery: Delivery, json_out: Path, pristine: dict[Path, bytes] | None = None, policy: str | None = None) -> Outcome:
+def run_mutation(m: Mutation, delivery: Delivery, json_out: Path, pristine: dict[Path, bytes] | None = None, policy: str | None = None,
+                 fail_fast: bool = False) -> Outcome:  # fmt: skip
     """Apply one mutation, run the check, restore the file exactly."""
     path = m.target.path
     original = pristine[path] if pristine and path in pristine else path.read_bytes()
@@ -373,7 +376,7 @@ def run_mutation(m: Mutation, delivery: Delivery, json_out: Path, pristine: dict
                 fh.write(mutated[m.offset : m.offset + len(m.mask)])
         else:
             path.write_bytes(mutated)
-        rc, stdout, stderr, results, crash = run_check_cli(delivery, json_out, policy=policy)
+        rc, stdout, stderr, results, crash = run_check_cli(delivery, json_out, policy=policy, fail_fast=fail_fast)
     finally:
         if m.op in FLIP_OPS and len(mutated) == len(original) and "(decoded" not in m.region:
             with open(path, "r+b") as fh:
@@ -488,7 +491,7 @@ def lenient_ratio_policy(workdir: Path, max_ratio: float) -> Path:
 
 
 def campaign(delivery: Delivery, count: int, seed: int, json_out: Path, log: Any = print, progress_every: int = 100,
-             policy: str | None = None) -> tuple[Tally, float, dict[str, Any]]:  # fmt: skip
+             policy: str | None = None, fail_fast: bool = False) -> tuple[Tally, float, dict[str, Any]]:  # fmt: skip
     """Run ``count`` mutations; returns the tally, wall seconds, the baseline check's seconds and the policy used.
 
     The untouched delivery must pass first, under ``policy`` (default: the shipped default policy). A
@@ -522,7 +525,7 @@ def campaign(delivery: Delivery, count: int, seed: int, json_out: Path, log: Any
     with contextlib.suppress(ValueError):  # not the main thread: leave the handler alone
         signal.signal(signal.SIGTERM, _terminate)
     for n, m in enumerate(plan, 1):
-        tally.add(m, run_mutation(m, delivery, json_out, pristine, policy=policy))
+        tally.add(m, run_mutation(m, delivery, json_out, pristine, policy=policy, fail_fast=fail_fast))
         if n % progress_every == 0 or n == len(plan):
             el = time.perf_counter() - start
             log(f"{n}/{len(plan)} mutations, {tally.caught} caught, {len(tally.problems)} problems, {el:.0f}s")
@@ -558,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--delivery", nargs=4, type=Path, metavar=("PACK", "BUNDLE", "TOKENS", "KEY"), help="use this signed delivery")
     ap.add_argument("--policy", help="policy for every check (default: the shipped default; see campaign())")
     ap.add_argument("--write-results", type=Path, help="write the table into this markdown file's 'Tamper campaign' section")
+    ap.add_argument("--fail-fast", action="store_true",
+                    help="run each mutated check with --fail-fast (stops after the first failed check instead of rebuilding every weight)")
     ap.add_argument("--fail-on-problem", action="store_true", help="exit 1 unless every mutation was caught without a crash")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -568,7 +573,7 @@ def main(argv: list[str] | None = None) -> int:
         delivery = build_delivery(args.model, args.workdir, args.eval_text)
     json_out = args.workdir / "campaign-results.json"
     args.workdir.mkdir(parents=True, exist_ok=True)
-    tally, seconds, extra = campaign(delivery, args.mutations, args.seed, json_out, policy=args.policy)
+    tally, seconds, extra = campaign(delivery, args.mutations, args.seed, json_out, policy=args.policy, fail_fast=args.fail_fast)
     pack_bytes = sum(p.stat().st_size for p in delivery.pack.iterdir())
     summary = (
         f"{tally.tried} mutations tried, {tally.caught} caught "
@@ -587,10 +592,11 @@ def main(argv: list[str] | None = None) -> int:
         text = "\n".join([
             "## Tamper campaign",
             "",
-            f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} with `bench/tamper_campaign.py --mutations {args.mutations} --seed {args.seed}` "
+            f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} with `bench/tamper_campaign.py --mutations {args.mutations} --seed {args.seed}{' --fail-fast' if args.fail_fast else ''}` "
             f"on `{delivery.pack.name}` ({pack_bytes / 1e6:.1f} MB, {len(list(delivery.pack.iterdir()))} files), "
             f"its bundle and its evaluation token file; {platform.machine()} CPU, {os.cpu_count()} cores (shared). "
-            f"Each mutation runs the real `attest check` command (in process) under policy `{Path(extra['policy']).stem}` and restores the file; "
+            f"Each mutation runs the real `attest check` command (in process{', with --fail-fast' if args.fail_fast else ''}) "
+            f"under policy `{Path(extra['policy']).stem}` and restores the file; "
             f"one check of the untouched delivery took {extra['baseline_check_s']:.1f} s, the campaign {seconds:.0f} s "
             f"({seconds / max(1, tally.tried):.2f} s per mutation).",
             "",

@@ -42,10 +42,17 @@ class TensorRole:
 
 
 def load_config(config_path: Path) -> Any:
+    with open(config_path, "rb") as handle:
+        return config_from_bytes(handle.read())
+
+
+def config_from_bytes(raw: bytes) -> Any:
+    """A transformers config from config.json's bytes (so a caller can hash exactly what it parses)."""
     from transformers import AutoConfig
 
-    with open(config_path, encoding="utf-8") as handle:
-        data = json.load(handle)
+    data = json.loads(raw.decode("utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError("config.json is not a JSON object")
     model_type = data.get("model_type")
     if not isinstance(model_type, str):
         raise ValueError("config.json has no model_type")

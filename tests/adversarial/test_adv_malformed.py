@@ -207,7 +207,7 @@ CASES: dict[str, tuple[Callable[[Path], None], str | None]] = {
     "manifest float size": (manifest_float_size, None),
     "manifest path ../": (manifest_path_outside, "leaves the pack"),
     "manifest absolute path": (manifest_absolute_path, "absolute"),
-    "manifest unknown major version": (manifest_major_version, "major version"),
+    "manifest unknown major version": (manifest_major_version, "unsupported pack format version"),
     "manifest not UTF-8": (manifest_not_utf8, "UTF-8"),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from tiny_models import make_tiny_model
@@ -13,6 +14,7 @@ from uc_attest.codec.params import CodecParams
 from uc_attest.codec.reconstruct import reconstruct
 from uc_attest.compress.blocks import build_calibration_skeleton, find_blocks
 from uc_attest.compress.blockscale import encode_datafree
+from uc_attest.compress import gptq as gptq_module
 from uc_attest.compress.gptq import gptq_quantize, gptq_quantize_group, hessian_error
 
 
@@ -32,6 +34,40 @@ def test_gptq_lowers_output_error_below_datafree() -> None:
     enc_df, codes_df = encode_datafree(w, params)
     df_err = hessian_error(w, reconstruct_encoded(enc_df, codes_df).float(), h.double())
     assert gptq_err < 0.8 * df_err
+
+
+def test_massive_activation_columns_do_not_own_the_codebook(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two input features a million times stronger than the rest (as in SmolLM2's down_proj).
+
+    On SmolLM2 the raw Hessian-diagonal weighting let such columns own the codebook
+    (900x worse than plain rounding on layer 11); here the raw weighting happens to
+    be the better one. Either way the coder must try both and keep the better.
+    """
+    g = torch.Generator().manual_seed(3)
+    cols = 256
+    x = torch.randn(4096, cols, generator=g) * 0.1
+    x[:, 7] *= 1500.0
+    x[:, 100] *= 500.0
+    h = x.t() @ x / x.shape[0]
+    w = torch.randn(64, cols, generator=g) * 0.05
+    params = CodecParams(bits=5, block_size=64, block_axis=1)
+    enc, codes = gptq_quantize(w, params, h)
+    gptq_err = hessian_error(w, reconstruct_encoded(enc, codes).float(), h.double())
+    enc_df, codes_df = encode_datafree(w, params)
+    df_err = hessian_error(w, reconstruct_encoded(enc_df, codes_df).float(), h.double())
+    assert gptq_err < df_err
+    # and the weights as a whole stay close: the grid still fits the ordinary columns
+    rel = float((reconstruct_encoded(enc, codes).float() - w).norm() / w.norm())
+    assert rel < 0.2
+    # both importance weightings were tried, and the coder kept the better one
+    candidates = gptq_module.importance_candidates(h.double().diagonal())
+    assert len(candidates) == 2
+    singles = []
+    for only in candidates:
+        monkeypatch.setattr(gptq_module, "importance_candidates", lambda _d, only=only: [only])
+        e, c = gptq_quantize(w, params, h)
+        singles.append(hessian_error(w, reconstruct_encoded(e, c).float(), h.double()))
+    assert gptq_err <= min(singles) * (1 + 1e-9)
 
 
 def test_packed_codes_reconstruct_like_the_unpacked_ones() -> None:

@@ -122,6 +122,23 @@ def test_a_tampered_shard_fails_and_the_report_says_why(site: Path) -> None:
     assert next(f for f in results["files"] if f["path"] == rel)["status"] == "FAIL"
 
 
+def test_fail_fast_stops_before_rebuilding_weights_and_still_fails(site: Path) -> None:
+    shard = max((p for p in (site / "pack").rglob("*.safetensors")), key=lambda p: p.stat().st_size)
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0x01
+    shard.write_bytes(bytes(data))
+    rc, results, _report = _check(site, "--fail-fast")
+    assert rc == 1 and results["verdict"] == "FAIL"
+    statuses = {c["name"]: c["status"] for c in results["checks"]}
+    assert statuses["pack_files"] == "FAIL"
+    assert statuses["pack_structure"] == statuses["weights_bit_exact"] == statuses["perplexity_match"] == "SKIP"
+    assert "--fail-fast" in next(c["summary"] for c in results["checks"] if c["name"] == "pack_structure")
+    # on an untouched pack --fail-fast changes nothing
+    shard.write_bytes(bytes(data[:-1]) + bytes([data[-1] ^ 0x01]))
+    rc, results, _report = _check(site, "--fail-fast")
+    assert rc == 0 and {c["status"] for c in results["checks"]} <= {"PASS", "SKIP"}
+
+
 def test_the_wrong_key_fails_every_later_check(site: Path) -> None:
     from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
 

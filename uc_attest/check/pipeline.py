@@ -77,6 +77,7 @@ class CheckInputs:
     issuer: str | None = None
     progress: bool = True
     now: datetime | None = None
+    fail_fast: bool = False  # stop before the costly stages once a required check has failed
 
 
 @dataclass
@@ -103,6 +104,10 @@ class _State:
 
     def skip(self, name: str, title: str, why: str, required: bool = True) -> CheckResult:
         return self.add(name, title, CheckStatus.SKIP, required, why)
+
+    def failed(self) -> bool:
+        """Whether a required check has failed so far (the verdict can no longer be PASS)."""
+        return any(c.required and c.status == CheckStatus.FAIL for c in self.checks)
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +296,10 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
     lap("signer policy")
     files, attested_tokens = _check_files(state, verified, pack_root, policy.weights.allow_unattested_files)
     lap("file hashes")
-    manifest_sha, model_type, model_name, pack_ok, tensors = _check_structure_and_weights(state, predicate, pack_root, inputs.progress, policy.weights.require_bit_exact)
+    if inputs.fail_fast and state.failed():
+        manifest_sha, model_type, model_name, pack_ok, tensors = _skip_structure_and_weights(state, predicate, pack_root, policy.weights.require_bit_exact)
+    else:
+        manifest_sha, model_type, model_name, pack_ok, tensors = _check_structure_and_weights(state, predicate, pack_root, inputs.progress, policy.weights.require_bit_exact)
     lap("pack verify and reconstruction")
 
     # 4. tokens and perplexity
@@ -380,6 +388,23 @@ def _check_files(state: _State, verified: Any, root: Path, allow_unattested: boo
         tolerated = f"; {len(extra)} unsigned file(s) tolerated by the policy" if extra else "; no unsigned files"
         state.add(name, TITLES[name], CheckStatus.PASS, True, f"All {len(attested)} signed files are present with the SHA-256 in the signed statement{tolerated}.", details)
     return rows, tokens_sha
+
+
+def _skip_structure_and_weights(
+    state: _State, predicate: Any, root: Path, require_bit_exact: bool
+) -> tuple[str, str, str, bool, list[TensorCheck]]:
+    """--fail-fast after a failed check: no reconstruction (minutes on a large pack), the verdict is already FAIL."""
+    from ..pack.manifest import MANIFEST_NAME
+
+    try:
+        manifest_sha = _sha256_file(root / MANIFEST_NAME)
+    except OSError:
+        raise UsageError(f"{root} is not a pack: no {MANIFEST_NAME}") from None
+    why = "Not checked: an earlier required check failed and --fail-fast stops there."
+    state.skip("pack_structure", TITLES["pack_structure"], why)
+    state.skip("weights_bit_exact", TITLES["weights_bit_exact"], why, require_bit_exact)
+    model_type = predicate.pack.model_type if predicate else "unknown"
+    return manifest_sha, model_type, "unknown", False, []
 
 
 def _check_structure_and_weights(
@@ -492,6 +517,7 @@ def _check_quality(
                 ids = None
         except UcError as exc:
             state.add("eval_tokens", TITLES["eval_tokens"], CheckStatus.FAIL, True, f"The evaluation token file cannot be used: {exc}")
+        model = None
         if ids is None or not pack_ok:
             why = "the pack is not the one signed" if not pack_ok else "the evaluation tokens are not the signed ones"
             state.skip("perplexity_match", TITLES["perplexity_match"], f"Not measured: {why}.", rules.required)
@@ -500,7 +526,15 @@ def _check_quality(
             from ..evaluate.loading import load_pack_model
             from ..evaluate.perplexity import evaluate_tokens
 
-            model = load_pack_model(root)
+            try:
+                # pinned to the signed manifest: a pack swapped after verification fails here, never gets measured
+                model = load_pack_model(root, expected_manifest_sha256=predicate.pack.manifest_sha256)
+            except UcError as exc:
+                model = None
+                # an integrity failure, not a quality judgement: required whatever the policy says of perplexity
+                state.add("perplexity_match", TITLES["perplexity_match"], CheckStatus.FAIL, True,
+                          f"Not measured: the pack changed after it was verified ({exc}).")  # fmt: skip
+        if model is not None:
             result = evaluate_tokens(model, ids, seq_len=m.seq_len, max_windows=m.max_windows, progress=inputs.progress)
             customer_env = _environment(capture_environment(model, dtype=result.compute_dtype))
             del model

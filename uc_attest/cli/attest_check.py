@@ -70,6 +70,7 @@ def trust_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), help="write the PDF audit report here")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="write results.json here")
 @click.option("--quiet", is_flag=True, help="no progress bars")
+@click.option("--fail-fast", is_flag=True, help="once a required check fails, skip the costly ones (rebuilding weights, perplexity)")
 def check_command(
     pack: Path,
     bundle: Path | None,
@@ -82,6 +83,7 @@ def check_command(
     report_path: Path | None,
     json_path: Path | None,
     quiet: bool,
+    fail_fast: bool,
 ) -> None:
     """Check PACK against its signed attestation under a policy, offline.
 
@@ -116,6 +118,7 @@ def check_command(
             issuer=trust.issuer,
             policy=policy,
             progress=not quiet,
+            fail_fast=fail_fast,
         )
     )
     results = outcome.results

@@ -9,6 +9,7 @@ in memory once.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..architecture import causal_lm_class, load_config
+from ..architecture import causal_lm_class, config_from_bytes, load_config
 from ..codec.reconstruct import TORCH_DTYPES
 from ..errors import UnreadableInputError, UsageError, VerificationError
 from ..pack.reader import Pack, decode_shard, open_pack, read_pack_file
@@ -78,10 +79,36 @@ def model_from_state_dict(config: Any, state: dict[str, torch.Tensor], dtype: to
     return model
 
 
-def load_pack_model(pack: str | os.PathLike[str] | Pack) -> Any:
-    """A transformers model whose weights are exactly the pack's canonical reconstruction."""
+def pack_config(pack: Pack) -> Any:
+    """The model config, parsed from the very bytes whose SHA-256 matched the manifest."""
+    name = pack.manifest.model.config_file
+    entry = next((f for f in pack.manifest.files if f.path == name), None)
+    if entry is None:
+        raise VerificationError(f"{name} is not listed among the manifest's files")
+    data, problems = read_pack_file(pack, entry)
+    if problems or data is None:
+        raise VerificationError(problems[0] if problems else f"{name}: unreadable")
+    try:
+        return config_from_bytes(bytes(data))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VerificationError(f"{name}: {exc}") from exc
+
+
+def load_pack_model(pack: str | os.PathLike[str] | Pack, expected_manifest_sha256: str | None = None) -> Any:
+    """A transformers model whose weights are exactly the pack's canonical reconstruction.
+
+    Everything used is checked as it is read, from the same bytes: the manifest
+    against ``expected_manifest_sha256`` (the signed value, when a caller has
+    one), the config and every shard against the manifest's SHA-256, every
+    rebuilt tensor against its digest. A pack swapped after an earlier
+    verification therefore fails here instead of being measured.
+    """
     opened = pack if isinstance(pack, Pack) else open_pack(pack)
-    config = load_config(opened.root / opened.manifest.model.config_file)
+    if expected_manifest_sha256 is not None:
+        actual = hashlib.sha256(opened.manifest_bytes).hexdigest()
+        if actual != expected_manifest_sha256:
+            raise VerificationError(f"the manifest read for loading has SHA-256 {actual}, not the expected {expected_manifest_sha256}")
+    config = pack_config(opened)
     state = reconstructed_state_dict(opened)
     return model_from_state_dict(config, state, pack_dtype(opened))
 
