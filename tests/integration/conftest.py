@@ -31,14 +31,14 @@ def smollm2_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_pack(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 5-bit pack of the whole model with the data-free codec (about a minute).
+    """A 5-bit pack of the whole model with the calibrated compressor, on a lighter calibration.
 
-    The calibrated compressor on all 30 blocks takes minutes on two cores, so the
-    suite runs it on the real weights of the first blocks only
-    (``smollm2_head_dir``); ``make demo`` and bench/quality.py run it in full.
+    32 x 256 calibration tokens instead of the default 128 x 512, so that the
+    suite compresses all 30 blocks in a few minutes on two cores; ``make demo``
+    and bench/quality.py run the defaults.
     """
     pack = tmp_path_factory.mktemp("smollm2") / "smollm2.ucpack"
-    options = CompressOptions(method="datafree", source_note=SOURCE_NOTE)
+    options = CompressOptions(samples=32, seq_len=256, source_note=SOURCE_NOTE)
     compress_model(smollm2_dir, pack, options, progress=False)
     return pack
 

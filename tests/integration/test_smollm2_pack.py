@@ -39,8 +39,9 @@ def test_pack_perplexity_close_to_baseline(smollm2_dir: Path, smollm2_pack: Path
     base = evaluate_tokens(load_model_dir(smollm2_dir), ids, seq_len=256, max_windows=6, progress=False)
     packed = evaluate_tokens(load_model(smollm2_pack), ids, seq_len=256, max_windows=6, progress=False)
     assert packed.windows == base.windows == 6
-    # the data-free codec (this fixture) measures 1.16 over 40 windows of 512
-    assert 1.0 < packed.perplexity / base.perplexity < 1.3
+    # within what policies/strict.toml allows; a coder bug that let two outlier
+    # input features own a codebook once gave 8.9 here
+    assert 1.0 < packed.perplexity / base.perplexity < 1.10
 
 
 def test_loaded_weights_are_the_verified_reconstruction(smollm2_pack: Path) -> None:
