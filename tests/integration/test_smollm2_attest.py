@@ -46,6 +46,7 @@ def test_customer_check_passes_strict_policy_with_report(signed: dict[str, Path]
     assert proc.stdout.splitlines()[-1] == "CHECK: PASS"
     data = json.loads(results.read_text())
     assert data["verdict"] == "PASS"
+    assert "Q4_1" in data["artifact"]["model_source_note"]  # the weights' origin reaches the auditor
     assert report.read_bytes().startswith(b"%PDF")
     proc = attest("verify-report", str(report), "--key", str(signed["pub"]))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -298,8 +298,10 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
     lap("file hashes")
     if inputs.fail_fast and state.failed():
         manifest_sha, model_type, model_name, pack_ok, tensors = _skip_structure_and_weights(state, predicate, pack_root, policy.weights.require_bit_exact)
+        source_note = ""
     else:
         manifest_sha, model_type, model_name, pack_ok, tensors = _check_structure_and_weights(state, predicate, pack_root, inputs.progress, policy.weights.require_bit_exact)
+        source_note = _source_note(pack_root) if pack_ok else ""
     lap("pack verify and reconstruction")
 
     # 4. tokens and perplexity
@@ -318,6 +320,7 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
         artifact=ArtifactIdentity(
             model_type=model_type,
             model_name=model_name,
+            model_source_note=source_note,
             pack_manifest_sha256=manifest_sha,
             signer=signer_identity,
             signed_at=predicate.signed_at if predicate else None,
@@ -388,6 +391,16 @@ def _check_files(state: _State, verified: Any, root: Path, allow_unattested: boo
         tolerated = f"; {len(extra)} unsigned file(s) tolerated by the policy" if extra else "; no unsigned files"
         state.add(name, TITLES[name], CheckStatus.PASS, True, f"All {len(attested)} signed files are present with the SHA-256 in the signed statement{tolerated}.", details)
     return rows, tokens_sha
+
+
+def _source_note(root: Path) -> str:
+    """The manifest's note on where the weights came from (read only after the pack verified)."""
+    from ..pack.reader import open_pack
+
+    try:
+        return open_pack(root).manifest.model.source.note
+    except UcError:
+        return ""
 
 
 def _skip_structure_and_weights(

@@ -119,6 +119,11 @@ class ArtifactIdentity(_Model):
 
     model_type: str = Field(description="Architecture, e.g. 'llama'.")
     model_name: str = Field(description="Name the vendor gave the model, e.g. 'SmolLM2-135M'.")
+    model_source_note: str = Field(
+        default="",
+        description="Where the compressed model's weights came from, as the pack's manifest states it "
+        "(e.g. 'dequantised from a Q4_1 GGUF'); empty when the manifest says nothing.",
+    )
     pack_manifest_sha256: Sha256Hex = Field(pattern=_HEX64)
     signer: SignerIdentity
     signed_at: UtcDateTime | None = Field(default=None, description="Signing time (vendor-stated in key mode).")

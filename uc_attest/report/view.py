@@ -111,7 +111,7 @@ def _identity_rows(r: Results) -> list[Row]:
     a = r.artifact
     signer = a.signer
     rows = [
-        Row("Model", f"{a.model_name} (architecture: {a.model_type})"),
+        Row("Model", f"{a.model_name} (architecture: {a.model_type})", note=a.model_source_note),
         Row("Pack fingerprint", a.pack_manifest_sha256, mono=True, note="SHA-256 of the pack's manifest, which lists every file"),
     ]
     unverified = "NOT VERIFIED: the signature did not verify for this "
