@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from uc_attest.evaluate.perplexity import evaluate_tokens  # noqa: E402
-from uc_attest.evaluate.text import default_eval_text  # noqa: E402
+from uc_attest.evaluate.text import default_calibration_text, default_eval_text  # noqa: E402
 
 CACHE = ROOT / "bench" / "cache" / "quality.json"
 DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m"
@@ -77,6 +78,40 @@ def gguf_quant(kind: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 GGUF_BPW = {"Q5_0": 5.5, "Q5_1": 6.0, "Q4_0": 4.5, "Q4_1": 5.0}
+
+
+def hqq_quant(bits: int, group: int = 64) -> Callable[[torch.Tensor], torch.Tensor]:
+    """HQQ (half-quadratic zero-point optimisation), its reference CPU quantizer; fp16 scale + zero per group."""
+    from hqq.core.quantize import Quantizer
+
+    def quant(w: torch.Tensor) -> torch.Tensor:
+        x = w.to(torch.float32)
+        q, meta = Quantizer.quantize(x, nbits=bits, group_size=group, optimize=True, axis=1, device="cpu",
+                                     compute_dtype=torch.float32)  # fmt: skip
+        return Quantizer.dequantize(q, meta).reshape(x.shape).to(w.dtype)
+
+    return quant
+
+
+def nf4_quant(block: int = 64) -> Callable[[torch.Tensor], torch.Tensor]:
+    """bitsandbytes NF4 with one float32 absmax per block of 64 (no double quantization)."""
+    import bitsandbytes.functional as bnbf
+
+    def quant(w: torch.Tensor) -> torch.Tensor:
+        q, state = bnbf.quantize_4bit(w.to(torch.bfloat16).contiguous(), blocksize=block, quant_type="nf4")
+        return bnbf.dequantize_4bit(q, state).reshape(w.shape).to(w.dtype)
+
+    return quant
+
+
+def optional_peers() -> list[tuple[str, Callable[[], Callable[[torch.Tensor], torch.Tensor]], float]]:
+    """Peers whose packages are installed here (``pip install hqq bitsandbytes``): (label, factory, bits/weight)."""
+    out: list[tuple[str, Callable[[], Callable[[torch.Tensor], torch.Tensor]], float]] = []
+    if importlib.util.find_spec("hqq") is not None:
+        out += [("HQQ 5-bit /64", lambda: hqq_quant(5), 5.5), ("HQQ 4-bit /64", lambda: hqq_quant(4), 4.5)]
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        out.append(("bitsandbytes NF4 /64", nf4_quant, 4.5))
+    return out
 
 
 def linear_weights(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -183,6 +218,8 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
     for kind in ("Q5_0", "Q5_1", "Q4_0", "Q4_1"):
         label = f"gguf {kind}" + (" (the model's source format)" if kind == "Q4_1" else "")
         rows.append(cached(label, lambda k=kind: peer(gguf_quant(k), GGUF_BPW[k])))
+    for label, factory, bpw in optional_peers():
+        rows.append(cached(label, lambda f=factory, b=bpw: peer(f(), b)))
     for name, reason in not_run().items():
         rows.append({"method": name, "bpw": None, "ppl": None, "seconds": None, "note": f"not run: {reason}"})
     for row in rows:
@@ -213,6 +250,55 @@ def minilm_dir() -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
+def encoder_hessians(path: Path, tok: Any, sentences: list[str]) -> dict[str, tuple[torch.Tensor, int]]:
+    """Input second moments of every block linear map of the original encoder over calibration sentences (real tokens only).
+
+    `uc compress` calibrates causal LMs block by block; for this encoder the bench
+    takes the statistics once from the unquantized model (no sequential
+    propagation) and runs the same coder (gptq_quantize) on each map.
+    """
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(path)).eval()
+    batch = tok(sentences, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    keep = batch["attention_mask"].reshape(-1).bool()
+    stats: dict[str, tuple[torch.Tensor, int]] = {}
+    handles = []
+    for name, param in linear_weights(model):
+        module = model.get_submodule(name)
+
+        def hook(_m: torch.nn.Module, inputs: tuple[Any, ...], name: str = name) -> None:
+            x = inputs[0].reshape(-1, inputs[0].shape[-1])[keep].to(torch.float32)
+            h, n = stats.get(name, (torch.zeros(x.shape[1], x.shape[1]), 0))
+            stats[name] = (h + x.t() @ x, n + x.shape[0])
+
+        handles.append(module.register_forward_pre_hook(hook))
+    with torch.no_grad():
+        model(**batch)
+    for h in handles:
+        h.remove()
+    return stats
+
+
+def apply_hessian_coder(model: torch.nn.Module, hessians: dict[str, tuple[torch.Tensor, int]], bits: int) -> float:
+    """Code every block linear map with uc_attest's calibrated coder; returns effective bits per weight."""
+    from uc_attest.codec.encoded import reconstruct_encoded
+    from uc_attest.codec.params import CodecParams
+    from uc_attest.compress.gptq import gptq_quantize
+    from uc_attest.compress.hessian import shrink
+
+    bits_total, weights = 0, 0
+    for name, param in linear_weights(model):
+        h, n = hessians[name]
+        params = CodecParams(bits=bits, block_size=64, block_axis=1, dtype="float32")
+        enc, codes = gptq_quantize(param.data, params, shrink(h / max(n, 1), n))
+        with torch.no_grad():
+            param.copy_(reconstruct_encoded(enc, codes).to(param.dtype))
+        bits_total += 8 * (enc.packed_codes.nbytes + enc.scales.numel() * 2 + enc.codebook.numel() * 4)
+        weights += param.numel()
+    return bits_total / weights
+
+
 def encoder_rows() -> list[Row]:
     from transformers import AutoModel, AutoTokenizer
 
@@ -234,6 +320,7 @@ def encoder_rows() -> list[Row]:
         return (out * mask).sum(1) / mask.sum(1)
 
     ref = embed(AutoModel.from_pretrained(str(path)).eval())
+    rows: list[Row] = []
 
     def ours(bits: int) -> Callable[[torch.Tensor], torch.Tensor]:
         def quant(w: torch.Tensor) -> torch.Tensor:
@@ -243,10 +330,18 @@ def encoder_rows() -> list[Row]:
 
         return quant
 
-    methods = [("uc_attest data-free 5-bit (codec on encoder: no calibrated path)", ours(5), 5.25),
+    calibration = [s.strip().replace("\n", " ")[:300] for s in default_calibration_text().split("\n\n") if len(s.strip()) > 40][:256]
+    hessians = encoder_hessians(path, tok, calibration)
+    for bits in (5, 4):
+        model = AutoModel.from_pretrained(str(path)).eval()
+        bpw = apply_hessian_coder(model, hessians, bits)
+        cos = torch.nn.functional.cosine_similarity(ref, embed(model), dim=-1)
+        rows.append({"method": f"uc_attest coder {bits}-bit (GPTQ codebook, Hessians of the original encoder)", "bpw": round(bpw, 3),
+                     "mean_cos": float(cos.mean()), "worst_cos": float(cos.min())})  # fmt: skip
+    methods = [("uc_attest data-free 5-bit", ours(5), 5.25),
                ("uc_attest data-free 4-bit", ours(4), 4.25), ("RTN int5 /64", rtn(5), 5.25), ("RTN int4 /64", rtn(4), 4.25)]  # fmt: skip
     methods += [(f"gguf {k}", gguf_quant(k), GGUF_BPW[k]) for k in ("Q5_0", "Q5_1", "Q4_0", "Q4_1")]
-    rows: list[Row] = []
+    methods += [(label, factory(), bpw) for label, factory, bpw in optional_peers()]
     for name, quant, bpw in methods:
         model = AutoModel.from_pretrained(str(path)).eval()
         apply_peer(model, quant)
