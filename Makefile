@@ -28,6 +28,8 @@ test-fast: venv
 	$(PY) -m pytest -q -m "not integration"
 
 bench: venv
+	# peers of the quality benchmark, without their dependency trees (torch stays the pinned CPU wheel)
+	$(PY) -m pip install -q --no-deps hqq termcolor einops bitsandbytes
 	$(PY) bench/run_all.py
 
 clean:

@@ -19,7 +19,7 @@ BENCHES: list[tuple[str, list[str]]] = [
     ("quality", ["bench/quality.py", *(["--reuse", f"5={DEMO_PACK}"] if DEMO_PACK.is_dir() else [])]),
     ("loading", ["bench/load_time.py"]),
     ("check end to end", ["bench/check_e2e.py"]),
-    ("tamper campaign", ["bench/tamper_campaign.py"]),
+    ("tamper campaign", ["bench/tamper_campaign.py", "--fail-fast"]),
 ]
 
 
