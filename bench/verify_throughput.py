@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -125,13 +124,16 @@ def main() -> None:
     t_inproc = time.perf_counter() - start
     assert report.ok, report.failures
 
-    cmd = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()", "verify", str(pack), "--quiet"]
+    # the child reports its own peak RSS (RUSAGE_CHILDREN would include the compressor run above)
+    child = ("import resource, sys\ntry:\n    from uc_attest.cli.uc import main\n    main()\nfinally:\n"
+             "    sys.stderr.write('PEAK_KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    cmd = [sys.executable, "-c", child, "verify", str(pack), "--quiet"]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     t_cli = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak_mb = int(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_KB"))) / 1024
     assert proc.stdout.splitlines()[-1] == "VERIFY: PASS", proc.stdout + proc.stderr
     start = time.perf_counter()
     subprocess.run([sys.executable, "-c", "import uc_attest.pack.verify, transformers, torch"], check=True)

@@ -8,15 +8,14 @@ model skeleton on the meta device (no memory) and compares.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from ..architecture import CheckpointKeyMapper, build_skeleton, expected_checkpoint_keys, load_config
+from ..architecture import CheckpointKeyMapper, build_skeleton, config_from_bytes, expected_checkpoint_keys
 from .manifest import PackManifest
 
 
-def config_problems(root: Path, manifest: PackManifest) -> list[str]:
+def config_problems(config_bytes: bytes, manifest: PackManifest) -> list[str]:
+    """Problems of the manifest's tensor set against the config whose (already hashed) bytes are given."""
     try:
-        config = load_config(root / manifest.model.config_file)
+        config = config_from_bytes(config_bytes)
     except Exception as exc:  # noqa: BLE001 - any config failure is a finding, not a crash
         return [f"{manifest.model.config_file}: cannot be read as a transformers config ({type(exc).__name__})"]
     if config.model_type != manifest.model.model_type:

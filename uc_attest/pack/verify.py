@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -103,6 +104,22 @@ def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+def _consistency_problems(pack: Pack) -> list[str]:
+    """The tensor set against the config, parsed from the bytes whose SHA-256 matched the manifest.
+
+    A config that is missing or does not match its hash is reported by the file
+    checks; then there is no trustworthy config to compare with, and nothing is
+    added here.
+    """
+    entry = next((f for f in pack.manifest.files if f.path == pack.manifest.model.config_file), None)
+    if entry is None:
+        return [f"{pack.manifest.model.config_file}: the manifest does not list the model's config file"]
+    data, problems = read_pack_file(pack, entry)
+    if problems or data is None:
+        return []
+    return config_problems(bytes(data), pack.manifest)
+
+
 def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: int | None = None) -> VerifyReport:
     start = time.perf_counter()
     pack = open_pack(path)
@@ -111,12 +128,17 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
     total = sum(f.size for f in files)
     results: dict[str, tuple[FileCheck, list[TensorCheck], list[str], int]] = {}
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="verify", disable=not progress, file=None, leave=False)
+    config_check: list[list[str]] = []
+    # The consistency check imports transformers' model class (seconds of CPU): run it beside the hashing.
+    consistency = threading.Thread(target=lambda: config_check.append(_consistency_problems(pack)), daemon=True)
+    consistency.start()
     with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
         futures = {f.path: pool.submit(_check_file, pack, f.path) for f in files}
         for f in files:
             results[f.path] = futures[f.path].result()
             bar.update(f.size)
     bar.close()
+    consistency.join()
     file_checks: list[FileCheck] = []
     tensor_checks: list[TensorCheck] = []
     bytes_read = 0
@@ -126,9 +148,7 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
         tensor_checks.extend(tcs)
         failures.extend(problems)
         bytes_read += nbytes
-    config_ok = next((fc.ok for fc in file_checks if fc.path == pack.manifest.model.config_file), False)
-    if config_ok:
-        failures.extend(config_problems(pack.root, pack.manifest))
+    failures.extend(config_check[0] if config_check else ["the consistency check of the config did not complete"])
     seen = {t.name for t in tensor_checks}
     for t in pack.manifest.tensors:
         if t.name not in seen:
