@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
@@ -354,7 +355,16 @@ def encoder_rows() -> list[Row]:
 
 
 def table(lm: list[Row], enc: list[Row], command: str) -> str:
-    lines = ["## Quality", "", f"Made by `{command}`.", "",
+    about = (
+        f"Made by `{command}` ({time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} CPU cores, shared with other jobs: "
+        "wall times are indicative only). SmolLM2-135M-Instruct, bf16 dequantised from its Q4_1 GGUF (so gguf Q4_1 "
+        "reproduces it exactly: the model's own source format, not a peer); perplexity over 40 windows x 512 tokens "
+        "of the built-in evaluation text (standard-library docstrings, disjoint from the calibration split), float32 "
+        "evaluation, every method's weights dequantised into the same model. Bits per weight count codes, scales, "
+        "zero points and codebooks. Rows are cached in bench/cache/quality.json; the calibrated 5-bit row is the "
+        "`make demo` pack (--reuse), its wall time that of `uc compress`."
+    )
+    lines = ["## Quality", "", about, "",
              "| method | bits/weight | perplexity | ratio to baseline | wall time (s) |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
     for r in lm:
         if r.get("ppl") is None:
