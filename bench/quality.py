@@ -390,7 +390,7 @@ def write_section(text: str) -> None:
         current = current.rstrip("\n") + "\n\n" + text
     else:
         end = current.find("\n## ", start + 1)
-        current = current[:start] + text + ("" if end < 0 else current[end + 1 :])
+        current = current[:start] + text.rstrip("\n") + "\n" + ("" if end < 0 else "\n" + current[end + 1 :])
     path.write_text(current)
 
 
