@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import shlex
 import os
 import sys
 import tempfile
@@ -419,7 +420,7 @@ def main() -> None:
         reuse[int(bits)] = (Path(path), float(secs) if secs else None)
     lm = lm_rows(args.model, args.windows, args.fresh, only, reuse, args.skip_calibrated)
     enc = [] if args.skip_encoder else encoder_rows()
-    text = table(lm, enc, "python bench/quality.py " + " ".join(sys.argv[1:]))
+    text = table(lm, enc, "python bench/quality.py " + shlex.join(sys.argv[1:]))
     print(text)
     if args.write_docs:
         write_section(text)
