@@ -23,8 +23,8 @@ import argparse
 import hashlib
 import importlib.util
 import json
-import shlex
 import os
+import shlex
 import sys
 import tempfile
 import time
