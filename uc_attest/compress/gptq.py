@@ -225,13 +225,11 @@ def _gptq_quantize_group(
         else:
             swept = _sweep(mats, codebooks, scales_full, hinv, perm, dtype)
         for g, (m, cb, sf, codes) in enumerate(zip(mats, codebooks, scales_full, swept, strict=True)):
+            err = 0.0  # without a Hessian there is one candidate, nearest-entry coding
             if hessian is not None:
-                codes = _no_worse_than_nearest(m, codes, sf, cb, h, dtype)
-            err = hessian_error(m, _dequant(cb, codes, sf, dtype), h) if hessian is not None else 0.0
+                codes, err = _no_worse_than_nearest(m, codes, sf, cb, h, dtype)
             if err < best[g][0]:
                 best[g] = (err, cb, scales16[g], codes)
-            if hessian is None:
-                best[g] = (0.0, cb, scales16[g], codes)
 
     out = []
     for m, p, (_err, cb, sc, codes) in zip(mats, params, best, strict=True):
@@ -303,8 +301,10 @@ def _sweep(
 def _no_worse_than_nearest(
     w: torch.Tensor, codes: torch.Tensor, scales_full: torch.Tensor, codebook: torch.Tensor, h: torch.Tensor,
     dtype: torch.dtype,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, float]:
     """GPTQ's codes, unless nearest-entry coding on the same codebook and scales has a lower Hessian error.
+
+    Returns the codes kept and their Hessian error.
 
     Error feedback is optimal only while the compensated weights stay inside the
     grid's range; where clipping breaks that, plain rounding can be better. The
@@ -314,7 +314,7 @@ def _no_worse_than_nearest(
     nearest = nearest_codes(_normalised(w, scales_full), codebook)
     gptq_err = hessian_error(w, _dequant(codebook, codes, scales_full, dtype), h)
     nearest_err = hessian_error(w, _dequant(codebook, nearest, scales_full, dtype), h)
-    return nearest if nearest_err < gptq_err else codes
+    return (nearest, nearest_err) if nearest_err < gptq_err else (codes, gptq_err)
 
 
 def _refit(

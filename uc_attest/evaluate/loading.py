@@ -82,10 +82,7 @@ def model_from_state_dict(config: Any, state: dict[str, torch.Tensor], dtype: to
 def pack_config(pack: Pack) -> Any:
     """The model config, parsed from the very bytes whose SHA-256 matched the manifest."""
     name = pack.manifest.model.config_file
-    entry = next((f for f in pack.manifest.files if f.path == name), None)
-    if entry is None:
-        raise VerificationError(f"{name} is not listed among the manifest's files")
-    data, problems = read_pack_file(pack, entry)
+    data, problems = read_pack_file(pack, pack.manifest.file(name))  # the manifest model guarantees it is listed
     if problems or data is None:
         raise VerificationError(problems[0] if problems else f"{name}: unreadable")
     try:

@@ -109,12 +109,9 @@ def _consistency_problems(pack: Pack) -> list[str]:
 
     A config that is missing or does not match its hash is reported by the file
     checks; then there is no trustworthy config to compare with, and nothing is
-    added here.
+    added here. (The manifest model guarantees the config file is listed.)
     """
-    entry = next((f for f in pack.manifest.files if f.path == pack.manifest.model.config_file), None)
-    if entry is None:
-        return [f"{pack.manifest.model.config_file}: the manifest does not list the model's config file"]
-    data, problems = read_pack_file(pack, entry)
+    data, problems = read_pack_file(pack, pack.manifest.file(pack.manifest.model.config_file))
     if problems or data is None:
         return []
     return config_problems(bytes(data), pack.manifest)
