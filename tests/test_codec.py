@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from reference_codec import ref_digest, ref_pack, ref_reconstruct, ref_unpack
 from uc_attest.codec import CodecParams, pack_codes, reconstruct, tensor_digest, unpack_codes
+from uc_attest.codec import native
 from uc_attest.codec.reconstruct import tensor_bytes
 from uc_attest.compress.blockscale import encode_datafree
 
@@ -68,6 +69,54 @@ def test_reconstruction_bit_identical_to_numpy_reference(rows, cols, bits, block
     ref = ref_reconstruct(packed, codebook, scales, shape, bits, block, axis, dtype)
     assert tensor_bytes(ours) == np.ascontiguousarray(ref).astype(ref.dtype.newbyteorder("<")).tobytes()
     assert tensor_digest(ours) == ref_digest(dtype, shape, tensor_bytes(ours))
+
+
+def test_the_fused_kernel_is_built_by_the_install() -> None:
+    # CI installs the package the way a user does; the fast path must be there, not silently absent
+    assert native.available()
+
+
+@pytest.mark.parametrize("use_native", [True, False], ids=["fused-kernel", "numpy"])
+@pytest.mark.parametrize("bits", range(2, 9))
+@pytest.mark.parametrize("shape,block", [((3, 128), 64), ((2, 4, 96), 32), ((5, 64), 8), ((4, 72), 24), ((1, 40), 64)])
+def test_both_reconstruction_paths_match_the_reference_on_extremes(monkeypatch, use_native, bits, shape, block) -> None:
+    """Whole-group (block % 8 == 0) and generic shapes, every width, values at every edge of bf16 rounding."""
+    monkeypatch.setenv("UC_ATTEST_NATIVE", "1" if use_native else "0")
+    rng = np.random.default_rng(bits * 100 + block)
+    params = CodecParams(bits=bits, block_size=block, block_axis=len(shape) - 1)
+    codes = rng.integers(0, 1 << bits, size=shape, dtype=np.uint8)
+    # ties to even (low half exactly 0x8000), just above and below, -0.0, subnormal, near float32 max
+    edges = np.array([0x3F808000, 0x3F818000, 0x3F808001, 0x3F807FFF, 0x80000000, 0x00000001, 0x7F7FFFFF,
+                      0xFF7FFFFF, 0x00800000, 0x3F800000], dtype=np.uint32).view(np.float32)  # fmt: skip
+    entries = np.concatenate([edges, rng.standard_normal(1 << bits).astype(np.float32)])[: 1 << bits]
+    codebook = np.sort(entries)
+    sshape = (*shape[:-1], -(-shape[-1] // block))
+    scales = np.concatenate([np.array([1.0, -1.0, 65504.0, 6e-8, 0.0], dtype=np.float16),
+                             (rng.standard_normal(int(np.prod(sshape)))).astype(np.float16)])[: int(np.prod(sshape))]  # fmt: skip
+    scales = scales.reshape(sshape)
+    packed = pack_codes(codes, bits)
+    with np.errstate(over="ignore"):
+        ref = ref_reconstruct(packed, codebook, scales, shape, bits, block, len(shape) - 1, "bfloat16")
+    ours = reconstruct(packed, codebook, scales, shape, params)
+    assert tensor_bytes(ours) == ref.astype("<u2").tobytes()
+    float_params = CodecParams(bits=bits, block_size=block, block_axis=len(shape) - 1, dtype="float32")
+    with np.errstate(over="ignore"):
+        ref32 = ref_reconstruct(packed, codebook, scales, shape, bits, block, len(shape) - 1, "float32")
+    assert tensor_bytes(reconstruct(packed, codebook, scales, shape, float_params)) == ref32.astype("<f4").tobytes()
+
+
+@pytest.mark.parametrize("use_native", ["1", "0"], ids=["fused-kernel", "numpy"])
+def test_both_paths_reject_dirty_padding_and_wrong_sizes(monkeypatch, use_native) -> None:
+    monkeypatch.setenv("UC_ATTEST_NATIVE", use_native)
+    params = CodecParams(bits=3, block_size=8, block_axis=1)
+    scales = np.ones((1, 1), dtype=np.float16)
+    codebook = np.linspace(-1, 1, 8).astype(np.float32)
+    with pytest.raises(ValueError):
+        reconstruct(np.array([0x00, 0xC0], dtype=np.uint8), codebook, scales, (1, 3), params)  # bits 9..15 are padding
+    with pytest.raises(ValueError):
+        reconstruct(np.zeros(3, dtype=np.uint8), codebook, scales, (1, 3), params)  # 2 bytes expected
+    with pytest.raises(ValueError):
+        reconstruct(np.zeros(2, dtype=np.uint8), codebook[:4], scales, (1, 3), params)  # 2**bits entries expected
 
 
 def test_three_dimensional_expert_tensor_matches_reference() -> None:

@@ -192,3 +192,9 @@ def test_compress_bad_input_and_no_partial_output(tmp_path: Path) -> None:
     assert_one_line_error(uc("compress", str(tmp_path / "empty"), "-o", str(tmp_path / "out")), 2)
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+@pytest.mark.parametrize("spec", ["*.k_proj.*", "*.k_proj.*=9", "=6", "*.k_proj.*=six"])
+def test_compress_malformed_bits_for_is_a_usage_error(tmp_path: Path, spec: str) -> None:
+    assert_one_line_error(uc("compress", str(tmp_path / "missing"), "-o", str(tmp_path / "out"), "--bits-for", spec), 2)
+    assert not (tmp_path / "out").exists()

@@ -114,3 +114,26 @@ def test_deterministic(tmp_path: Path) -> None:
 
 def test_options_default_to_calibrated() -> None:
     assert CompressOptions().method == "calibrated"
+
+
+@pytest.mark.parametrize("method", ["calibrated", "datafree"])
+def test_per_tensor_widths_follow_bits_for(tmp_path: Path, method: str) -> None:
+    """q/k/v of one group are swept together with different widths; each tensor records its own."""
+    model_dir = make_tiny_model("llama", tmp_path / "model")
+    opts = fast_options(tmp_path).model_copy(update={"method": method, "bits_for": {"*.k_proj.weight": 6, "*.o_proj.*": 3}})
+    manifest = compress_model(model_dir, tmp_path / "pack", opts, progress=False)
+    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert manifest.compression.bits_for == {"*.k_proj.weight": 6, "*.o_proj.*": 3}
+    widths = {t.name: t.codec.bits for t in manifest.tensors if t.codec is not None}
+    assert {b for n, b in widths.items() if ".k_proj." in n} == {6}
+    assert {b for n, b in widths.items() if ".o_proj." in n} == {3}
+    assert {b for n, b in widths.items() if ".k_proj." not in n and ".o_proj." not in n} == {opts.bits}
+    uniform = compress_model(model_dir, tmp_path / "uniform", opts.model_copy(update={"bits_for": {}}), progress=False)
+    assert uniform.stats.effective_bits_per_weight != manifest.stats.effective_bits_per_weight
+
+
+def test_bits_for_rejects_a_width_out_of_range() -> None:
+    with pytest.raises(ValueError, match="bits must be in 2..8"):
+        CompressOptions(bits_for={"*": 9})
+    assert CompressOptions(bits_for={"*.k_proj.*": 6, "*": 4}).bits_for_key("layers.0.k_proj.weight") == 6
+    assert CompressOptions(bits_for={"*.k_proj.*": 6, "*": 4}).bits_for_key("layers.0.q_proj.weight") == 4

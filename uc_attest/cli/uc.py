@@ -20,6 +20,8 @@ def uc_group() -> None:
 @click.argument("model_dir", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="pack directory to create")
 @click.option("--bits", default=5, show_default=True, type=click.IntRange(2, 8))
+@click.option("--bits-for", "bits_for", multiple=True, metavar="GLOB=BITS",
+              help="code width for the checkpoint tensors matching GLOB (repeatable; first match wins)")
 @click.option("--block-size", default=64, show_default=True, type=click.IntRange(8, 4096))
 @click.option("--dtype", default="bfloat16", show_default=True, type=click.Choice(["bfloat16", "float16", "float32"]))
 @click.option("--method", default="calibrated", show_default=True, type=click.Choice(["calibrated", "datafree"]))
@@ -31,7 +33,7 @@ def uc_group() -> None:
 @click.option("--source-note", default="", help="free text about the source weights, recorded in the manifest")
 @click.option("--force", is_flag=True, help="replace an existing output pack")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def compress_cmd(model_dir: Path, out: Path, bits: int, block_size: int, dtype: str, method: str,
+def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...], block_size: int, dtype: str, method: str,
                  calibration: Path | None, samples: int, seq_len: int, act_order: bool, resume: bool,
                  source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
     """Compress MODEL_DIR (safetensors) into a pack at OUTPUT."""
@@ -40,12 +42,23 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, block_size: int, dtype: 
     from ..pack.inspect import format_summary, summarize
     from ..pack.reader import open_pack
 
-    options = CompressOptions(bits=bits, block_size=block_size, dtype=dtype, method=method,  # type: ignore[arg-type]
+    options = CompressOptions(bits=bits, bits_for=parse_bits_for(bits_for), block_size=block_size, dtype=dtype, method=method,  # type: ignore[arg-type]
                               calibration_file=calibration, samples=samples, seq_len=seq_len,
                               act_order=act_order, resume=resume, source_note=source_note)  # fmt: skip
     compress_model(model_dir, out, options, progress=not quiet, overwrite=force)
     click.echo(format_summary(summarize(open_pack(out))))
     click.echo(f"wrote {out}")
+
+
+def parse_bits_for(specs: tuple[str, ...]) -> dict[str, int]:
+    """``GLOB=BITS`` pairs, in the order given; a malformed one is a usage error."""
+    out: dict[str, int] = {}
+    for spec in specs:
+        pattern, sep, bits = spec.rpartition("=")
+        if not sep or not pattern or not bits.isdigit() or not 2 <= int(bits) <= 8:
+            raise click.BadParameter(f"{spec!r}: expected GLOB=BITS with BITS in 2..8", param_hint="--bits-for")
+        out[pattern] = int(bits)
+    return out
 
 
 @uc_group.command("verify")

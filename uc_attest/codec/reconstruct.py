@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from . import native
 from .bitpack import unpack_codes
 from .params import CodecParams
 
@@ -68,6 +69,11 @@ def _multiply_blocks_inplace(values: np.ndarray, scales: np.ndarray, params: Cod
     Works on block-shaped views so the expanded scale tensor is never built.
     Returns False when numpy cannot express the views (the caller falls back).
     """
+    with np.errstate(over="ignore"):  # overflow to infinity is the defined IEEE result, not an error
+        return _multiply_blocks(values, scales, params)
+
+
+def _multiply_blocks(values: np.ndarray, scales: np.ndarray, params: CodecParams) -> bool:
     v = np.moveaxis(values, params.block_axis, -1)
     s = np.moveaxis(scales, params.block_axis, -1)
     n, size = v.shape[-1], params.block_size
@@ -111,17 +117,32 @@ def reconstruct(
     shape: Sequence[int],
     params: CodecParams,
 ) -> torch.Tensor:
-    """Unpack codes and reconstruct; raises ValueError on any inconsistency."""
+    """Unpack codes and reconstruct; raises ValueError on any inconsistency.
+
+    Uses the fused kernel (native.py) where it applies; otherwise, and as the
+    reference the tests compare it with, the numpy path of
+    :func:`reconstruct_from_codes`.
+    """
     shape = tuple(int(d) for d in shape)
     if not 0 <= params.block_axis < len(shape):
         raise ValueError(f"block_axis {params.block_axis} out of range for shape {shape}")
     packed = packed_codes.numpy() if isinstance(packed_codes, torch.Tensor) else packed_codes
     count = math.prod(shape)
-    codes = torch.from_numpy(unpack_codes(packed, params.bits, count)).reshape(shape)
     cb = codebook if isinstance(codebook, torch.Tensor) else torch.from_numpy(np.asarray(codebook))
     sc = scales if isinstance(scales, torch.Tensor) else torch.from_numpy(np.asarray(scales))
     if sc.dtype != torch.float16:
         raise ValueError("scales must be float16")
+    if native.applies(params, shape):
+        if cb.dtype != torch.float32 or cb.numel() != (1 << params.bits):
+            raise ValueError("codebook must be float32 with 2**bits entries")
+        if tuple(sc.shape) != scales_shape(shape, params):
+            raise ValueError(f"scales shape {tuple(sc.shape)} does not match {scales_shape(shape, params)}")
+        if np.asarray(packed).size != (count * params.bits + 7) // 8:
+            raise ValueError(f"packed codes have {np.asarray(packed).size} bytes, expected {(count * params.bits + 7) // 8}")
+        flat = native.decode(packed, cb.detach().numpy(), sc.detach().numpy(), shape, params)
+        out = torch.from_numpy(flat.view(np.int16)).view(torch.bfloat16) if params.dtype == "bfloat16" else torch.from_numpy(flat)
+        return out.reshape(shape)
+    codes = torch.from_numpy(unpack_codes(packed, params.bits, count)).reshape(shape)
     return reconstruct_from_codes(codes, cb, sc, params)
 
 

@@ -191,7 +191,7 @@ class BlockCoder:
     def _params(self, key: str) -> Any:
         from .pipeline import codec_params
 
-        return codec_params(self.roles[key], self.options)
+        return codec_params(key, self.roles[key], self.options)
 
     def _finish(self, key: str, enc: EncodedTensor) -> tuple[EncodedTensor, str, str]:
         canonical = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params)

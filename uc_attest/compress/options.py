@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class CompressOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bits: int = Field(5, ge=2, le=8)
+    # per-tensor widths: checkpoint-key glob -> bits, first match in this order wins (see bits_for_key)
+    bits_for: dict[str, int] = {}
     block_size: int = Field(64, ge=8, le=4096)
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     method: Literal["calibrated", "datafree"] = "calibrated"
@@ -25,3 +28,25 @@ class CompressOptions(BaseModel):
     shard_bytes: int = 256 * 1024 * 1024
     source_note: str = ""
     seed: int = 0
+
+    @field_validator("bits_for")
+    @classmethod
+    def _widths_in_range(cls, value: dict[str, int]) -> dict[str, int]:
+        for pattern, bits in value.items():
+            if not 2 <= bits <= 8:
+                raise ValueError(f"{pattern}: bits must be in 2..8, got {bits}")
+        return value
+
+    def bits_for_key(self, key: str) -> int:
+        """Code width of one checkpoint tensor: the first ``bits_for`` glob that matches it, else ``bits``.
+
+        Why per tensor: the output error a weight's rounding causes is far from
+        uniform across a model (measured on SmolLM2: restoring the attention
+        key projections, 3 % of the weights, recovers a fifth of the perplexity
+        loss; restoring gate_proj, 25 % of them, recovers 2 %), so a fixed
+        budget of bits is better spent unevenly, as llama.cpp's K-quant mixes do.
+        """
+        for pattern, bits in self.bits_for.items():
+            if fnmatch.fnmatchcase(key, pattern):
+                return bits
+        return self.bits

@@ -31,9 +31,9 @@ def tensor_roles(source: SafetensorsSource, config) -> dict[str, TensorRole]:  #
     return {key: classify(skeleton, mapper, key, len(source.shape(key))) for key in source.keys()}
 
 
-def codec_params(role: TensorRole, options: CompressOptions) -> CodecParams:
+def codec_params(key: str, role: TensorRole, options: CompressOptions) -> CodecParams:
     assert role.block_axis is not None
-    return CodecParams(bits=options.bits, block_size=options.block_size, block_axis=role.block_axis, dtype=options.dtype)
+    return CodecParams(bits=options.bits_for_key(key), block_size=options.block_size, block_axis=role.block_axis, dtype=options.dtype)
 
 
 def passthrough_tensor(tensor: torch.Tensor, options: CompressOptions) -> torch.Tensor:
@@ -44,7 +44,7 @@ def passthrough_tensor(tensor: torch.Tensor, options: CompressOptions) -> torch.
 
 
 def add_datafree(writer: PackWriter, name: str, weight: torch.Tensor, role: TensorRole, options: CompressOptions) -> None:
-    params = codec_params(role, options)
+    params = codec_params(name, role, options)
     enc, _ = encode_datafree(weight, params)
     canonical = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, params)
     writer.add_quantized(name, enc, role.role, tensor_digest(canonical))
@@ -99,7 +99,8 @@ def compress_model(
                 tokenizer_files=tokenizer_files,
                 source=SourceInfo(name=model_dir.resolve().name, note=options.source_note),
             ),
-            CompressionInfo(method=options.method, bits=options.bits, block_size=options.block_size, calibration=calibration),
+            CompressionInfo(method=options.method, bits=options.bits, bits_for=options.bits_for, block_size=options.block_size,
+                            calibration=calibration),  # fmt: skip
             __version__,
         )
     return manifest

@@ -122,6 +122,7 @@ class ModelInfo(Strict):
 class CompressionInfo(Strict):
     method: str
     bits: int
+    bits_for: dict[str, int] = {}  # per-tensor widths (checkpoint-key glob -> bits); each tensor's codec says its own
     block_size: int
     calibration: dict[str, str | int | float | bool] = {}
 

@@ -2,10 +2,17 @@
 
 The file is read once, front to back. Every byte feeds the file's SHA-256; the
 bytes of each tensor slot are routed, as they pass, to that tensor's check:
-a passthrough tensor's digest is hashed straight from its raw bytes, and a
-quantized tensor's codes are unpacked and reconstructed a group of rows at a
-time (its codebook and scales, which the writer places before the codes, are
-small and kept). Memory is bounded by the chunk size, not by the file or tensor.
+a passthrough tensor's digest is hashed from its raw bytes, and a quantized
+tensor's codes are reconstructed a group of rows at a time (its codebook and
+scales, which the writer places before the codes, are small and kept).
+
+A tensor's digest is one sequential SHA-256, but different tensors are
+independent: slots up to ``OFFLOAD_LIMIT`` bytes are handed, once read, to a
+shared pool (:class:`TensorJobs`) so that reconstruction and digests run on
+every core while this thread keeps reading and hashing the file. At most one
+slot per worker is in flight, so memory stays bounded by workers x
+OFFLOAD_LIMIT plus one reconstruction group each; larger slots are streamed
+group by group on the reading thread.
 """
 
 from __future__ import annotations
@@ -14,14 +21,16 @@ import hashlib
 import math
 import os
 import stat
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..codec.bitpack import unpack_codes
-from ..codec.reconstruct import TORCH_DTYPES, digest_header, reconstruct_from_codes, tensor_buffer
+from ..codec.reconstruct import TORCH_DTYPES, digest_header, reconstruct, tensor_buffer
 from .manifest import FileEntry, PassthroughStorage, QuantizedStorage, TensorEntry
 from .safetensors_strict import (
     MAX_HEADER_BYTES,
@@ -34,6 +43,7 @@ from .safetensors_strict import (
 
 CHUNK_BYTES = 8 << 20  # read size; reconstruction groups aim at this many output elements
 SMALL_SLOT_LIMIT = 256 << 20  # codebooks and scales kept whole; beyond this a slot is streamed
+OFFLOAD_LIMIT = 64 << 20  # tensor slots up to this size are checked on the pool, larger ones streamed in place
 SAFETENSORS_DTYPE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32", "float64": "F64", "int64": "I64",
                      "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}  # fmt: skip
 
@@ -73,6 +83,54 @@ class _Reader:
             pass
 
 
+class _BufferReader:
+    """The ``read(n)`` of :class:`_Reader` over bytes already read (and hashed) whole."""
+
+    def __init__(self, data: bytes) -> None:
+        self.view = memoryview(data)
+        self.pos = 0
+
+    def read(self, n: int) -> bytes | memoryview:
+        part = self.view[self.pos : self.pos + n]
+        self.pos += len(part)
+        return part
+
+
+class TensorJobs:
+    """A thread pool for per-tensor checks, with at most one queued or running slot per worker.
+
+    The bound is what keeps memory independent of the pack: the reading thread
+    blocks until a worker is free before it reads the next offloaded slot.
+    hashlib and the reconstruction kernel release the GIL, so threads scale
+    with cores.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="uc-verify-tensor")
+        self.slots = threading.BoundedSemaphore(max(1, workers))
+
+    def submit(self, job: Callable[[], str | None]) -> Future[str | None]:
+        self.slots.acquire()
+
+        def run() -> str | None:
+            try:
+                return job()
+            finally:
+                self.slots.release()
+
+        try:
+            return self.pool.submit(run)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def __enter__(self) -> TensorJobs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True)
+
+
 def _rows_per_group(entry: TensorEntry) -> int:
     """Rows (along axis 0) per reconstruction group: byte-aligned codes, whole scale rows."""
     assert entry.codec is not None
@@ -82,19 +140,24 @@ def _rows_per_group(entry: TensorEntry) -> int:
     return rows
 
 
-def _stream_quantized(reader: _Reader, entry: TensorEntry, slot: TensorSlot, codebook: torch.Tensor,
-                      scales: torch.Tensor) -> str | None:  # fmt: skip
-    """Reconstruct a quantized tensor group by group while its codes stream past."""
+def _quantized_slot_problem(entry: TensorEntry, slot: TensorSlot) -> str | None:
     params = entry.codec
     assert params is not None
     if slot.dtype != "U8" or len(slot.shape) != 1:
-        reader.read(slot.end - slot.start)
         return f"{entry.name}: codes must be a flat uint8 tensor"
+    expected = (math.prod(entry.shape) * params.bits + 7) // 8
+    if slot.end - slot.start != expected:
+        return f"{entry.name}: packed codes have {slot.end - slot.start} bytes, expected {expected}"
+    return None
+
+
+def _quantized_digest_problem(read: Callable[[int], bytes | memoryview], entry: TensorEntry, codebook: torch.Tensor,
+                              scales: torch.Tensor) -> str | None:  # fmt: skip
+    """Reconstruct a quantized tensor group by group from ``read`` and compare its digest."""
+    params = entry.codec
+    assert params is not None
     count = math.prod(entry.shape)
     expected = (count * params.bits + 7) // 8
-    if slot.end - slot.start != expected:
-        reader.read(slot.end - slot.start)
-        return f"{entry.name}: packed codes have {slot.end - slot.start} bytes, expected {expected}"
     digest = hashlib.sha256(digest_header(entry.dtype, entry.shape))
     rows_total = entry.shape[0]
     row = count // rows_total if rows_total else 0
@@ -104,17 +167,16 @@ def _stream_quantized(reader: _Reader, entry: TensorEntry, slot: TensorSlot, cod
         r1 = min(rows_total, r0 + step)
         b0 = r0 * row * params.bits // 8
         b1 = expected if r1 == rows_total else r1 * row * params.bits // 8
-        data = reader.read(b1 - b0)
+        data = read(b1 - b0)
         if problem is not None:
             continue
         try:
-            codes = unpack_codes(np.frombuffer(data, dtype=np.uint8), params.bits, (r1 - r0) * row)
             shape = (r1 - r0, *entry.shape[1:])
             if params.block_axis == 0:
                 sc = scales[r0 // params.block_size : -(-r1 // params.block_size)]
             else:
                 sc = scales[r0:r1]
-            part = reconstruct_from_codes(codes.reshape(shape), codebook, sc, params)
+            part = reconstruct(np.frombuffer(data, dtype=np.uint8), codebook, sc, shape, params)
             digest.update(tensor_buffer(part))
         except (ValueError, RuntimeError, IndexError) as exc:
             problem = f"{entry.name}: {exc}"
@@ -133,7 +195,8 @@ def _small_tensor(data: bytes, slot: TensorSlot) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=TORCH_OF[slot.dtype]).reshape(slot.shape)
 
 
-def verify_shard_streaming(root: Path, file: FileEntry, entries: list[TensorEntry]) -> StreamOutcome:
+def verify_shard_streaming(root: Path, file: FileEntry, entries: list[TensorEntry], jobs: TensorJobs | None = None) -> StreamOutcome:
+    """Hash the file and check every tensor in it; tensor checks may run on ``jobs`` (see the module docstring)."""
     out = StreamOutcome()
     path = root / file.path
     try:
@@ -150,8 +213,13 @@ def verify_shard_streaming(root: Path, file: FileEntry, entries: list[TensorEntr
             out.problems.append(f"{file.path}: not a regular file")
             return out
         reader = _Reader(fd)
-        _verify_stream(reader, st.st_size, file, entries, out)
-        reader.drain()
+        pending: dict[str, Future[str | None]] = {}
+        try:
+            _verify_stream(reader, st.st_size, file, entries, out, jobs, pending)
+            reader.drain()
+        finally:
+            for name, future in pending.items():
+                out.tensors[name] = future.result()
         out.size, out.sha256 = reader.pos, reader.hash.hexdigest()
     finally:
         os.close(fd)
@@ -164,7 +232,8 @@ def verify_shard_streaming(root: Path, file: FileEntry, entries: list[TensorEntr
     return out
 
 
-def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[TensorEntry], out: StreamOutcome) -> None:
+def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[TensorEntry], out: StreamOutcome,
+                   jobs: TensorJobs | None, pending: dict[str, Future[str | None]]) -> None:  # fmt: skip
     try:
         header_len = read_header_length(reader.read(8), size, file.path)
         slots, _ = parse_header(reader.read(header_len), size, file.path)
@@ -195,7 +264,15 @@ def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[Te
             reader.read(nbytes)
             continue
         if part == "key":
-            out.tensors[entry.name] = _stream_passthrough(reader, entry, slot)
+            problem = _passthrough_slot_problem(entry, slot)
+            if problem:
+                reader.read(nbytes)
+                out.tensors[entry.name] = problem
+            elif jobs is not None and nbytes <= OFFLOAD_LIMIT:
+                held = _BufferReader(reader.read(nbytes))
+                pending[entry.name] = jobs.submit(lambda e=entry, r=held, n=nbytes: _passthrough_digest_problem(r.read, e, n))
+            else:
+                out.tensors[entry.name] = _passthrough_digest_problem(reader.read, entry, nbytes)
         elif part in ("scales", "codebook"):
             if nbytes > SMALL_SLOT_LIMIT:
                 reader.read(nbytes)
@@ -215,7 +292,16 @@ def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[Te
                 out.tensors[entry.name] = problem
                 continue
             assert codebook is not None and scales is not None
-            out.tensors[entry.name] = _stream_quantized(reader, entry, slot, codebook, scales)
+            problem = _quantized_slot_problem(entry, slot)
+            if problem:
+                reader.read(nbytes)
+                out.tensors[entry.name] = problem
+            elif jobs is not None and nbytes <= OFFLOAD_LIMIT:
+                held = _BufferReader(reader.read(nbytes))
+                pending[entry.name] = jobs.submit(
+                    lambda e=entry, r=held, c=codebook, s=scales: _quantized_digest_problem(r.read, e, c, s))
+            else:
+                out.tensors[entry.name] = _quantized_digest_problem(reader.read, entry, codebook, scales)
 
 
 def _codec_state_problem(entry: TensorEntry, codebook: torch.Tensor | None, scales: torch.Tensor | None) -> str | None:
@@ -237,15 +323,17 @@ def _codec_state_problem(entry: TensorEntry, codebook: torch.Tensor | None, scal
     return None
 
 
-def _stream_passthrough(reader: _Reader, entry: TensorEntry, slot: TensorSlot) -> str | None:
-    nbytes = slot.end - slot.start
+def _passthrough_slot_problem(entry: TensorEntry, slot: TensorSlot) -> str | None:
     if slot.dtype != SAFETENSORS_DTYPE[entry.dtype] or list(slot.shape) != entry.shape:
-        reader.read(nbytes)
         return f"{entry.name}: stored as {slot.dtype}{list(slot.shape)}, the manifest says {entry.dtype}{entry.shape}"
+    return None
+
+
+def _passthrough_digest_problem(read: Callable[[int], bytes | memoryview], entry: TensorEntry, nbytes: int) -> str | None:
     digest = hashlib.sha256(digest_header(entry.dtype, entry.shape))
     left = nbytes
     while left:
-        data = reader.read(min(left, CHUNK_BYTES))
+        data = read(min(left, CHUNK_BYTES))
         if not data:
             return f"{entry.name}: truncated"
         digest.update(data)

@@ -23,7 +23,7 @@ from ..errors import UnreadableInputError
 from .consistency import config_problems
 from .manifest import MANIFEST_NAME
 from .reader import Pack, open_pack, read_pack_file
-from .stream_verify import verify_shard_streaming
+from .stream_verify import TensorJobs, verify_shard_streaming
 
 
 class FileCheck(BaseModel):
@@ -79,12 +79,12 @@ def walk_problems(pack: Pack) -> list[str]:
     return problems
 
 
-def _check_file(pack: Pack, path: str) -> tuple[FileCheck, list[TensorCheck], list[str], int]:
+def _check_file(pack: Pack, path: str, jobs: TensorJobs | None = None) -> tuple[FileCheck, list[TensorCheck], list[str], int]:
     entry = pack.manifest.file(path)
     tensors: list[TensorCheck] = []
     if entry.role in ("codec", "passthrough"):
         entries = pack.tensors_in(path)
-        outcome = verify_shard_streaming(pack.root, entry, entries)
+        outcome = verify_shard_streaming(pack.root, entry, entries, jobs)
         problems = list(outcome.problems)
         for t in entries:
             problem = outcome.tensors.get(t.name)
@@ -129,8 +129,11 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
     # The consistency check imports transformers' model class (seconds of CPU): run it beside the hashing.
     consistency = threading.Thread(target=lambda: config_check.append(_consistency_problems(pack)), daemon=True)
     consistency.start()
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        futures = {f.path: pool.submit(_check_file, pack, f.path) for f in files}
+    # Files are read and hashed on one pool; the tensors inside them are checked on another, so
+    # one big shard still keeps every core busy (a file's own SHA-256 is sequential).
+    count = workers or default_workers()
+    with TensorJobs(count) as jobs, ThreadPoolExecutor(max_workers=count) as pool:
+        futures = {f.path: pool.submit(_check_file, pack, f.path, jobs) for f in files}
         for f in files:
             results[f.path] = futures[f.path].result()
             bar.update(f.size)

@@ -1,0 +1,59 @@
+"""The fused reconstruction kernel (C, optional) and when it applies.
+
+``_native.decode`` computes the canonical reconstruction in one pass over the
+packed codes (see _native.c). The numpy path in reconstruct.py is the reference
+definition; the tests assert that both give identical bits on every width,
+shape and extreme value. The kernel is built when the package is installed; a
+source tree without it (or ``UC_ATTEST_NATIVE=0`` in the environment) uses the
+numpy path, with the same results, only slower.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from .params import CodecParams
+
+try:
+    from . import _native  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - exercised by running without the built extension
+    _native = None
+
+_OUT_KIND = {"bfloat16": 0, "float32": 1}
+
+
+def available() -> bool:
+    """True when the compiled kernel is importable and not switched off."""
+    return _native is not None and os.environ.get("UC_ATTEST_NATIVE", "1") != "0"
+
+
+def applies(params: CodecParams, shape: Sequence[int]) -> bool:
+    """The kernel covers blocks along the last axis and bf16/float32 output (every linear map uc_attest writes)."""
+    return available() and len(shape) >= 1 and params.block_axis == len(shape) - 1 and params.dtype in _OUT_KIND
+
+
+def decode(packed: np.ndarray, codebook: np.ndarray, scales: np.ndarray, shape: Sequence[int], params: CodecParams) -> np.ndarray:
+    """Reconstruction as a flat little-endian array (uint16 bf16 bit patterns, or float32), C order.
+
+    ``packed`` holds exactly the codes of ``shape`` from bit 0; ``scales`` are
+    float16 or float32 (widening float16 is exact), block axis last. Padding
+    bits after the last code must be zero, as in the numpy path.
+    """
+    assert _native is not None
+    cols = int(shape[-1])
+    rows = math.prod(int(d) for d in shape[:-1])
+    count = rows * cols
+    data = np.ascontiguousarray(packed, dtype=np.uint8).reshape(-1)
+    tail_bits = (count * params.bits) % 8
+    if tail_bits and data.size == (count * params.bits + 7) // 8 and int(data[-1]) >> tail_bits:
+        raise ValueError("non-zero padding bits after the last code")
+    out = np.empty(count, dtype=np.uint16 if params.dtype == "bfloat16" else np.float32)
+    _native.decode(
+        out, data, params.bits, np.ascontiguousarray(codebook, dtype=np.float32),
+        np.ascontiguousarray(scales, dtype=np.float32), rows, cols, params.block_size, _OUT_KIND[params.dtype],
+    )  # fmt: skip
+    return out
