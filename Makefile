@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORK   ?= build/demo
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv demo test test-fast bench bench-llmcompressor clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,13 @@ bench: venv
 	# peers of the quality benchmark, without their dependency trees (torch stays the pinned CPU wheel)
 	$(PY) -m pip install -q --no-deps hqq termcolor einops bitsandbytes
 	$(PY) bench/run_all.py
+
+bench-llmcompressor: venv
+	# llm-compressor GPTQ peer rows (its own venv: it pins another transformers); ~8 min per bit width on 1 thread
+	$(PYTHON) bench/llmcompressor_peer.py setup
+	build/venv-llmc/bin/python bench/llmcompressor_peer.py run --bits 5 --threads 1
+	build/venv-llmc/bin/python bench/llmcompressor_peer.py run --bits 4 --threads 1
+	$(PY) bench/quality.py --skip-calibrated --skip-encoder --only "llm-compressor GPTQ int5 g64 act-order,llm-compressor GPTQ int4 g64 act-order"
 
 clean:
 	rm -rf build .pytest_cache

@@ -222,6 +222,7 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
         rows.append(cached(label, lambda k=kind: peer(gguf_quant(k), GGUF_BPW[k])))
     for label, factory, bpw in optional_peers():
         rows.append(cached(label, lambda f=factory, b=bpw: peer(f(), b)))
+    rows += llmcompressor_lm_rows(model_dir, cached, evaluate)
     for name, reason in not_run().items():
         rows.append({"method": name, "bpw": None, "ppl": None, "seconds": None, "note": f"not run: {reason}"})
     for row in rows:
@@ -236,9 +237,29 @@ def not_run() -> dict[str, str]:
         out["HQQ 5/4-bit"] = "the hqq package is not installed in this environment"
     if importlib.util.find_spec("bitsandbytes") is None:
         out["bitsandbytes NF4"] = "bitsandbytes is not installed (its CPU backend needs a matching wheel)"
-    out["llm-compressor GPTQ"] = "expensive (needs its own environment and hours on 2 CPU cores); not run"
     out["llama.cpp K/IQ quants"] = "needs a llama.cpp build (quantize tool); not run"
     return out
+
+
+def llmcompressor_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]], Row], evaluate: Callable[[torch.nn.Module], float]) -> list[Row]:
+    """llm-compressor GPTQ (int5/int4, group 64, act-order), run beforehand in its own venv by
+    bench/llmcompressor_peer.py; its saved weights go into the baseline model. Wall time is that run's."""
+    from bench import llmcompressor_peer as lcp
+    from uc_attest.evaluate.loading import load_model_dir
+
+    def run(bits: int) -> Row:
+        model = load_model_dir(model_dir)
+        info = lcp.apply(model_dir, linear_weights(model), bits)
+        return {"bpw": info["bpw"], "ppl": evaluate(model), "seconds": info["seconds"], "threads": info["threads"],
+                "calibration_tokens": info["calibration_tokens"], "versions": info["versions"]}  # fmt: skip
+
+    rows = []
+    for bits in (5, 4):
+        try:
+            rows.append(cached(lcp.label(bits), lambda b=bits: run(b)))
+        except lcp.Missing as exc:  # rows already in the cache are still shown
+            rows.append({"method": lcp.label(bits), "bpw": None, "ppl": None, "seconds": None, "note": f"not run: {exc}"})
+    return rows
 
 
 # -- encoder fidelity -----------------------------------------------------------------------------
