@@ -30,6 +30,8 @@ test-fast: venv
 bench: venv
 	# peers of the quality benchmark, without their dependency trees (torch stays the pinned CPU wheel)
 	$(PY) -m pip install -q --no-deps hqq termcolor einops bitsandbytes
+	# llama.cpp K/IQ quants: ggml's base library from the llama-cpp-python sdist (optional: rows read "not run" if this fails)
+	-PY=$(PY) bash bench/build_ggml.sh
 	$(PY) bench/run_all.py
 
 bench-llmcompressor: venv

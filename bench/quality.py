@@ -222,6 +222,7 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
         rows.append(cached(label, lambda k=kind: peer(gguf_quant(k), GGUF_BPW[k])))
     for label, factory, bpw in optional_peers():
         rows.append(cached(label, lambda f=factory, b=bpw: peer(f(), b)))
+    rows += llamacpp_lm_rows(model_dir, cached, evaluate)
     rows += llmcompressor_lm_rows(model_dir, cached, evaluate)
     for name, reason in not_run().items():
         rows.append({"method": name, "bpw": None, "ppl": None, "seconds": None, "note": f"not run: {reason}"})
@@ -237,8 +238,42 @@ def not_run() -> dict[str, str]:
         out["HQQ 5/4-bit"] = "the hqq package is not installed in this environment"
     if importlib.util.find_spec("bitsandbytes") is None:
         out["bitsandbytes NF4"] = "bitsandbytes is not installed (its CPU backend needs a matching wheel)"
-    out["llama.cpp K/IQ quants"] = "needs a llama.cpp build (quantize tool); not run"
     return out
+
+
+def llamacpp_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]], Row], evaluate: Callable[[torch.nn.Module], float]) -> list[Row]:
+    """llama.cpp's K/IQ file types (its per-tensor rules and shape fallbacks) with an importance matrix
+    from the calibration windows; bench/llamacpp_peer.py. Wall time includes collecting the imatrix."""
+    from bench import llamacpp_peer as lc
+    from uc_attest.evaluate.loading import load_model_dir
+
+    shapes = load_model_dir(model_dir)
+    weights = linear_weights(shapes)
+    widths = {name: int(w.shape[1]) for name, w in weights}
+    n_layer, n_gqa = lc.n_layer_and_gqa(shapes.config)
+    imatrix: dict[str, Any] = {}
+
+    def run(types: dict[str, tuple[str, str]]) -> Row:
+        lc.load()  # raises lc.Unavailable (nothing cached) when the library is not built
+        if not imatrix:
+            start = time.perf_counter()
+            imatrix["stats"] = lc.lm_imatrix(load_model_dir(model_dir), model_dir, list(widths))
+            imatrix["seconds"] = time.perf_counter() - start
+        model = load_model_dir(model_dir)
+        start = time.perf_counter()
+        bpw = lc.apply_plan(linear_weights(model), types, imatrix["stats"])
+        seconds = time.perf_counter() - start + imatrix["seconds"]
+        return {"bpw": bpw, "ppl": evaluate(model), "seconds": round(seconds, 1), "imatrix_seconds": round(imatrix["seconds"], 1),
+                "types": lc.describe(types)}  # fmt: skip
+
+    rows = []
+    for ftype in lc.FTYPES:
+        types = lc.plan(ftype, weights, n_layer, n_gqa)
+        try:
+            rows.append(cached(lc.label(ftype, types, widths), lambda t=types: run(t)))
+        except lc.Unavailable as exc:  # rows already in the cache are still shown
+            rows.append({"method": f"llama.cpp {ftype} + imatrix", "bpw": None, "ppl": None, "seconds": None, "note": f"not run: {exc}"})
+    return rows
 
 
 def llmcompressor_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]], Row], evaluate: Callable[[torch.nn.Module], float]) -> list[Row]:
@@ -375,6 +410,31 @@ def encoder_rows() -> list[Row]:
         apply_peer(model, quant)
         cos = torch.nn.functional.cosine_similarity(ref, embed(model), dim=-1)
         rows.append({"method": name, "bpw": bpw, "mean_cos": float(cos.mean()), "worst_cos": float(cos.min())})
+    rows += llamacpp_encoder_rows(path, tok, calibration, ref, embed)
+    return rows
+
+
+def llamacpp_encoder_rows(path: Path, tok: Any, calibration: list[str], ref: torch.Tensor, embed: Callable[[torch.nn.Module], torch.Tensor]) -> list[Row]:
+    """llama.cpp's K/IQ file types on the encoder, imatrix over the calibration sentences (real tokens only)."""
+    from transformers import AutoModel
+
+    from bench import llamacpp_peer as lc
+
+    if (why := lc.unavailable()) is not None:
+        return [{"method": "llama.cpp K/IQ quants", "note": f"not run: {why}"}]
+    model = AutoModel.from_pretrained(str(path)).eval()
+    weights = linear_weights(model)
+    widths = {name: int(w.shape[1]) for name, w in weights}
+    batch = tok(calibration, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    imatrix = lc.collect_imatrix(model, list(widths), lambda: model(**batch), batch["attention_mask"].reshape(-1).bool())
+    n_layer, n_gqa = lc.n_layer_and_gqa(model.config)
+    rows: list[Row] = []
+    for ftype in lc.FTYPES:
+        types = lc.plan(ftype, weights, n_layer, n_gqa)
+        model = AutoModel.from_pretrained(str(path)).eval()
+        bpw = lc.apply_plan(linear_weights(model), types, imatrix)
+        cos = torch.nn.functional.cosine_similarity(ref, embed(model), dim=-1)
+        rows.append({"method": lc.label(ftype, types, widths), "bpw": round(bpw, 3), "mean_cos": float(cos.mean()), "worst_cos": float(cos.min())})
     return rows
 
 
