@@ -78,7 +78,7 @@ def test_the_fused_kernel_is_built_by_the_install() -> None:
 
 @pytest.mark.parametrize("use_native", [True, False], ids=["fused-kernel", "numpy"])
 @pytest.mark.parametrize("bits", range(2, 9))
-@pytest.mark.parametrize("shape,block", [((3, 128), 64), ((2, 4, 96), 32), ((5, 64), 8), ((4, 72), 24), ((1, 40), 64)])
+@pytest.mark.parametrize("shape,block", [((3, 128), 64), ((2, 4, 96), 32), ((5, 64), 8), ((4, 72), 24), ((1, 40), 64), ((1, 8), 8), ((2, 16), 8)])
 def test_both_reconstruction_paths_match_the_reference_on_extremes(monkeypatch, use_native, bits, shape, block) -> None:
     """Whole-group (block % 8 == 0) and generic shapes, every width, values at every edge of bf16 rounding."""
     monkeypatch.setenv("UC_ATTEST_NATIVE", "1" if use_native else "0")

@@ -32,6 +32,8 @@ def test_pack_verifies_and_spends_about_five_bits(smollm2_pack: Path) -> None:
     assert 5.0 < summary.effective_bits_per_weight <= 5.3
     assert summary.quantized_tensors == 30 * 7  # every linear map of the 30 decoder blocks
     assert "Q4_1" in summary.source_note
+    widths = {t.name.split(".")[-2]: t.codec.bits for t in open_pack(smollm2_pack).manifest.tensors if t.codec}
+    assert widths == {"q_proj": 6, "k_proj": 6, "v_proj": 6, "o_proj": 5, "gate_proj": 4, "up_proj": 5, "down_proj": 5}
 
 
 def test_pack_perplexity_close_to_baseline(smollm2_dir: Path, smollm2_pack: Path) -> None:

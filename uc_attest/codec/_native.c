@@ -57,9 +57,22 @@ static inline uint32_t code_at(const uint8_t *packed, Py_ssize_t nbytes, uint64_
  * taken from one 64-bit little-endian word with fixed shifts. `bits` is a
  * compile-time constant in each instantiation so the loops unroll.
  */
+/* A group's BITS bytes as a little-endian word: one unaligned 8-byte load where 8 bytes remain
+ * (the bits past the group are never used), else exactly BITS bytes. */
+#define LOAD_GROUP(word, src, end, BITS)                                                                            \
+    do {                                                                                                            \
+        if ((end) - (src) >= 8) {                                                                                   \
+            memcpy(&(word), (src), 8);                                                                              \
+        } else {                                                                                                    \
+            memcpy(&(word), (src), (BITS));                                                                         \
+        }                                                                                                           \
+    } while (0)
+
 #define DEFINE_GROUPED(BITS)                                                                                        \
-    static void grouped_bf16_##BITS(uint16_t *dst, const uint8_t *src, const float *cb, const float *sc,            \
-                                    Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t block) {                          \
+    static void grouped_bf16_##BITS(uint16_t *restrict dst, const uint8_t *restrict src, const float *restrict cb,  \
+                                    const float *restrict sc, Py_ssize_t rows, Py_ssize_t cols,                    \
+                                    Py_ssize_t block) {                                                            \
+        const uint8_t *end = src + rows * cols / 8 * BITS; /* an 8-byte load never reads past this */             \
         enum { ENTRIES = 1 << BITS, MASK = (1 << BITS) - 1 };                                                       \
         Py_ssize_t nblocks = cols / block, groups = block / 8;                                                      \
         int use_table = ENTRIES <= block; /* a block's ENTRIES products are fewer than its weights */             \
@@ -73,7 +86,7 @@ static inline uint32_t code_at(const uint8_t *packed, Py_ssize_t nbytes, uint64_
                     }                                                                                               \
                     for (Py_ssize_t g = 0; g < groups; g++, src += BITS, dst += 8) {                                \
                         uint64_t word = 0;                                                                          \
-                        memcpy(&word, src, BITS);                                                                   \
+                        LOAD_GROUP(word, src, end, BITS);                                                           \
                         for (int k = 0; k < 8; k++) {                                                               \
                             dst[k] = table[(word >> (k * BITS)) & MASK];                                            \
                         }                                                                                           \
@@ -81,7 +94,7 @@ static inline uint32_t code_at(const uint8_t *packed, Py_ssize_t nbytes, uint64_
                 } else {                                                                                            \
                     for (Py_ssize_t g = 0; g < groups; g++, src += BITS, dst += 8) {                                \
                         uint64_t word = 0;                                                                          \
-                        memcpy(&word, src, BITS);                                                                   \
+                        LOAD_GROUP(word, src, end, BITS);                                                           \
                         for (int k = 0; k < 8; k++) {                                                               \
                             dst[k] = bf16_round(cb[(word >> (k * BITS)) & MASK] * s);                               \
                         }                                                                                           \
