@@ -135,5 +135,20 @@ def test_per_tensor_widths_follow_bits_for(tmp_path: Path, method: str) -> None:
 def test_bits_for_rejects_a_width_out_of_range() -> None:
     with pytest.raises(ValueError, match="bits must be in 2..8"):
         CompressOptions(bits_for={"*": 9})
-    assert CompressOptions(bits_for={"*.k_proj.*": 6, "*": 4}).bits_for_key("layers.0.k_proj.weight") == 6
-    assert CompressOptions(bits_for={"*.k_proj.*": 6, "*": 4}).bits_for_key("layers.0.q_proj.weight") == 4
+    rule = CompressOptions(bits_for={"*.k_proj.*": 6, "*.v_proj.*": 6, "*.o_proj.*": 4})
+    assert rule.bits_for_key("layers.0.k_proj.weight") == 6
+    assert rule.bits_for_key("layers.0.q_proj.weight") == 5
+    assert CompressOptions(bits_for={"*.k_proj.*": 6, "*k_proj*": 6}).bits_for_key("layers.0.k_proj.weight") == 6
+
+
+def test_bits_for_refuses_a_tensor_that_two_widths_claim(tmp_path: Path) -> None:
+    # the manifest stores the rule with sorted keys, so an order-dependent rule would be ambiguous
+    from uc_attest.errors import UsageError
+
+    with pytest.raises(UsageError, match="different widths"):
+        CompressOptions(bits_for={"*.k_proj.*": 6, "*": 4}).bits_for_key("layers.0.k_proj.weight")
+    model_dir = make_tiny_model("llama", tmp_path / "model")
+    opts = fast_options(tmp_path).model_copy(update={"method": "datafree", "bits_for": {"*.k_proj.*": 6, "*": 4}})
+    with pytest.raises(UsageError):
+        compress_model(model_dir, tmp_path / "pack", opts, progress=False)
+    assert not (tmp_path / "pack").exists()

@@ -21,7 +21,7 @@ def uc_group() -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="pack directory to create")
 @click.option("--bits", default=5, show_default=True, type=click.IntRange(2, 8))
 @click.option("--bits-for", "bits_for", multiple=True, metavar="GLOB=BITS",
-              help="code width for the checkpoint tensors matching GLOB (repeatable; first match wins)")
+              help="code width for the checkpoint tensors matching GLOB (repeatable; a tensor matched by globs of different widths is refused)")
 @click.option("--block-size", default=64, show_default=True, type=click.IntRange(8, 4096))
 @click.option("--dtype", default="bfloat16", show_default=True, type=click.Choice(["bfloat16", "float16", "float32"]))
 @click.option("--method", default="calibrated", show_default=True, type=click.Choice(["calibrated", "datafree"]))

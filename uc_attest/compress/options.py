@@ -8,12 +8,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..errors import UsageError
+
 
 class CompressOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bits: int = Field(5, ge=2, le=8)
-    # per-tensor widths: checkpoint-key glob -> bits, first match in this order wins (see bits_for_key)
+    # per-tensor widths: checkpoint-key glob -> bits; globs of different widths must not share a tensor (see bits_for_key)
     bits_for: dict[str, int] = {}
     block_size: int = Field(64, ge=8, le=4096)
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
@@ -38,7 +40,7 @@ class CompressOptions(BaseModel):
         return value
 
     def bits_for_key(self, key: str) -> int:
-        """Code width of one checkpoint tensor: the first ``bits_for`` glob that matches it, else ``bits``.
+        """Code width of one checkpoint tensor: that of the ``bits_for`` globs that match it, else ``bits``.
 
         Why per tensor: the output error a weight's rounding causes is far from
         uniform across a model (measured on SmolLM2: restoring the attention
@@ -46,7 +48,8 @@ class CompressOptions(BaseModel):
         loss; restoring gate_proj, 25 % of them, recovers 2 %), so a fixed
         budget of bits is better spent unevenly, as llama.cpp's K-quant mixes do.
         """
-        for pattern, bits in self.bits_for.items():
-            if fnmatch.fnmatchcase(key, pattern):
-                return bits
-        return self.bits
+        widths = {bits for pattern, bits in self.bits_for.items() if fnmatch.fnmatchcase(key, pattern)}
+        if len(widths) > 1:
+            # the manifest records the rule with its keys sorted: an order-dependent rule would be ambiguous there
+            raise UsageError(f"{key}: matched by --bits-for globs of different widths ({sorted(widths)})")
+        return widths.pop() if widths else self.bits

@@ -76,6 +76,9 @@ def compress_model(
     except Exception as exc:  # noqa: BLE001
         raise UnreadableInputError(f"config.json is not a transformers config: {exc}") from exc
     roles = tensor_roles(source, config)
+    for key, role in roles.items():  # a --bits-for rule that claims a tensor twice fails now, not mid-way
+        if role.quantize:
+            options.bits_for_key(key)
     calibration: dict[str, str | int | float | bool] = {}
     with atomic_directory(out, overwrite=overwrite) as tmp:
         writer = PackWriter(tmp, shard_bytes=options.shard_bytes)
