@@ -331,3 +331,17 @@ def lm_imatrix(model: torch.nn.Module, model_dir: Path, names: list[str], batch:
 def n_layer_and_gqa(config: Any) -> tuple[int, int]:
     heads = int(config.num_attention_heads)
     return int(config.num_hidden_layers), heads // int(getattr(config, "num_key_value_heads", None) or heads)
+
+
+def self_check() -> None:
+    """The bindings round-trip before any row is trusted: sizes as llama.cpp defines them, small error.
+
+    Run by bench/quality.py whenever the library is there (the test suite cannot: CI does not build it).
+    """
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(8, 512, generator=gen)
+    for name, bpw in (("Q5_1", 6.0), ("Q4_K", 4.5), ("IQ4_XS", 4.25)):
+        back, size = quantize_dequantize(w, name, torch.rand(512, generator=gen) + 0.1)
+        err = float(((back - w) ** 2).mean() / (w**2).mean())
+        if size * 8 / w.numel() != bpw or not err < 0.01:
+            raise RuntimeError(f"llama.cpp {name} round trip is wrong: {size * 8 / w.numel()} bpw, relative error {err:.3g}")

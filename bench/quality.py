@@ -269,6 +269,7 @@ def llamacpp_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]],
 
     def run(types: dict[str, tuple[str, str]]) -> Row:
         lc.load()  # raises lc.Unavailable (nothing cached) when the library is not built
+        lc.self_check()
         if not imatrix:
             start = time.perf_counter()
             imatrix["stats"] = lc.lm_imatrix(load_model_dir(model_dir), model_dir, list(widths))
@@ -436,6 +437,7 @@ def llamacpp_encoder_rows(path: Path, tok: Any, calibration: list[str], ref: tor
 
     if (why := lc.unavailable()) is not None:
         return [{"method": "llama.cpp K/IQ quants", "note": f"not run: {why}"}]
+    lc.self_check()
     model = AutoModel.from_pretrained(str(path)).eval()
     weights = linear_weights(model)
     widths = {name: int(w.shape[1]) for name, w in weights}

@@ -6,7 +6,6 @@ import importlib.util
 from collections import Counter
 from pathlib import Path
 
-import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,16 +47,3 @@ def test_bert_names_map_to_llama_cpp_categories() -> None:
              "encoder.layer.3.output.dense": "ffn_down"}  # fmt: skip
     assert {n: lc.category(n) for n in names} == names
     assert all(lc.layer_index(n) == 3 for n in names)
-
-
-def test_quantize_dequantize_roundtrip_when_built() -> None:
-    lc = _peer()
-    if lc.unavailable() is not None:
-        pytest.skip("build/ggml not built (bash bench/build_ggml.sh)")
-    torch.manual_seed(0)
-    w = torch.randn(8, 512)
-    for name in ("Q5_1", "Q4_K", "IQ4_XS"):
-        back, size = lc.quantize_dequantize(w, name, torch.rand(512) + 0.1)
-        assert size * 8 / w.numel() == {"Q5_1": 6.0, "Q4_K": 4.5, "IQ4_XS": 4.25}[name]
-        err = float(((back - w) ** 2).mean() / (w**2).mean())
-        assert err < 0.01

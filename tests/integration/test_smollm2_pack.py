@@ -43,7 +43,9 @@ def test_pack_perplexity_close_to_baseline(smollm2_dir: Path, smollm2_pack: Path
     assert packed.windows == base.windows == 6
     # within what policies/strict.toml allows; a coder bug that let two outlier
     # input features own a codebook once gave 8.9 here
-    assert 1.0 < packed.perplexity / base.perplexity < 1.10
+    # 6 x 256 tokens are a small sample: the pack may even come out slightly ahead here (measured 0.99 with the
+    # light calibration); the 40 x 512 measurement is in docs/RESULTS.md. The bound is strict's limit.
+    assert 0.95 < packed.perplexity / base.perplexity < 1.10
 
 
 def test_loaded_weights_are_the_verified_reconstruction(smollm2_pack: Path) -> None:
