@@ -41,15 +41,19 @@ def decode(packed: np.ndarray, codebook: np.ndarray, scales: np.ndarray, shape: 
 
     ``packed`` holds exactly the codes of ``shape`` from bit 0; ``scales`` are
     float16 or float32 (widening float16 is exact), block axis last. Padding
-    bits after the last code must be zero, as in the numpy path.
+    bits after the last code must be zero and the byte count exact, as in the
+    numpy path (ValueError otherwise).
     """
     assert _native is not None
     cols = int(shape[-1])
     rows = math.prod(int(d) for d in shape[:-1])
     count = rows * cols
     data = np.ascontiguousarray(packed, dtype=np.uint8).reshape(-1)
+    expected = (count * params.bits + 7) // 8
+    if data.size != expected:
+        raise ValueError(f"packed codes have {data.size} bytes, expected {expected}")
     tail_bits = (count * params.bits) % 8
-    if tail_bits and data.size == (count * params.bits + 7) // 8 and int(data[-1]) >> tail_bits:
+    if tail_bits and int(data[-1]) >> tail_bits:
         raise ValueError("non-zero padding bits after the last code")
     out = np.empty(count, dtype=np.uint16 if params.dtype == "bfloat16" else np.float32)
     _native.decode(

@@ -90,6 +90,13 @@ def _multiply_blocks(values: np.ndarray, scales: np.ndarray, params: CodecParams
     return True
 
 
+def _check_codec_state(codebook: torch.Tensor, scales: torch.Tensor, shape: Sequence[int], params: CodecParams) -> None:
+    if codebook.dtype != torch.float32 or codebook.numel() != (1 << params.bits):
+        raise ValueError("codebook must be float32 with 2**bits entries")
+    if tuple(scales.shape) != scales_shape(shape, params):
+        raise ValueError(f"scales shape {tuple(scales.shape)} does not match {scales_shape(shape, params)}")
+
+
 def reconstruct_from_codes(
     codes: torch.Tensor | np.ndarray,
     codebook: torch.Tensor,
@@ -99,10 +106,7 @@ def reconstruct_from_codes(
     """Canonical reconstruction from unpacked integer codes (shape = tensor shape)."""
     codes_np = codes.numpy() if isinstance(codes, torch.Tensor) else codes
     shape = tuple(codes_np.shape)
-    if codebook.dtype != torch.float32 or codebook.numel() != (1 << params.bits):
-        raise ValueError("codebook must be float32 with 2**bits entries")
-    if tuple(scales.shape) != scales_shape(shape, params):
-        raise ValueError(f"scales shape {tuple(scales.shape)} does not match {scales_shape(shape, params)}")
+    _check_codec_state(codebook, scales, shape, params)
     values = codebook.detach().numpy()[codes_np.astype(np.uint8, copy=False)]  # float32 gather
     scales32 = scales.detach().numpy().astype(np.float32)  # float16 -> float32 is exact
     if not _multiply_blocks_inplace(values, scales32, params):  # the one float32 multiply
@@ -133,12 +137,7 @@ def reconstruct(
     if sc.dtype != torch.float16:
         raise ValueError("scales must be float16")
     if native.applies(params, shape):
-        if cb.dtype != torch.float32 or cb.numel() != (1 << params.bits):
-            raise ValueError("codebook must be float32 with 2**bits entries")
-        if tuple(sc.shape) != scales_shape(shape, params):
-            raise ValueError(f"scales shape {tuple(sc.shape)} does not match {scales_shape(shape, params)}")
-        if np.asarray(packed).size != (count * params.bits + 7) // 8:
-            raise ValueError(f"packed codes have {np.asarray(packed).size} bytes, expected {(count * params.bits + 7) // 8}")
+        _check_codec_state(cb, sc, shape, params)
         flat = native.decode(packed, cb.detach().numpy(), sc.detach().numpy(), shape, params)
         out = torch.from_numpy(flat.view(np.int16)).view(torch.bfloat16) if params.dtype == "bfloat16" else torch.from_numpy(flat)
         return out.reshape(shape)

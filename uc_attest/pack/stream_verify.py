@@ -17,6 +17,7 @@ group by group on the reading thread.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -264,15 +265,8 @@ def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[Te
             reader.read(nbytes)
             continue
         if part == "key":
-            problem = _passthrough_slot_problem(entry, slot)
-            if problem:
-                reader.read(nbytes)
-                out.tensors[entry.name] = problem
-            elif jobs is not None and nbytes <= OFFLOAD_LIMIT:
-                held = _BufferReader(reader.read(nbytes))
-                pending[entry.name] = jobs.submit(lambda e=entry, r=held, n=nbytes: _passthrough_digest_problem(r.read, e, n))
-            else:
-                out.tensors[entry.name] = _passthrough_digest_problem(reader.read, entry, nbytes)
+            _check_slot(reader, nbytes, entry.name, _passthrough_slot_problem(entry, slot),
+                        functools.partial(_passthrough_digest_problem, entry=entry, nbytes=nbytes), jobs, pending, out)  # fmt: skip
         elif part in ("scales", "codebook"):
             if nbytes > SMALL_SLOT_LIMIT:
                 reader.read(nbytes)
@@ -286,22 +280,27 @@ def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[Te
             st = entry.storage
             assert isinstance(st, QuantizedStorage)
             codebook, scales = kept.get(st.codebook), kept.get(st.scales)
-            problem = _codec_state_problem(entry, codebook, scales)
-            if problem:
-                reader.read(nbytes)
-                out.tensors[entry.name] = problem
-                continue
-            assert codebook is not None and scales is not None
-            problem = _quantized_slot_problem(entry, slot)
-            if problem:
-                reader.read(nbytes)
-                out.tensors[entry.name] = problem
-            elif jobs is not None and nbytes <= OFFLOAD_LIMIT:
-                held = _BufferReader(reader.read(nbytes))
-                pending[entry.name] = jobs.submit(
-                    lambda e=entry, r=held, c=codebook, s=scales: _quantized_digest_problem(r.read, e, c, s))
-            else:
-                out.tensors[entry.name] = _quantized_digest_problem(reader.read, entry, codebook, scales)
+            problem = _codec_state_problem(entry, codebook, scales) or _quantized_slot_problem(entry, slot)
+            check = functools.partial(_quantized_digest_problem, entry=entry, codebook=codebook, scales=scales)
+            _check_slot(reader, nbytes, entry.name, problem, check, jobs, pending, out)  # type: ignore[arg-type]
+
+
+def _check_slot(reader: _Reader, nbytes: int, name: str, problem: str | None,
+                check: Callable[[Callable[[int], bytes | memoryview]], str | None], jobs: TensorJobs | None,
+                pending: dict[str, Future[str | None]], out: StreamOutcome) -> None:  # fmt: skip
+    """Consume one tensor slot: skip it when ``problem`` is known, else run ``check(read)`` over its bytes.
+
+    Small slots are read whole (through the file hash) and checked on the pool;
+    larger ones are checked here, group by group, as they stream past.
+    """
+    if problem:
+        reader.read(nbytes)
+        out.tensors[name] = problem
+    elif jobs is not None and nbytes <= OFFLOAD_LIMIT:
+        held = _BufferReader(reader.read(nbytes))
+        pending[name] = jobs.submit(functools.partial(check, held.read))
+    else:
+        out.tensors[name] = check(reader.read)
 
 
 def _codec_state_problem(entry: TensorEntry, codebook: torch.Tensor | None, scales: torch.Tensor | None) -> str | None:
