@@ -4,8 +4,10 @@ Builds (or reuses) a pack with at least 1 GB of reconstructed weights from a
 random Llama-shaped model, then measures in one run:
   - the single-core SHA-256 rate of hashlib on an in-memory buffer,
   - the rate of reading the pack's files,
-  - the wall time of ``uc verify`` (the CLI, interpreter start-up included) and of
-    the in-process ``verify_pack`` call, with peak resident memory of the CLI.
+  - the wall time of ``uc verify`` (the command, interpreter start-up included) and
+    of the in-process ``verify_pack`` call (median of three runs each), with the
+    command's start-up alone, ``uc verify --architecture`` once, and the peak
+    resident memory of the command.
 Prints bytes hashed, the floor = max(bytes hashed / (cores x single-core rate),
 read time) and the ratio of verify's time to that floor.
 
@@ -18,9 +20,11 @@ import argparse
 import hashlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -92,6 +96,29 @@ def read_time(pack: Path) -> tuple[int, float]:
     return total, time.perf_counter() - start
 
 
+REPEATS = 3
+
+
+def _timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def _run_passing(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[-1] == "VERIFY: PASS", proc.stdout + proc.stderr
+
+
+def _peak_rss_mb(cli: list[str]) -> float:
+    """Peak resident memory of the command, reported by the child itself (RUSAGE_CHILDREN would include the compressor)."""
+    child = ("import resource, sys\ntry:\n    from uc_attest.cli.uc import main\n    main()\nfinally:\n"
+             "    sys.stderr.write('PEAK_KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    proc = subprocess.run([cli[0], "-c", child, *cli[3:]], capture_output=True, text=True)
+    assert proc.stdout.splitlines()[-1] == "VERIFY: PASS", proc.stdout + proc.stderr
+    return int(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_KB"))) / 1024
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default=str(ROOT / "build" / "bench"))
@@ -120,29 +147,18 @@ def main() -> None:
     floor = max(hashed / (cores * rate), tread)
 
     verify_pack(pack, progress=False, workers=args.workers)  # warm the page cache and imports
-    start = time.perf_counter()
-    report = verify_pack(pack, progress=False, workers=args.workers)
-    t_inproc = time.perf_counter() - start
-    assert report.ok, report.failures
+    t_inproc = statistics.median(_timed(lambda: verify_pack(pack, progress=False, workers=args.workers)) for _ in range(REPEATS))
 
-    # the child reports its own peak RSS (RUSAGE_CHILDREN would include the compressor run above)
-    child = ("import resource, sys\ntry:\n    from uc_attest.cli.uc import main\n    main()\nfinally:\n"
-             "    sys.stderr.write('PEAK_KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
-    cmd = [sys.executable, "-c", child, "verify", str(pack), "--quiet"]
+    cli = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()", "verify", str(pack), "--quiet"]
     if args.workers:
-        cmd += ["--workers", str(args.workers)]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    t_cli = time.perf_counter() - start
-    peak_mb = int(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("PEAK_KB"))) / 1024
-    assert proc.stdout.splitlines()[-1] == "VERIFY: PASS", proc.stdout + proc.stderr
-    # the command's fixed cost: a fresh interpreter that imports verify and runs only the config
-    # consistency check (which imports the model's transformers module to build its skeleton)
-    probe = ("import sys\nfrom uc_attest.pack.reader import open_pack\nfrom uc_attest.pack.verify import _consistency_problems\n"
-             "assert _consistency_problems(open_pack(sys.argv[1])) == []\n")
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", probe, str(pack)], check=True)
-    t_import = time.perf_counter() - start
+        cli += ["--workers", str(args.workers)]
+    t_cli = statistics.median(_timed(lambda: _run_passing(cli)) for _ in range(REPEATS))
+    t_arch = _timed(lambda: _run_passing([*cli, "--architecture"]))
+    peak_mb = _peak_rss_mb(cli)
+    # the command's fixed cost: a fresh interpreter that imports what `uc verify` imports, and stops
+    t_import = statistics.median(
+        _timed(lambda: subprocess.run([sys.executable, "-c", "import uc_attest.cli.uc, uc_attest.pack.verify"], check=True))
+        for _ in range(REPEATS))  # fmt: skip
 
     rows = [
         ("cores", f"{cores}"),
@@ -153,8 +169,11 @@ def main() -> None:
         ("read rate (page cache)", f"{nread / tread / 1e9:.3f} GB/s ({tread:.3f} s)"),
         ("floor", f"{floor:.3f} s"),
         ("verify_pack in-process", f"{t_inproc:.3f} s  ratio {t_inproc / floor:.2f}x"),
-        ("uc verify CLI", f"{t_cli:.3f} s  ratio {t_cli / floor:.2f}x (of which interpreter, imports and config check alone: {t_import:.2f} s)"),
+        ("uc verify (command)", f"{t_cli:.3f} s  ratio {t_cli / floor:.2f}x"),
+        ("  of which start-up", f"{t_import:.3f} s (fresh interpreter and the command's imports)"),
+        ("uc verify --architecture", f"{t_arch:.3f} s  ratio {t_arch / floor:.2f}x (adds transformers and the model skeleton)"),
         ("uc verify peak RSS", f"{peak_mb:.0f} MB"),
+        ("timings", f"median of {REPEATS} runs each (--architecture: one run)"),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:

@@ -80,6 +80,54 @@ def test_verify_json(good_pack: Path) -> None:
     assert report["ok"] is True and report["tensors"] and all(t["ok"] for t in report["tensors"])
 
 
+NO_FRAMEWORK = "import sys; sys.modules['torch'] = None; sys.modules['transformers'] = None; "
+
+
+def test_verify_needs_neither_torch_nor_transformers(good_pack: Path) -> None:
+    """The integrity walk (hashes, reconstruction, digests) runs where importing torch would fail."""
+    proc = subprocess.run([sys.executable, "-c", NO_FRAMEWORK + "from uc_attest.cli.uc import main; main()",
+                           "verify", str(good_pack), "--json", "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads("\n".join(proc.stdout.splitlines()[:-1]))
+    assert report["ok"] and report["architecture_checked"] is False
+    assert len(report["tensors"]) > 0 and all(t["ok"] for t in report["tensors"])
+
+
+def test_verify_without_torch_still_fails_a_flipped_code_byte(pack_copy: Path) -> None:
+    shard = next(pack_copy.glob("codec-*.safetensors"))
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0x10
+    shard.write_bytes(bytes(data))
+    proc = subprocess.run([sys.executable, "-c", NO_FRAMEWORK + "from uc_attest.cli.uc import main; main()",
+                           "verify", str(pack_copy), "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 1 and proc.stdout.splitlines()[-1] == "VERIFY: FAIL", proc.stdout + proc.stderr
+
+
+def test_architecture_check_is_opt_in_and_finds_a_config_that_does_not_fit(pack_copy: Path) -> None:
+    """A config re-sealed to a wider FFN: integrity holds, the architecture check names the misfit."""
+    config_path = pack_copy / "config.json"
+    config = json.loads(config_path.read_bytes())
+    config["intermediate_size"] *= 2
+    _reseal(pack_copy, "config.json", json.dumps(config).encode())
+    plain = uc_inprocess("verify", str(pack_copy), "--quiet")
+    assert plain.returncode == 0 and "not checked against the tensors" in plain.stdout, plain.stdout
+    deep = uc_inprocess("verify", str(pack_copy), "--quiet", "--architecture")
+    assert deep.returncode == 1 and deep.stdout.splitlines()[-1] == "VERIFY: FAIL", deep.stdout
+    assert "does not fit the config" in deep.stdout, deep.stdout
+
+
+def _reseal(pack: Path, name: str, data: bytes) -> None:
+    """Rewrite one file and its manifest entry consistently (what an attacker who owns the pack can do)."""
+    import hashlib
+
+    (pack / name).write_bytes(data)
+    manifest = json.loads((pack / "ucpack.json").read_bytes())
+    for entry in manifest["files"]:
+        if entry["path"] == name:
+            entry["size"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+    (pack / "ucpack.json").write_text(json.dumps(manifest))
+
+
 def test_every_single_byte_flip_fails(pack_copy: Path) -> None:
     """Flip one byte at several places in every file of the pack: each must give VERIFY: FAIL, exit 1."""
     files = sorted(p for p in pack_copy.iterdir() if p.is_file())

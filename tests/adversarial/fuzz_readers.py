@@ -247,11 +247,12 @@ def read_bundle(data: bytes, seeds: Seeds) -> Any:
 
 
 def read_safetensors(data: bytes, seeds: Seeds) -> Any:
+    from uc_attest.pack.decode import slot_tensor
     from uc_attest.pack.safetensors_strict import parse_safetensors
 
     view = parse_safetensors(data, "fuzz.safetensors")
     for name in view.tensors:  # materialising every tensor must not fail differently
-        view.tensor(name)
+        slot_tensor(view, name)
     return view
 
 

@@ -165,7 +165,7 @@ def _verify_pack(pack_path: Path, progress: bool) -> tuple[Any, Any]:
     from ..pack.reader import open_pack
     from ..pack.verify import verify_pack
 
-    report = verify_pack(pack_path, progress=progress)
+    report = verify_pack(pack_path, progress=progress, architecture=True)
     if not report.ok:
         more = f" (+{len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
         raise AcceptanceTestError(f"pack failed verification, not signed: {report.failures[0]}{more}")

@@ -437,7 +437,7 @@ def _check_structure_and_weights(
     source_note = ""
     report = None
     try:
-        report = verify_pack(root, progress=progress)
+        report = verify_pack(root, progress=progress, architecture=True)
         from ..pack.reader import open_pack
 
         opened = open_pack(root)

@@ -66,13 +66,15 @@ def parse_bits_for(specs: tuple[str, ...]) -> dict[str, int]:
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON before the verdict line")
 @click.option("--workers", type=click.IntRange(1, 256), help="parallel workers (default: CPU count)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool) -> None:
+@click.option("--architecture", is_flag=True,
+              help="also check the tensor set against the model config.json describes (imports transformers: seconds)")
+def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, architecture: bool) -> None:
     """Check every file hash and every reconstructed tensor of PACK."""
     from ..errors import VerificationError
     from ..pack.verify import verify_pack
 
     try:
-        report = verify_pack(pack, progress=not quiet, workers=workers)
+        report = verify_pack(pack, progress=not quiet, workers=workers, architecture=architecture)
     except VerificationError as exc:  # the manifest itself is corrupt: a verdict, not a usage error
         click.echo(f"FAIL: {exc}")
         click.echo("VERIFY: FAIL")
@@ -83,6 +85,7 @@ def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool) -> N
         click.echo(f"files     {sum(f.ok for f in report.files)}/{len(report.files)} ok ({report.bytes_read:,} bytes)")
         click.echo(f"tensors   {sum(t.ok for t in report.tensors)}/{len(report.tensors)} reconstruct to their digests")
         click.echo(f"manifest  sha256:{report.manifest_sha256}")
+        click.echo(f"config    {'tensor set checked against it' if architecture else 'not checked against the tensors (--architecture)'}")
         click.echo(f"time      {report.seconds:.2f} s")
     for failure in report.failures:
         click.echo(f"FAIL: {failure}")

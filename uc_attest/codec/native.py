@@ -36,8 +36,13 @@ def applies(params: CodecParams, shape: Sequence[int]) -> bool:
     return available() and len(shape) >= 1 and params.block_axis == len(shape) - 1 and params.dtype in _OUT_KIND
 
 
-def decode(packed: np.ndarray, codebook: np.ndarray, scales: np.ndarray, shape: Sequence[int], params: CodecParams) -> np.ndarray:
+def decode(packed: np.ndarray, codebook: np.ndarray, scales: np.ndarray, shape: Sequence[int], params: CodecParams,
+           out: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """Reconstruction as a flat little-endian array (uint16 bf16 bit patterns, or float32), C order.
+
+    With ``out`` (a flat, contiguous array of the output dtype with at least as
+    many elements) the result is written into its front and a view of it is
+    returned, so a caller decoding group after group reuses one buffer.
 
     ``packed`` holds exactly the codes of ``shape`` from bit 0; ``scales`` are
     float16 or float32 (widening float16 is exact), block axis last. Padding
@@ -55,9 +60,12 @@ def decode(packed: np.ndarray, codebook: np.ndarray, scales: np.ndarray, shape: 
     tail_bits = (count * params.bits) % 8
     if tail_bits and int(data[-1]) >> tail_bits:
         raise ValueError("non-zero padding bits after the last code")
-    out = np.empty(count, dtype=np.uint16 if params.dtype == "bfloat16" else np.float32)
+    out_dtype = np.uint16 if params.dtype == "bfloat16" else np.float32
+    if out is None or out.dtype != out_dtype or out.ndim != 1 or out.size < count or not out.flags.c_contiguous:
+        out = np.empty(count, dtype=out_dtype)
+    result = out[:count]
     _native.decode(
-        out, data, params.bits, np.ascontiguousarray(codebook, dtype=np.float32),
+        result, data, params.bits, np.ascontiguousarray(codebook, dtype=np.float32),
         np.ascontiguousarray(scales, dtype=np.float32), rows, cols, params.block_size, _OUT_KIND[params.dtype],
     )  # fmt: skip
-    return out
+    return result

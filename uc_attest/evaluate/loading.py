@@ -20,7 +20,8 @@ import torch
 from ..architecture import causal_lm_class, config_from_bytes, load_config
 from ..codec.reconstruct import TORCH_DTYPES
 from ..errors import UnreadableInputError, UsageError, VerificationError
-from ..pack.reader import Pack, decode_shard, open_pack, read_pack_file
+from ..pack.decode import decode_shard
+from ..pack.reader import Pack, open_pack, read_pack_file
 
 
 def _offline() -> None:

@@ -16,6 +16,7 @@ from safetensors.torch import save as save_safetensors
 from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError
 from ..pack.reader import read_regular_file
+from ..pack.decode import slot_tensor
 from ..pack.safetensors_strict import SafetensorsFormatError, parse_safetensors
 
 TOKENS_KEY = "input_ids"
@@ -66,7 +67,7 @@ def load_token_file(path: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[st
         raise UnreadableInputError(str(exc)) from exc
     if set(view.tensors) != {TOKENS_KEY}:
         raise UnreadableInputError(f"{p.name}: a token file holds exactly one tensor '{TOKENS_KEY}'")
-    ids = view.tensor(TOKENS_KEY)
+    ids = slot_tensor(view, TOKENS_KEY)
     if ids.dtype != torch.int64 or ids.ndim != 1:
         raise UnreadableInputError(f"{p.name}: token ids must be a 1-D int64 tensor")
     return ids, view.metadata, digest

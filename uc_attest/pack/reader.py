@@ -10,19 +10,14 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
 from pydantic import ValidationError
 
-from ..codec.reconstruct import TORCH_DTYPES, reconstruct, tensor_digest
 from ..errors import UnreadableInputError, UsageError, VerificationError
-from .manifest import MANIFEST_NAME, SUPPORTED_MAJOR, FileEntry, PackManifest, PassthroughStorage, QuantizedStorage, TensorEntry
+from .manifest import MANIFEST_NAME, SUPPORTED_MAJOR, FileEntry, PackManifest, TensorEntry
 from .paths import check_relative_path
-from .safetensors_strict import SafetensorsFormatError, SafetensorsView, parse_safetensors
 from .strict_json import loads_strict
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
@@ -129,73 +124,3 @@ def read_pack_file(pack: Pack, entry: FileEntry) -> tuple[bytearray | None, list
     if digest != entry.sha256:
         problems.append(f"{entry.path}: SHA-256 {digest} differs from the manifest's {entry.sha256}")
     return data, problems
-
-
-@dataclass
-class DecodedTensor:
-    """One tensor's outcome; ``entry`` is None for a problem with the shard as a whole."""
-
-    entry: TensorEntry | None
-    tensor: torch.Tensor | None
-    problem: str | None
-
-
-def _decode_one(view: SafetensorsView, entry: TensorEntry) -> torch.Tensor:
-    storage = entry.storage
-    if isinstance(storage, QuantizedStorage):
-        assert entry.codec is not None
-        for key in (storage.codes, storage.scales, storage.codebook):
-            if key not in view.tensors:
-                raise ValueError(f"codec tensor {key!r} is missing from {storage.file}")
-        codes = view.tensor(storage.codes)
-        scales = view.tensor(storage.scales)
-        codebook = view.tensor(storage.codebook)
-        if codes.dtype != torch.uint8 or codes.ndim != 1:
-            raise ValueError("codes must be a flat uint8 tensor")
-        if codebook.dtype != torch.float32 or codebook.ndim != 1:
-            raise ValueError("codebook must be a flat float32 tensor")
-        if not np.isfinite(codebook.numpy()).all():
-            raise ValueError("codebook holds NaN or infinity")
-        if scales.dtype == torch.float16 and not np.isfinite(scales.numpy()).all():
-            raise ValueError("scales hold NaN or infinity")
-        return reconstruct(codes.numpy(), codebook, scales, entry.shape, entry.codec)
-    assert isinstance(storage, PassthroughStorage)
-    if storage.key not in view.tensors:
-        raise ValueError(f"tensor {storage.key!r} is missing from {storage.file}")
-    tensor = view.tensor(storage.key)
-    if tensor.dtype != TORCH_DTYPES[entry.dtype]:
-        raise ValueError(f"stored dtype {tensor.dtype} differs from the manifest's {entry.dtype}")
-    return tensor
-
-
-def decode_shard(pack: Pack, file: FileEntry, data: bytearray) -> Iterator[DecodedTensor]:
-    """Parse a shard strictly and yield every manifest tensor it stores, reconstructed and checked."""
-    entries = pack.tensors_in(file.path)
-    try:
-        view = parse_safetensors(data, file.path)
-    except SafetensorsFormatError as exc:
-        yield DecodedTensor(None, None, str(exc))
-        for entry in entries:
-            yield DecodedTensor(entry, None, f"{entry.name}: its shard {file.path} is not readable")
-        return
-    referenced: set[str] = set()
-    for entry in entries:
-        st = entry.storage
-        referenced.update((st.codes, st.scales, st.codebook) if isinstance(st, QuantizedStorage) else (st.key,))
-    extra = sorted(set(view.tensors) - referenced)
-    for entry in entries:
-        try:
-            tensor = _decode_one(view, entry)
-        except (ValueError, RuntimeError) as exc:
-            yield DecodedTensor(entry, None, f"{entry.name}: {exc}")
-            continue
-        if list(tensor.shape) != entry.shape:
-            yield DecodedTensor(entry, None, f"{entry.name}: shape {list(tensor.shape)} differs from {entry.shape}")
-            continue
-        digest = tensor_digest(tensor)
-        if digest != entry.digest:
-            yield DecodedTensor(entry, tensor, f"{entry.name}: reconstruction digest {digest} differs from the manifest's")
-            continue
-        yield DecodedTensor(entry, tensor, None)
-    if extra:
-        yield DecodedTensor(None, None, f"{file.path}: holds tensors the manifest does not list: {', '.join(extra[:5])}")

@@ -13,8 +13,6 @@ import math
 import struct
 from dataclasses import dataclass
 
-import torch
-
 from .strict_json import loads_strict
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -26,11 +24,6 @@ DTYPE_SIZES: dict[str, int] = {
     "I64": 8, "U64": 8, "F64": 8,
 }  # fmt: skip
 
-TORCH_OF: dict[str, torch.dtype] = {
-    "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16,
-    "F16": torch.float16, "BF16": torch.bfloat16, "I32": torch.int32, "F32": torch.float32,
-    "I64": torch.int64, "F64": torch.float64,
-}  # fmt: skip
 
 
 class SafetensorsFormatError(ValueError):
@@ -53,16 +46,6 @@ class SafetensorsView:
     buffer: memoryview
     tensors: dict[str, TensorSlot]
     metadata: dict[str, str]
-
-    def tensor(self, name: str) -> torch.Tensor:
-        """A private copy of a tensor (the caller may keep it after the buffer goes)."""
-        slot = self.tensors[name]
-        if slot.dtype not in TORCH_OF:
-            raise SafetensorsFormatError(f"{name}: dtype {slot.dtype} is not supported here")
-        raw = self.buffer[slot.start : slot.end]
-        if slot.end == slot.start:
-            return torch.empty(slot.shape, dtype=TORCH_OF[slot.dtype])
-        return torch.frombuffer(bytearray(raw), dtype=TORCH_OF[slot.dtype]).reshape(slot.shape)
 
     def raw(self, name: str) -> memoryview:
         slot = self.tensors[name]

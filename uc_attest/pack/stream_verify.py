@@ -29,20 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..codec.reconstruct import TORCH_DTYPES, digest_header, reconstruct, tensor_buffer
-from .manifest import FileEntry, PassthroughStorage, QuantizedStorage, TensorEntry
-from .safetensors_strict import (
-    MAX_HEADER_BYTES,
-    TORCH_OF,
-    SafetensorsFormatError,
-    TensorSlot,
-    parse_header,
-    read_header_length,
-)
+from ..codec.canonical import STORAGE_OF, digest_header, little_endian_bytes, reconstruct_array, scales_shape
+from .manifest import FileEntry, QuantizedStorage, TensorEntry
+from .safetensors_strict import SafetensorsFormatError, TensorSlot, parse_header, read_header_length
 
-CHUNK_BYTES = 8 << 20  # read size; reconstruction groups aim at this many output elements
+CHUNK_BYTES = 8 << 20  # read size
+GROUP_ELEMENTS = 1 << 19  # reconstruction groups aim at this many weights: 1 MiB of bf16, hashed while still in cache
 SMALL_SLOT_LIMIT = 256 << 20  # codebooks and scales kept whole; beyond this a slot is streamed
 OFFLOAD_LIMIT = 64 << 20  # tensor slots up to this size are checked on the pool, larger ones streamed in place
 SAFETENSORS_DTYPE = {"bfloat16": "BF16", "float16": "F16", "float32": "F32", "float64": "F64", "int64": "I64",
@@ -137,8 +130,21 @@ def _rows_per_group(entry: TensorEntry) -> int:
     assert entry.codec is not None
     row = math.prod(entry.shape[1:]) if len(entry.shape) > 1 else 1
     align = 8 if entry.codec.block_axis != 0 else math.lcm(8, entry.codec.block_size)
-    rows = max(align, (CHUNK_BYTES // max(1, row)) // align * align)
+    rows = max(align, (GROUP_ELEMENTS // max(1, row)) // align * align)
     return rows
+
+
+_GROUP_BUFFERS = threading.local()
+
+
+def _group_buffer(dtype: str) -> np.ndarray:
+    """This thread's reusable output buffer: no fresh pages (and page faults) for every group."""
+    buffers = getattr(_GROUP_BUFFERS, "by_dtype", None)
+    if buffers is None:
+        buffers = _GROUP_BUFFERS.by_dtype = {}
+    if dtype not in buffers:
+        buffers[dtype] = np.empty(GROUP_ELEMENTS, dtype=STORAGE_OF[dtype])
+    return buffers[dtype]
 
 
 def _quantized_slot_problem(entry: TensorEntry, slot: TensorSlot) -> str | None:
@@ -152,8 +158,8 @@ def _quantized_slot_problem(entry: TensorEntry, slot: TensorSlot) -> str | None:
     return None
 
 
-def _quantized_digest_problem(read: Callable[[int], bytes | memoryview], entry: TensorEntry, codebook: torch.Tensor,
-                              scales: torch.Tensor) -> str | None:  # fmt: skip
+def _quantized_digest_problem(read: Callable[[int], bytes | memoryview], entry: TensorEntry, codebook: np.ndarray,
+                              scales: np.ndarray) -> str | None:  # fmt: skip
     """Reconstruct a quantized tensor group by group from ``read`` and compare its digest."""
     params = entry.codec
     assert params is not None
@@ -163,6 +169,7 @@ def _quantized_digest_problem(read: Callable[[int], bytes | memoryview], entry: 
     rows_total = entry.shape[0]
     row = count // rows_total if rows_total else 0
     step = _rows_per_group(entry)
+    buffer = _group_buffer(params.dtype)
     problem = None
     for r0 in range(0, rows_total, step):
         r1 = min(rows_total, r0 + step)
@@ -177,9 +184,9 @@ def _quantized_digest_problem(read: Callable[[int], bytes | memoryview], entry: 
                 sc = scales[r0 // params.block_size : -(-r1 // params.block_size)]
             else:
                 sc = scales[r0:r1]
-            part = reconstruct(np.frombuffer(data, dtype=np.uint8), codebook, sc, shape, params)
-            digest.update(tensor_buffer(part))
-        except (ValueError, RuntimeError, IndexError) as exc:
+            part = reconstruct_array(np.frombuffer(data, dtype=np.uint8), codebook, sc, shape, params, out=buffer)
+            digest.update(little_endian_bytes(part))
+        except (ValueError, IndexError) as exc:
             problem = f"{entry.name}: {exc}"
     if problem:
         return problem
@@ -188,12 +195,25 @@ def _quantized_digest_problem(read: Callable[[int], bytes | memoryview], entry: 
     return None
 
 
-def _small_tensor(data: bytes, slot: TensorSlot) -> torch.Tensor:
-    if slot.dtype not in TORCH_OF:
+# numpy dtypes of the small codec tensors (codebook, scales); any other stored dtype is a finding.
+_SMALL_NUMPY_OF = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "F64": np.dtype("<f8"), "U8": np.dtype("u1"),
+                   "I8": np.dtype("i1"), "I16": np.dtype("<i2"), "I32": np.dtype("<i4"), "I64": np.dtype("<i8"),
+                   "BF16": np.dtype("<u2"), "BOOL": np.dtype("u1")}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _SmallTensor:
+    """A codebook or scale tensor as read: its stored safetensors dtype and its values."""
+
+    dtype: str
+    array: np.ndarray
+
+
+def _small_tensor(data: bytes, slot: TensorSlot) -> _SmallTensor:
+    if slot.dtype not in _SMALL_NUMPY_OF:
         raise ValueError(f"dtype {slot.dtype} is not supported")
-    if not data:
-        return torch.empty(slot.shape, dtype=TORCH_OF[slot.dtype])
-    return torch.frombuffer(bytearray(data), dtype=TORCH_OF[slot.dtype]).reshape(slot.shape)
+    array = np.frombuffer(data, dtype=_SMALL_NUMPY_OF[slot.dtype]).reshape(slot.shape)
+    return _SmallTensor(slot.dtype, array.astype(array.dtype.newbyteorder("="), copy=False))
 
 
 def verify_shard_streaming(root: Path, file: FileEntry, entries: list[TensorEntry], jobs: TensorJobs | None = None) -> StreamOutcome:
@@ -253,7 +273,7 @@ def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[Te
         missing = [k for k in keys.values() if k not in by_key]
         if missing:
             out.tensors[entry.name] = f"{entry.name}: {missing[0]!r} is missing from {file.path}"
-    kept: dict[str, torch.Tensor] = {}
+    kept: dict[str, _SmallTensor] = {}
     for slot in slots:
         nbytes = slot.end - slot.start
         if slot.name not in owner:
@@ -281,7 +301,8 @@ def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[Te
             assert isinstance(st, QuantizedStorage)
             codebook, scales = kept.get(st.codebook), kept.get(st.scales)
             problem = _codec_state_problem(entry, codebook, scales) or _quantized_slot_problem(entry, slot)
-            check = functools.partial(_quantized_digest_problem, entry=entry, codebook=codebook, scales=scales)
+            check = functools.partial(_quantized_digest_problem, entry=entry,
+                                      codebook=codebook.array if codebook else None, scales=scales.array if scales else None)  # fmt: skip
             _check_slot(reader, nbytes, entry.name, problem, check, jobs, pending, out)  # type: ignore[arg-type]
 
 
@@ -303,22 +324,20 @@ def _check_slot(reader: _Reader, nbytes: int, name: str, problem: str | None,
         out.tensors[name] = check(reader.read)
 
 
-def _codec_state_problem(entry: TensorEntry, codebook: torch.Tensor | None, scales: torch.Tensor | None) -> str | None:
+def _codec_state_problem(entry: TensorEntry, codebook: _SmallTensor | None, scales: _SmallTensor | None) -> str | None:
     assert entry.codec is not None
     if codebook is None or scales is None:
         return f"{entry.name}: codebook and scales must precede the codes in the shard"
-    if codebook.dtype != torch.float32 or codebook.ndim != 1 or codebook.numel() != 1 << entry.codec.bits:
+    if codebook.dtype != "F32" or codebook.array.ndim != 1 or codebook.array.size != 1 << entry.codec.bits:
         return f"{entry.name}: codebook must be float32 with 2**bits entries"
-    if not np.isfinite(codebook.numpy()).all():
+    if not np.isfinite(codebook.array).all():
         return f"{entry.name}: codebook holds NaN or infinity"
-    if scales.dtype != torch.float16:
+    if scales.dtype != "F16":
         return f"{entry.name}: scales must be float16"
-    if not np.isfinite(scales.numpy()).all():
+    if not np.isfinite(scales.array).all():
         return f"{entry.name}: scales hold NaN or infinity"
-    from ..codec.reconstruct import scales_shape
-
-    if tuple(scales.shape) != scales_shape(tuple(entry.shape), entry.codec):
-        return f"{entry.name}: scales shape {list(scales.shape)} does not fit the tensor"
+    if tuple(scales.array.shape) != scales_shape(tuple(entry.shape), entry.codec):
+        return f"{entry.name}: scales shape {list(scales.array.shape)} does not fit the tensor"
     return None
 
 
@@ -341,5 +360,3 @@ def _passthrough_digest_problem(read: Callable[[int], bytes | memoryview], entry
         return f"{entry.name}: digest differs from the manifest's"
     return None
 
-
-_ = (MAX_HEADER_BYTES, TORCH_DTYPES, PassthroughStorage)

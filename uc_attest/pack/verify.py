@@ -3,8 +3,17 @@
 Steps: open the manifest strictly; walk the directory (symlinks and unlisted
 files fail); read every listed file once, check size and SHA-256; parse
 safetensors shards strictly from the same bytes; reconstruct every tensor and
-compare its digest and shape; check the tensor set against the model config.
-Files are processed in parallel threads (hashlib and torch release the GIL).
+compare its digest and shape. Files are processed in parallel threads (hashlib
+and the reconstruction kernel release the GIL).
+
+This path imports numpy and pydantic, never torch or transformers: proving the
+bytes of a pack is the customer's wait, and it should be the disk's and the
+hash's time, not a framework's start-up. The one check that needs transformers,
+the tensor set against the architecture config.json describes (consistency.py),
+runs only when asked for (``architecture=True``, ``uc verify --architecture``).
+It guards against a malformed pack, not a tampered one: anyone who can edit the
+manifest can edit config.json to match, and only the signature catches that.
+``attest sign`` and ``attest check`` always ask for it.
 """
 
 from __future__ import annotations
@@ -20,7 +29,6 @@ from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
 from ..errors import UnreadableInputError
-from .consistency import config_problems
 from .manifest import MANIFEST_NAME
 from .reader import Pack, open_pack, read_pack_file
 from .stream_verify import TensorJobs, verify_shard_streaming
@@ -56,6 +64,7 @@ class VerifyReport(BaseModel):
     tensors: list[TensorCheck]
     bytes_read: int
     seconds: float
+    architecture_checked: bool = False
 
 
 def walk_problems(pack: Pack) -> list[str]:
@@ -111,13 +120,17 @@ def _consistency_problems(pack: Pack) -> list[str]:
     checks; then there is no trustworthy config to compare with, and nothing is
     added here. (The manifest model guarantees the config file is listed.)
     """
+    from .consistency import config_problems  # imports torch and transformers: only when asked for
+
     data, problems = read_pack_file(pack, pack.manifest.file(pack.manifest.model.config_file))
     if problems or data is None:
         return []
     return config_problems(bytes(data), pack.manifest)
 
 
-def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: int | None = None) -> VerifyReport:
+def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: int | None = None,
+                architecture: bool = False) -> VerifyReport:  # fmt: skip
+    """Verify every file and tensor of the pack at ``path``; with ``architecture``, also the tensor set against its config."""
     start = time.perf_counter()
     pack = open_pack(path)
     failures = walk_problems(pack)
@@ -126,9 +139,10 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
     results: dict[str, tuple[FileCheck, list[TensorCheck], list[str], int]] = {}
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="verify", disable=not progress, file=None, leave=False)
     config_check: list[list[str]] = []
-    # The consistency check imports transformers' model class (seconds of CPU): run it beside the hashing.
-    consistency = threading.Thread(target=lambda: config_check.append(_consistency_problems(pack)), daemon=True)
-    consistency.start()
+    consistency = None
+    if architecture:  # imports transformers' model class (seconds of CPU): run it beside the hashing
+        consistency = threading.Thread(target=lambda: config_check.append(_consistency_problems(pack)), daemon=True)
+        consistency.start()
     # Files are read and hashed on one pool; the tensors inside them are checked on another, so
     # one big shard still keeps every core busy (a file's own SHA-256 is sequential).
     count = workers or default_workers()
@@ -138,7 +152,8 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
             results[f.path] = futures[f.path].result()
             bar.update(f.size)
     bar.close()
-    consistency.join()
+    if consistency is not None:
+        consistency.join()
     file_checks: list[FileCheck] = []
     tensor_checks: list[TensorCheck] = []
     bytes_read = 0
@@ -148,7 +163,8 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
         tensor_checks.extend(tcs)
         failures.extend(problems)
         bytes_read += nbytes
-    failures.extend(config_check[0] if config_check else ["the consistency check of the config did not complete"])
+    if architecture:
+        failures.extend(config_check[0] if config_check else ["the consistency check of the config did not complete"])
     seen = {t.name for t in tensor_checks}
     for t in pack.manifest.tensors:
         if t.name not in seen:
@@ -164,6 +180,7 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
         tensors=tensor_checks,
         bytes_read=bytes_read,
         seconds=round(time.perf_counter() - start, 3),
+        architecture_checked=architecture,
     )
 
 
