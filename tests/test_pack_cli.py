@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pack_edit import reseal
 from tiny_models import make_tiny_model
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
@@ -108,24 +109,12 @@ def test_architecture_check_is_opt_in_and_finds_a_config_that_does_not_fit(pack_
     config_path = pack_copy / "config.json"
     config = json.loads(config_path.read_bytes())
     config["intermediate_size"] *= 2
-    _reseal(pack_copy, "config.json", json.dumps(config).encode())
+    reseal(pack_copy, "config.json", json.dumps(config).encode())
     plain = uc_inprocess("verify", str(pack_copy), "--quiet")
     assert plain.returncode == 0 and "not checked against the tensors" in plain.stdout, plain.stdout
     deep = uc_inprocess("verify", str(pack_copy), "--quiet", "--architecture")
     assert deep.returncode == 1 and deep.stdout.splitlines()[-1] == "VERIFY: FAIL", deep.stdout
     assert "does not fit the config" in deep.stdout, deep.stdout
-
-
-def _reseal(pack: Path, name: str, data: bytes) -> None:
-    """Rewrite one file and its manifest entry consistently (what an attacker who owns the pack can do)."""
-    import hashlib
-
-    (pack / name).write_bytes(data)
-    manifest = json.loads((pack / "ucpack.json").read_bytes())
-    for entry in manifest["files"]:
-        if entry["path"] == name:
-            entry["size"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
-    (pack / "ucpack.json").write_text(json.dumps(manifest))
 
 
 def test_every_single_byte_flip_fails(pack_copy: Path) -> None:

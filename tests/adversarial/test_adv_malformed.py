@@ -9,7 +9,6 @@ matches the signed hash) without crashing in the structure check behind it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from collections.abc import Callable
@@ -19,21 +18,9 @@ from typing import Any
 import pytest
 from adversarial_helpers import assert_one_line_error, check, failed_checks, run_cli
 
+from pack_edit import read_manifest as _manifest
+from pack_edit import reseal
 from uc_attest.pack.strict_json import dumps_canonical
-
-
-def _manifest(pack: Path) -> dict[str, Any]:
-    return json.loads((pack / "ucpack.json").read_bytes())
-
-
-def reseal(pack: Path, rel: str, data: bytes) -> None:
-    """Write ``data`` as pack file ``rel`` and update the manifest's size and SHA-256 for it."""
-    (pack / rel).write_bytes(data)
-    manifest = _manifest(pack)
-    for f in manifest["files"]:
-        if f["path"] == rel:
-            f["size"], f["sha256"] = len(data), hashlib.sha256(data).hexdigest()
-    (pack / "ucpack.json").write_bytes(dumps_canonical(manifest))
 
 
 def _split(data: bytes) -> tuple[dict[str, Any], bytes]:

@@ -1,0 +1,29 @@
+"""Edits a pack the way someone who owns its files can: rewrite a file and keep the manifest consistent with it.
+
+Tests use this to show which defences rest on the signature alone: after a
+reseal the manifest's hashes match again, so only a signed digest (or a check
+beyond hashes) can notice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from uc_attest.pack.strict_json import dumps_canonical
+
+
+def read_manifest(pack: Path) -> dict[str, Any]:
+    return json.loads((pack / "ucpack.json").read_bytes())
+
+
+def reseal(pack: Path, rel: str, data: bytes) -> None:
+    """Write ``data`` as pack file ``rel`` and update the manifest's size and SHA-256 for it."""
+    (pack / rel).write_bytes(data)
+    manifest = read_manifest(pack)
+    for entry in manifest["files"]:
+        if entry["path"] == rel:
+            entry["size"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
+    (pack / "ucpack.json").write_bytes(dumps_canonical(manifest))
