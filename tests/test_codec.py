@@ -76,12 +76,14 @@ def test_the_fused_kernel_is_built_by_the_install() -> None:
     assert native.available()
 
 
-@pytest.mark.parametrize("use_native", [True, False], ids=["fused-kernel", "numpy"])
+@pytest.mark.parametrize("use_native", ["1", "scalar", "0"], ids=["fused-kernel", "fused-kernel-scalar", "numpy"])
 @pytest.mark.parametrize("bits", range(2, 9))
-@pytest.mark.parametrize("shape,block", [((3, 128), 64), ((2, 4, 96), 32), ((5, 64), 8), ((4, 72), 24), ((1, 40), 64), ((1, 8), 8), ((2, 16), 8)])
+@pytest.mark.parametrize("shape,block", [((3, 128), 64), ((2, 4, 96), 32), ((2, 256), 128), ((5, 64), 8), ((4, 72), 24),
+                                         ((1, 40), 64), ((1, 8), 8), ((2, 16), 8)])  # fmt: skip
 def test_both_reconstruction_paths_match_the_reference_on_extremes(monkeypatch, use_native, bits, shape, block) -> None:
-    """Whole-group (block % 8 == 0) and generic shapes, every width, values at every edge of bf16 rounding."""
-    monkeypatch.setenv("UC_ATTEST_NATIVE", "1" if use_native else "0")
+    """Vector-path (block % 32 == 0), whole-group (block % 8 == 0) and generic shapes, every width, values at every
+    edge of bf16 rounding; the kernel both with its AVX-512 path (where this CPU has it) and with its scalar loops."""
+    monkeypatch.setenv("UC_ATTEST_NATIVE", use_native)
     rng = np.random.default_rng(bits * 100 + block)
     params = CodecParams(bits=bits, block_size=block, block_axis=len(shape) - 1)
     codes = rng.integers(0, 1 << bits, size=shape, dtype=np.uint8)
@@ -147,3 +149,22 @@ def test_datafree_encoding_error_shrinks_with_bits(bits: int) -> None:
     rec = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, params)
     rel = ((rec.float() - w).norm() / w.norm()).item()
     assert rel < {2: 0.5, 4: 0.12, 5: 0.06, 8: 0.01}[bits]
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_vector_path_equals_scalar_loops_on_arbitrary_float32_bit_patterns(monkeypatch, bits) -> None:
+    """Codebooks and scales drawn as raw float32 bit patterns (NaNs, infinities, subnormals, every exponent): the
+    kernel's AVX-512 path (taken here when this CPU has it, see native.vector_path) gives the scalar loops' bits."""
+    rng = np.random.default_rng(bits)
+    rows, cols, block = 7, 512, 64
+    params = CodecParams(bits=bits, block_size=block, block_axis=1)
+    packed = pack_codes(rng.integers(0, 1 << bits, size=(rows, cols), dtype=np.uint8), bits)
+    codebook = rng.integers(0, 1 << 32, size=1 << bits, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    scales = rng.integers(0, 1 << 32, size=(rows, cols // block), dtype=np.uint64).astype(np.uint32).view(np.float32)
+    monkeypatch.setenv("UC_ATTEST_NATIVE", "1")
+    with np.errstate(over="ignore", invalid="ignore"):
+        vector = native.decode(packed, codebook, scales, (rows, cols), params)
+    monkeypatch.setenv("UC_ATTEST_NATIVE", "scalar")
+    with np.errstate(over="ignore", invalid="ignore"):
+        scalar = native.decode(packed, codebook, scales, (rows, cols), params)
+    assert vector.tobytes() == scalar.tobytes()

@@ -5,7 +5,9 @@ packed codes (see _native.c). The numpy path in reconstruct.py is the reference
 definition; the tests assert that both give identical bits on every width,
 shape and extreme value. The kernel is built when the package is installed; a
 source tree without it (or ``UC_ATTEST_NATIVE=0`` in the environment) uses the
-numpy path, with the same results, only slower.
+numpy path, with the same results, only slower. On x86-64 CPUs with AVX-512
+VBMI the kernel takes a vector path for widths 2-6 (chosen at run time, same
+bits); ``UC_ATTEST_NATIVE=scalar`` keeps it to its portable loops.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ _OUT_KIND = {"bfloat16": 0, "float32": 1}
 def available() -> bool:
     """True when the compiled kernel is importable and not switched off."""
     return _native is not None and os.environ.get("UC_ATTEST_NATIVE", "1") != "0"
+
+
+def vector_path() -> bool:
+    """True when decode may take the kernel's AVX-512 path on this CPU (and it is not switched off)."""
+    return available() and os.environ.get("UC_ATTEST_NATIVE", "1") != "scalar" and bool(_native.has_vector_path())
 
 
 def applies(params: CodecParams, shape: Sequence[int]) -> bool:
@@ -67,5 +74,6 @@ def decode(packed: np.ndarray, codebook: np.ndarray, scales: np.ndarray, shape: 
     _native.decode(
         result, data, params.bits, np.ascontiguousarray(codebook, dtype=np.float32),
         np.ascontiguousarray(scales, dtype=np.float32), rows, cols, params.block_size, _OUT_KIND[params.dtype],
+        int(os.environ.get("UC_ATTEST_NATIVE", "1") != "scalar"),
     )  # fmt: skip
     return result
