@@ -76,13 +76,13 @@ def test_the_fused_kernel_is_built_by_the_install() -> None:
     assert native.available()
 
 
-@pytest.mark.parametrize("use_native", ["1", "scalar", "0"], ids=["fused-kernel", "fused-kernel-scalar", "numpy"])
+@pytest.mark.parametrize("use_native", ["1", "avx2", "scalar", "0"], ids=["fused-kernel", "fused-kernel-avx2", "fused-kernel-scalar", "numpy"])
 @pytest.mark.parametrize("bits", range(2, 9))
-@pytest.mark.parametrize("shape,block", [((3, 128), 64), ((2, 4, 96), 32), ((2, 256), 128), ((5, 64), 8), ((4, 72), 24),
+@pytest.mark.parametrize("shape,block", [((3, 128), 64), ((2, 4, 96), 32), ((2, 256), 128), ((3, 96), 48), ((5, 64), 8), ((4, 72), 24),
                                          ((1, 40), 64), ((1, 8), 8), ((2, 16), 8)])  # fmt: skip
 def test_both_reconstruction_paths_match_the_reference_on_extremes(monkeypatch, use_native, bits, shape, block) -> None:
-    """Vector-path (block % 32 == 0), whole-group (block % 8 == 0) and generic shapes, every width, values at every
-    edge of bf16 rounding; the kernel both with its AVX-512 path (where this CPU has it) and with its scalar loops."""
+    """Vector-path (block % 32 or % 16 == 0), whole-group (block % 8 == 0) and generic shapes, every width, values at
+    every edge of bf16 rounding; the kernel with its best vector path, capped at AVX2, and with its scalar loops."""
     monkeypatch.setenv("UC_ATTEST_NATIVE", use_native)
     rng = np.random.default_rng(bits * 100 + block)
     params = CodecParams(bits=bits, block_size=block, block_axis=len(shape) - 1)
@@ -152,19 +152,30 @@ def test_datafree_encoding_error_shrinks_with_bits(bits: int) -> None:
 
 
 @pytest.mark.parametrize("bits", range(2, 9))
-def test_vector_path_equals_scalar_loops_on_arbitrary_float32_bit_patterns(monkeypatch, bits) -> None:
-    """Codebooks and scales drawn as raw float32 bit patterns (NaNs, infinities, subnormals, every exponent): the
-    kernel's AVX-512 path (taken here when this CPU has it, see native.vector_path) gives the scalar loops' bits."""
-    rng = np.random.default_rng(bits)
-    rows, cols, block = 7, 512, 64
+@pytest.mark.parametrize("block", [64, 48])
+@pytest.mark.parametrize("cap", ["1", "avx2"])
+def test_vector_paths_equal_scalar_loops_on_arbitrary_float32_bit_patterns(monkeypatch, bits, block, cap) -> None:
+    """Codebooks and scales drawn as raw float32 bit patterns (NaNs, infinities, subnormals, every exponent): each
+    vector path this CPU has (native.vector_path; block 48 is AVX2-only) gives the scalar loops' bits."""
+    rng = np.random.default_rng(bits * 1000 + block)
+    rows, cols = 7, 8 * block
     params = CodecParams(bits=bits, block_size=block, block_axis=1)
     packed = pack_codes(rng.integers(0, 1 << bits, size=(rows, cols), dtype=np.uint8), bits)
     codebook = rng.integers(0, 1 << 32, size=1 << bits, dtype=np.uint64).astype(np.uint32).view(np.float32)
     scales = rng.integers(0, 1 << 32, size=(rows, cols // block), dtype=np.uint64).astype(np.uint32).view(np.float32)
-    monkeypatch.setenv("UC_ATTEST_NATIVE", "1")
+    monkeypatch.setenv("UC_ATTEST_NATIVE", cap)
     with np.errstate(over="ignore", invalid="ignore"):
         vector = native.decode(packed, codebook, scales, (rows, cols), params)
     monkeypatch.setenv("UC_ATTEST_NATIVE", "scalar")
     with np.errstate(over="ignore", invalid="ignore"):
         scalar = native.decode(packed, codebook, scales, (rows, cols), params)
     assert vector.tobytes() == scalar.tobytes()
+
+
+def test_the_vector_path_names_follow_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("UC_ATTEST_NATIVE", "scalar")
+    assert native.vector_path() == "scalar"
+    monkeypatch.setenv("UC_ATTEST_NATIVE", "avx2")
+    assert native.vector_path() in ("avx2", "scalar")
+    monkeypatch.setenv("UC_ATTEST_NATIVE", "1")
+    assert native.vector_path() in native.VECTOR_PATHS

@@ -188,37 +188,138 @@ VECTOR_TARGET static void grouped_bf16_vector(uint16_t *dst, const uint8_t *src,
     }
 }
 
-static int vector_supported(void) {
+/*
+ * AVX2 path (x86-64 CPUs without AVX-512 VBMI), 16 weights per step, same arithmetic.
+ *
+ * Per block the 2^b products are computed 8 at a time (vmulps, binary32) and rounded
+ * to bf16 with the scalar loop's integer round-to-nearest-even; the table is kept as
+ * two byte tables (low and high bytes of each bf16) of 16 entries per segment, since
+ * vpshufb looks up bytes, 16 entries per 128-bit lane. Each run of 16 codes (2*b
+ * bytes, two groups of 8) is spread into 16-bit lanes with one vpshufb, shifted right
+ * per lane (a multiply by 2^(7-s), then a fixed shift of 7, as AVX2 has no variable
+ * 16-bit shift) and masked; codes >= 16 select their segment with byte blends on
+ * code bits 4 and 5. Applies when 2 <= b <= 6, block % 16 == 0 and cols % block == 0.
+ */
+#define AVX2_TARGET __attribute__((target("avx2")))
+
+AVX2_TARGET static inline __m256i bf16_round8(__m256 product) {
+    __m256i bits = _mm256_castps_si256(product);
+    __m256i magnitude = _mm256_and_si256(bits, _mm256_set1_epi32(0x7FFFFFFF));
+    __m256i nan = _mm256_cmpgt_epi32(magnitude, _mm256_set1_epi32(0x7F800000)); /* both non-negative as int32 */
+    __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+    __m256i bias = _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF));
+    __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(bits, bias), 16);
+    return _mm256_blendv_epi8(rounded, _mm256_set1_epi32(0x7FC0), nan);
+}
+
+/* 16 table entries codebook[0..16) * scale as byte tables: *lo gets their low bytes, *hi their high bytes, each in
+ * both 128-bit lanes. */
+AVX2_TARGET static inline void product_bytes(const float *cb16, __m256 scale, __m256i *lo, __m256i *hi) {
+    __m256i a = bf16_round8(_mm256_mul_ps(_mm256_loadu_ps(cb16), scale));
+    __m256i b = bf16_round8(_mm256_mul_ps(_mm256_loadu_ps(cb16 + 8), scale));
+    __m256i words = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xD8); /* 16 x u16 in entry order */
+    __m256i bytes = _mm256_packus_epi16(_mm256_and_si256(words, _mm256_set1_epi16(0xFF)), _mm256_srli_epi16(words, 8));
+    bytes = _mm256_permute4x64_epi64(bytes, 0xD8); /* [low bytes 0..15 | high bytes 0..15] */
+    *lo = _mm256_permute2x128_si256(bytes, bytes, 0x00);
+    *hi = _mm256_permute2x128_si256(bytes, bytes, 0x11);
+}
+
+AVX2_TARGET static void grouped_bf16_avx2(uint16_t *dst, const uint8_t *src, const float *cb, const float *sc,
+                                          Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t block, int bits) {
+    int entries = 1 << bits, segments = entries > 16 ? entries / 16 : 1;
+    float padded[64] = {0}; /* entries past 2^b are computed but never looked up */
+    memcpy(padded, cb, sizeof(float) * (size_t)entries);
+    uint8_t spread[32];
+    int16_t shift_mul[16];
+    for (int k = 0; k < 8; k++) {
+        int start = k * bits;
+        for (int lane = 0; lane < 2; lane++) {
+            spread[16 * lane + 2 * k] = (uint8_t)(start >> 3);
+            spread[16 * lane + 2 * k + 1] = (uint8_t)((start >> 3) + 1);
+            shift_mul[8 * lane + k] = (int16_t)(1 << (7 - (start & 7)));
+        }
+    }
+    __m256i spread_v = _mm256_loadu_si256((const __m256i *)spread);
+    __m256i shift_v = _mm256_loadu_si256((const __m256i *)shift_mul);
+    __m256i mask_v = _mm256_set1_epi16((short)(entries - 1));
+    __m256i zero_high = _mm256_set1_epi16((short)0x8000), zero_low = _mm256_set1_epi16(0x0080);
+    const uint8_t *end = src + rows * cols / 8 * bits;
+    Py_ssize_t nblocks = cols / block, runs = block / 16;
+    __m256i lo[4], hi[4];
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        for (Py_ssize_t b = 0; b < nblocks; b++) {
+            __m256 scale = _mm256_set1_ps(sc[r * nblocks + b]);
+            for (int s = 0; s < segments; s++) {
+                product_bytes(padded + 16 * s, scale, &lo[s], &hi[s]);
+            }
+            for (Py_ssize_t c = 0; c < runs; c++, src += 2 * bits, dst += 16) {
+                __m128i g0, g1;
+                if (end - src >= bits + 16) {
+                    g0 = _mm_loadu_si128((const __m128i *)src);
+                    g1 = _mm_loadu_si128((const __m128i *)(src + bits));
+                } else { /* the last runs: never read past the codes */
+                    uint8_t tail[32] = {0};
+                    memcpy(tail, src, (size_t)(2 * bits));
+                    g0 = _mm_loadu_si128((const __m128i *)tail);
+                    g1 = _mm_loadu_si128((const __m128i *)(tail + bits));
+                }
+                __m256i bytes = _mm256_inserti128_si256(_mm256_castsi128_si256(g0), g1, 1);
+                __m256i words = _mm256_shuffle_epi8(bytes, spread_v);
+                __m256i codes = _mm256_and_si256(_mm256_srli_epi16(_mm256_mullo_epi16(words, shift_v), 7), mask_v);
+                __m256i both = _mm256_or_si256(codes, _mm256_slli_epi16(codes, 8)); /* the code in both bytes */
+                __m256i idx_lo = _mm256_or_si256(both, zero_high), idx_hi = _mm256_or_si256(both, zero_low);
+#define SEGMENT(s) _mm256_or_si256(_mm256_shuffle_epi8(lo[s], idx_lo), _mm256_shuffle_epi8(hi[s], idx_hi))
+                __m256i out = SEGMENT(0);
+                if (segments > 1) {
+                    __m256i bit4 = _mm256_slli_epi16(both, 3); /* code bit 4 in each byte's top bit */
+                    out = _mm256_blendv_epi8(out, SEGMENT(1), bit4);
+                    if (segments > 2) {
+                        __m256i upper = _mm256_blendv_epi8(SEGMENT(2), SEGMENT(3), bit4);
+                        out = _mm256_blendv_epi8(out, upper, _mm256_slli_epi16(both, 2)); /* code bit 5 */
+                    }
+                }
+#undef SEGMENT
+                _mm256_storeu_si256((__m256i *)dst, out);
+            }
+        }
+    }
+}
+
+/* Vector paths, best first: 2 = AVX-512 VBMI, 1 = AVX2, 0 = none (cached; the CPU does not change). */
+static int vector_level(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vbmi");
+        cached = (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vbmi"))
+                     ? 2
+                     : __builtin_cpu_supports("avx2") ? 1 : 0;
     }
     return cached;
 }
 #else
 #define HAVE_VECTOR_PATH 0
-static int vector_supported(void) { return 0; }
+static int vector_level(void) { return 0; }
 #endif
 
 /*
- * decode(out, packed, bits, codebook, scales, rows, cols, block, out_kind[, allow_vector])
+ * decode(out, packed, bits, codebook, scales, rows, cols, block, out_kind[, max_vector])
  *
  * out:      writable buffer of rows*cols elements (uint16 for bf16, float32 for f32)
  * packed:   the codes of exactly these rows, starting at bit 0 of its first byte
  * codebook: float32[2**bits]
  * scales:   float32[rows * ceil(cols / block)], block axis last
  * out_kind: 0 = bfloat16 (round-to-nearest-even), 1 = float32 (the product itself)
- * allow_vector: 0 forces the scalar loops (default 1: the vector path where it applies)
+ * max_vector: the best vector path allowed: 0 = scalar loops only, 1 = AVX2 at most, 2 (default) = AVX-512 VBMI
+ *             where this CPU has it; each applies only where its shape conditions hold
  */
 static PyObject *decode(PyObject *self, PyObject *args) {
     Py_buffer out, packed, codebook, scales;
-    int bits, out_kind, allow_vector = 1;
+    int bits, out_kind, max_vector = 2;
     Py_ssize_t rows, cols, block;
     (void)self;
     if (!PyArg_ParseTuple(args, "w*y*iy*y*nnni|i", &out, &packed, &bits, &codebook, &scales, &rows, &cols, &block,
-                          &out_kind, &allow_vector)) {
+                          &out_kind, &max_vector)) {
         return NULL;
     }
     PyObject *result = NULL;
@@ -241,11 +342,17 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         const float *sc = (const float *)scales.buf;
         uint32_t mask = (1u << bits) - 1u;
         int grouped = LITTLE_ENDIAN_HOST && out_kind == 0 && block % 8 == 0 && cols % block == 0;
-        int vector = grouped && allow_vector && bits <= 6 && block % 32 == 0 && vector_supported();
+        int level = grouped && bits <= 6 ? vector_level() : 0;
+        level = level < max_vector ? level : max_vector;
+        int avx512 = level == 2 && block % 32 == 0, avx2 = !avx512 && level >= 1 && block % 16 == 0;
         Py_BEGIN_ALLOW_THREADS
-        if (vector) {
+        if (avx512) {
 #if HAVE_VECTOR_PATH
             grouped_bf16_vector((uint16_t *)out.buf, src, cb, sc, rows, cols, block, bits);
+#endif
+        } else if (avx2) {
+#if HAVE_VECTOR_PATH
+            grouped_bf16_avx2((uint16_t *)out.buf, src, cb, sc, rows, cols, block, bits);
 #endif
         } else if (grouped) {
             GROUPED_BF16[bits]((uint16_t *)out.buf, src, cb, sc, rows, cols, block);
@@ -283,14 +390,14 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     return result;
 }
 
-static PyObject *has_vector_path(PyObject *self, PyObject *unused) {
+static PyObject *vector_level_py(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
-    return PyBool_FromLong(vector_supported());
+    return PyLong_FromLong(vector_level());
 }
 
 static PyMethodDef methods[] = {
-    {"has_vector_path", has_vector_path, METH_NOARGS, "True when this CPU runs the AVX-512 VBMI path."},
+    {"vector_level", vector_level_py, METH_NOARGS, "Best vector path this CPU runs: 2 AVX-512 VBMI, 1 AVX2, 0 none."},
     {"decode", decode, METH_VARARGS, "Fused canonical reconstruction of packed codes (see the module source)."},
     {NULL, NULL, 0, NULL},
 };

@@ -5,9 +5,11 @@ packed codes (see _native.c). The numpy path in reconstruct.py is the reference
 definition; the tests assert that both give identical bits on every width,
 shape and extreme value. The kernel is built when the package is installed; a
 source tree without it (or ``UC_ATTEST_NATIVE=0`` in the environment) uses the
-numpy path, with the same results, only slower. On x86-64 CPUs with AVX-512
-VBMI the kernel takes a vector path for widths 2-6 (chosen at run time, same
-bits); ``UC_ATTEST_NATIVE=scalar`` keeps it to its portable loops.
+numpy path, with the same results, only slower. On x86-64 the kernel takes a
+vector path for widths 2-6, chosen at run time: AVX-512 VBMI where the CPU has
+it, else AVX2 (same bits either way). ``UC_ATTEST_NATIVE=avx2`` caps it at the
+AVX2 path and ``UC_ATTEST_NATIVE=scalar`` keeps it to its portable loops, which
+the tests use to compare every path the machine has.
 """
 
 from __future__ import annotations
@@ -33,9 +35,19 @@ def available() -> bool:
     return _native is not None and os.environ.get("UC_ATTEST_NATIVE", "1") != "0"
 
 
-def vector_path() -> bool:
-    """True when decode may take the kernel's AVX-512 path on this CPU (and it is not switched off)."""
-    return available() and os.environ.get("UC_ATTEST_NATIVE", "1") != "scalar" and bool(_native.has_vector_path())
+VECTOR_PATHS = ("scalar", "avx2", "avx512vbmi")  # index = the kernel's vector level
+
+
+def _max_vector_level() -> int:
+    """The best path the environment allows: UC_ATTEST_NATIVE=scalar -> 0, =avx2 -> 1, otherwise any."""
+    return {"scalar": 0, "avx2": 1}.get(os.environ.get("UC_ATTEST_NATIVE", "1"), 2)
+
+
+def vector_path() -> str:
+    """The path decode takes for shapes it vectorises: "avx512vbmi", "avx2" or "scalar" (CPU and environment)."""
+    if not available():
+        return "scalar"
+    return VECTOR_PATHS[min(int(_native.vector_level()), _max_vector_level())]
 
 
 def applies(params: CodecParams, shape: Sequence[int]) -> bool:
@@ -74,6 +86,6 @@ def decode(packed: np.ndarray, codebook: np.ndarray, scales: np.ndarray, shape: 
     _native.decode(
         result, data, params.bits, np.ascontiguousarray(codebook, dtype=np.float32),
         np.ascontiguousarray(scales, dtype=np.float32), rows, cols, params.block_size, _OUT_KIND[params.dtype],
-        int(os.environ.get("UC_ATTEST_NATIVE", "1") != "scalar"),
+        _max_vector_level(),
     )  # fmt: skip
     return result
