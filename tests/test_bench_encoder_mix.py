@@ -1,0 +1,66 @@
+"""bench/encoder_mix.py: the width allocator (exact against brute force, never over budget) and the installer."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _mix():
+    spec = importlib.util.spec_from_file_location("encoder_mix", REPO / "bench" / "encoder_mix.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("encoder_mix", module)  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def _instance(seed: int) -> tuple[dict[str, dict[int, float]], dict[str, dict[int, int]], int]:
+    """Random tensors whose damage falls with width, costing width * numel + a per-width overhead."""
+    rng = random.Random(seed)
+    sizes = {f"t{i}": rng.choice([64, 256, 1024]) for i in range(5)}
+    sensitivity = {n: {b: rng.random() * 2.0 ** -b for b in (3, 4, 5, 6)} for n in sizes}
+    cost = {n: {b: b * size + rng.randrange(0, 64) for b in (3, 4, 5, 6)} for n, size in sizes.items()}
+    return sensitivity, cost, sum(sizes.values())
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("budget", [3.5, 4.3, 5.3])
+def test_allocate_matches_brute_force_and_keeps_the_budget(seed: int, budget: float) -> None:
+    mix = _mix()
+    sensitivity, cost, weights = _instance(seed)
+    names = sorted(sensitivity)
+    widths = mix.allocate(sensitivity, cost, weights, budget, steps=20000)
+    spent = sum(cost[n][widths[n]] for n in names)
+    assert spent <= budget * weights
+    # costs are rounded up to whole units of the budget: the choice is optimal among the mixes that stay one unit
+    # per tensor inside it (and may be better than that, never over the budget)
+    unit = budget * weights / 20000
+    margin = [dict(zip(names, combo)) for combo in itertools.product((3, 4, 5, 6), repeat=len(names))
+              if sum(cost[n][b] for n, b in zip(names, combo)) <= budget * weights - len(names) * unit]  # fmt: skip
+    assert margin, "instance too tight for the test"
+    best = min(sum(sensitivity[n][c[n]] for n in names) for c in margin)
+    assert sum(sensitivity[n][widths[n]] for n in names) <= best + 1e-12
+
+def test_allocate_refuses_a_budget_nothing_fits() -> None:
+    mix = _mix()
+    sensitivity, cost, weights = _instance(0)
+    with pytest.raises(ValueError, match="no width mix fits"):
+        mix.allocate(sensitivity, cost, weights, 2.0)
+
+
+def test_install_copies_the_chosen_widths_and_counts_their_bits() -> None:
+    mix = _mix()
+    params = {"a": torch.nn.Parameter(torch.zeros(2, 4)), "b": torch.nn.Parameter(torch.zeros(4, 4))}
+    coded = {n: {b: mix.CodedTensor(torch.full(p.shape, float(b)), b * p.numel() + 7) for b in (3, 5)} for n, p in params.items()}
+    bpw = mix.install(params, coded, {"a": 3, "b": 5})
+    assert torch.equal(params["a"].data, torch.full((2, 4), 3.0)) and torch.equal(params["b"].data, torch.full((4, 4), 5.0))
+    assert bpw == pytest.approx((3 * 8 + 7 + 5 * 16 + 7) / 24)
