@@ -1,7 +1,10 @@
 """How close does ``uc verify`` come to the machine's own limits?
 
 Builds (or reuses) a pack with at least 1 GB of reconstructed weights from a
-random Llama-shaped model, then measures in one run:
+random Llama-shaped model (10 decoder layers, 540M parameters; ``--layers``
+makes a deeper one, 43 layers for 2B parameters and 4.3 GB of weights, where the
+command's fixed start-up weighs less, as it does for a 70B pack), then measures
+in one run:
   - the single-core SHA-256 rate of hashlib on an in-memory buffer,
   - the rate of reading the pack's files,
   - the wall time of ``uc verify`` (the command, interpreter start-up included) and
@@ -11,7 +14,7 @@ random Llama-shaped model, then measures in one run:
 Prints bytes hashed, the floor = max(bytes hashed / (cores x single-core rate),
 read time) and the ratio of verify's time to that floor.
 
-    python bench/verify_throughput.py [--work build/bench]
+    python bench/verify_throughput.py [--work build/bench] [--layers 10] [--workers N]
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def build_model(target: Path) -> Path:
-    """A random bf16 Llama-shaped model of about 540M parameters, written tensor by tensor."""
+def build_model(target: Path, layers: int = 10) -> Path:
+    """A random bf16 Llama-shaped model (hidden 2048, 45M parameters per layer plus 65M of embeddings), written in shards."""
     if (target / "config.json").is_file():
         return target
     import transformers
@@ -43,7 +46,7 @@ def build_model(target: Path) -> Path:
     from uc_attest.architecture import build_skeleton
 
     config = transformers.LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632,
-                                      num_hidden_layers=10, num_attention_heads=16, num_key_value_heads=4,
+                                      num_hidden_layers=layers, num_attention_heads=16, num_key_value_heads=4,
                                       tie_word_embeddings=True)  # fmt: skip
     skeleton = build_skeleton(config)
     tmp = target.with_name(target.name + ".tmp")
@@ -123,10 +126,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default=str(ROOT / "build" / "bench"))
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--layers", type=int, default=10, help="decoder layers of the random model (10: 540M parameters)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    pack = build_pack(build_model(work / "random-llama-540m"), work / "random-llama-540m.ucpack")
+    name = "random-llama-540m" if args.layers == 10 else f"random-llama-{args.layers}-layers"
+    pack = build_pack(build_model(work / name, args.layers), work / f"{name}.ucpack")
 
     from uc_attest.pack.reader import open_pack
     from uc_attest.pack.verify import verify_pack
@@ -161,6 +166,7 @@ def main() -> None:
         for _ in range(REPEATS))  # fmt: skip
 
     rows = [
+        ("pack", f"{pack.name} ({manifest.stats.quantized_params + manifest.stats.passthrough_params:,} parameters)"),
         ("cores", f"{cores}"),
         ("pack files", f"{file_bytes / 1e9:.3f} GB"),
         ("reconstructed weights", f"{reconstructed / 1e9:.3f} GB"),

@@ -58,18 +58,20 @@ class _Reader:
         self.hash = hashlib.sha256()
         self.pos = 0
 
-    def read(self, n: int) -> bytes:
-        parts = []
-        left = n
-        while left > 0:
-            chunk = os.read(self.fd, min(left, CHUNK_BYTES))
-            if not chunk:
+    def read(self, n: int) -> bytes | bytearray:
+        """Up to ``n`` bytes (fewer only at end of file), read straight into one buffer and hashed once."""
+        buffer = bytearray(n)
+        view = memoryview(buffer)
+        got = 0
+        while got < n:
+            count = os.readv(self.fd, [view[got : got + CHUNK_BYTES]])
+            if not count:
                 break
-            parts.append(chunk)
-            left -= len(chunk)
-        data = b"".join(parts)
+            got += count
+        view.release()
+        data = buffer if got == n else bytes(buffer[:got])
         self.hash.update(data)
-        self.pos += len(data)
+        self.pos += got
         return data
 
     def drain(self) -> None:
@@ -80,7 +82,7 @@ class _Reader:
 class _BufferReader:
     """The ``read(n)`` of :class:`_Reader` over bytes already read (and hashed) whole."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes | bytearray) -> None:
         self.view = memoryview(data)
         self.pos = 0
 
@@ -257,7 +259,7 @@ def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[Te
                    jobs: TensorJobs | None, pending: dict[str, Future[str | None]]) -> None:  # fmt: skip
     try:
         header_len = read_header_length(reader.read(8), size, file.path)
-        slots, _ = parse_header(reader.read(header_len), size, file.path)
+        slots, _ = parse_header(bytes(reader.read(header_len)), size, file.path)
     except SafetensorsFormatError as exc:
         out.problems.append(str(exc))
         for entry in entries:
