@@ -152,3 +152,19 @@ def test_bits_for_refuses_a_tensor_that_two_widths_claim(tmp_path: Path) -> None
     with pytest.raises(UsageError):
         compress_model(model_dir, tmp_path / "pack", opts, progress=False)
     assert not (tmp_path / "pack").exists()
+
+
+def test_auto_calibration_dtype_follows_the_cpu_and_the_pack_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 replays only where the CPU multiplies bf16 natively (AVX512-BF16 or AMX); the resolved dtype is recorded."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    assert calibrated.resolve_calibration_dtype("auto") == "float32"
+    assert calibrated.resolve_calibration_dtype("bfloat16") == "bfloat16"
+    model_dir = make_tiny_model("llama", tmp_path / "model")
+    manifest = compress_model(model_dir, tmp_path / "f32", fast_options(tmp_path), progress=False)
+    assert manifest.compression.calibration["compute_dtype"] == "float32"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert calibrated.resolve_calibration_dtype("auto") == "bfloat16"
+    assert calibrated.resolve_calibration_dtype("float32") == "float32"
+    manifest = compress_model(model_dir, tmp_path / "bf16", fast_options(tmp_path), progress=False)
+    assert manifest.compression.calibration["compute_dtype"] == "bfloat16"

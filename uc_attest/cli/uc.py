@@ -29,13 +29,15 @@ def uc_group() -> None:
 @click.option("--samples", default=128, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--seq-len", default=512, show_default=True, type=click.IntRange(8, 1 << 20))
 @click.option("--act-order/--no-act-order", default=True, show_default=True)
+@click.option("--calibration-dtype", default="auto", show_default=True, type=click.Choice(["auto", "bfloat16", "float32"]),
+              help="dtype of the block replays (auto: bfloat16 where the CPU multiplies bf16 natively, else float32)")
 @click.option("--resume", is_flag=True, help="continue an interrupted compression from its last completed block")
 @click.option("--source-note", default="", help="free text about the source weights, recorded in the manifest")
 @click.option("--force", is_flag=True, help="replace an existing output pack")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...], block_size: int, dtype: str, method: str,
-                 calibration: Path | None, samples: int, seq_len: int, act_order: bool, resume: bool,
-                 source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
+                 calibration: Path | None, samples: int, seq_len: int, act_order: bool, calibration_dtype: str,
+                 resume: bool, source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
     """Compress MODEL_DIR (safetensors) into a pack at OUTPUT."""
     from ..compress.options import CompressOptions
     from ..compress.pipeline import compress_model
@@ -44,7 +46,8 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
 
     options = CompressOptions(bits=bits, bits_for=parse_bits_for(bits_for), block_size=block_size, dtype=dtype, method=method,  # type: ignore[arg-type]
                               calibration_file=calibration, samples=samples, seq_len=seq_len,
-                              act_order=act_order, resume=resume, source_note=source_note)  # fmt: skip
+                              act_order=act_order, calibration_dtype=calibration_dtype, resume=resume,  # type: ignore[arg-type]
+                              source_note=source_note)  # fmt: skip
     compress_model(model_dir, out, options, progress=not quiet, overwrite=force)
     click.echo(format_summary(summarize(open_pack(out))))
     click.echo(f"wrote {out}")

@@ -278,6 +278,21 @@ def _determinism(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def resolve_calibration_dtype(choice: str) -> str:
+    """The dtype block replays run in: "auto" is bfloat16 only where the CPU multiplies bf16 natively.
+
+    Why: with AVX512-BF16 or AMX, bf16 matrix products are several times faster
+    than float32; on a CPU with AVX2 only, torch emulates them and they are about
+    7x slower than float32 (measured on a 2-core EPYC), which would put a
+    SmolLM2 compression far past its time budget. The resolved dtype is recorded
+    in the pack's compression info and in the resume fingerprint.
+    """
+    if choice != "auto":
+        return choice
+    native = [getattr(torch.cpu, probe, lambda: False) for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return "bfloat16" if any(check() for check in native) else "float32"
+
+
 def compress_calibrated(
     model_dir: Path,
     source: SafetensorsSource,
@@ -292,7 +307,8 @@ def compress_calibrated(
 
     start_time = time.perf_counter()
     _determinism(options.seed)
-    dtype = torch.bfloat16 if options.calibration_dtype == "bfloat16" else torch.float32
+    compute_dtype = resolve_calibration_dtype(options.calibration_dtype)
+    dtype = torch.bfloat16 if compute_dtype == "bfloat16" else torch.float32
     model = build_calibration_skeleton(config)
     mapper = CheckpointKeyMapper(model)
     prefix, blocks = find_blocks(model)
@@ -307,6 +323,7 @@ def compress_calibrated(
     chunks = list(ids.split(batch))
     fingerprint = hashlib.sha256(json.dumps({
         "options": options.model_dump(mode="json", exclude={"resume"}),
+        "compute_dtype": compute_dtype,
         "source": source_fingerprint(model_dir),
         "calibration": info,
         "algorithm": ALGORITHM,
@@ -380,7 +397,7 @@ def compress_calibrated(
         **info,
         "act_order": options.act_order,
         "damp": options.damp,
-        "compute_dtype": options.calibration_dtype,
+        "compute_dtype": compute_dtype,
         "blocks": len(blocks),
         "block_list": prefix,
         "fallback_tensors": len(fallbacks),

@@ -25,7 +25,8 @@ class CompressOptions(BaseModel):
     calibration_file: Path | None = None
     act_order: bool = True
     damp: float = Field(0.01, gt=0, lt=1)
-    calibration_dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    # "auto": bfloat16 where the CPU multiplies bf16 natively, else float32 (see calibrated.resolve_calibration_dtype)
+    calibration_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     resume: bool = False
     shard_bytes: int = 256 * 1024 * 1024
     source_note: str = ""
