@@ -484,7 +484,15 @@ def table(lm: list[Row], enc: list[Row], command: str) -> str:
             continue
         bpw = r["bpw"]
         lines.append(f"| {r['method']} | {float(bpw):.3f} | {float(r['ppl']):.3f} | {float(r['ratio']):.4f} | {r.get('seconds', '')} |")  # type: ignore[arg-type]
-    lines += ["", "Encoder (all-MiniLM-L6-v2), mean-pooled sentence embeddings, original vs compressed:", "",
+    encoder_about = (
+        "Encoder (all-MiniLM-L6-v2, float weights): cosine of the mean-pooled sentence embeddings, original vs compressed, "
+        "over 256 evaluation sentences (mean and worst sentence). uc_attest's rows: `gptq_quantize` with the codebook "
+        "refit, block 64, Hessians over the calibration sentences (never the evaluation ones) taken once from the "
+        "original encoder; the mix rows pick a width in 3-6 per linear map by the damage each map does alone at each "
+        f"width on {SENSITIVITY_SENTENCES} held-out calibration sentences, under the decoder targets' caps of 5.3 and 4.3 bits "
+        "per weight (`bench/encoder_mix.py`). llama.cpp's importance matrix is the diagonal of the same Hessians."
+    )
+    lines += ["", encoder_about, "",
               "| method | bits/weight | mean cosine | worst cosine |", "| --- | --- | --- | --- |"]  # fmt: skip
     for r in enc:
         if "mean_cos" not in r:
