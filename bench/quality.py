@@ -161,8 +161,9 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
     def evaluate(model: torch.nn.Module) -> float:
         return evaluate_tokens(model, ids, 512, windows, progress=False).perplexity
 
-    def cached(method: str, run: Callable[[], Row]) -> Row:
-        key = f"{model_dir.name}|{method}|{digest}|{windows}"
+    def cached(method: str, run: Callable[[], Row], identity: str = "") -> Row:
+        """``identity`` tells apart rows of one label made from different inputs (a reused pack's manifest digest)."""
+        key = f"{model_dir.name}|{method}|{digest}|{windows}" + (f"|{identity}" if identity else "")
         if only is not None and method not in only and key in cache:
             return cache[key]
         if key not in cache or (only is not None and method in only):
@@ -203,7 +204,8 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
         name = f"uc_attest calibrated {bits}-bit uniform"
         if bits in reuse:
             path, secs = reuse[bits]
-            rows.append(cached(reused_name(path, bits), lambda p=path, t=secs: reused(p, t)))
+            manifest_digest = hashlib.sha256((path / "ucpack.json").read_bytes()).hexdigest()[:16]
+            rows.append(cached(reused_name(path, bits), lambda p=path, t=secs: reused(p, t), manifest_digest))
             key = f"{model_dir.name}|{name}|{digest}|{windows}"
             if key in cache:  # the uniform pack of the same width, measured earlier, for comparison
                 rows.append(cache[key])
