@@ -26,9 +26,6 @@ from typing import Any
 
 import torch
 
-Embed = Callable[[torch.nn.Module], torch.Tensor]
-
-
 @dataclass(frozen=True)
 class CodedTensor:
     """One tensor coded at one width: its canonical reconstruction and what it costs on disk."""
@@ -42,12 +39,15 @@ def encoder_hessians(model: torch.nn.Module, names: Sequence[str], batches: Sequ
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
     keep: list[torch.Tensor] = []
+    last: list[Any] = [None, None, 0]  # (input tensor, its gram, tokens): query, key and value read one tensor
 
     def hook_for(name: str) -> Callable[..., None]:
         def hook(_m: torch.nn.Module, inputs: tuple[Any, ...]) -> None:
-            x = inputs[0].reshape(-1, inputs[0].shape[-1])[keep[0]].to(torch.float32)
-            sums[name] = sums.get(name, 0) + x.t() @ x  # type: ignore[assignment]
-            counts[name] = counts.get(name, 0) + x.shape[0]
+            if inputs[0] is not last[0]:
+                x = inputs[0].reshape(-1, inputs[0].shape[-1])[keep[0]].to(torch.float32)
+                last[:] = [inputs[0], x.t() @ x, x.shape[0]]
+            sums[name] = sums.get(name, 0) + last[1]  # type: ignore[assignment]
+            counts[name] = counts.get(name, 0) + last[2]
 
         return hook
 
@@ -57,6 +57,7 @@ def encoder_hessians(model: torch.nn.Module, names: Sequence[str], batches: Sequ
             for batch in batches:
                 keep[:] = [batch["attention_mask"].reshape(-1).bool()]
                 model(**batch)
+                last[:] = [None, None, 0]
     finally:
         for h in handles:
             h.remove()
@@ -76,25 +77,75 @@ def code_tensor(weight: torch.Tensor, hessian: torch.Tensor, tokens: int, bits: 
     return CodedTensor(reconstruct_encoded(enc, codes).to(weight.dtype), size)
 
 
-def damage(model: torch.nn.Module, reference: torch.Tensor, embed: Embed) -> float:
-    """1 - mean cosine of ``model``'s embeddings against ``reference`` (the sensitivity measure)."""
-    cos = torch.nn.functional.cosine_similarity(reference, embed(model), dim=-1)
-    return float(1.0 - cos.mean())
+class SuffixEmbedder:
+    """Mean-pooled embeddings of one tokenised batch, recomputed only from the first layer a change can reach.
+
+    Measuring the sensitivity runs the model once per tensor and width; a tensor
+    of layer L cannot change what enters layers 0..L, so those inputs are kept
+    from one reference run and only layers L.. are run again (about 40 % fewer
+    layer runs over six layers). The kept inputs are checked once: replaying from
+    layer 0 must give the full model's embeddings bit for bit.
+    """
+
+    def __init__(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
+        from uc_attest.compress.blocks import find_blocks
+
+        self.prefix, self.layers = find_blocks(model)
+        self.mask = batch["attention_mask"].unsqueeze(-1).float()
+        self.inputs: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+
+        def keep(_m: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            self.inputs.append((args, dict(kwargs)))
+
+        handles = [layer.register_forward_pre_hook(keep, with_kwargs=True) for layer in self.layers]
+        try:
+            with torch.no_grad():
+                full = model(**batch).last_hidden_state.float()
+        finally:
+            for h in handles:
+                h.remove()
+        if len(self.inputs) != len(self.layers) or not torch.equal(self._pool(full), self.embed_from(0)):
+            raise ValueError("the encoder's layers do not replay to its output: measure with full forwards")
+
+    def _pool(self, out: torch.Tensor) -> torch.Tensor:
+        return (out.float() * self.mask).sum(1) / self.mask.sum(1)
+
+    def layer_of(self, name: str) -> int:
+        from uc_attest.compress.blocks import block_of
+
+        index = block_of(name, self.prefix)
+        return 0 if index is None else index
+
+    def embed_from(self, first: int) -> torch.Tensor:
+        from uc_attest.compress.blocks import first_output
+
+        args, kwargs = self.inputs[first]
+        hidden = args[0] if args else kwargs["hidden_states"]
+        with torch.no_grad():
+            for layer, (args, kwargs) in zip(self.layers[first:], self.inputs[first:]):
+                if args:
+                    hidden = first_output(layer(hidden, *args[1:], **kwargs))
+                else:
+                    hidden = first_output(layer(**(kwargs | {"hidden_states": hidden})))
+        return self._pool(hidden)
 
 
 def measure_sensitivity(
-    model: torch.nn.Module, weights: dict[str, torch.nn.Parameter], coded: dict[str, dict[int, CodedTensor]], embed: Embed,
+    model: torch.nn.Module, weights: dict[str, torch.nn.Parameter], coded: dict[str, dict[int, CodedTensor]], batch: dict[str, torch.Tensor],
 ) -> dict[str, dict[int, float]]:
-    """Damage of coding each tensor alone at each width, measured with ``embed`` (calibration sentences)."""
-    reference = embed(model)
+    """Damage of coding each tensor alone at each width on ``batch`` (held-out calibration sentences)."""
+    suffix = SuffixEmbedder(model, batch)
+    reference = suffix.embed_from(0)
     out: dict[str, dict[int, float]] = {}
     with torch.no_grad():
         for name, param in weights.items():
             original = param.detach().clone()
+            first = suffix.layer_of(name)
             out[name] = {}
             for bits, ct in coded[name].items():
                 param.copy_(ct.weight)
-                out[name][bits] = damage(model, reference, embed)
+                cos = torch.nn.functional.cosine_similarity(reference, suffix.embed_from(first), dim=-1)
+                out[name][bits] = float(1.0 - cos.mean())
             param.copy_(original)
     return out
 

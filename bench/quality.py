@@ -331,7 +331,7 @@ def _sentences(text: str, count: int = 256) -> list[str]:
     return [p.strip().replace("\n", " ")[:300] for p in text.split("\n\n") if len(p.strip()) > 40][:count]
 
 
-ENCODER_WIDTHS = (3, 4, 5, 6)  # widths the encoder's per-tensor mix may choose from
+ENCODER_WIDTHS = (3, 4, 5, 6, 7, 8)  # widths the encoder's per-tensor mix may choose from (llama.cpp's mixes use 6 and 8 on sensitive maps)
 ENCODER_BUDGETS = {5: 5.3, 4: 4.3}  # the decoder targets' bits-per-weight caps, applied to the encoder's mixes
 SENSITIVITY_SENTENCES = 256  # calibration sentences held out from the Hessians to measure per-tensor damage
 
@@ -396,7 +396,7 @@ def measure_encoder_rows(path: Path, evaluation: list[str], calibration: list[st
     tokens = sum(int(b["attention_mask"].sum()) for b in batches)
     hessians = mix.encoder_hessians(original, list(weights), batches)
     coded = {n: {b: mix.code_tensor(w.detach(), hessians[n], tokens, b) for b in ENCODER_WIDTHS} for n, w in weights.items()}
-    sensitivity = mix.measure_sensitivity(original, weights, coded, embedder(tokenised(held_out)))
+    sensitivity = mix.measure_sensitivity(original, weights, coded, tokenised(held_out))
     cost = {n: {b: c.bits_on_disk for b, c in per.items()} for n, per in coded.items()}
     numel = sum(w.numel() for w in weights.values())
     about = f"{len(fit)} calibration sentences, {tokens} tokens"

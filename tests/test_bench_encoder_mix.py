@@ -1,4 +1,4 @@
-"""bench/encoder_mix.py: the width allocator (exact against brute force, never over budget) and the installer."""
+"""bench/encoder_mix.py: the width allocator (exact against brute force, never over budget), the installer and the sensitivity replay."""
 
 from __future__ import annotations
 
@@ -64,3 +64,57 @@ def test_install_copies_the_chosen_widths_and_counts_their_bits() -> None:
     bpw = mix.install(params, coded, {"a": 3, "b": 5})
     assert torch.equal(params["a"].data, torch.full((2, 4), 3.0)) and torch.equal(params["b"].data, torch.full((4, 4), 5.0))
     assert bpw == pytest.approx((3 * 8 + 7 + 5 * 16 + 7) / 24)
+
+
+def _tiny_bert() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=32)  # fmt: skip
+    model = BertModel(config).eval()
+    ids = torch.randint(0, 64, (4, 10))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0  # padding: pooling and attention masks must survive the replay
+    return model, {"input_ids": ids, "attention_mask": mask}
+
+
+def _full_embedding(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    with torch.no_grad():
+        out = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    return (out * mask).sum(1) / mask.sum(1)
+
+
+def test_suffix_replay_equals_the_full_forward_after_a_change_in_a_later_layer() -> None:
+    mix = _mix()
+    model, batch = _tiny_bert()
+    suffix = mix.SuffixEmbedder(model, batch)
+    assert torch.equal(suffix.embed_from(0), _full_embedding(model, batch))
+    name = "encoder.layer.1.attention.self.query.weight"
+    assert suffix.layer_of(name) == 1 and suffix.layer_of("embeddings.word_embeddings.weight") == 0
+    with torch.no_grad():
+        model.get_parameter(name).mul_(0.5)
+    assert torch.equal(suffix.embed_from(1), _full_embedding(model, batch))
+    assert not torch.equal(suffix.embed_from(1), suffix.embed_from(2))  # layer 1's change is seen from 1, not from 2
+
+
+def test_sensitivity_is_the_damage_of_each_width_alone_and_restores_the_weights() -> None:
+    mix = _mix()
+    model, batch = _tiny_bert()
+    reference = _full_embedding(model, batch)
+    weights = {n: model.get_parameter(n) for n in ("encoder.layer.0.output.dense.weight", "encoder.layer.2.intermediate.dense.weight")}
+    before = {n: p.detach().clone() for n, p in weights.items()}
+    noise = {n: torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) for n, p in weights.items()}
+    coded = {n: {b: mix.CodedTensor(p.detach() + 0.1 * (7 - b) * noise[n], b * p.numel()) for b in (3, 6)} for n, p in weights.items()}
+    sensitivity = mix.measure_sensitivity(model, weights, coded, batch)
+    for n, p in weights.items():
+        assert torch.equal(p.detach(), before[n])
+        for b, ct in coded[n].items():
+            with torch.no_grad():
+                p.copy_(ct.weight)
+            cos = torch.nn.functional.cosine_similarity(reference, _full_embedding(model, batch), dim=-1)
+            assert sensitivity[n][b] == pytest.approx(float(1 - cos.mean()), abs=1e-7)
+            with torch.no_grad():
+                p.copy_(before[n])
+        assert sensitivity[n][3] > sensitivity[n][6] > 0

@@ -50,6 +50,7 @@ from .blockscale import encode_datafree
 from .gptq import gptq_quantize_group
 from .hessian import StopBlock, UnitStats, attach, discover_groups, is_dense_unit, is_expert_unit, shrink
 from .options import CompressOptions
+from .replay_cache import ReplayCache
 from .resume import WorkDir, source_fingerprint
 from .source import SafetensorsSource
 
@@ -140,37 +141,52 @@ class BlockCoder:
         self.key_unit: dict[str, str] = {}
         self.key_param: dict[str, str] = {}
         self.units: dict[str, nn.Module] = {}
+        self.child_keys: dict[str, set[str]] = {}  # direct child of the block -> quantized keys inside it
+        self.loaded: set[str] = set()  # keys whose final reconstruction is in the block
         for key in self.quant_keys:
             target = mapper.target(key)
             module_name, _, attr = target.rpartition(".")
             rel = module_name[len(prefix) + 1 :].split(".", 1)[1] if "." in module_name[len(prefix) + 1 :] else ""
+            if rel:
+                self.child_keys.setdefault(rel.split(".", 1)[0], set()).add(key)
             module = block.get_submodule(rel) if rel else block
             if is_dense_unit(module) or (is_expert_unit(module) and roles[key].role == ROLE_EXPERTS):
                 self.units[rel] = module
                 self.key_unit[key] = rel
                 self.key_param[key] = attr
         self.fallbacks: dict[str, str] = {}
+        self.cache = ReplayCache(block, budget_bytes=0)
 
-    def run(self, hidden: torch.Tensor, kwargs: dict[int, tuple[tuple[Any, ...], dict[str, Any]]], batch: int, stop_early: bool) -> torch.Tensor | None:
+    def finished_children(self) -> list[str]:
+        """Direct children of the block whose every quantized weight holds its final reconstruction."""
+        return [name for name, keys in self.child_keys.items() if keys <= self.loaded]
+
+    def run(self, hidden: torch.Tensor, kwargs: dict[int, tuple[tuple[Any, ...], dict[str, Any]]], batch: int,
+            stop_early: bool, replay: bool = True) -> torch.Tensor | None:  # fmt: skip
+        """The block over every calibration batch; finished children replay their outputs (see replay_cache)."""
         outs = []
-        for x in hidden.split(batch):
-            try:
-                args, kw = kwargs[x.shape[0]]
-                outs.append(first_output(self.block(x.to(self.dtype), *args, **kw)))
-            except StopBlock:
-                continue
+        self.cache.budget_bytes = hidden.numel() * hidden.element_size()
+        with self.cache.replaying(self.finished_children() if replay else []):
+            for index, x in enumerate(hidden.split(batch)):
+                self.cache.start_batch(index)
+                try:
+                    args, kw = kwargs[x.shape[0]]
+                    outs.append(first_output(self.block(x.to(self.dtype), *args, **kw)))
+                except StopBlock:
+                    continue
         return None if stop_early else torch.cat(outs)
 
     @torch.no_grad()
     def code(self, hidden: torch.Tensor, kwargs: dict[int, tuple[tuple[Any, ...], dict[str, Any]]], batch: int,
              source: SafetensorsSource, bar: Any = None) -> dict[str, tuple[EncodedTensor, str, str]]:  # fmt: skip
-        groups = discover_groups(self.block, self.units, lambda: self.run(hidden[:batch], kwargs, batch, False))
+        groups = discover_groups(self.block, self.units, lambda: self.run(hidden[:batch], kwargs, batch, False, replay=False))
         results: dict[str, tuple[EncodedTensor, str, str]] = {}
         for group in groups:
             if bar is not None:
                 bar.set_postfix_str("+".join(g.rsplit(".", 1)[-1] for g in group))
             stats = {u: UnitStats() for u in group}
-            handles = attach({u: self.units[u] for u in group}, stats, stop_when_done=True)
+            shared = all(is_dense_unit(self.units[u]) for u in group)  # one input tensor: see discover_groups
+            handles = attach({u: self.units[u] for u in group}, stats, stop_when_done=True, shared_input=shared)
             try:
                 self.run(hidden, kwargs, batch, True)
             finally:
@@ -265,6 +281,7 @@ class BlockCoder:
             enc = results[k][0]
             state[k] = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params)
         load_checkpoint_tensors(self.model, state, self.dtype)
+        self.loaded.update(keys)
 
 
 # -- driver ---------------------------------------------------------------------------------------
@@ -358,6 +375,7 @@ def compress_calibrated(
             with torch.no_grad():
                 results = coder.code(hidden, captured.kwargs[i], batch, source, bar)
                 hidden = coder.run(hidden, captured.kwargs[i], batch, False)
+            coder.cache.clear()
             assert hidden is not None
             fallbacks.update(coder.fallbacks)
             work.finish_block(i, results, passthrough, hidden)

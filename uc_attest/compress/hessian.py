@@ -101,12 +101,20 @@ def _expert_inputs(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, A
     return values["hidden_states"], values["top_k_index"]
 
 
-def _dense_hook(stats: UnitStats, on_call: Callable[[], None]) -> Callable[..., None]:
-    def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+def _dense_hook(stats: list[UnitStats], on_call: Callable[[], None]) -> Callable[..., None]:
+    """Forward *pre*-hook: the statistic is taken before the unit runs, so a stopping hook skips its product.
+
+    ``stats`` holds one entry per unit that reads this very input tensor (q, k
+    and v; gate and up): their common X^T X is computed once and credited to each.
+    """
+
+    def hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
         x = inputs[0]
         x = x.reshape(-1, x.shape[-1])
-        stats.add("h", None, _gram(x))
-        stats.tokens += x.shape[0]
+        gram = _gram(x)
+        for unit_stats in stats:
+            unit_stats.add("h", None, gram)
+            unit_stats.tokens += x.shape[0]
         on_call()
 
     return hook
@@ -138,23 +146,38 @@ def _experts_hook(stats: UnitStats, on_call: Callable[[], None]) -> Callable[...
     return hook
 
 
-def attach(units: dict[str, nn.Module], stats: dict[str, UnitStats], stop_when_done: bool) -> list[Any]:
-    """Hooks on ``units`` accumulating into ``stats``; optionally stop the block once all were called."""
+def attach(units: dict[str, nn.Module], stats: dict[str, UnitStats], stop_when_done: bool, shared_input: bool = False) -> list[Any]:
+    """Hooks on ``units`` accumulating into ``stats``; optionally stop the block once all were called.
+
+    ``shared_input``: the units are dense and read one tensor (a group found by
+    :func:`discover_groups`, in execution order); only the first gets a hook,
+    which credits the statistic to all of them, so that with ``stop_when_done``
+    none of their products is computed.
+    """
     called: set[str] = set()
     handles = []
 
-    for name, module in units.items():
-
-        def on_call(name: str = name) -> None:
-            called.add(name)
+    def on_call_of(names: list[str]) -> Callable[[], None]:
+        def on_call() -> None:
+            called.update(names)
             if stop_when_done and len(called) == len(units):
                 called.clear()
                 raise StopBlock
 
+        return on_call
+
+    if shared_input:
+        if not all(is_dense_unit(m) for m in units.values()):
+            raise ValueError("shared_input needs dense units only")
+        first = next(iter(units))
+        hook = _dense_hook([stats[n] for n in units], on_call_of(list(units)))
+        return [units[first].register_forward_pre_hook(hook)]
+    for name, module in units.items():
+        on_call = on_call_of([name])
         if is_expert_unit(module):
             handles.append(module.register_forward_pre_hook(_experts_hook(stats[name], on_call), with_kwargs=True))
         else:
-            handles.append(module.register_forward_hook(_dense_hook(stats[name], on_call)))
+            handles.append(module.register_forward_pre_hook(_dense_hook([stats[name]], on_call)))
     return handles
 
 
