@@ -235,3 +235,28 @@ def test_compress_bad_input_and_no_partial_output(tmp_path: Path) -> None:
 def test_compress_malformed_bits_for_is_a_usage_error(tmp_path: Path, spec: str) -> None:
     assert_one_line_error(uc("compress", str(tmp_path / "missing"), "-o", str(tmp_path / "out"), "--bits-for", spec), 2)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_reused_read_buffers_keep_each_tensor_its_own_bytes(pack_copy: Path, workers: int) -> None:
+    """Offloaded slots are read into per-worker buffers used again and again: a flipped code byte
+    must fail exactly its own tensor, never a neighbour that later reuses the buffer."""
+    from uc_attest.pack.reader import open_pack
+    from uc_attest.pack.verify import verify_pack
+
+    assert verify_pack(pack_copy, progress=False, workers=workers).ok
+    manifest = open_pack(pack_copy).manifest
+    quantized = [t for t in manifest.tensors if t.kind == "quantized"]
+    assert len(quantized) > 2 * workers  # buffers do get reused
+    for entry in quantized[:: max(1, len(quantized) // 4)]:
+        shard = pack_copy / entry.storage.file  # type: ignore[union-attr]
+        original = shard.read_bytes()
+        header_len = struct.unpack("<Q", original[:8])[0]
+        start, end = json.loads(original[8 : 8 + header_len])[entry.storage.codes]["data_offsets"]  # type: ignore[union-attr]
+        data = bytearray(original)
+        data[8 + header_len + (start + end) // 2] ^= 0x10
+        shard.write_bytes(bytes(data))
+        report = verify_pack(pack_copy, progress=False, workers=workers)
+        shard.write_bytes(original)
+        assert not report.ok
+        assert [t.name for t in report.tensors if not t.ok] == [entry.name]
