@@ -15,6 +15,7 @@ Decoder blocks are found without a per-model table: they are the
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -91,6 +92,23 @@ def release(module: nn.Module) -> None:
         for name, param in list(sub._parameters.items()):
             if param is not None and param.device.type != "meta":
                 sub._parameters[name] = nn.Parameter(param.detach().to("meta"), requires_grad=False)
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed by the block just finished back to the operating system (glibc's malloc_trim).
+
+    Why: glibc keeps freed heap memory for reuse, and with torch's varying
+    tensor sizes that retained memory crept up by about 6 MiB per block on a
+    32-block model (resident memory after the last block 775 MiB instead of
+    ~600 MiB), which made peak memory depend on depth although nothing a block
+    leaves behind is kept. Elsewhere than glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def load_checkpoint_tensors(model: nn.Module, state: dict[str, torch.Tensor], dtype: torch.dtype) -> None:

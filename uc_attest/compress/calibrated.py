@@ -45,6 +45,7 @@ from .blocks import (
     load_checkpoint_tensors,
     materialise,
     release,
+    return_freed_memory,
 )
 from .blockscale import encode_datafree
 from .gptq import gptq_quantize_group
@@ -380,6 +381,8 @@ def compress_calibrated(
             fallbacks.update(coder.fallbacks)
             work.finish_block(i, results, passthrough, hidden)
             release(block)
+            del coder, results, passthrough
+            return_freed_memory()
             bar.update(1)
     finally:
         bar.close()
