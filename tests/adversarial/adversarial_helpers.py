@@ -95,7 +95,10 @@ def build_delivery(root: Path, seed: int = 0) -> Any:
     """model/, pack/, pack.sigstore.json, pack.eval-tokens.safetensors and vendor.pub (+ vendor key object in .key_obj)."""
     campaign = load_campaign()
     root.mkdir(parents=True, exist_ok=True)
-    model = build_model(root / "model", seed=seed)
+    # another seed, another vocabulary size: the tokenizers (trained on the same text) then split the
+    # evaluation text differently for certain; with equal sizes, BPE training's tie-breaking decided
+    # whether two deliveries' token files differed, and once they came out identical
+    model = build_model(root / "model", seed=seed, vocab=300 + 16 * seed)
     pack = compress(model, root / "pack")
     key = new_key()
     pub = write_public_key(key, root / "vendor.pub")

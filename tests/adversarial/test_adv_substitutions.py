@@ -154,7 +154,9 @@ def test_a_missing_token_file_is_a_one_line_error_or_fail(site: Any, tmp_path: P
 
 
 def test_a_token_file_of_another_delivery(site: Any, other_delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
-    shutil.copyfile(other_delivery_root[0] / "pack.eval-tokens.safetensors", site.tokens)
+    other_tokens = other_delivery_root[0] / "pack.eval-tokens.safetensors"
+    assert other_tokens.read_bytes() != site.tokens.read_bytes()  # the premise: another delivery's tokens differ
+    shutil.copyfile(other_tokens, site.tokens)
     _expect_fail(site, tmp_path, {"eval_tokens"})
 
 
