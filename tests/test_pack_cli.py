@@ -237,6 +237,12 @@ def test_compress_malformed_bits_for_is_a_usage_error(tmp_path: Path, spec: str)
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("spec", ["*.mlp.*", "*.mlp.*=4", "*.mlp.*=8192", "=128", "*.mlp.*=big"])
+def test_compress_malformed_block_size_for_is_a_usage_error(tmp_path: Path, spec: str) -> None:
+    assert_one_line_error(uc("compress", str(tmp_path / "missing"), "-o", str(tmp_path / "out"), "--block-size-for", spec), 2)
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_reused_read_buffers_keep_each_tensor_its_own_bytes(pack_copy: Path, workers: int) -> None:
     """Offloaded slots are read into per-worker buffers used again and again: a flipped code byte

@@ -132,6 +132,35 @@ def test_per_tensor_widths_follow_bits_for(tmp_path: Path, method: str) -> None:
     assert uniform.stats.effective_bits_per_weight != manifest.stats.effective_bits_per_weight
 
 
+@pytest.mark.parametrize("method", ["calibrated", "datafree"])
+def test_per_tensor_block_sizes_follow_block_size_for(tmp_path: Path, method: str) -> None:
+    """A tensor's block size comes from the glob that matches it; each tensor's codec records its own, and the pack verifies."""
+    model_dir = make_tiny_model("llama", tmp_path / "model")
+    rule = {"*.mlp.*": 32, "*.k_proj.weight": 16}
+    opts = fast_options(tmp_path).model_copy(update={"method": method, "block_size_for": rule})
+    manifest = compress_model(model_dir, tmp_path / "pack", opts, progress=False)
+    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert manifest.compression.block_size_for == rule
+    sizes = {t.name: t.codec.block_size for t in manifest.tensors if t.codec is not None}
+    assert {b for n, b in sizes.items() if ".mlp." in n} == {32}
+    assert {b for n, b in sizes.items() if ".k_proj." in n} == {16}
+    assert {b for n, b in sizes.items() if ".mlp." not in n and ".k_proj." not in n} == {opts.block_size}
+    uniform = compress_model(model_dir, tmp_path / "uniform", opts.model_copy(update={"block_size_for": {}}), progress=False)
+    assert uniform.compression.block_size_for == {}
+    assert uniform.stats.effective_bits_per_weight < manifest.stats.effective_bits_per_weight  # smaller blocks, more scales
+
+
+def test_block_size_for_refuses_out_of_range_sizes_and_disagreeing_globs() -> None:
+    from uc_attest.errors import UsageError
+
+    with pytest.raises(ValueError, match="block size must be in 8..4096"):
+        CompressOptions(block_size_for={"*": 4})
+    assert CompressOptions(block_size_for={"*.mlp.*": 128}).block_size_for_key("layers.0.mlp.up_proj.weight") == 128
+    assert CompressOptions(block_size_for={"*.mlp.*": 128}).block_size_for_key("layers.0.self_attn.q_proj.weight") == 64
+    with pytest.raises(UsageError, match="--block-size-for globs of different block sizes"):
+        CompressOptions(block_size_for={"*.mlp.*": 128, "*up_proj*": 32}).block_size_for_key("layers.0.mlp.up_proj.weight")
+
+
 def test_bits_for_rejects_a_width_out_of_range() -> None:
     with pytest.raises(ValueError, match="bits must be in 2..8"):
         CompressOptions(bits_for={"*": 9})

@@ -22,7 +22,9 @@ def uc_group() -> None:
 @click.option("--bits", default=5, show_default=True, type=click.IntRange(2, 8))
 @click.option("--bits-for", "bits_for", multiple=True, metavar="GLOB=BITS",
               help="code width for the checkpoint tensors matching GLOB (repeatable; a tensor matched by globs of different widths is refused)")
-@click.option("--block-size", default=64, show_default=True, type=click.IntRange(8, 4096))
+@click.option("--block-size", default=64, show_default=True, type=click.IntRange(8, 4096), help="weights per scale")
+@click.option("--block-size-for", "block_size_for", multiple=True, metavar="GLOB=SIZE",
+              help="block size for the checkpoint tensors matching GLOB (repeatable; a tensor matched by globs of different sizes is refused)")
 @click.option("--dtype", default="bfloat16", show_default=True, type=click.Choice(["bfloat16", "float16", "float32"]))
 @click.option("--method", default="calibrated", show_default=True, type=click.Choice(["calibrated", "datafree"]))
 @click.option("--calibration", type=click.Path(path_type=Path), help="calibration text file (default: built-in)")
@@ -35,7 +37,8 @@ def uc_group() -> None:
 @click.option("--source-note", default="", help="free text about the source weights, recorded in the manifest")
 @click.option("--force", is_flag=True, help="replace an existing output pack")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...], block_size: int, dtype: str, method: str,
+def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...], block_size: int, block_size_for: tuple[str, ...],
+                 dtype: str, method: str,
                  calibration: Path | None, samples: int, seq_len: int, act_order: bool, calibration_dtype: str,
                  resume: bool, source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
     """Compress MODEL_DIR (safetensors) into a pack at OUTPUT."""
@@ -44,7 +47,9 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
     from ..pack.inspect import format_summary, summarize
     from ..pack.reader import open_pack
 
-    options = CompressOptions(bits=bits, bits_for=parse_bits_for(bits_for), block_size=block_size, dtype=dtype, method=method,  # type: ignore[arg-type]
+    options = CompressOptions(bits=bits, bits_for=parse_glob_rule(bits_for, "--bits-for", "BITS", 2, 8), block_size=block_size,
+                              block_size_for=parse_glob_rule(block_size_for, "--block-size-for", "SIZE", 8, 4096),
+                              dtype=dtype, method=method,  # type: ignore[arg-type]
                               calibration_file=calibration, samples=samples, seq_len=seq_len,
                               act_order=act_order, calibration_dtype=calibration_dtype, resume=resume,  # type: ignore[arg-type]
                               source_note=source_note)  # fmt: skip
@@ -53,14 +58,14 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
     click.echo(f"wrote {out}")
 
 
-def parse_bits_for(specs: tuple[str, ...]) -> dict[str, int]:
-    """``GLOB=BITS`` pairs, in the order given; a malformed one is a usage error."""
+def parse_glob_rule(specs: tuple[str, ...], flag: str, name: str, low: int, high: int) -> dict[str, int]:
+    """``GLOB=VALUE`` pairs, in the order given; a malformed one, or a value outside low..high, is a usage error."""
     out: dict[str, int] = {}
     for spec in specs:
-        pattern, sep, bits = spec.rpartition("=")
-        if not sep or not pattern or not bits.isdigit() or not 2 <= int(bits) <= 8:
-            raise click.BadParameter(f"{spec!r}: expected GLOB=BITS with BITS in 2..8", param_hint="--bits-for")
-        out[pattern] = int(bits)
+        pattern, sep, value = spec.rpartition("=")
+        if not sep or not pattern or not value.isdigit() or not low <= int(value) <= high:
+            raise click.BadParameter(f"{spec!r}: expected GLOB={name} with {name} in {low}..{high}", param_hint=flag)
+        out[pattern] = int(value)
     return out
 
 

@@ -266,13 +266,17 @@ class BlockCoder:
             if k not in two_d:
                 out[k] = self._datafree(k, source)
                 self.fallbacks[k] = "not a 2-D checkpoint tensor: data-free coding"
-        # stack only tensors with the same input width (always true for one statistic)
-        coded = gptq_quantize_group(
-            [source.load(k) for k in two_d], [self._params(k) for k in two_d], h,
-            damp=self.options.damp, act_order=self.options.act_order, seed=self.options.seed,
-        ) if two_d else []  # fmt: skip
-        for k, (enc, _) in zip(two_d, coded):
-            out[k] = self._finish(k, enc)
+        # one sweep per block size: a sweep shares its column blocks (the input width is one statistic's anyway)
+        by_block: dict[int, list[str]] = {}
+        for k in two_d:
+            by_block.setdefault(self._params(k).block_size, []).append(k)
+        for ks in by_block.values():
+            coded = gptq_quantize_group(
+                [source.load(k) for k in ks], [self._params(k) for k in ks], h,
+                damp=self.options.damp, act_order=self.options.act_order, seed=self.options.seed,
+            )  # fmt: skip
+            for k, (enc, _) in zip(ks, coded):
+                out[k] = self._finish(k, enc)
         return out
 
     def _load(self, keys: list[str], results: dict[str, tuple[EncodedTensor, str, str]]) -> None:

@@ -18,6 +18,8 @@ class CompressOptions(BaseModel):
     # per-tensor widths: checkpoint-key glob -> bits; globs of different widths must not share a tensor (see bits_for_key)
     bits_for: dict[str, int] = {}
     block_size: int = Field(64, ge=8, le=4096)
+    # per-tensor block sizes: checkpoint-key glob -> weights per scale, under the same rule as bits_for
+    block_size_for: dict[str, int] = {}
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     method: Literal["calibrated", "datafree"] = "calibrated"
     samples: int = Field(128, ge=1)
@@ -40,6 +42,14 @@ class CompressOptions(BaseModel):
                 raise ValueError(f"{pattern}: bits must be in 2..8, got {bits}")
         return value
 
+    @field_validator("block_size_for")
+    @classmethod
+    def _block_sizes_in_range(cls, value: dict[str, int]) -> dict[str, int]:
+        for pattern, size in value.items():
+            if not 8 <= size <= 4096:
+                raise ValueError(f"{pattern}: block size must be in 8..4096, got {size}")
+        return value
+
     def bits_for_key(self, key: str) -> int:
         """Code width of one checkpoint tensor: that of the ``bits_for`` globs that match it, else ``bits``.
 
@@ -49,8 +59,24 @@ class CompressOptions(BaseModel):
         loss; restoring gate_proj, 25 % of them, recovers 2 %), so a fixed
         budget of bits is better spent unevenly, as llama.cpp's K-quant mixes do.
         """
-        widths = {bits for pattern, bits in self.bits_for.items() if fnmatch.fnmatchcase(key, pattern)}
-        if len(widths) > 1:
-            # the manifest records the rule with its keys sorted: an order-dependent rule would be ambiguous there
-            raise UsageError(f"{key}: matched by --bits-for globs of different widths ({sorted(widths)})")
-        return widths.pop() if widths else self.bits
+        return _by_glob(self.bits_for, key, self.bits, "--bits-for", "widths")
+
+    def block_size_for_key(self, key: str) -> int:
+        """Weights per scale of one checkpoint tensor: that of the ``block_size_for`` globs that match it, else ``block_size``.
+
+        Why per tensor: every block pays for a 16-bit scale (0.25 bits per
+        weight at 64), and a tensor whose weights are evenly spread loses
+        little from a larger block, so the bits saved there buy a wider code
+        for a sensitive tensor (the encoder bench's knapsack chooses width and
+        block size together; bench/encoder_mix.py).
+        """
+        return _by_glob(self.block_size_for, key, self.block_size, "--block-size-for", "block sizes")
+
+
+def _by_glob(rule: dict[str, int], key: str, default: int, flag: str, what: str) -> int:
+    """The value of the globs of ``rule`` that match ``key``, else ``default``; globs disagreeing on a key are refused."""
+    values = {value for pattern, value in rule.items() if fnmatch.fnmatchcase(key, pattern)}
+    if len(values) > 1:
+        # the manifest records the rule with its keys sorted: an order-dependent rule would be ambiguous there
+        raise UsageError(f"{key}: matched by {flag} globs of different {what} ({sorted(values)})")
+    return values.pop() if values else default

@@ -33,7 +33,8 @@ def tensor_roles(source: SafetensorsSource, config) -> dict[str, TensorRole]:  #
 
 def codec_params(key: str, role: TensorRole, options: CompressOptions) -> CodecParams:
     assert role.block_axis is not None
-    return CodecParams(bits=options.bits_for_key(key), block_size=options.block_size, block_axis=role.block_axis, dtype=options.dtype)
+    return CodecParams(bits=options.bits_for_key(key), block_size=options.block_size_for_key(key), block_axis=role.block_axis,
+                       dtype=options.dtype)  # fmt: skip
 
 
 def passthrough_tensor(tensor: torch.Tensor, options: CompressOptions) -> torch.Tensor:
@@ -76,9 +77,9 @@ def compress_model(
     except Exception as exc:  # noqa: BLE001
         raise UnreadableInputError(f"config.json is not a transformers config: {exc}") from exc
     roles = tensor_roles(source, config)
-    for key, role in roles.items():  # a --bits-for rule that claims a tensor twice fails now, not mid-way
+    for key, role in roles.items():  # a --bits-for or --block-size-for rule that claims a tensor twice fails now, not mid-way
         if role.quantize:
-            options.bits_for_key(key)
+            options.bits_for_key(key), options.block_size_for_key(key)
     calibration: dict[str, str | int | float | bool] = {}
     with atomic_directory(out, overwrite=overwrite) as tmp:
         writer = PackWriter(tmp, shard_bytes=options.shard_bytes)
@@ -103,7 +104,7 @@ def compress_model(
                 source=SourceInfo(name=model_dir.resolve().name, note=options.source_note),
             ),
             CompressionInfo(method=options.method, bits=options.bits, bits_for=options.bits_for, block_size=options.block_size,
-                            calibration=calibration),  # fmt: skip
+                            block_size_for=options.block_size_for, calibration=calibration),  # fmt: skip
             __version__,
         )
     return manifest

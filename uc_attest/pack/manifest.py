@@ -124,6 +124,7 @@ class CompressionInfo(Strict):
     bits: int
     bits_for: dict[str, int] = {}  # per-tensor widths (checkpoint-key glob -> bits); each tensor's codec says its own
     block_size: int
+    block_size_for: dict[str, int] = {}  # per-tensor block sizes (checkpoint-key glob -> weights per scale), as bits_for
     calibration: dict[str, str | int | float | bool] = {}
 
 
