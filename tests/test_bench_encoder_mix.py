@@ -107,7 +107,8 @@ def test_sensitivity_is_the_damage_of_each_width_alone_and_restores_the_weights(
     before = {n: p.detach().clone() for n, p in weights.items()}
     noise = {n: torch.randn(p.shape, generator=torch.Generator().manual_seed(1)) for n, p in weights.items()}
     coded = {n: {b: mix.CodedTensor(p.detach() + 0.1 * (7 - b) * noise[n], b * p.numel()) for b in (3, 6)} for n, p in weights.items()}
-    sensitivity = mix.measure_sensitivity(model, weights, coded, batch)
+    halves = [{k: v[:2] for k, v in batch.items()}, {k: v[2:] for k, v in batch.items()}]
+    sensitivity = mix.measure_sensitivity(model, weights, coded, halves)  # one damage over both batches
     for n, p in weights.items():
         assert torch.equal(p.detach(), before[n])
         for b, ct in coded[n].items():
@@ -118,3 +119,24 @@ def test_sensitivity_is_the_damage_of_each_width_alone_and_restores_the_weights(
             with torch.no_grad():
                 p.copy_(before[n])
         assert sensitivity[n][3] > sensitivity[n][6] > 0
+
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_allocate_chooses_among_width_and_block_pairs(seed: int) -> None:
+    """Options are (bits, block) pairs: a larger block costs fewer scale bits and may buy a wider code elsewhere."""
+    mix = _mix()
+    rng = random.Random(seed)
+    sizes = {f"t{i}": rng.choice([256, 1024]) for i in range(4)}
+    options = [(b, blk) for b in (4, 5, 6) for blk in (64, 128)]
+    cost = {n: {(b, blk): size * b + 16 * size // blk for b, blk in options} for n, size in sizes.items()}
+    sensitivity = {n: {(b, blk): rng.random() * 2.0 ** -b * (1.1 if blk == 128 else 1.0) for b, blk in options} for n in sizes}
+    weights = sum(sizes.values())
+    chosen = mix.allocate(sensitivity, cost, weights, 5.1, steps=20000)
+    names = sorted(sizes)
+    assert sum(cost[n][chosen[n]] for n in names) <= 5.1 * weights
+    unit = 5.1 * weights / 20000
+    fits = [dict(zip(names, combo)) for combo in itertools.product(options, repeat=len(names))
+            if sum(cost[n][o] for n, o in zip(names, combo)) <= 5.1 * weights - len(names) * unit]  # fmt: skip
+    best = min(sum(sensitivity[n][c[n]] for n in names) for c in fits)
+    assert sum(sensitivity[n][chosen[n]] for n in names) <= best + 1e-12
