@@ -33,7 +33,7 @@ Option = TypeVar("Option")  # what a tensor may be coded as: (bits, block size) 
 
 @dataclass(frozen=True)
 class CodedTensor:
-    """One tensor coded at one width: its canonical reconstruction and what it costs on disk."""
+    """One tensor coded in one option (width, block size): its canonical reconstruction and what it costs on disk."""
 
     weight: torch.Tensor
     bits_on_disk: int

@@ -135,7 +135,8 @@ def _expert_index(key: str) -> int | None:
 
 class BlockCoder:
     def __init__(self, model: nn.Module, block: nn.Module, prefix: str, keys: list[str], mapper: CheckpointKeyMapper,
-                 roles: dict[str, TensorRole], options: CompressOptions, dtype: torch.dtype) -> None:  # fmt: skip
+                 roles: dict[str, TensorRole], options: CompressOptions, dtype: torch.dtype,
+                 replay_budget_bytes: int) -> None:  # fmt: skip
         self.model, self.block, self.options, self.dtype = model, block, options, dtype
         self.roles = roles
         self.quant_keys = [k for k in keys if roles[k].quantize]
@@ -156,7 +157,8 @@ class BlockCoder:
                 self.key_unit[key] = rel
                 self.key_param[key] = attr
         self.fallbacks: dict[str, str] = {}
-        self.cache = ReplayCache(block, budget_bytes=0)
+        # kept outputs of finished children: at most one more copy of the block's activations
+        self.cache = ReplayCache(block, budget_bytes=replay_budget_bytes)
 
     def finished_children(self) -> list[str]:
         """Direct children of the block whose every quantized weight holds its final reconstruction."""
@@ -166,7 +168,6 @@ class BlockCoder:
             stop_early: bool, replay: bool = True) -> torch.Tensor | None:  # fmt: skip
         """The block over every calibration batch; finished children replay their outputs (see replay_cache)."""
         outs = []
-        self.cache.budget_bytes = hidden.numel() * hidden.element_size()
         with self.cache.replaying(self.finished_children() if replay else []):
             for index, x in enumerate(hidden.split(batch)):
                 self.cache.start_batch(index)
@@ -376,11 +377,12 @@ def compress_calibrated(
                 state[k] = t
             load_checkpoint_tensors(model, state, dtype)
             del state
-            coder = BlockCoder(model, block, prefix, block_keys[i], mapper, roles, options, dtype)
+            coder = BlockCoder(model, block, prefix, block_keys[i], mapper, roles, options, dtype,
+                               replay_budget_bytes=hidden.numel() * hidden.element_size())
             with torch.no_grad():
                 results = coder.code(hidden, captured.kwargs[i], batch, source, bar)
                 hidden = coder.run(hidden, captured.kwargs[i], batch, False)
-            coder.cache.clear()
+            coder.cache.clear()  # the kept outputs go before the block is written, not after
             assert hidden is not None
             fallbacks.update(coder.fallbacks)
             work.finish_block(i, results, passthrough, hidden)
