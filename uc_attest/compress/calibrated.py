@@ -268,12 +268,13 @@ class BlockCoder:
                 out[k] = self._datafree(k, source)
                 self.fallbacks[k] = "not a 2-D checkpoint tensor: data-free coding"
         # one sweep per block size: a sweep shares its column blocks (the input width is one statistic's anyway)
+        params = {k: self._params(k) for k in two_d}
         by_block: dict[int, list[str]] = {}
         for k in two_d:
-            by_block.setdefault(self._params(k).block_size, []).append(k)
+            by_block.setdefault(params[k].block_size, []).append(k)
         for ks in by_block.values():
             coded = gptq_quantize_group(
-                [source.load(k) for k in ks], [self._params(k) for k in ks], h,
+                [source.load(k) for k in ks], [params[k] for k in ks], h,
                 damp=self.options.damp, act_order=self.options.act_order, seed=self.options.seed,
             )  # fmt: skip
             for k, (enc, _) in zip(ks, coded):

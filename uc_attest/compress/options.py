@@ -6,9 +6,12 @@ import fnmatch
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..errors import UsageError
+
+# per-tensor glob rules: field -> (what its values are, lowest, highest), as the scalar fields bits and block_size allow
+_RULE_RANGES = {"bits_for": ("bits", 2, 8), "block_size_for": ("block size", 8, 4096)}
 
 
 class CompressOptions(BaseModel):
@@ -34,20 +37,13 @@ class CompressOptions(BaseModel):
     source_note: str = ""
     seed: int = 0
 
-    @field_validator("bits_for")
+    @field_validator("bits_for", "block_size_for")
     @classmethod
-    def _widths_in_range(cls, value: dict[str, int]) -> dict[str, int]:
-        for pattern, bits in value.items():
-            if not 2 <= bits <= 8:
-                raise ValueError(f"{pattern}: bits must be in 2..8, got {bits}")
-        return value
-
-    @field_validator("block_size_for")
-    @classmethod
-    def _block_sizes_in_range(cls, value: dict[str, int]) -> dict[str, int]:
-        for pattern, size in value.items():
-            if not 8 <= size <= 4096:
-                raise ValueError(f"{pattern}: block size must be in 8..4096, got {size}")
+    def _rule_values_in_range(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        what, low, high = _RULE_RANGES[info.field_name or ""]
+        for pattern, v in value.items():
+            if not low <= v <= high:
+                raise ValueError(f"{pattern}: {what} must be in {low}..{high}, got {v}")
         return value
 
     def bits_for_key(self, key: str) -> int:

@@ -79,7 +79,7 @@ def compress_model(
     roles = tensor_roles(source, config)
     for key, role in roles.items():  # a --bits-for or --block-size-for rule that claims a tensor twice fails now, not mid-way
         if role.quantize:
-            options.bits_for_key(key), options.block_size_for_key(key)
+            codec_params(key, role, options)
     calibration: dict[str, str | int | float | bool] = {}
     with atomic_directory(out, overwrite=overwrite) as tmp:
         writer = PackWriter(tmp, shard_bytes=options.shard_bytes)
