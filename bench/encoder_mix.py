@@ -3,7 +3,7 @@
 `uc compress` calibrates causal LMs block by block. For the encoder in the
 quality benchmark the bench takes input statistics once from the unquantized
 model over the calibration sentences (never the evaluation sentences) and runs
-the same coder (`gptq_quantize`, with the codebook refit) on each block linear
+the same coder (`gptq_quantize`, with the grid refit) on each block linear
 map. On top of one uniform width per row it can choose a coding per tensor,
 an option being a (width, block size) pair (a larger block spends fewer bits on
 scales, which a tensor with an even spread of weights may put to better use in
@@ -70,7 +70,7 @@ def encoder_hessians(model: torch.nn.Module, names: Sequence[str], batches: Sequ
 
 
 def code_tensor(weight: torch.Tensor, hessian: torch.Tensor, tokens: int, bits: int, block: int = 64) -> CodedTensor:
-    """uc_attest's calibrated coder on one map (blocks along the input axis, codebook refit on)."""
+    """uc_attest's calibrated coder on one map (blocks along the input axis, grid refit on)."""
     from uc_attest.codec.encoded import reconstruct_encoded
     from uc_attest.codec.params import CodecParams
     from uc_attest.compress.gptq import gptq_quantize

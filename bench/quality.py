@@ -335,7 +335,7 @@ ENCODER_WIDTHS = (3, 4, 5, 6, 7, 8)  # widths the encoder's per-tensor mix may c
 ENCODER_BUDGETS = (5.3, 5.0, 4.3)  # bits-per-weight caps of the encoder's mixes: the decoder targets' 5.3 and 4.3, and 5.0
 ENCODER_BLOCKS = (64, 128)  # block sizes the mix may choose per tensor; the first is the uniform rows' (and uc compress's default)
 SENSITIVITY_SENTENCES = 256  # calibration sentences held out from the Hessians to measure per-tensor damage
-ENCODER_METHOD = "one-shot statistics, length-sorted batches"  # in the cache key: rows made otherwise are stale
+ENCODER_METHOD = "one-shot statistics, length-sorted batches, grid refit (codebook, then scales and sweeps)"  # in the cache key: rows made otherwise are stale
 
 
 def encoder_rows(fresh: bool = False) -> list[Row]:
@@ -503,8 +503,8 @@ def table(lm: list[Row], enc: list[Row], command: str) -> str:
         lines.append(f"| {r['method']} | {float(bpw):.3f} | {float(r['ppl']):.3f} | {float(r['ratio']):.4f} | {r.get('seconds', '')} |")  # type: ignore[arg-type]
     encoder_about = (
         "Encoder (all-MiniLM-L6-v2, float weights): cosine of the mean-pooled sentence embeddings, original vs compressed, "
-        "over 256 evaluation sentences (mean and worst sentence). uc_attest's rows: `gptq_quantize` with the codebook "
-        "refit, Hessians over the calibration sentences (never the evaluation ones) taken once from the original "
+        "over 256 evaluation sentences (mean and worst sentence). uc_attest's rows: `gptq_quantize` with the grid "
+        "refit (codebook, then block scales alternating with sweeps, by least squares under the full Hessian), Hessians over the calibration sentences (never the evaluation ones) taken once from the original "
         f"encoder; the mix rows pick a width in {ENCODER_WIDTHS[0]}-{ENCODER_WIDTHS[-1]} and a block size of "
         f"{' or '.join(map(str, ENCODER_BLOCKS))} per linear map by the damage each map does alone in each option "
         f"on {SENSITIVITY_SENTENCES} held-out calibration sentences, under caps of "

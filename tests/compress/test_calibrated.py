@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import fast_options
+from helpers import calibration_file, fast_options
 from tiny_models import make_tiny_model
 from uc_attest.compress import calibrated, hessian
 from uc_attest.compress.options import CompressOptions
@@ -197,3 +197,20 @@ def test_auto_calibration_dtype_follows_the_cpu_and_the_pack_records_it(tmp_path
     assert calibrated.resolve_calibration_dtype("float32") == "float32"
     manifest = compress_model(model_dir, tmp_path / "bf16", fast_options(tmp_path), progress=False)
     assert manifest.compression.calibration["compute_dtype"] == "bfloat16"
+
+
+def test_refit_grid_is_recorded_changes_the_codes_and_verifies(tmp_path: Path) -> None:
+    """``uc compress --refit-grid`` reaches the coder: recorded in the pack, other codec state, still a valid pack."""
+    from test_pack_cli import uc_inprocess
+
+    model_dir = make_tiny_model("llama", tmp_path / "model")
+    common = ["--samples", "6", "--seq-len", "48", "--calibration", str(calibration_file(tmp_path)), "--quiet"]
+    for name, flag in (("plain", "--no-refit-grid"), ("refit", "--refit-grid")):
+        proc = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / name), flag, *common)
+        assert proc.returncode == 0, proc.stderr
+        assert verify_pack(tmp_path / name, progress=False).ok
+    plain, refit = (open_pack(tmp_path / n).manifest for n in ("plain", "refit"))
+    assert plain.compression.calibration["refit_grid"] is False and refit.compression.calibration["refit_grid"] is True
+    # same tensors and shapes, but the refit moved codebooks or scales somewhere
+    assert [(t.name, t.shape) for t in plain.tensors] == [(t.name, t.shape) for t in refit.tensors]
+    assert {t.name: t.digest for t in plain.tensors} != {t.name: t.digest for t in refit.tensors}

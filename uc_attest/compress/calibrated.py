@@ -276,6 +276,7 @@ class BlockCoder:
             coded = gptq_quantize_group(
                 [source.load(k) for k in ks], [params[k] for k in ks], h,
                 damp=self.options.damp, act_order=self.options.act_order, seed=self.options.seed,
+                refit=self.options.refit_grid,
             )  # fmt: skip
             for k, (enc, _) in zip(ks, coded):
                 out[k] = self._finish(k, enc)
@@ -425,6 +426,7 @@ def compress_calibrated(
         **info,
         "act_order": options.act_order,
         "damp": options.damp,
+        "refit_grid": options.refit_grid,
         "compute_dtype": compute_dtype,
         "blocks": len(blocks),
         "block_list": prefix,

@@ -17,8 +17,11 @@ change D is tr(D H D^T). The coder
 4. keeps, per matrix, the lowest Hessian error among: the sweep's codes, plain
    nearest-entry codes on the same grid, and (where a few input features are
    extreme) the same two for a grid fitted with capped importances;
-5. optionally refits the codebook entries for the chosen codes by least squares
-   under the full Hessian, keeping only a refit that lowers the Hessian error.
+5. optionally refines the grid under the full Hessian (``least_squares``): the
+   codebook entries for the chosen codes, then alternately the block scales for
+   the codes and a new sweep on the refitted grid, keeping each step only if it
+   lowers the Hessian error (measured on the encoder's maps at 5 bits: Hessian
+   error -5 % on average, -32 % on the best map, for about 15 % more time).
 
 Block scales are fixed before step 3, so act-order never changes which scale a
 weight uses.
@@ -35,9 +38,11 @@ from ..codec.codebook import learn_codebook, nearest_codes
 from ..codec.encoded import EncodedTensor
 from ..codec.params import CodecParams
 from ..codec.reconstruct import TORCH_DTYPES
+from .least_squares import refit_block_scales, refit_codebook
 
 CLIP_GRID = tuple(1.0 - 0.03 * i for i in range(9))  # 1.00 .. 0.76
 COLUMN_BLOCK = 128
+SCALE_REFITS = 3  # scale refits, with a new sweep between two (measured: 6 rounds gain nothing more)
 
 
 def _blocked(m: torch.Tensor, block: int) -> torch.Tensor:
@@ -103,44 +108,6 @@ def _inverse_cholesky(h: torch.Tensor) -> torch.Tensor:
 def hessian_error(w: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> float:
     d = (w - q).to(torch.float64)
     return float(((d @ h) * d).sum())
-
-
-def refit_codebook(
-    w: torch.Tensor, codes: torch.Tensor, scales_full: torch.Tensor, h: torch.Tensor, k: int
-) -> torch.Tensor | None:
-    """Least-squares codebook for fixed codes and scales under tr(D H D^T); None if degenerate.
-
-    Q = sum_k c_k M_k with M_k = scale * [code == k]; the normal equations are
-    A c = b with A_kl = sum_r m_k^r H m_l^r and b_k = sum_r m_k^r H w^r.
-    """
-    rows, cols = w.shape
-    a = torch.zeros(k, k, dtype=torch.float64)
-    b = torch.zeros(k, dtype=torch.float64)
-    hw = w.to(torch.float64) @ h  # rows, cols
-    chunk = max(1, (1 << 23) // max(1, cols * cols))
-    for r0 in range(0, rows, chunk):
-        r1 = min(rows, r0 + chunk)
-        s = scales_full[r0:r1].to(torch.float64)  # r, cols
-        c = codes[r0:r1].long()  # r, cols
-        # (M_r^T H)[k, d] = sum over columns c with code k of s[c] * H[c, d]
-        scaled = s.unsqueeze(-1) * h.unsqueeze(0)  # r, cols, cols
-        mh = torch.zeros(r1 - r0, k, cols, dtype=torch.float64)
-        mh.scatter_add_(1, c.unsqueeze(-1).expand(-1, -1, cols), scaled)
-        # A += (M_r^T H) M_r: gather the same way along d
-        part = torch.zeros(r1 - r0, k, k, dtype=torch.float64)
-        part.scatter_add_(2, c.unsqueeze(1).expand(-1, k, -1), mh * s.unsqueeze(1))
-        a += part.sum(0)
-        b.index_add_(0, c.reshape(-1), (s * hw[r0:r1]).reshape(-1))
-    used = a.diagonal() > 0
-    if int(used.sum()) < 2:
-        return None
-    a_u = a[used][:, used]
-    a_u = a_u + 1e-9 * a_u.diagonal().mean() * torch.eye(a_u.shape[0], dtype=torch.float64)
-    try:
-        sol = torch.linalg.solve(a_u, b[used])
-    except RuntimeError:
-        return None
-    return sol.to(torch.float32), used  # type: ignore[return-value]
 
 
 @contextlib.contextmanager
@@ -233,9 +200,8 @@ def _gptq_quantize_group(
 
     out = []
     for m, p, (_err, cb, sc, codes) in zip(mats, params, best, strict=True):
-        if refit and hessian is not None:
-            sfull = torch.repeat_interleave(sc.to(torch.float32), block, dim=1)[:, :cols]
-            cb, codes = _refit(m, codes, sfull, cb, h, dtype)
+        if refit and hinv is not None:
+            cb, sc, codes = _refine_grid(m, codes, sc, cb, h, (hinv, perm), block, dtype)
         codes8 = codes.to(torch.uint8)
         if p.block_axis == 0:
             codes8, sc = codes8.t().contiguous(), sc.t().contiguous()
@@ -326,7 +292,7 @@ def _refit(
     fitted = refit_codebook(w, codes, scales_full, h, codebook.numel())
     if fitted is None:
         return codebook, codes
-    values, used = fitted  # type: ignore[misc]
+    values, used = fitted
     candidate = codebook.clone()
     candidate[used] = values
     order = torch.argsort(candidate, stable=True)
@@ -336,6 +302,39 @@ def _refit(
     new_cb = candidate[order].contiguous()
     after = hessian_error(w, _dequant(new_cb, new_codes, scales_full, dtype), h)
     return (new_cb, new_codes) if after < before else (codebook, codes)
+
+
+def _full_scales(scales16: torch.Tensor, block: int, cols: int) -> torch.Tensor:
+    return torch.repeat_interleave(scales16.to(torch.float32), block, dim=1)[:, :cols]
+
+
+def _refine_grid(
+    w: torch.Tensor, codes: torch.Tensor, scales16: torch.Tensor, codebook: torch.Tensor, h: torch.Tensor,
+    sweep_with: tuple[torch.Tensor, torch.Tensor], block: int, dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Codebook refit, then SCALE_REFITS least-squares scale refits with a GPTQ sweep on the new grid between two.
+
+    ``sweep_with`` is the sweep's (inverse Cholesky factor, column order). Every
+    step is kept only if it lowers the Hessian error of the canonical
+    reconstruction, so the result is never worse than the codes it started from.
+    Returns (codebook, float16 scales, codes).
+    """
+    cols = w.shape[1]
+    scales_full = _full_scales(scales16, block, cols)
+    codebook, codes = _refit(w, codes, scales_full, codebook, h, dtype)
+    err = hessian_error(w, _dequant(codebook, codes, scales_full, dtype), h)
+    for round_ in range(SCALE_REFITS):
+        if round_:
+            swept = _sweep([w], [codebook], [scales_full], *sweep_with, dtype)[0]
+            swept_err = hessian_error(w, _dequant(codebook, swept, scales_full, dtype), h)
+            if swept_err < err:
+                codes, err = swept, swept_err
+        fitted = refit_block_scales(w, codebook[codes], scales16, h, block).clamp(-65504.0, 65504.0).to(torch.float16)
+        fitted_full = _full_scales(fitted, block, cols)
+        fitted_err = hessian_error(w, _dequant(codebook, codes, fitted_full, dtype), h)
+        if fitted_err < err:
+            scales16, scales_full, err = fitted, fitted_full, fitted_err
+    return codebook, scales16, codes
 
 
 def gptq_quantize(

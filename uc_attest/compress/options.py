@@ -30,6 +30,9 @@ class CompressOptions(BaseModel):
     calibration_file: Path | None = None
     act_order: bool = True
     damp: float = Field(0.01, gt=0, lt=1)
+    # least-squares refit of codebook and block scales under the full Hessian, with new sweeps (gptq._refine_grid):
+    # never worse on the coder's objective; off by default because it costs coding time (see docs/COMPRESSION.md)
+    refit_grid: bool = False
     # "auto": bfloat16 where the CPU multiplies bf16 natively, else float32 (see calibrated.resolve_calibration_dtype)
     calibration_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     resume: bool = False
