@@ -11,10 +11,13 @@ compressed, over evaluation sentences.
 
 Peers' rows are cached in bench/cache/quality.json (keyed by model, method and
 text digest) so that ``make bench`` does not redo them; ``--fresh`` ignores it.
-Writes the table to stdout and, with ``--write-docs``, to the Quality section of
-docs/RESULTS.md.
+The encoder's costly stages (Hessians, every map coded in every option, their
+sensitivities) are also kept in build/cache/encoder/ by bench/encoder_stages.py,
+so a new cap or option costs only what is new. Writes the table to stdout and,
+with ``--write-docs``, to the Quality section of docs/RESULTS.md
+(``--encoder-only``: the encoder's rows and part of that section alone).
 
-    .venv/bin/python bench/quality.py [--model DIR] [--windows 40] [--write-docs] [--fresh] [--only a,b]
+    .venv/bin/python bench/quality.py [--model DIR] [--windows 40] [--write-docs] [--fresh] [--only a,b] [--encoder-only]
 """
 
 from __future__ import annotations
@@ -332,8 +335,10 @@ def _sentences(text: str, count: int = 256) -> list[str]:
 
 
 ENCODER_WIDTHS = (3, 4, 5, 6, 7, 8)  # widths the encoder's per-tensor mix may choose from (llama.cpp's mixes use 6 and 8 on sensitive maps)
-ENCODER_BUDGETS = (5.3, 5.0, 4.3)  # bits-per-weight caps of the encoder's mixes: the decoder targets' 5.3 and 4.3, and 5.0
-ENCODER_BLOCKS = (64, 128)  # block sizes the mix may choose per tensor; the first is the uniform rows' (and uc compress's default)
+# bits-per-weight caps of the encoder's mixes: the decoder targets' 5.3 and 4.3, 5.0, and 4.5 (the bpw of the
+# common 4-bit formats: Q4_0, IQ4_NL, NF4 and HQQ 4-bit at block 64)
+ENCODER_BUDGETS = (5.3, 5.0, 4.5, 4.3)
+ENCODER_BLOCKS = (64, 128, 256)  # block sizes the mix may choose per tensor; the first is the uniform rows' (and uc compress's default)
 SENSITIVITY_SENTENCES = 256  # calibration sentences held out from the Hessians to measure per-tensor damage
 ENCODER_METHOD = "one-shot statistics, length-sorted batches, grid refit (codebook, then scales and sweeps)"  # in the cache key: rows made otherwise are stale
 
@@ -376,6 +381,7 @@ def measure_encoder_rows(path: Path, evaluation: list[str], calibration: list[st
     from transformers import AutoModel, AutoTokenizer
 
     from bench import encoder_mix as mix
+    from bench import encoder_stages as stages
     from uc_attest.codec.encoded import reconstruct_encoded
     from uc_attest.codec.params import CodecParams
     from uc_attest.compress.blockscale import encode_datafree
@@ -404,12 +410,27 @@ def measure_encoder_rows(path: Path, evaluation: list[str], calibration: list[st
     original = AutoModel.from_pretrained(str(path)).eval()
     ref = embed(original)
     weights = dict(linear_weights(original))
-    batches = length_batches(fit, 256)
-    tokens = sum(int(b["attention_mask"].sum()) for b in batches)
-    hessians = mix.encoder_hessians(original, list(weights), batches)
+
+    def statistics() -> tuple[dict[str, torch.Tensor], int]:
+        batches = length_batches(fit, 256)
+        return mix.encoder_hessians(original, list(weights), batches), sum(int(b["attention_mask"].sum()) for b in batches)
+
+    # Hessians, coded options and sensitivities are kept in build/cache/encoder/ (bench/encoder_stages.py)
+    stage_cache = stages.StageCache()
+    hessian_key = stages.digest("hessians v1: length-sorted batches of 256, max_length 128",
+                                stages.file_digest(path / "model.safetensors"), fit)  # fmt: skip
+    hessians, tokens = stages.cached_hessians(stage_cache, hessian_key, statistics)
     options = [(bits, block) for block in ENCODER_BLOCKS for bits in ENCODER_WIDTHS]
-    coded = {n: {o: mix.code_tensor(w.detach(), hessians[n], tokens, *o) for o in options} for n, w in weights.items()}
-    sensitivity = mix.measure_sensitivity(original, weights, coded, length_batches(held_out, 64))
+    coder_key = stages.digest(hessian_key, stages.coder_digest())
+    coded = stages.coded_options(stage_cache, coder_key, weights, hessians, tokens, options)
+    held_batches = length_batches(held_out, 64)
+
+    def damage(chosen: list[tuple[int, int]]) -> dict[str, dict[tuple[int, int], float]]:
+        subset = {n: {o: per[o] for o in chosen} for n, per in coded.items()}
+        return mix.measure_sensitivity(original, weights, subset, held_batches)
+
+    sensitivity_key = stages.digest(coder_key, "held-out batches of 64", held_out)
+    sensitivity = stages.cached_sensitivity(stage_cache, sensitivity_key, options, damage)
     cost = {n: {b: c.bits_on_disk for b, c in per.items()} for n, per in coded.items()}
     numel = sum(w.numel() for w in weights.values())
     about = f"{len(fit)} calibration sentences, {tokens} tokens"
@@ -501,18 +522,28 @@ def table(lm: list[Row], enc: list[Row], command: str) -> str:
             continue
         bpw = r["bpw"]
         lines.append(f"| {r['method']} | {float(bpw):.3f} | {float(r['ppl']):.3f} | {float(r['ratio']):.4f} | {r.get('seconds', '')} |")  # type: ignore[arg-type]
+    return "\n".join(lines) + "\n" + ("\n" + encoder_table(enc) if enc else "")
+
+
+ENCODER_HEADING = "Encoder (all-MiniLM-L6-v2, float weights)"
+
+
+def encoder_table(enc: list[Row], command: str | None = None) -> str:
+    """The encoder's paragraph and table; ``command`` is named when the encoder rows were made on their own."""
+    made = f"Made by `{command}` ({time.strftime('%Y-%m-%d', time.gmtime())}). " if command else ""
     encoder_about = (
-        "Encoder (all-MiniLM-L6-v2, float weights): cosine of the mean-pooled sentence embeddings, original vs compressed, "
-        "over 256 evaluation sentences (mean and worst sentence). uc_attest's rows: `gptq_quantize` with the grid "
-        "refit (codebook, then block scales alternating with sweeps, by least squares under the full Hessian), Hessians over the calibration sentences (never the evaluation ones) taken once from the original "
+        f"{ENCODER_HEADING}: cosine of the mean-pooled sentence embeddings, original vs compressed, "
+        "over 256 evaluation sentences (mean and worst sentence). " + made + "uc_attest's rows: `gptq_quantize` with the grid "
+        "refit (codebook, then block scales alternating with sweeps, by least squares under the full Hessian), Hessians over "
+        "the calibration sentences (never the evaluation ones) taken once from the original "
         f"encoder; the mix rows pick a width in {ENCODER_WIDTHS[0]}-{ENCODER_WIDTHS[-1]} and a block size of "
-        f"{' or '.join(map(str, ENCODER_BLOCKS))} per linear map by the damage each map does alone in each option "
+        f"{', '.join(map(str, ENCODER_BLOCKS[:-1]))} or {ENCODER_BLOCKS[-1]} per linear map by the damage each map does alone in each option "
         f"on {SENSITIVITY_SENTENCES} held-out calibration sentences, under caps of "
-        f"{', '.join(map(str, ENCODER_BUDGETS))} bits per weight (5.3 and 4.3: the decoder targets' caps) (`bench/encoder_mix.py`). "
+        f"{', '.join(map(str, ENCODER_BUDGETS))} bits per weight (5.3 and 4.3: the decoder targets' caps; 4.5: that of Q4_0, "
+        "IQ4_NL, NF4 and HQQ 4-bit) (`bench/encoder_mix.py`, stages cached by `bench/encoder_stages.py`). "
         "llama.cpp's importance matrix is the diagonal of the one-shot Hessians."
     )
-    lines += ["", encoder_about, "",
-              "| method | bits/weight | mean cosine | worst cosine |", "| --- | --- | --- | --- |"]  # fmt: skip
+    lines = [encoder_about, "", "| method | bits/weight | mean cosine | worst cosine |", "| --- | --- | --- | --- |"]
     for r in enc:
         if "mean_cos" not in r:
             lines.append(f"| {r['method']} | – | – | {r.get('note', '')} |")
@@ -521,11 +552,18 @@ def table(lm: list[Row], enc: list[Row], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
+def write_section(text: str, encoder_only: bool = False) -> None:
+    """Replace the Quality section of docs/RESULTS.md (or, with ``encoder_only``, its encoder part) by ``text``."""
     path = ROOT / "docs" / "RESULTS.md"
     current = path.read_text() if path.is_file() else "# Results\n"
     start = current.find("## Quality")
-    if start < 0:
+    if encoder_only:
+        start = current.find(ENCODER_HEADING, max(start, 0))
+        if start < 0:
+            raise SystemExit(f"docs/RESULTS.md has no encoder part to replace ({ENCODER_HEADING!r})")
+        end = current.find("\n## ", start)
+        current = current[:start] + text.rstrip("\n") + "\n" + ("" if end < 0 else "\n" + current[end + 1 :])
+    elif start < 0:
         current = current.rstrip("\n") + "\n\n" + text
     else:
         end = current.find("\n## ", start + 1)
@@ -540,16 +578,25 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="ignore bench/cache/quality.json")
     parser.add_argument("--only", help="comma-separated methods to recompute")
     parser.add_argument("--skip-encoder", action="store_true")
+    parser.add_argument("--encoder-only", action="store_true",
+                        help="only the encoder rows; --write-docs then replaces only the encoder part of the Quality section")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--skip-calibrated", action="store_true", help="leave out the (slow) calibrated rows not given by --reuse")
     parser.add_argument("--reuse", action="append", default=[], metavar="BITS=PACK[:SECONDS]",
                         help="evaluate an existing calibrated pack (made with the defaults) instead of compressing")
     args = parser.parse_args()
+    command = "python bench/quality.py " + shlex.join(sys.argv[1:])
+    torch.manual_seed(0)
+    if args.encoder_only:
+        text = encoder_table(encoder_rows(args.fresh), command)
+        print(text)
+        if args.write_docs:
+            write_section(text, encoder_only=True)
+        return
     if not (args.model / "config.json").is_file():
         from uc_attest.demo_model import materialize_smollm2
 
         materialize_smollm2(args.model)
-    torch.manual_seed(0)
     only = set(args.only.split(",")) if args.only else None
     reuse: dict[int, tuple[Path, float | None]] = {}
     for spec in args.reuse:
@@ -558,7 +605,7 @@ def main() -> None:
         reuse[int(bits)] = (Path(path), float(secs) if secs else None)
     lm = lm_rows(args.model, args.windows, args.fresh, only, reuse, args.skip_calibrated)
     enc = [] if args.skip_encoder else encoder_rows(args.fresh)
-    text = table(lm, enc, "python bench/quality.py " + shlex.join(sys.argv[1:]))
+    text = table(lm, enc, command)
     print(text)
     if args.write_docs:
         write_section(text)
