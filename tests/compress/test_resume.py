@@ -20,12 +20,13 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
 
 
-@pytest.mark.parametrize("arch", ["llama", "mixtral"])
-def test_resume_is_byte_identical(arch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("arch", "tune_epochs"), [("llama", 0), ("mixtral", 0), ("gpt2", 2)])
+def test_resume_is_byte_identical(arch: str, tune_epochs: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With tuning, the full-precision stream is persisted too, and the resumed run tunes the same."""
     from tiny_models import COMMON  # noqa: F401 - the tiny models have two blocks
 
     model_dir = make_tiny_model(arch, tmp_path / "model")
-    opts = fast_options(tmp_path)
+    opts = fast_options(tmp_path, tune_epochs=tune_epochs)
     compress_model(model_dir, tmp_path / "full", opts, progress=False)
 
     original = resume.WorkDir.finish_block

@@ -11,7 +11,11 @@
    with Hessian error feedback onto a learned codebook times block scales, put
    the canonical reconstruction of the final packed codes into the block, run
    the block to produce the next block's inputs, persist the block in the work
-   directory, free it.
+   directory, free it. With ``--tune-epochs`` a second stream of activations,
+   the full-precision model's, runs alongside: before the block is coded, its
+   original weights turn that stream's inputs into the targets, and after
+   coding the block's codebooks, scales and biases are tuned so that, fed the
+   coded stream's inputs, it reproduces them (``tune.py``; codes fixed).
 4. Finally every checkpoint tensor is handed to the pack writer in key order,
    from the work directory, so an interrupted and resumed run writes the same
    bytes as an uninterrupted one.
@@ -54,6 +58,7 @@ from .options import CompressOptions
 from .replay_cache import ReplayCache
 from .resume import WorkDir, source_fingerprint
 from .source import SafetensorsSource
+from .tune import CodedMap, tune_block, unpacked_codes
 
 TOKENS_PER_BATCH = 2048
 ALGORITHM = "gptq-codebook-v1"
@@ -139,6 +144,9 @@ class BlockCoder:
                  replay_budget_bytes: int) -> None:  # fmt: skip
         self.model, self.block, self.options, self.dtype = model, block, options, dtype
         self.roles = roles
+        self.prefix = prefix
+        # passthrough tensors of this block by their path inside it (a map's bias is tuned with the map)
+        self.passthrough_paths = {self._path_in_block(mapper.target(k)): k for k in keys if not roles[k].quantize}
         self.quant_keys = [k for k in keys if roles[k].quantize]
         self.key_unit: dict[str, str] = {}
         self.key_param: dict[str, str] = {}
@@ -159,6 +167,9 @@ class BlockCoder:
         self.fallbacks: dict[str, str] = {}
         # kept outputs of finished children: at most one more copy of the block's activations
         self.cache = ReplayCache(block, budget_bytes=replay_budget_bytes)
+
+    def _path_in_block(self, target: str) -> str:
+        return target[len(self.prefix) + 1 :].split(".", 1)[-1]
 
     def finished_children(self) -> list[str]:
         """Direct children of the block whose every quantized weight holds its final reconstruction."""
@@ -205,6 +216,58 @@ class BlockCoder:
         if rest:
             self._load(rest, results)
         return results
+
+    def tune(self, hidden: torch.Tensor, target: torch.Tensor, kwargs: dict[int, tuple[tuple[Any, ...], dict[str, Any]]],
+             batch: int, results: dict[str, tuple[EncodedTensor, str, str]],
+             passthrough: dict[str, tuple[torch.Tensor, str]]) -> bool:  # fmt: skip
+        """Tune the block's dense coded maps against ``target`` (see tune.py); True if the tuning was kept.
+
+        Updates ``results`` and ``passthrough`` (biases) in place and loads the
+        canonical reconstruction of the tuned state into the block. Maps whose
+        module weight is not the checkpoint tensor itself (a converted or fused
+        layout) and experts are left as coded.
+        """
+        maps: list[CodedMap] = []
+        key_of: dict[str, str] = {}
+        for key, (enc, _role, _digest) in results.items():
+            unit = self.key_unit.get(key)
+            if unit is None or not is_dense_unit(self.units[unit]) or len(enc.shape) != 2:
+                continue
+            path = f"{unit}.{self.key_param[key]}"
+            weight = self.block.get_parameter(path)
+            if tuple(weight.shape) != enc.shape:
+                continue
+            codes = unpacked_codes(enc)
+            canonical = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params)
+            if not torch.equal(weight, canonical.to(weight.dtype)):
+                continue
+            bias_key = self.passthrough_paths.get(f"{unit}.bias")
+            bias_ok = bias_key is not None and isinstance(getattr(self.units[unit], "bias", None), nn.Parameter)
+            bias_path = f"{unit}.bias" if bias_ok else None
+            bias_dtype = passthrough[bias_key][0].dtype if bias_ok and bias_key else None
+            maps.append(CodedMap(path, enc, codes, bias_path, bias_dtype))
+            key_of[path] = key
+            if bias_path and bias_key:
+                key_of[bias_path] = bias_key
+        inputs, targets = hidden.split(batch), target.split(batch)
+
+        def run(i: int) -> torch.Tensor:
+            x = inputs[i]
+            args, kw = kwargs[x.shape[0]]
+            return first_output(self.block(x.to(self.dtype), *args, **kw))
+
+        result = tune_block(self.block, maps, run, lambda i: targets[i], len(inputs), self.options.tune_epochs,
+                            seed=self.options.seed)  # fmt: skip
+        if not result.accepted:
+            return False
+        for path, enc in result.encoded.items():
+            results[key_of[path]] = self._finish(key_of[path], enc)
+        self._load([key_of[p] for p in result.encoded], results)
+        for path, bias in result.biases.items():
+            passthrough[key_of[path]] = (bias, passthrough[key_of[path]][1])
+        if result.biases:
+            load_checkpoint_tensors(self.model, {key_of[p]: b for p, b in result.biases.items()}, self.dtype)
+        return True
 
     def _params(self, key: str) -> Any:
         from .pipeline import codec_params
@@ -362,6 +425,9 @@ def compress_calibrated(
     hidden = captured.hidden if done == 0 else work.load_hidden()
     assert hidden is not None
     hidden = hidden.to(dtype)
+    # the full-precision model's activations, the tuning's targets: equal to the coded stream's before block 0
+    tuning = options.tune_epochs > 0
+    reference = (hidden.clone() if done == 0 else work.load_reference().to(dtype)) if tuning else None
 
     fallbacks: dict[str, str] = {}
     bar = tqdm(total=len(blocks), initial=done, desc="calibrate", unit="block", disable=not progress)
@@ -382,19 +448,30 @@ def compress_calibrated(
             coder = BlockCoder(model, block, prefix, block_keys[i], mapper, roles, options, dtype,
                                replay_budget_bytes=hidden.numel() * hidden.element_size())
             with torch.no_grad():
+                # the block still holds its original weights: the full-precision stream's next inputs
+                target = coder.run(reference, captured.kwargs[i], batch, False, replay=False) if reference is not None else None
                 results = coder.code(hidden, captured.kwargs[i], batch, source, bar)
-                hidden = coder.run(hidden, captured.kwargs[i], batch, False)
+                replay, tuned = True, False
+                if target is not None:
+                    if bar is not None:
+                        bar.set_postfix_str("tune")
+                    tuned = coder.tune(hidden, target, captured.kwargs[i], batch, results, passthrough)
+                    if tuned:
+                        coder.cache.clear()  # outputs kept while coding came from the untuned weights
+                        replay = False
+                    reference = target
+                hidden = coder.run(hidden, captured.kwargs[i], batch, False, replay=replay)
             coder.cache.clear()  # the kept outputs go before the block is written, not after
             assert hidden is not None
             fallbacks.update(coder.fallbacks)
-            work.finish_block(i, results, passthrough, hidden)
+            work.finish_block(i, results, passthrough, hidden, reference, tuned)
             release(block)
             del coder, results, passthrough
             return_freed_memory()
             bar.update(1)
     finally:
         bar.close()
-    del hidden
+    del hidden, reference
 
     # every tensor to the writer, in key order, from the source or the work directory
     finished: dict[str, tuple[str, Any, str, str | None]] = {}
@@ -427,11 +504,14 @@ def compress_calibrated(
         "act_order": options.act_order,
         "damp": options.damp,
         "refit_grid": options.refit_grid,
+        "tune_epochs": options.tune_epochs,
         "compute_dtype": compute_dtype,
         "blocks": len(blocks),
         "block_list": prefix,
         "fallback_tensors": len(fallbacks),
     }
+    if tuning:
+        result["tuned_blocks"] = len(work.tuned)
     if fallbacks:
         result["fallbacks"] = json.dumps(fallbacks, sort_keys=True)
     return result

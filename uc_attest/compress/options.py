@@ -33,6 +33,9 @@ class CompressOptions(BaseModel):
     # least-squares refit of codebook and block scales under the full Hessian, with new sweeps (gptq._refine_grid):
     # never worse on the coder's objective; off by default because it costs coding time (see docs/COMPRESSION.md)
     refit_grid: bool = False
+    # epochs of tuning each coded block's codebooks, scales and biases against the full-precision model's outputs,
+    # codes fixed (compress/tune.py); 0 = off. Kept per block only if it lowers that block's output error.
+    tune_epochs: int = Field(0, ge=0, le=100)
     # "auto": bfloat16 where the CPU multiplies bf16 natively, else float32 (see calibrated.resolve_calibration_dtype)
     calibration_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     resume: bool = False

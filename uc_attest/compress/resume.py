@@ -36,6 +36,7 @@ class WorkDir:
     def __init__(self, out: Path, fingerprint: str) -> None:
         self.root = work_dir_for(Path(out))
         self.fingerprint = fingerprint
+        self.tuned: list[int] = []  # finished blocks whose tuning was kept (compress --tune-epochs)
 
     # -- state -------------------------------------------------------------
     def start(self, resume: bool) -> int:
@@ -43,6 +44,8 @@ class WorkDir:
         if resume:
             done = self._completed()
             if done is not None:
+                state = json.loads((self.root / "state.json").read_text(encoding="utf-8"))
+                self.tuned = [int(i) for i in state.get("tuned", []) if int(i) < done]
                 return done
         if self.root.exists():
             shutil.rmtree(self.root)
@@ -65,7 +68,8 @@ class WorkDir:
         return done
 
     def _write_state(self, completed: int) -> None:
-        data = json.dumps({"version": STATE_VERSION, "fingerprint": self.fingerprint, "completed": completed}, sort_keys=True)
+        data = json.dumps({"version": STATE_VERSION, "fingerprint": self.fingerprint, "completed": completed,
+                           "tuned": self.tuned}, sort_keys=True)  # fmt: skip
         write_bytes_atomic(self.root / "state.json", data.encode())
 
     # -- blocks ------------------------------------------------------------
@@ -78,8 +82,10 @@ class WorkDir:
         quantized: dict[str, tuple[EncodedTensor, str, str]],
         passthrough: dict[str, tuple[torch.Tensor, str]],
         hidden: torch.Tensor,
+        reference: torch.Tensor | None = None,
+        tuned: bool = False,
     ) -> None:
-        """Persist a finished block and the next block's inputs, then advance the state."""
+        """Persist a finished block and the next block's inputs (and the full-precision stream's, when tuning), then advance the state."""
         tensors: dict[str, torch.Tensor] = {}
         meta: dict[str, Any] = {}
         for name, (enc, role, digest) in quantized.items():
@@ -92,12 +98,20 @@ class WorkDir:
             tensors[f"p/{name}"] = tensor.contiguous()
             meta[name] = {"kind": "passthrough", "role": role}
         write_bytes_atomic(self.block_path(index), save_safetensors(tensors, metadata={"entries": json.dumps(meta, sort_keys=True)}))
-        write_bytes_atomic(self.root / "hidden.safetensors", save_safetensors({"hidden": hidden.contiguous()}))
+        streams = {"hidden": hidden.contiguous()} | ({"reference": reference.contiguous()} if reference is not None else {})
+        write_bytes_atomic(self.root / "hidden.safetensors", save_safetensors(streams))
+        if tuned:
+            self.tuned.append(index)
         self._write_state(index + 1)
 
     def load_hidden(self) -> torch.Tensor:
         with safe_open(str(self.root / "hidden.safetensors"), framework="pt") as handle:
             return handle.get_tensor("hidden")
+
+    def load_reference(self) -> torch.Tensor:
+        """The full-precision stream's inputs to the next block (written only by a tuning run)."""
+        with safe_open(str(self.root / "hidden.safetensors"), framework="pt") as handle:
+            return handle.get_tensor("reference")
 
     def read_block(self, index: int) -> list[tuple[str, str, Any, str, str | None]]:
         """(name, kind, EncodedTensor | tensor, role, digest) of one finished block, in name order."""
