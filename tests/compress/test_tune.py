@@ -176,9 +176,12 @@ def test_cli_tune_epochs_is_parsed_and_bad_values_exit_2(tmp_path: Path) -> None
     proc = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / "p"), "--tune-epochs", "1", *common)
     assert proc.returncode == 0, proc.stderr
     assert open_pack(tmp_path / "p").manifest.compression.calibration["tune_epochs"] == 1
-    bad = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / "q"), "--tune-epochs", "-1", *common)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert not (tmp_path / "q").exists()
+    for wrong in (["--tune-epochs", "-1"], ["--tune-epochs", "2", "--method", "datafree"]):
+        bad = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / "q"), *wrong, *common)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert not (tmp_path / "q").exists()
+    with pytest.raises(ValueError, match="calibrated"):
+        fast_options(tmp_path, method="datafree", tune_epochs=1)
 
 
 def test_encoded_tensor_round_trip_of_unpacked_codes() -> None:

@@ -51,6 +51,8 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
     from ..pack.inspect import format_summary, summarize
     from ..pack.reader import open_pack
 
+    if method == "datafree" and tune_epochs:
+        raise click.BadParameter("block tuning needs calibration data: use it with --method calibrated", param_hint="--tune-epochs")
     options = CompressOptions(bits=bits, bits_for=parse_glob_rule(bits_for, "--bits-for", "BITS", 2, 8), block_size=block_size,
                               block_size_for=parse_glob_rule(block_size_for, "--block-size-for", "SIZE", 8, 4096),
                               dtype=dtype, method=method,  # type: ignore[arg-type]

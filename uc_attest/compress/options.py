@@ -6,7 +6,7 @@ import fnmatch
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..errors import UsageError
 
@@ -51,6 +51,12 @@ class CompressOptions(BaseModel):
             if not low <= v <= high:
                 raise ValueError(f"{pattern}: {what} must be in {low}..{high}, got {v}")
         return value
+
+    @model_validator(mode="after")
+    def _tuning_needs_calibration(self) -> "CompressOptions":
+        if self.method == "datafree" and self.tune_epochs:
+            raise ValueError("tune_epochs needs the calibrated method (block tuning runs on calibration data)")
+        return self
 
     def bits_for_key(self, key: str) -> int:
         """Code width of one checkpoint tensor: that of the ``bits_for`` globs that match it, else ``bits``.
