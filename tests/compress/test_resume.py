@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from helpers import fast_options
 from tiny_models import make_tiny_model
@@ -20,10 +21,22 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
 
 
-@pytest.mark.parametrize(("arch", "tune_epochs"), [("llama", 0), ("mixtral", 0), ("gpt2", 2)])
-def test_resume_is_byte_identical(arch: str, tune_epochs: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With tuning, the full-precision stream is persisted too, and the resumed run tunes the same."""
+@pytest.mark.parametrize(("arch", "tune_epochs", "dead_expert"), [("llama", 0, False), ("mixtral", 0, False), ("gpt2", 2, False),
+                                                                  ("mixtral", 0, True)])  # fmt: skip
+def test_resume_is_byte_identical(arch: str, tune_epochs: int, dead_expert: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With tuning, the full-precision stream is persisted too; fallbacks of the finished blocks stay in the manifest."""
     from tiny_models import COMMON  # noqa: F401 - the tiny models have two blocks
+
+    if dead_expert:  # expert 0 never routed: its tensors get a fallback, recorded in the manifest
+        from uc_attest.compress import hessian
+
+        routed = hessian._expert_inputs
+
+        def never_expert_zero(module, args, kwargs):  # type: ignore[no-untyped-def]
+            hidden, top_k = routed(module, args, kwargs)
+            return hidden, torch.where(top_k == 0, torch.full_like(top_k, 1), top_k)
+
+        monkeypatch.setattr(hessian, "_expert_inputs", never_expert_zero)
 
     model_dir = make_tiny_model(arch, tmp_path / "model")
     opts = fast_options(tmp_path, tune_epochs=tune_epochs)
@@ -59,6 +72,8 @@ def test_resume_is_byte_identical(arch: str, tune_epochs: int, tmp_path: Path, m
     assert _files(tmp_path / "out") == _files(tmp_path / "full")
     assert not work.exists()
     assert manifest.compression.calibration["blocks"] == 2
+    if dead_expert:
+        assert "model.layers.0.block_sparse_moe.experts.0.w2.weight" in str(manifest.compression.calibration["fallbacks"])
 
 
 def test_resume_ignores_a_different_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -429,7 +429,6 @@ def compress_calibrated(
     tuning = options.tune_epochs > 0
     reference = (hidden.clone() if done == 0 else work.load_reference().to(dtype)) if tuning else None
 
-    fallbacks: dict[str, str] = {}
     bar = tqdm(total=len(blocks), initial=done, desc="calibrate", unit="block", disable=not progress)
     try:
         for i in range(done, len(blocks)):
@@ -463,8 +462,8 @@ def compress_calibrated(
                 hidden = coder.run(hidden, captured.kwargs[i], batch, False, replay=replay)
             coder.cache.clear()  # the kept outputs go before the block is written, not after
             assert hidden is not None
-            fallbacks.update(coder.fallbacks)
-            work.finish_block(i, results, passthrough, hidden, reference, tuned)
+            # what finished blocks record (tuned, fallbacks) is kept with them, so a resumed run reports all of it
+            work.finish_block(i, results, passthrough, hidden, reference, tuned, coder.fallbacks)
             release(block)
             del coder, results, passthrough
             return_freed_memory()
@@ -472,6 +471,7 @@ def compress_calibrated(
     finally:
         bar.close()
     del hidden, reference
+    fallbacks = dict(work.fallbacks)
 
     # every tensor to the writer, in key order, from the source or the work directory
     finished: dict[str, tuple[str, Any, str, str | None]] = {}

@@ -37,6 +37,7 @@ class WorkDir:
         self.root = work_dir_for(Path(out))
         self.fingerprint = fingerprint
         self.tuned: list[int] = []  # finished blocks whose tuning was kept (compress --tune-epochs)
+        self.fallbacks: dict[str, str] = {}  # tensors of finished blocks coded by a fallback, and why
 
     # -- state -------------------------------------------------------------
     def start(self, resume: bool) -> int:
@@ -46,6 +47,7 @@ class WorkDir:
             if done is not None:
                 state = json.loads((self.root / "state.json").read_text(encoding="utf-8"))
                 self.tuned = [int(i) for i in state.get("tuned", []) if int(i) < done]
+                self.fallbacks = {str(k): str(v) for k, v in state.get("fallbacks", {}).items()}
                 return done
         if self.root.exists():
             shutil.rmtree(self.root)
@@ -69,7 +71,7 @@ class WorkDir:
 
     def _write_state(self, completed: int) -> None:
         data = json.dumps({"version": STATE_VERSION, "fingerprint": self.fingerprint, "completed": completed,
-                           "tuned": self.tuned}, sort_keys=True)  # fmt: skip
+                           "tuned": self.tuned, "fallbacks": self.fallbacks}, sort_keys=True)  # fmt: skip
         write_bytes_atomic(self.root / "state.json", data.encode())
 
     # -- blocks ------------------------------------------------------------
@@ -84,6 +86,7 @@ class WorkDir:
         hidden: torch.Tensor,
         reference: torch.Tensor | None = None,
         tuned: bool = False,
+        fallbacks: dict[str, str] | None = None,
     ) -> None:
         """Persist a finished block and the next block's inputs (and the full-precision stream's, when tuning), then advance the state."""
         tensors: dict[str, torch.Tensor] = {}
@@ -102,6 +105,7 @@ class WorkDir:
         write_bytes_atomic(self.root / "hidden.safetensors", save_safetensors(streams))
         if tuned:
             self.tuned.append(index)
+        self.fallbacks.update(fallbacks or {})
         self._write_state(index + 1)
 
     def load_hidden(self) -> torch.Tensor:
