@@ -80,7 +80,7 @@ def sign_command(
         return
     t = result.timings
     click.echo(f"signed by {result.signer}")
-    click.echo(f"perplexity {result.perplexity:.6f} over {result.windows} windows ({result.token_count} tokens)")
+    click.echo(f"perplexity {result.perplexity:.6f} over {result.windows} windows of an evaluation token file of {result.token_count} tokens")
     if result.baseline_perplexity is not None and result.ratio is not None:
         click.echo(f"baseline perplexity {result.baseline_perplexity:.6f}, ratio {result.ratio:.6f}")
     click.echo(f"time: verify {t.verify:.2f}s, evaluation {t.evaluation:.2f}s, signing {t.signing:.2f}s, total {t.total:.2f}s")
