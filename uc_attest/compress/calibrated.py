@@ -237,18 +237,16 @@ class BlockCoder:
             weight = self.block.get_parameter(path)
             if tuple(weight.shape) != enc.shape:
                 continue
-            codes = unpacked_codes(enc)
             canonical = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params)
             if not torch.equal(weight, canonical.to(weight.dtype)):
                 continue
-            bias_key = self.passthrough_paths.get(f"{unit}.bias")
-            bias_ok = bias_key is not None and isinstance(getattr(self.units[unit], "bias", None), nn.Parameter)
-            bias_path = f"{unit}.bias" if bias_ok else None
-            bias_dtype = passthrough[bias_key][0].dtype if bias_ok and bias_key else None
-            maps.append(CodedMap(path, enc, codes, bias_path, bias_dtype))
             key_of[path] = key
-            if bias_path and bias_key:
-                key_of[bias_path] = bias_key
+            bias_key = self.passthrough_paths.get(f"{unit}.bias")
+            if bias_key is None or not isinstance(getattr(self.units[unit], "bias", None), nn.Parameter):
+                maps.append(CodedMap(path, enc, unpacked_codes(enc)))
+                continue
+            key_of[f"{unit}.bias"] = bias_key
+            maps.append(CodedMap(path, enc, unpacked_codes(enc), f"{unit}.bias", passthrough[bias_key][0].dtype))
         inputs, targets = hidden.split(batch), target.split(batch)
 
         def run(i: int) -> torch.Tensor:

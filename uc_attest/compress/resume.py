@@ -43,9 +43,9 @@ class WorkDir:
     def start(self, resume: bool) -> int:
         """Number of finished blocks to skip (0 unless resuming a matching run)."""
         if resume:
-            done = self._completed()
-            if done is not None:
-                state = json.loads((self.root / "state.json").read_text(encoding="utf-8"))
+            found = self._completed()
+            if found is not None:
+                done, state = found
                 self.tuned = [int(i) for i in state.get("tuned", []) if int(i) < done]
                 self.fallbacks = {str(k): str(v) for k, v in state.get("fallbacks", {}).items()}
                 return done
@@ -55,7 +55,8 @@ class WorkDir:
         self._write_state(0)
         return 0
 
-    def _completed(self) -> int | None:
+    def _completed(self) -> tuple[int, dict[str, Any]] | None:
+        """Finished blocks of a matching run, and its state; None if there is nothing to resume."""
         try:
             state = json.loads((self.root / "state.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -67,7 +68,7 @@ class WorkDir:
             return None
         if done and not (self.root / "hidden.safetensors").is_file():
             return None
-        return done
+        return done, state
 
     def _write_state(self, completed: int) -> None:
         data = json.dumps({"version": STATE_VERSION, "fingerprint": self.fingerprint, "completed": completed,

@@ -27,6 +27,7 @@ have 15-16 % less damage than the same mixes untuned (docs/RESULTS.md).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -194,8 +195,6 @@ def unpacked_codes(enc: EncodedTensor) -> torch.Tensor:
     """The integer codes of an encoded tensor, in its shape."""
     from ..codec.bitpack import unpack_codes
 
-    count = 1
-    for n in enc.shape:
-        count *= n
+    count = math.prod(enc.shape)
     return torch.from_numpy(unpack_codes(enc.packed_codes, enc.params.bits, count).reshape(enc.shape).astype("int64"))
 
