@@ -60,7 +60,7 @@ def config_from_bytes(raw: bytes) -> Any:
     return config.__class__.from_dict(data)
 
 
-def causal_lm_class(config: Any) -> type:
+def causal_lm_class(config: Any) -> Any:
     """The transformers class a causal LM config builds (AutoModelForCausalLM's choice)."""
     from transformers import AutoModel, AutoModelForCausalLM
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import UnreadableInputError, UsageError
-from .attest_check import TrustArgs, trust_options
+from .attest_check import trust_options
 
 MAX_RESULTS_BYTES = 256 << 20
 MAX_BUNDLE_BYTES = 64 << 20
@@ -76,10 +76,12 @@ def verify_report_command(
     """
     from ..report.verify import verify_report_bytes
 
-    trust = TrustArgs(key=key, trusted_root=trusted_root, identity=identity, issuer=issuer).validate()
+    from ..attest.trust import trust_anchor
+
+    trust = trust_anchor(key=key, trusted_root=trusted_root, identity=identity, issuer=issuer)
     pdf = _read(report_path, "report", MAX_REPORT_BYTES)
     # Expiry is judged at check time by the policy; an auditor verifies authenticity, possibly years later.
-    outcome = verify_report_bytes(pdf, trust.verifier(allow_expired=True), source=str(report_path), rerender=not no_rerender)
+    outcome = verify_report_bytes(pdf, lambda bundle: trust.verify(bundle, allow_expired=True), source=str(report_path), rerender=not no_rerender)
     for line in outcome.lines:
         click.echo(line)
     r = outcome.results

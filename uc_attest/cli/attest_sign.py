@@ -9,6 +9,7 @@ import click
 
 from ..errors import UsageError
 from .attest_keys import stdin_is_interactive
+from .common import evaluation_options
 
 
 def _prompt_passphrase() -> bytes:
@@ -29,6 +30,7 @@ def _prompt_passphrase() -> bytes:
 @click.option("--tokens-out", type=click.Path(path_type=Path), help="token file path (default: beside the bundle, NAME.eval-tokens.safetensors)")
 @click.option("--json", "as_json", is_flag=True, help="print the result (paths, perplexities, timings) as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bars")
+@evaluation_options
 def sign_command(
     pack: Path,
     key_path: Path | None,
@@ -43,6 +45,8 @@ def sign_command(
     tokens_out: Path | None,
     as_json: bool,
     quiet: bool,
+    streaming: bool,
+    device: str,
 ) -> None:
     """Verify PACK, measure its perplexity (and the baseline's), and sign the result.
 
@@ -51,6 +55,7 @@ def sign_command(
     """
     from ..attest.acceptance import SignOptions, sign_pack
     from ..attest.keys import load_signing_key
+    from ..evaluate.measure import resolve_device
 
     if (key_path is None) == (not keyless):
         raise UsageError("give exactly one of --key NAME.key or --sigstore")
@@ -73,6 +78,8 @@ def sign_command(
             output=output,
             tokens_output=tokens_out,
             progress=not quiet,
+            streaming=streaming,
+            device=resolve_device(device),
         )
     )
     if as_json:

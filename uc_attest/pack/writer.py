@@ -19,6 +19,7 @@ from safetensors.torch import save as save_safetensors
 from ..atomic import atomic_directory
 from ..codec.encoded import EncodedTensor
 from ..codec.reconstruct import DTYPE_NAMES, tensor_digest
+from ..digests import sha256_file
 from .manifest import (
     MANIFEST_NAME,
     CompressionInfo,
@@ -49,14 +50,6 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
     "chat_template.json",
 )
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Shard:
@@ -128,7 +121,7 @@ class PackWriter:
         shard = self._shard("passthrough", tensor.numel() * tensor.element_size())
         shard.add(name, tensor)
         self.tensors.append(
-            TensorEntry(name=name, shape=list(tensor.shape), dtype=DTYPE_NAMES[tensor.dtype], kind="passthrough",
+            TensorEntry(name=name, shape=list(tensor.shape), dtype=DTYPE_NAMES[tensor.dtype], kind="passthrough",  # type: ignore[arg-type]
                         role=role, digest=tensor_digest(tensor), storage=PassthroughStorage(file=shard.name, key=name))
         )  # fmt: skip
         self.passthrough_params += tensor.numel()
