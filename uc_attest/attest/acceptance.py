@@ -38,8 +38,8 @@ from pydantic import BaseModel, ConfigDict
 
 from .. import __version__
 from ..atomic import write_bytes_atomic
-from ..digests import sha256_file
 from ..errors import UnreadableInputError, UsageError
+from ..safe_io import sha256_regular_file
 from .errors import AcceptanceTestError, BundleFormatError
 from .keys import PrivateKey, fingerprint
 from .paths import default_bundle_path, tokens_path_for_bundle
@@ -140,7 +140,7 @@ def hash_model_dir(root: Path) -> list[FileDigest]:
             full = Path(dirpath) / name
             if name.startswith(".") or full.is_symlink() or not full.is_file():
                 continue
-            out.append(FileDigest(path=full.relative_to(root).as_posix(), sha256=sha256_file(full)))
+            out.append(FileDigest(path=full.relative_to(root).as_posix(), sha256=sha256_regular_file(full, follow_symlinks=False)[1]))
     return out
 
 

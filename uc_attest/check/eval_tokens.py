@@ -15,11 +15,11 @@ def check_eval_tokens(ctx: CheckContext) -> CheckResult:
         return skipped(NAME, NOT_SIGNED, ctx.policy.perplexity.remeasure)
     if not ctx.policy.perplexity.remeasure:
         return skipped(NAME, "Not needed: the policy does not ask for a re-measurement.", False)
-    from ..evaluate.tokens import load_token_file
+    from ..evaluate.tokens import load_token_file, token_file_limit
 
     path = ctx.tokens_path
     try:
-        ids, _meta, sha = load_token_file(path)
+        ids, _meta, sha = load_token_file(path, token_file_limit(ctx.predicate.measurement.dataset.token_count))
     except UcError as exc:
         return failed(NAME, f"The evaluation token file cannot be used: {exc}")
     if sha != ctx.attested_tokens:

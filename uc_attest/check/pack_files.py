@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from ..attest.subjects import split_subjects
-from ..digests import sha256_file
 from ..errors import VerificationError
+from ..safe_io import sha256_regular_file
 from .context import CheckContext, failed, passed, skipped
 from .results import CheckResult, CheckStatus, FileCheck
 
@@ -42,7 +42,10 @@ def present_files(root: Path, known: dict[str, tuple[int, str]]) -> tuple[dict[s
             elif rel in known:
                 found[rel] = known[rel]
             else:
-                found[rel] = (full.stat().st_size, sha256_file(full))
+                try:
+                    found[rel] = sha256_regular_file(full, follow_symlinks=False)
+                except OSError as exc:  # swapped for a FIFO or device since the walk: refused, never read
+                    odd.append(f"{rel}: {exc.strerror or 'not a regular file'}")
     return found, odd
 
 

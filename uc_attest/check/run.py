@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import UcError, UnreadableInputError, UsageError
+from ..errors import UcError, UsageError, VerificationError
 from ..pack.manifest import MANIFEST_NAME
+from ..safe_io import read_input_file, sha256_regular_file
 from .attestation_age import check_attestation_age
 from .baseline_ratio import check_baseline_ratio
 from .context import CheckContext, CheckInputs
@@ -103,19 +104,6 @@ STAGES: list[tuple[str, list[Check | Callable[[CheckContext], None]]]] = [
 """The check, stage by stage (timed per stage); a step that returns a result adds it to the results."""
 
 
-def _read_bundle(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_BUNDLE_BYTES:
-            raise UnreadableInputError(f"bundle {path} is too large for an attestation")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"bundle not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"bundle is a directory: {path}") from None
-    except OSError as exc:
-        raise UnreadableInputError(f"cannot read bundle {path}: {exc.strerror or exc}") from None
-
-
 def _context(inputs: CheckInputs) -> CheckContext:
     from ..attest.paths import default_bundle_path, tokens_path_for_bundle
 
@@ -126,7 +114,7 @@ def _context(inputs: CheckInputs) -> CheckContext:
     if not manifest.exists() and not manifest.is_symlink():
         raise UsageError(f"{pack_root} is not a pack: no {MANIFEST_NAME}")
     bundle_path = Path(inputs.bundle) if inputs.bundle else default_bundle_path(pack_root)
-    bundle_bytes = _read_bundle(bundle_path)
+    bundle_bytes = read_input_file(bundle_path, "bundle", MAX_BUNDLE_BYTES)
     tokens_path = Path(inputs.tokens) if inputs.tokens else tokens_path_for_bundle(bundle_path)
     now = (inputs.now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
     return CheckContext(inputs=inputs, now=now, bundle_bytes=bundle_bytes, tokens_path=tokens_path)
@@ -153,12 +141,12 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
 def _manifest_sha256(ctx: CheckContext) -> str:
     if ctx.verified is not None:
         return ctx.verified.manifest_sha256
-    from ..digests import sha256_file
-
     try:
-        return sha256_file(Path(ctx.inputs.pack) / MANIFEST_NAME)
-    except OSError:
-        raise UsageError(f"{ctx.inputs.pack} is not a pack: {MANIFEST_NAME} cannot be read") from None
+        return sha256_regular_file(Path(ctx.inputs.pack) / MANIFEST_NAME, follow_symlinks=False)[1]
+    except FileNotFoundError:
+        raise UsageError(f"{ctx.inputs.pack} is not a pack: no {MANIFEST_NAME}") from None
+    except OSError as exc:  # a FIFO, device or symlink in its place: a tampered pack
+        raise VerificationError(f"{MANIFEST_NAME}: {exc.strerror or exc}") from None
 
 
 def _comparison(ctx: CheckContext) -> PerplexityComparison:

@@ -12,7 +12,6 @@ swapped or edited in between fails with a :class:`VerificationError`.
 from __future__ import annotations
 
 import os
-import stat
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch
 
 from ..codec.reconstruct import tensor_digest
 from ..errors import VerificationError
+from ..safe_io import open_regular_fd
 from .decode import decode_tensor
 from .paths import check_relative_path
 from .safetensors_strict import SafetensorsFormatError, TensorSlot
@@ -74,15 +74,13 @@ class VerifiedTensorReader:
         expected = self.verified.file_digests().get(file)
         if slots is None or expected is None:
             raise VerificationError(f"{file}: not a shard the verification pass read")
-        path = self.verified.root / file
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd, st = open_regular_fd(self.verified.root / file, follow_symlinks=False)
         except OSError as exc:
             raise VerificationError(f"{file}: cannot be read again after verification ({exc.strerror or exc})") from None
         try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode) or st.st_size != expected.size:
-                raise VerificationError(f"{file}: no longer the regular file of {expected.size} bytes that was verified")
+            if st.st_size != expected.size:
+                raise VerificationError(f"{file}: no longer the file of {expected.size} bytes that was verified")
             view = _SlotReads(fd, slots)
             out: dict[str, torch.Tensor] = {}
             for name in names:

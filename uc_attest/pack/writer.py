@@ -19,7 +19,6 @@ from safetensors.torch import save as save_safetensors
 from ..atomic import atomic_directory
 from ..codec.encoded import EncodedTensor
 from ..codec.reconstruct import DTYPE_NAMES, tensor_digest
-from ..digests import sha256_file
 from .manifest import (
     MANIFEST_NAME,
     CompressionInfo,
@@ -32,6 +31,7 @@ from .manifest import (
     QuantizedStorage,
     TensorEntry,
 )
+from ..safe_io import sha256_regular_file
 from .strict_json import dumps_canonical
 
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
@@ -50,6 +50,10 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
     "chat_template.json",
 )
+
+
+def sha256_file(path: Path) -> str:
+    return sha256_regular_file(path)[1]
 
 
 class _Shard:
