@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 from .. import __version__
 from ..errors import UcError, UnreadableInputError, UsageError, VerificationError
 from ..policy.loader import LoadedPolicy
+from ..policy.model import WeightsPolicy
 from ..safe_io import read_input_file, sha256_regular_file
 from ..policy.rules import (
     Decision,
@@ -290,7 +291,7 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
     if inputs.fail_fast and state.failed():
         found = _skip_structure_and_weights(state, predicate, pack_root, policy.weights.require_bit_exact)
     else:
-        found = _check_structure_and_weights(state, predicate, pack_root, inputs.progress, policy.weights.require_bit_exact)
+        found = _check_structure_and_weights(state, predicate, pack_root, inputs.progress, policy.weights)
     manifest_sha, model_type, model_name, source_note, pack_ok, tensors = found
     lap("pack verify and reconstruction")
 
@@ -413,9 +414,7 @@ def _skip_structure_and_weights(
     return _PackFindings(manifest_sha, model_type, "unknown", "", False, [])
 
 
-def _check_structure_and_weights(
-    state: _State, predicate: Any, root: Path, progress: bool, require_bit_exact: bool
-) -> _PackFindings:
+def _check_structure_and_weights(state: _State, predicate: Any, root: Path, progress: bool, weights: WeightsPolicy) -> _PackFindings:
     """``uc verify`` on the pack, then every rebuilt tensor digest against the signed one."""
     from ..pack.manifest import MANIFEST_NAME
     from ..pack.verify import verify_pack
@@ -427,12 +426,14 @@ def _check_structure_and_weights(
         raise UsageError(f"{root} is not a pack: no {MANIFEST_NAME}") from None
     except OSError as exc:  # a FIFO, device or symlink in its place: a tampered pack
         raise VerificationError(f"{MANIFEST_NAME}: {exc.strerror or exc}") from None
+    require_bit_exact = weights.require_bit_exact
     model_type = predicate.pack.model_type if predicate else "unknown"
     model_name = "unknown"
     source_note = ""
     report = None
     try:
-        report = verify_pack(root, progress=progress, architecture=True)
+        # one rule with pack_files: files nobody signed are tolerated (never read) exactly when the policy says so
+        report = verify_pack(root, progress=progress, architecture=True, tolerate_unlisted=weights.allow_unattested_files)
         from ..pack.reader import open_pack
 
         opened = open_pack(root)
@@ -444,8 +445,9 @@ def _check_structure_and_weights(
     if report is not None:
         if report.ok:
             state.add("pack_structure", TITLES["pack_structure"], CheckStatus.PASS, True,
-                      f"Manifest {report.format} {report.format_version} read strictly; {len(report.files)} files and {len(report.tensors)} tensors verified against it.",
-                      {"files": len(report.files), "tensors": len(report.tensors)})
+                      f"Manifest {report.format} {report.format_version} read strictly; {len(report.files)} files and {len(report.tensors)} tensors verified against it"
+                      + (f"; {len(report.tolerated)} unlisted entries tolerated by the policy, never read." if report.tolerated else "."),
+                      {"files": len(report.files), "tensors": len(report.tensors), "tolerated": len(report.tolerated)})
         else:
             more = f" (+{len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
             state.add("pack_structure", TITLES["pack_structure"], CheckStatus.FAIL, True, f"{report.failures[0]}{more}", {"failures": len(report.failures)})
