@@ -31,7 +31,7 @@ from .. import __version__
 from ..errors import UcError, UnreadableInputError, UsageError, VerificationError
 from ..policy.loader import LoadedPolicy
 from ..policy.model import WeightsPolicy
-from ..safe_io import read_input_file, sha256_regular_file
+from ..safe_io import NotRegularFileError, read_input_file, sha256_regular_file
 from ..policy.rules import (
     Decision,
     judge_baseline_ratio,
@@ -403,10 +403,10 @@ def _skip_structure_and_weights(
 
     try:
         manifest_sha = _sha256_file(root / MANIFEST_NAME)
-    except FileNotFoundError:
-        raise UsageError(f"{root} is not a pack: no {MANIFEST_NAME}") from None
-    except OSError as exc:  # a FIFO, device or symlink in its place: a tampered pack
+    except NotRegularFileError as exc:  # a FIFO or device in its place: a tampered pack, refused unread
         raise VerificationError(f"{MANIFEST_NAME}: {exc.strerror or exc}") from None
+    except OSError:
+        raise UsageError(f"{root} is not a pack: no {MANIFEST_NAME}") from None
     why = "Not checked: an earlier required check failed and --fail-fast stops there."
     state.skip("pack_structure", TITLES["pack_structure"], why)
     state.skip("weights_bit_exact", TITLES["weights_bit_exact"], why, require_bit_exact)
@@ -422,10 +422,10 @@ def _check_structure_and_weights(state: _State, predicate: Any, root: Path, prog
     manifest_path = root / MANIFEST_NAME
     try:
         manifest_sha = _sha256_file(manifest_path)
-    except FileNotFoundError:
-        raise UsageError(f"{root} is not a pack: no {MANIFEST_NAME}") from None
-    except OSError as exc:  # a FIFO, device or symlink in its place: a tampered pack
+    except NotRegularFileError as exc:  # a FIFO or device in its place: a tampered pack, refused unread
         raise VerificationError(f"{MANIFEST_NAME}: {exc.strerror or exc}") from None
+    except OSError:
+        raise UsageError(f"{root} is not a pack: no {MANIFEST_NAME}") from None
     require_bit_exact = weights.require_bit_exact
     model_type = predicate.pack.model_type if predicate else "unknown"
     model_name = "unknown"
