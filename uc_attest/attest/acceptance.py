@@ -242,7 +242,7 @@ def _measure(options: SignOptions, pack: Any, text: str, text_source: str) -> _M
     """Tokenise once, write nothing, measure the pack (and the baseline) on those ids."""
     from ..evaluate.environment import capture_environment
     from ..evaluate.loading import load_model_dir, load_pack_model
-    from ..evaluate.perplexity import evaluate_tokens, windows_of
+    from ..evaluate.perplexity import check_token_range, evaluate_tokens, windows_of
     from ..evaluate.tokens import token_file_bytes, tokenize_text
 
     t0 = time.perf_counter()
@@ -255,6 +255,7 @@ def _measure(options: SignOptions, pack: Any, text: str, text_source: str) -> _M
 
     with _hf_progress(options.progress):
         model = load_pack_model(pack)
+    check_token_range(ids, model)  # every id the token file will carry, not only those in the scored windows
     pack_eval = evaluate_tokens(model, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress)
     environment = capture_environment(model, dtype=pack_eval.compute_dtype)
     del model

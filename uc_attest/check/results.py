@@ -374,6 +374,8 @@ def load_results(data: bytes, source: str = "results.json") -> Results:
         raw: Any = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnreadableInputError(f"{source}: not a JSON document ({exc})") from None
+    except RecursionError:
+        raise UnreadableInputError(f"{source}: JSON nested too deeply for a results file") from None
     try:
         return Results.model_validate(raw)
     except ValidationError as exc:

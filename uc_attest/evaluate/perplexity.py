@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
 from ..codec.reconstruct import TORCH_DTYPES
-from ..errors import UsageError
+from ..errors import UnreadableInputError, UsageError
 
 METHOD = "uc-ppl-v1"
 
@@ -52,6 +52,20 @@ def windows_of(ids: torch.Tensor, seq_len: int, max_windows: int | None) -> torc
     return ids[: n * seq_len].reshape(n, seq_len)
 
 
+def check_token_range(ids: torch.Tensor, model: Any) -> None:
+    """Refuse ids the model has no embedding for (negative, or >= its vocabulary), before any forward pass.
+
+    A token file or a tokenizer with more ids than the model's embedding matrix
+    would otherwise end in an IndexError deep inside the embedding lookup.
+    """
+    vocab = int(model.get_input_embeddings().num_embeddings)
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab:
+        bad = low if low < 0 else high
+        raise UnreadableInputError(f"token id {bad} is outside the model's vocabulary of {vocab} ids (0 to {vocab - 1}); "
+                                   "the tokens or the tokenizer do not belong to this model")  # fmt: skip
+
+
 @torch.inference_mode()
 def evaluate_tokens(
     model: Any,
@@ -63,6 +77,7 @@ def evaluate_tokens(
 ) -> EvalResult:
     start = time.perf_counter()
     windows = windows_of(ids, seq_len, max_windows)
+    check_token_range(windows, model)
     dtype = TORCH_DTYPES[compute_dtype]
     if next(model.parameters()).dtype != dtype:
         model = model.to(dtype)  # bf16 -> float32 widening is exact
