@@ -36,8 +36,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .. import __version__
-from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError
+from ..outputs import Output, check_outputs, write_all
 from ..safe_io import sha256_regular_file
 from .errors import AcceptanceTestError, BundleFormatError
 from .keys import PrivateKey, fingerprint
@@ -108,12 +108,6 @@ class SignResult(BaseModel):
     token_count: int
     subjects: int
     timings: SignTimings
-
-
-def _check_output_dir(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"output directory does not exist: {parent}")
 
 
 def read_eval_text(path: Path | None) -> tuple[str, str]:
@@ -217,12 +211,7 @@ def _hf_progress(enabled: bool) -> Iterator[None]:
 
 
 def _write_outputs(bundle_path: Path, bundle: bytes, tokens_path: Path, tokens: bytes) -> None:
-    write_bytes_atomic(tokens_path, tokens)
-    try:
-        write_bytes_atomic(bundle_path, bundle)
-    except BaseException:
-        tokens_path.unlink(missing_ok=True)
-        raise
+    write_all([Output(tokens_path, tokens), Output(bundle_path, bundle)])  # both or neither
 
 
 @dataclass
@@ -328,9 +317,9 @@ def _output_paths(options: SignOptions) -> tuple[Path, Path]:
     if bundle_path.resolve() == tokens_path.resolve():
         raise UsageError("the bundle and the token file cannot be the same file")
     for out in (bundle_path, tokens_path):
-        _check_output_dir(out)
         if out.resolve().is_relative_to(pack_path.resolve()):
             raise UsageError(f"{out} is inside the pack; outputs go beside it")
+    check_outputs([bundle_path, tokens_path], [options.eval_text, options.baseline])  # before minutes of measuring: both can be written
     return bundle_path, tokens_path
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from ..outputs import Output, check_outputs, write_all
 from .common import exit_with
 
 
@@ -95,15 +96,13 @@ def check_command(
 
     trust = TrustArgs(key=key, trusted_root=trusted_root, identity=identity, issuer=issuer).validate()
     policy = load_policy(policy_spec)
-    for out in (report_path, json_path):
-        if out is not None and not (out.parent if str(out.parent) else Path(".")).is_dir():
-            raise UsageError(f"output directory does not exist: {out.parent}")
     if report_path is not None and json_path is not None and report_path.resolve() == json_path.resolve():
         raise UsageError("--report and --json cannot be the same file")
     inputs = [p.resolve() for p in (bundle, tokens, key, trusted_root) if p is not None]
     for out in (report_path, json_path):
         if out is not None and (out.resolve() in inputs or out.resolve().is_relative_to(pack.resolve())):
             raise UsageError(f"{out} would overwrite an input (outputs go outside the pack and beside the inputs)")
+    check_outputs([report_path, json_path])  # before minutes of checking: every output can be written
 
     from ..check.pipeline import CheckInputs, run_check
 
@@ -122,18 +121,18 @@ def check_command(
         )
     )
     results = outcome.results
+    written: list[Output] = []
     if json_path is not None:
-        from ..atomic import write_bytes_atomic
-
-        write_bytes_atomic(json_path, results.to_json_bytes())
+        written.append(Output(json_path, results.to_json_bytes()))
     if report_path is not None:
         import time
 
-        from ..report import BUNDLE_ATTACHMENT, render_report
+        from ..report import BUNDLE_ATTACHMENT, render_report_bytes
 
         started = time.perf_counter()
-        render_report(results, {BUNDLE_ATTACHMENT: outcome.bundle_bytes}, report_path)
+        written.append(Output(report_path, render_report_bytes(results, {BUNDLE_ATTACHMENT: outcome.bundle_bytes})))
         outcome.timings["report"] = round(time.perf_counter() - started, 3)
+    write_all(written)  # both or neither
     for check in results.checks:
         tag = "" if check.required else " (advisory)"
         click.echo(f"{check.status.value:4}  {check.title}{tag}: {check.summary}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import UnreadableInputError, UsageError
+from ..outputs import check_outputs
 from ..safe_io import read_input_file
 from .attest_check import TrustArgs, trust_options
 
@@ -36,6 +37,7 @@ def report_command(results_path: Path, output: Path, bundle: Path | None) -> Non
     for given in (results_path, bundle):
         if given is not None and output.resolve() == given.resolve():
             raise UsageError(f"the report would overwrite its own input {given}")
+    check_outputs([output], [results_path, bundle])  # before reading and rendering
     results = load_results(_read(results_path, "results file", MAX_RESULTS_BYTES), str(results_path))
     extra = {}
     if bundle is not None:
