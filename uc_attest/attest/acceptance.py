@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,6 @@ from pydantic import BaseModel, ConfigDict
 from .. import __version__
 from ..errors import UnreadableInputError, UsageError
 from ..outputs import Output, check_outputs, write_all
-from ..safe_io import sha256_regular_file
 from .errors import AcceptanceTestError, BundleFormatError
 from .keys import PrivateKey, fingerprint
 from .paths import default_bundle_path, tokens_path_for_bundle
@@ -49,7 +47,6 @@ from .predicate import (
     BaselineModelInfo,
     BaselineResult,
     DatasetInfo,
-    FileDigest,
     Measurement,
     PackInfo,
     PerplexityResult,
@@ -57,6 +54,7 @@ from .predicate import (
     ToolInfo,
     float_hex,
 )
+from .provenance import baseline_provenance
 from .statement import Statement
 from .subjects import build_subjects
 
@@ -72,6 +70,7 @@ class SignOptions:
     keyless: bool = False
     staging: bool = False
     baseline: Path | None = None
+    baseline_mismatch_reason: str | None = None  # sign a baseline that differs from the pack's source (signed)
     eval_text: Path | None = None
     seq_len: int = 512
     max_windows: int | None = None
@@ -120,19 +119,6 @@ def read_eval_text(path: Path | None) -> tuple[str, str]:
     if p.is_dir():
         raise UnreadableInputError(f"evaluation text {p} is a directory")
     return read_text_file(p), f"file:{p.name}"
-
-
-def hash_model_dir(root: Path) -> list[FileDigest]:
-    """SHA-256 of every regular file under a baseline model directory (hidden entries skipped)."""
-    out: list[FileDigest] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            if name.startswith(".") or full.is_symlink() or not full.is_file():
-                continue
-            out.append(FileDigest(path=full.relative_to(root).as_posix(), sha256=sha256_regular_file(full, follow_symlinks=False)[1]))
-    return out
 
 
 def _result(eval_result: Any) -> PerplexityResult:
@@ -227,7 +213,7 @@ class _Measured:
     baseline_eval_s: float | None
 
 
-def _measure(options: SignOptions, pack: Any, text: str, text_source: str) -> _Measured:
+def _measure(options: SignOptions, pack: Any, text: str, text_source: str, baseline_info: BaselineModelInfo | None = None) -> _Measured:
     """Tokenise once, write nothing, measure the pack (and the baseline) on those ids."""
     from ..evaluate.environment import capture_environment
     from ..evaluate.loading import load_model_dir, load_pack_model
@@ -253,13 +239,12 @@ def _measure(options: SignOptions, pack: Any, text: str, text_source: str) -> _M
 
     baseline: BaselineResult | None = None
     ratio: float | None = None
-    if options.baseline is not None:
+    if options.baseline is not None and baseline_info is not None:
         with _hf_progress(options.progress):
             base_model = load_model_dir(options.baseline)
         base_eval = evaluate_tokens(base_model, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress)
         del base_model
-        root = Path(options.baseline)
-        baseline = BaselineResult(model=BaselineModelInfo(name=root.resolve().name, files=hash_model_dir(root)), result=_result(base_eval))
+        baseline = BaselineResult(model=baseline_info, result=_result(base_eval))
         ratio = pack_result.perplexity / baseline.result.perplexity
     t3 = time.perf_counter()
 
@@ -332,14 +317,19 @@ def sign_pack(options: SignOptions) -> SignResult:
     if options.valid_days < 1:
         raise UsageError("--valid-days must be at least 1")
     bundle_path, tokens_path = _output_paths(options)
+    if options.baseline_mismatch_reason is not None and options.baseline is None:
+        raise UsageError("--baseline-mismatch-reason needs --baseline")
     if options.baseline is not None and not Path(options.baseline).is_dir():
         raise UsageError(f"no such baseline model directory: {options.baseline}")
     text, text_source = read_eval_text(options.eval_text)
 
     t_start = time.perf_counter()
     report, pack = _verify_pack(Path(options.pack), options.progress)
+    baseline_info = None
+    if options.baseline is not None:  # before minutes of measuring: the baseline must be the compressed source
+        baseline_info = baseline_provenance(Path(options.baseline), pack.manifest.model.source.files, options.baseline_mismatch_reason)
     t_verified = time.perf_counter()
-    measured = _measure(options, pack, text, text_source)
+    measured = _measure(options, pack, text, text_source, baseline_info)
     t_evaluated = time.perf_counter()
 
     signed_at = datetime.now(timezone.utc).replace(microsecond=0)

@@ -171,10 +171,27 @@ class FileDigest(_Model):
 
 
 class BaselineModelInfo(_Model):
-    """The unquantized model the pack was compared with: its directory name and its files' digests."""
+    """The unquantized model the pack was compared with: its directory name and its files' digests.
+
+    ``matchesPackSource`` says whether these files are exactly the source files
+    the pack's manifest recorded at compress time (None: an attestation made
+    before this was checked). A vendor may sign a baseline that differs only
+    with an explicit override, whose reason is then signed here as
+    ``sourceOverride``: a verifier sees that the ratio compares with another model.
+    """
 
     name: str
-    files: list[FileDigest]
+    files: list[FileDigest] = Field(min_length=1)
+    matches_pack_source: bool | None = None
+    source_override: str | None = None
+
+    @model_validator(mode="after")
+    def _override_only_on_mismatch(self) -> BaselineModelInfo:
+        if self.matches_pack_source is False and not (self.source_override or "").strip():
+            raise ValueError("a baseline that differs from the pack's source needs sourceOverride (the signed reason)")
+        if self.source_override is not None and self.matches_pack_source is not False:
+            raise ValueError("sourceOverride is only for a baseline that differs from the pack's source")
+        return self
 
 
 class BaselineResult(_Model):

@@ -21,6 +21,8 @@ def _prompt_passphrase() -> bytes:
 @click.option("--sigstore", "keyless", is_flag=True, help="sign keyless with Sigstore (Fulcio + Rekor; needs network and an OIDC identity)")
 @click.option("--staging", is_flag=True, help="with --sigstore: use Sigstore's staging instance")
 @click.option("--baseline", type=click.Path(path_type=Path), help="uncompressed model directory to measure for comparison")
+@click.option("--baseline-mismatch-reason", metavar="TEXT",
+              help="sign although the --baseline files differ from the source recorded in the pack; TEXT is signed in the attestation")
 @click.option("--eval-text", type=click.Path(path_type=Path), help="UTF-8 evaluation text (default: built-in)")
 @click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2, 1 << 20), help="tokens per evaluation window")
 @click.option("--max-windows", type=click.IntRange(1, 1 << 30), help="evaluate at most N windows")
@@ -35,6 +37,7 @@ def sign_command(
     keyless: bool,
     staging: bool,
     baseline: Path | None,
+    baseline_mismatch_reason: str | None,
     eval_text: Path | None,
     seq_len: int,
     max_windows: int | None,
@@ -66,6 +69,7 @@ def sign_command(
             keyless=keyless,
             staging=staging,
             baseline=baseline,
+            baseline_mismatch_reason=baseline_mismatch_reason,
             eval_text=eval_text,
             seq_len=seq_len,
             max_windows=max_windows,
