@@ -60,13 +60,8 @@ def ed25519_key():  # type: ignore[no-untyped-def]
     return generate_private_key(Algorithm.ED25519)
 
 
-@pytest.fixture()
-def attest_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
-    """Run ``attest keygen|sign ...`` through the real error plumbing (one line, exit code)."""
-    group = click.Group("attest")
-    group.add_command(keygen_command)
-    group.add_command(sign_command)
-    monkeypatch.delenv("UC_ATTEST_KEY_PASSPHRASE", raising=False)
+def cli_runner(group: click.Group) -> Callable[..., CliResult]:
+    """Run a command group through the real error plumbing (one line, exit code)."""
 
     def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> CliResult:
         runner = CliRunner()
@@ -79,3 +74,21 @@ def attest_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
             return CliResult(rc, out.getvalue().decode(), err.getvalue().decode())
 
     return run
+
+
+@pytest.fixture()
+def attest_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+    """Run ``attest keygen|sign ...`` through the real error plumbing (one line, exit code)."""
+    group = click.Group("attest")
+    group.add_command(keygen_command)
+    group.add_command(sign_command)
+    monkeypatch.delenv("UC_ATTEST_KEY_PASSPHRASE", raising=False)
+    return cli_runner(group)
+
+
+@pytest.fixture()
+def uc_cli() -> Callable[..., CliResult]:
+    """Run ``uc ...`` the same way."""
+    from uc_attest.cli.uc import uc_group
+
+    return cli_runner(uc_group)
