@@ -85,3 +85,19 @@ def test_oms_refuses_an_ed25519_key_before_any_work(attest_cli, tiny_pack: Path,
     r = attest_cli("sign", tiny_pack, "--key", key, "--seq-len", "16", "--max-windows", "1", "--oms", "--quiet")
     assert r.rc == 2 and "P-256" in r.err and len(r.err.strip().splitlines()) == 1
     assert not default_bundle_path(tiny_pack).exists()
+
+
+def test_the_advisory_row_of_attest_check(oms_signed) -> None:  # type: ignore[no-untyped-def]
+    from uc_attest.check.deploy_checks import oms_check
+    from uc_attest.check.results import CheckStatus
+
+    pack, bundle, signature, pub = oms_signed
+    verified = verify_bundle(bundle, public_key=pub)
+    row = oms_check(pack, bundle, pub, verified)
+    assert (row.name, row.status, row.required) == ("oms_signature", CheckStatus.PASS, False)
+    (pack / "tokenizer.json").write_bytes((pack / "tokenizer.json").read_bytes() + b" ")
+    row = oms_check(pack, bundle, pub, verified)
+    assert row.status is CheckStatus.FAIL and not row.required and "invalid" in row.summary
+    signature.unlink()
+    assert oms_check(pack, bundle, pub, verified).status is CheckStatus.SKIP
+    assert oms_check(pack, bundle, pub, None).status is CheckStatus.SKIP

@@ -180,3 +180,20 @@ def test_deployed_usage_errors(pack: Path, tmp_path: Path, uc) -> None:  # type:
     assert result.rc == 1 and "FAIL: deployed model.safetensors:" in result.out
     with pytest.raises(Exception, match="shard size"):
         export_pack(pack, tmp_path / "x", max_shard_bytes=0)
+
+
+def test_the_required_row_of_attest_check(pack: Path, tmp_path: Path) -> None:
+    from uc_attest.check.deploy_checks import deployed_check
+    from uc_attest.check.results import CheckStatus
+
+    out = tmp_path / "served"
+    export_pack(pack, out)
+    attested = open_pack(pack).manifest_sha256
+    row = deployed_check(pack, out, attested)
+    assert (row.name, row.status, row.required) == ("deployed", CheckStatus.PASS, True)
+    assert deployed_check(pack, out, "0" * 64).status is CheckStatus.FAIL  # not the attested manifest
+    assert deployed_check(pack, out, None).status is CheckStatus.SKIP
+    (out / "config.json").write_text("{}")
+    row = deployed_check(pack, out, attested)
+    assert row.status is CheckStatus.FAIL and "config.json" in row.summary
+    assert deployed_check(pack, tmp_path / "nowhere", attested).status is CheckStatus.FAIL
