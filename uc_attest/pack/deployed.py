@@ -115,6 +115,15 @@ def _hash_slot(fd: int, nbytes: int, into: list[Any], buffer: bytearray) -> int:
     return nbytes - left
 
 
+def _read_exact(fd: int, n: int) -> bytes:
+    """``n`` bytes, fewer only at the end of the file (then the header parser refuses them)."""
+    parts, left = [], n
+    while left and (chunk := os.read(fd, min(left, CHUNK_BYTES))):
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
 def _check_shard(path: Path, tally: _TensorTally, buffer: bytearray) -> tuple[int, str | None]:
     """Stream one safetensors file through the tensor digests; bytes read and a problem with the file, if any."""
     try:
@@ -126,9 +135,8 @@ def _check_shard(path: Path, tally: _TensorTally, buffer: bytearray) -> tuple[in
         if not stat.S_ISREG(st.st_mode):
             return 0, "not a regular file"
         try:
-            header_len = read_header_length(os.read(fd, 8), st.st_size, path.name)
-            header = os.read(fd, header_len)
-            slots, _ = parse_header(header, st.st_size, path.name)
+            header_len = read_header_length(_read_exact(fd, 8), st.st_size, path.name)
+            slots, _ = parse_header(_read_exact(fd, header_len), st.st_size, path.name)
         except SafetensorsFormatError as exc:
             return 0, str(exc)
         read = 8 + header_len
