@@ -197,3 +197,19 @@ def test_the_required_row_of_attest_check(pack: Path, tmp_path: Path) -> None:
     row = deployed_check(pack, out, attested)
     assert row.status is CheckStatus.FAIL and "config.json" in row.summary
     assert deployed_check(pack, tmp_path / "nowhere", attested).status is CheckStatus.FAIL
+
+
+@pytest.mark.timeout(60)
+def test_fifos_and_symlinks_in_the_deployed_directory_fail_without_blocking(pack: Path, tmp_path: Path) -> None:
+    import os
+
+    out = tmp_path / "served"
+    export_pack(pack, out)
+    (out / "config.json").unlink()
+    os.mkfifo(out / "config.json")
+    os.mkfifo(out / "extra.safetensors")
+    (out / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
+    (out / "model.safetensors").symlink_to(tmp_path / "elsewhere.safetensors")
+    statuses = {f.path: f.status for f in verify_deployed(open_pack(pack), out).files}
+    assert statuses["config.json"] == "unreadable"
+    assert statuses["extra.safetensors"] == "unreadable" and statuses["model.safetensors"] == "unreadable"

@@ -34,8 +34,8 @@ from pydantic import BaseModel
 
 from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError, VerificationError
-from ..pack.reader import read_regular_file
 from ..pack.strict_json import loads_strict
+from ..safe_io import read_regular_file, special_files_under
 from .keys import Algorithm, PrivateKey, algorithm_of, private_key_pem
 
 OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
@@ -93,6 +93,7 @@ def sign_oms(pack_dir: Path, key: PrivateKey, output: Path, attested: dict[str, 
     signature must list exactly those files with those digests, or nothing is written.
     """
     require_oms_key(key)
+    _refuse_special_files(pack_dir)
     hashing, signing, _ = _library()
     password = secrets.token_urlsafe(32).encode()
     with tempfile.TemporaryDirectory(prefix="uc-attest-oms-") as tmp:
@@ -112,6 +113,13 @@ def sign_oms(pack_dir: Path, key: PrivateKey, output: Path, attested: dict[str, 
         raise VerificationError(f"the pack changed while it was being signed: {mismatches[0]}")
     write_bytes_atomic(output, signature)
     return output
+
+
+def _refuse_special_files(pack_dir: Path) -> None:
+    """The library opens every file itself: a FIFO would block it, a device would feed it forever."""
+    special = special_files_under(pack_dir)
+    if special:
+        raise VerificationError(f"{special[0]} is not a regular file")
 
 
 class OmsStatus(BaseModel):
@@ -138,6 +146,7 @@ def verify_oms(pack_dir: Path, signature_path: Path, public_key: Path | None, at
     except UsageError as exc:
         return OmsStatus(path=where, status="not-checked", detail=f"present; {exc}")
     try:
+        _refuse_special_files(pack_dir)
         signed = oms_file_digests(bytes(read_regular_file(signature_path, MAX_SIGNATURE_BYTES)))
         config = verifying.Config().use_elliptic_key_verifier(public_key=public_key)
         with contextlib.redirect_stdout(None):  # the library prints warnings about old formats on stdout

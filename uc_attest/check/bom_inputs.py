@@ -12,8 +12,8 @@ from ..attest.errors import BundleFormatError
 from ..attest.paths import BUNDLE_SUFFIX
 from ..attest.statement import parse_statement
 from ..attest.verify import parse_predicate, read_bundle_bytes
-from ..errors import UnreadableInputError
-from ..pack.reader import open_pack, read_regular_file
+from ..pack.reader import open_pack
+from ..safe_io import read_input_file
 from .bom import BomInputs
 from .results import load_results
 
@@ -56,10 +56,7 @@ def collect_bom_inputs(bundle: Path, trust: Any | None, pack: Path | None, resul
         manifest, manifest_sha256 = opened.manifest, opened.manifest_sha256
     results_model = results_sha256 = None
     if results is not None:
-        try:
-            data = bytes(read_regular_file(results, MAX_RESULTS_BYTES))
-        except OSError as exc:
-            raise UnreadableInputError(f"cannot read {results}: {exc.strerror or exc}") from exc
+        data = read_input_file(results, "results file", MAX_RESULTS_BYTES)
         results_model, results_sha256 = load_results(data, str(results)), hashlib.sha256(data).hexdigest()
     return BomInputs(statement=statement, predicate=predicate, bundle_sha256=hashlib.sha256(raw).hexdigest(), verified_by=verified_by,
                      manifest=manifest, manifest_sha256=manifest_sha256, results=results_model, results_sha256=results_sha256)  # fmt: skip

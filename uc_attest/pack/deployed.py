@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +36,8 @@ from pydantic import BaseModel
 
 from ..codec.canonical import digest_header
 from ..errors import UnreadableInputError, UsageError
-from .reader import Pack, read_pack_file, read_regular_file
+from ..safe_io import open_regular_fd, read_regular_file
+from .reader import Pack, read_pack_file
 from .safetensors_strict import SafetensorsFormatError, parse_header, read_header_length
 from .stream_verify import CHUNK_BYTES, SAFETENSORS_DTYPE
 from .strict_json import loads_strict
@@ -127,13 +127,10 @@ def _read_exact(fd: int, n: int) -> bytes:
 def _check_shard(path: Path, tally: _TensorTally, buffer: bytearray) -> tuple[int, str | None]:
     """Stream one safetensors file through the tensor digests; bytes read and a problem with the file, if any."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd, st = open_regular_fd(path, follow_symlinks=False)  # never blocks on a FIFO, refuses symlinks and devices
     except OSError as exc:
-        return 0, "is a symlink" if path.is_symlink() else str(exc.strerror or exc)
+        return 0, str(exc.strerror or exc)
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return 0, "not a regular file"
         try:
             header_len = read_header_length(_read_exact(fd, 8), st.st_size, path.name)
             slots, _ = parse_header(_read_exact(fd, header_len), st.st_size, path.name)

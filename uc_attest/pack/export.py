@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydantic import BaseModel
 from ..atomic import atomic_directory
 from ..codec.canonical import digest_header, little_endian_bytes, reconstruct_array
 from ..errors import UnreadableInputError, VerificationError
+from ..safe_io import open_regular_fd
 from .manifest import PassthroughStorage, QuantizedStorage, TensorEntry
 from .reader import Pack, open_pack, read_pack_file
 from .safetensors_strict import (
@@ -120,15 +120,12 @@ class _PackReader:
 
     def shard(self, name: str) -> _SourceShard:
         if name not in self.open_shards:
-            path = self.pack.root / name
             try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                fd, st = open_regular_fd(self.pack.root / name, follow_symlinks=False)
             except OSError as exc:
-                raise VerificationError(f"{name}: {'is a symlink' if path.is_symlink() else exc.strerror or exc}") from exc
+                raise VerificationError(f"{name}: {exc.strerror or exc}") from exc
             try:
-                size = os.fstat(fd).st_size
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise VerificationError(f"{name}: not a regular file")
+                size = st.st_size
                 header_len = read_header_length(os.pread(fd, 8, 0), size, name)
                 slots, _ = parse_header(os.pread(fd, header_len, 8), size, name)
             except SafetensorsFormatError as exc:
