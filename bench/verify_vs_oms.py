@@ -94,10 +94,11 @@ def main() -> None:
     parser.add_argument("--demo-pack", default=str(ROOT / "build" / "demo" / "smollm2-135m.ucpack"))
     parser.add_argument("--work", default=str(ROOT / "build" / "bench"))
     parser.add_argument("--skip-large", action="store_true", help="only the demo pack")
+    parser.add_argument("--skip-demo", action="store_true", help="only the large random pack")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    packs = [Path(args.demo_pack)]
+    packs = [] if args.skip_demo else [Path(args.demo_pack)]
     if not args.skip_large:
         from verify_throughput import build_model, build_pack
 
