@@ -80,6 +80,7 @@ class CheckInputs:
     progress: bool = True
     now: datetime | None = None
     fail_fast: bool = False  # stop before the costly stages once a required check has failed
+    deployed: Path | None = None  # a served model directory to prove equal to the attested model (check/deploy_checks.py)
 
 
 @dataclass
@@ -298,6 +299,14 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
     # 4. tokens and perplexity
     comparison, customer_env = _check_quality(state, inputs, predicate, pack_root, tokens_path, attested_tokens, pack_ok)
     lap("tokens, model load and perplexity")
+
+    # 5. deployment: the served directory (required when given), the OpenSSF model signature (advisory)
+    from .deploy_checks import deployed_check, oms_check
+
+    if inputs.deployed is not None:
+        state.checks.append(deployed_check(pack_root, Path(inputs.deployed), predicate.pack.manifest_sha256 if predicate else None))
+    state.checks.append(oms_check(pack_root, bundle_path, inputs.public_key, verified))
+    lap("deployment")
 
     if customer_env is None:
         from ..evaluate.environment import capture_environment

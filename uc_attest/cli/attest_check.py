@@ -72,6 +72,8 @@ def trust_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="write results.json here")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @click.option("--fail-fast", is_flag=True, help="once a required check fails, skip the costly ones (rebuilding weights, perplexity)")
+@click.option("--deployed", type=click.Path(path_type=Path, file_okay=False),
+              help="also prove that this served model directory (uc export, save_pretrained) holds exactly the attested model (a required check)")
 def check_command(
     pack: Path,
     bundle: Path | None,
@@ -85,6 +87,7 @@ def check_command(
     json_path: Path | None,
     quiet: bool,
     fail_fast: bool,
+    deployed: Path | None,
 ) -> None:
     """Check PACK against its signed attestation under a policy, offline.
 
@@ -118,6 +121,7 @@ def check_command(
             policy=policy,
             progress=not quiet,
             fail_fast=fail_fast,
+            deployed=deployed,
         )
     )
     results = outcome.results

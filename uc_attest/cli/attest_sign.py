@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,6 +30,7 @@ def _prompt_passphrase() -> bytes:
 @click.option("--valid-days", default=365, show_default=True, type=click.IntRange(1, 36525), help="days until the attestation expires")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="bundle path (default: PACK.sigstore.json beside the pack)")
 @click.option("--tokens-out", type=click.Path(path_type=Path), help="token file path (default: beside the bundle, NAME.eval-tokens.safetensors)")
+@click.option("--oms", is_flag=True, help="also write an OpenSSF model-signing signature of the pack (NAME.model.sig beside the bundle), same key")
 @click.option("--json", "as_json", is_flag=True, help="print the result (paths, perplexities, timings) as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def sign_command(
@@ -44,6 +46,7 @@ def sign_command(
     valid_days: int,
     output: Path | None,
     tokens_out: Path | None,
+    oms: bool,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -62,6 +65,10 @@ def sign_command(
     key = None
     if key_path is not None:
         key = load_signing_key(key_path, prompt=_prompt_passphrase if stdin_is_interactive() else None)
+    if oms:
+        from ..attest.oms import require_oms_key
+
+        require_oms_key(key)  # before any work
     result = sign_pack(
         SignOptions(
             pack=pack,
@@ -79,8 +86,9 @@ def sign_command(
             progress=not quiet,
         )
     )
+    oms_path = _sign_oms(pack, key, result.bundle) if oms else None
     if as_json:
-        click.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+        click.echo(json.dumps({**result.model_dump(mode="json"), "oms_signature": str(oms_path) if oms_path else None}, indent=2))
         return
     t = result.timings
     click.echo(f"signed by {result.signer}")
@@ -90,6 +98,19 @@ def sign_command(
     click.echo(f"time: verify {t.verify:.2f}s, evaluation {t.evaluation:.2f}s, signing {t.signing:.2f}s, total {t.total:.2f}s")
     click.echo(f"wrote {result.tokens}")
     click.echo(f"wrote {result.bundle}")
+    if oms_path is not None:
+        click.echo(f"wrote {oms_path} (OpenSSF model signing: the pack's files; check with model_signing verify key)")
+
+
+def _sign_oms(pack: Path, key: Any, bundle: Path) -> Path:
+    """The OMS signature, bound to the files the acceptance bundle just written attests."""
+    from ..attest.oms import sign_oms
+    from ..attest.paths import oms_path_for_bundle
+    from ..attest.subjects import split_subjects
+    from ..attest.verify import verify_bundle
+
+    attested, _ = split_subjects(verify_bundle(bundle, public_key=key.public_key()).statement)
+    return sign_oms(pack, key, oms_path_for_bundle(bundle), attested)
 
 
 __all__ = ["sign_command"]
