@@ -17,7 +17,8 @@ def _prompt_passphrase() -> bytes:
 
 @click.command("sign")
 @click.argument("pack", type=click.Path(path_type=Path))
-@click.option("--key", "key_path", type=click.Path(path_type=Path), help="private key NAME.key (passphrase from UC_ATTEST_KEY_PASSPHRASE or a prompt)")
+@click.option("--key", "key_path", help="private key NAME.key (passphrase from UC_ATTEST_KEY_PASSPHRASE or a prompt) or a pkcs11: URI (PIN from UC_ATTEST_PKCS11_PIN)")
+@click.option("--allow-open-key-file", is_flag=True, help="use a private key file that group or others can read (refused by default)")
 @click.option("--sigstore", "keyless", is_flag=True, help="sign keyless with Sigstore (Fulcio + Rekor; needs network and an OIDC identity)")
 @click.option("--staging", is_flag=True, help="with --sigstore: use Sigstore's staging instance")
 @click.option("--baseline", type=click.Path(path_type=Path), help="uncompressed model directory to measure for comparison")
@@ -31,7 +32,8 @@ def _prompt_passphrase() -> bytes:
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def sign_command(
     pack: Path,
-    key_path: Path | None,
+    key_path: str | None,
+    allow_open_key_file: bool,
     keyless: bool,
     staging: bool,
     baseline: Path | None,
@@ -50,7 +52,8 @@ def sign_command(
     file it pins. Nothing is written when any step fails.
     """
     from ..attest.acceptance import SignOptions, sign_pack
-    from ..attest.keys import load_signing_key
+    from ..attest.key_reference import load_key_reference
+    from .verdict_options import prompt_pin
 
     if (key_path is None) == (not keyless):
         raise UsageError("give exactly one of --key NAME.key or --sigstore")
@@ -58,7 +61,13 @@ def sign_command(
         raise UsageError("--staging only applies to --sigstore")
     key = None
     if key_path is not None:
-        key = load_signing_key(key_path, prompt=_prompt_passphrase if stdin_is_interactive() else None)
+        interactive = stdin_is_interactive()
+        key = load_key_reference(
+            key_path,
+            passphrase_prompt=_prompt_passphrase if interactive else None,
+            pin_prompt=prompt_pin if interactive else None,
+            allow_open_permissions=allow_open_key_file,
+        )
     result = sign_pack(
         SignOptions(
             pack=pack,

@@ -70,6 +70,7 @@ class ReportView:
     commands: dict[str, str]
     report_id: str
     metadata: dict[str, str] = field(default_factory=dict)
+    verdict_signature: Any = None  # a verdict_signature.VerdictSignatureView: signed by whom, or UNSIGNED
 
 
 def utc_text(moment: datetime | None) -> str:
@@ -323,6 +324,8 @@ def build_view(
     names: dict[str, str],
 ) -> ReportView:
     """Assemble the :class:`ReportView`; ``names`` maps 'bundle'/'results'/'policy' to attachment names."""
+    from .verdict_signature import describe_verdict_signature
+
     passed = r.verdict is Verdict.PASS
     ppl_rows, ppl_note, chart, caption = _perplexity(r)
     blocks, bad = _blocks(r)
@@ -391,4 +394,5 @@ def build_view(
         commands=commands,
         report_id=report_id,
         metadata=metadata,
+        verdict_signature=describe_verdict_signature(attachments),
     )
