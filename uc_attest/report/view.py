@@ -340,7 +340,7 @@ def build_view(
     policy_name = names.get("policy", "policy.toml")
     results_name = names.get("results", "results.json")
     commands = {
-        "verify_report": f"attest verify-report report.pdf {key_arg}",
+        "verify_report": f"attest verify-report report.pdf {key_arg}" + (" --customer-key customer.pub" if "verdict.sigstore.json" in attachments else ""),
         "extract": f"qpdf --show-attachment={results_name} report.pdf > {results_name}",
         "extract_all": "pdfdetach -saveall report.pdf",
         "check": f"attest check PACK_DIR --bundle {bundle_name} {key_arg} --policy {policy_name} --json results.json --report report.pdf",
