@@ -258,9 +258,9 @@ def load_signing_key(
     unencrypted key needs neither. A key file readable by group or others is
     refused unless ``allow_open_permissions``.
     """
-    if not allow_open_permissions:
-        check_private_key_permissions(path)
     data = _read_key_file(path)
+    if not allow_open_permissions and not _looks_public(data):
+        check_private_key_permissions(path)
     passphrase: bytes | None = None
     if is_encrypted_pem(data):
         passphrase = passphrase_from_env()
