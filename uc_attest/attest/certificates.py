@@ -22,6 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError
+from ..safe_io import read_input_file
 from .errors import KeyFileError
 from .keys import MAX_KEY_FILE_BYTES, PrivateKey, fingerprint
 
@@ -75,14 +76,7 @@ def certificate_path_for_key(key_ref: str) -> Path:
 def load_certificate(path: str | os.PathLike[str]) -> x509.Certificate:
     """A PEM (or DER) certificate, or a one-line error (exit 2)."""
     p = Path(path)
-    try:
-        if p.stat().st_size > MAX_KEY_FILE_BYTES:
-            raise UnreadableInputError(f"{p}: too large to be a certificate")
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise UnreadableInputError(f"certificate not found: {p}") from None
-    except OSError as exc:
-        raise UnreadableInputError(f"cannot read certificate {p}: {exc.strerror or exc}") from None
+    data = read_input_file(p, "certificate", MAX_KEY_FILE_BYTES)
     try:
         if b"-----BEGIN CERTIFICATE-----" in data:
             return x509.load_pem_x509_certificate(data)
