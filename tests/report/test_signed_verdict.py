@@ -296,3 +296,60 @@ def test_edit_after_signing_breaks_the_pdf_signature(site: Path) -> None:
     (site / "edited.pdf").write_bytes(bytes(data))
     rc, out, _err = verify(site, site / "edited.pdf")
     assert_not_verified((rc, out, _err), "PDF signature")
+
+
+def test_keyless_customer_verdict_verifies_with_the_log_time(site: Path) -> None:
+    """A customer who signs keyless: the VSA verifies under the Sigstore root and identity, and the time shown is the log's."""
+    import sys
+    from datetime import datetime, timezone
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attest"))
+    from fake_sigstore import FakeSigstore
+
+    from uc_attest.attest.vsa import build_vsa_statement
+    from uc_attest.check.results import load_results
+    from uc_attest.report import render_report_bytes
+
+    fake = FakeSigstore()
+    (site / "trusted_root.json").write_text(json.dumps(fake.trusted_root()))
+    results_bytes = (site / "results.json").read_bytes()
+    results = load_results(results_bytes)
+    bundle = (site / "pack.sigstore.json").read_bytes()
+    statement = build_vsa_statement(results, results_bytes, hashlib.sha256(bundle).hexdigest())
+    logged = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
+    vsa = fake.sign(statement.to_payload(), "qa@hospital.example", "https://accounts.example.com", when=logged)
+    (site / "keyless.pdf").write_bytes(render_report_bytes(results, {BUNDLE_ATTACHMENT: bundle, VSA_ATTACHMENT: vsa}))
+    args = ("verify-report", site / "keyless.pdf", "--key", site / "vendor.pub", "--trusted-root", site / "trusted_root.json")
+    rc, out, err = attest(*args, "--customer-identity", "qa@hospital.example", "--customer-issuer", "https://accounts.example.com")
+    assert rc == 0, out + err
+    assert "signed by qa@hospital.example" in out and f"signed at {logged.isoformat()} per the transparency log (verified)" in out
+    assert out.rstrip().endswith("REPORT: VERIFIED")
+    rc, out, err = attest(*args, "--customer-identity", "mallory@example.com", "--customer-issuer", "https://accounts.example.com")
+    assert_not_verified((rc, out, err), "customer's signed verdict: keyless verification failed")
+
+
+def test_keyless_vendor_age_uses_the_log_time_not_signed_at(site: Path) -> None:
+    """A keyless vendor bundle logged long ago whose predicate claims a fresh signedAt: the age check uses the log's time."""
+    import sys
+    from datetime import datetime, timezone
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attest"))
+    from fake_sigstore import FakeSigstore
+
+    fake = FakeSigstore()
+    (site / "trusted_root.json").write_text(json.dumps(fake.trusted_root()))
+    payload = base64.b64decode(json.loads((site / "pack.sigstore.json").read_bytes())["dsseEnvelope"]["payload"])
+    logged = datetime(2025, 1, 2, tzinfo=timezone.utc)
+    (site / "keyless.sigstore.json").write_bytes(fake.sign(payload, "release@vendor.example", "https://accounts.example.com", when=logged))
+    policy = site / "aged.toml"
+    text = (Path(__file__).resolve().parents[2] / "policies" / "development.toml").read_text()
+    policy.write_text(text.replace('name = "development"', 'name = "aged"').replace("[attestation]\n", "[attestation]\nmax_age_days = 30\n"))
+    rc, out, err = attest(
+        "check", site / "pack", "--bundle", site / "keyless.sigstore.json", "--tokens", site / "pack.eval-tokens.safetensors",
+        "--trusted-root", site / "trusted_root.json", "--identity", "release@vendor.example", "--issuer", "https://accounts.example.com",
+        "--policy", policy, "--json", site / "aged.json", "--quiet",
+    )  # fmt: skip
+    assert rc == 1, out + err
+    age = next(c for c in json.loads((site / "aged.json").read_bytes())["checks"] if c["name"] == "attestation_age")
+    assert age["status"] == "FAIL" and age["details"]["signed_at"] == "2025-01-02T00:00:00Z", age
+    assert age["details"]["time_source"].startswith("transparency log")
