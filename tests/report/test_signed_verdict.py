@@ -353,3 +353,15 @@ def test_keyless_vendor_age_uses_the_log_time_not_signed_at(site: Path) -> None:
     age = next(c for c in json.loads((site / "aged.json").read_bytes())["checks"] if c["name"] == "attestation_age")
     assert age["status"] == "FAIL" and age["details"]["signed_at"] == "2025-01-02T00:00:00Z", age
     assert age["details"]["time_source"].startswith("transparency log")
+
+
+def test_a_policy_may_require_a_signed_verdict(site: Path) -> None:
+    policy = site / "audited.toml"
+    text = (Path(__file__).resolve().parents[2] / "policies" / "development.toml").read_text()
+    policy.write_text(text.replace('name = "development"', 'name = "audited"') + "\n[verdict]\nrequire_signature = true\n")
+    base = ("check", site / "pack", "--key", site / "vendor.pub", "--policy", policy, "--json", site / "a.json", "--quiet")
+    rc, _out, err = attest(*base)
+    assert rc == 2 and "requires a signed verdict" in err and not (site / "a.json").exists()
+    rc, out, err = attest(*base, "--sign-key", site / "customer.key")
+    assert rc == 0, out + err
+    assert (site / "a.vsa.sigstore.json").is_file()

@@ -109,6 +109,8 @@ def check_command(
     if report_path is not None and json_path is not None and report_path.resolve() == json_path.resolve():
         raise UsageError("--report and --json cannot be the same file")
     signing = verdict_signing(sign_key, sign_cert, sign_sigstore, sign_staging, report_path, allow_open_key_file)
+    if policy.policy.verdict.require_signature and not signing.enabled:
+        raise UsageError(f"policy {policy.policy.name} requires a signed verdict: give --sign-key CUSTOMER.key or --sign-sigstore")
     if signing.enabled and vsa_out is None:
         from ..report.check_outputs import default_vsa_path
 
