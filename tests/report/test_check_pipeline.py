@@ -45,13 +45,16 @@ def _build_model(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def delivery(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_delivery(tmp_path_factory.mktemp("delivery"))
+
+
+def build_delivery(root: Path) -> Path:
     """A folder with model/, pack/, pack.sigstore.json, its token file and vendor.pub, signed with a baseline."""
     from uc_attest.attest.acceptance import SignOptions, sign_pack
     from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
     from uc_attest.compress.options import CompressOptions
     from uc_attest.compress.pipeline import compress_model
 
-    root = tmp_path_factory.mktemp("delivery")
     model = _build_model(root / "model")
     compress_model(model, root / "pack", CompressOptions(method="datafree", bits=4, block_size=32), progress=False)
     (root / "eval.txt").write_text(TEXT, encoding="utf-8")

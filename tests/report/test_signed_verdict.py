@@ -20,7 +20,7 @@ from pathlib import Path
 import pikepdf
 import pytest
 from click.testing import CliRunner
-from test_check_pipeline import TEXT, _build_model
+from test_check_pipeline import build_delivery
 
 from uc_attest.attest.keys import generate_private_key, private_key_pem, public_key_pem
 from uc_attest.attest.vsa import VSA_PREDICATE_TYPE, parse_vsa
@@ -45,17 +45,7 @@ def attest(*args: object) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def checked(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A delivery checked and signed by the customer: results.json, results.vsa.sigstore.json, report.pdf."""
-    from uc_attest.attest.acceptance import SignOptions, sign_pack
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
-
-    root = tmp_path_factory.mktemp("signed-verdict")
-    model = _build_model(root / "model")
-    compress_model(model, root / "pack", CompressOptions(method="datafree", bits=4, block_size=32), progress=False)
-    (root / "eval.txt").write_text(TEXT, encoding="utf-8")
-    vendor = generate_private_key()
-    (root / "vendor.pub").write_bytes(public_key_pem(vendor.public_key()))
-    sign_pack(SignOptions(pack=root / "pack", key=vendor, eval_text=root / "eval.txt", seq_len=24, progress=False))
+    root = build_delivery(tmp_path_factory.mktemp("signed-verdict"))
     rc, out, err = attest("keygen", "-o", root / "customer", "--organization", "Example Hospital")
     assert rc == 0, err
     rc, out, err = attest(
@@ -85,6 +75,18 @@ def assert_not_verified(result: tuple[int, str, str], why: str) -> None:
     assert out.rstrip().endswith("REPORT: NOT VERIFIED"), out
     assert why in out, out
     assert "Traceback" not in err
+
+
+def embed_customer_vsa(site: Path, statement, name: str) -> Path:  # type: ignore[no-untyped-def]
+    """The genuine report with its VSA replaced by ``statement`` signed with the genuine customer key."""
+    from uc_attest.attest.keys import load_private_key
+    from uc_attest.attest.signing import sign_statement
+
+    vsa = sign_statement(statement, load_private_key(site / "customer.key", None))
+    with pikepdf.open(site / "report.pdf") as pdf:
+        pdf.attachments[VSA_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, vsa, filename=VSA_ATTACHMENT)
+        pdf.save(site / name)
+    return site / name
 
 
 def test_genuine_signed_report_verifies(site: Path) -> None:
@@ -177,8 +179,6 @@ def test_report_resigned_by_another_key_is_not_verified(site: Path, tmp_path: Pa
 
 def test_vsa_from_another_delivery_is_not_verified(site: Path) -> None:
     """A genuine customer VSA for another vendor bundle, embedded with these results, does not verify."""
-    from uc_attest.attest.keys import load_private_key
-    from uc_attest.attest.signing import sign_statement
     from uc_attest.attest.vsa import build_vsa_statement
     from uc_attest.check.results import load_results
 
@@ -188,11 +188,7 @@ def test_vsa_from_another_delivery_is_not_verified(site: Path) -> None:
     forged_digests = results.digests.model_copy(update={"bundle_sha256": other_bundle_sha})
     other_results = results.model_copy(update={"digests": forged_digests})
     statement = build_vsa_statement(other_results, results_bytes, other_bundle_sha)
-    vsa = sign_statement(statement, load_private_key(site / "customer.key", None))
-    with pikepdf.open(site / "report.pdf") as pdf:
-        pdf.attachments[VSA_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, vsa, filename=VSA_ATTACHMENT)
-        pdf.save(site / "other.pdf")
-    assert_not_verified(verify(site, site / "other.pdf"), "made for another vendor attestation")
+    assert_not_verified(verify(site, embed_customer_vsa(site, statement, "other.pdf")), "made for another vendor attestation")
 
 
 def test_extra_attachment_is_not_verified(site: Path) -> None:
@@ -204,18 +200,12 @@ def test_extra_attachment_is_not_verified(site: Path) -> None:
 
 def test_vsa_whose_results_digest_mismatches_is_not_verified(site: Path) -> None:
     """A VSA signed by the customer key over other results bytes (one byte changed)."""
-    from uc_attest.attest.keys import load_private_key
-    from uc_attest.attest.signing import sign_statement
     from uc_attest.attest.vsa import build_vsa_statement
     from uc_attest.check.results import load_results
 
     results_bytes = (site / "results.json").read_bytes()
     statement = build_vsa_statement(load_results(results_bytes), results_bytes + b" ", hashlib.sha256((site / "pack.sigstore.json").read_bytes()).hexdigest())
-    vsa = sign_statement(statement, load_private_key(site / "customer.key", None))
-    with pikepdf.open(site / "report.pdf") as pdf:
-        pdf.attachments[VSA_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, vsa, filename=VSA_ATTACHMENT)
-        pdf.save(site / "mismatch.pdf")
-    assert_not_verified(verify(site, site / "mismatch.pdf"), "is not the one the customer signed")
+    assert_not_verified(verify(site, embed_customer_vsa(site, statement, "mismatch.pdf")), "is not the one the customer signed")
 
 
 def test_unsigned_check_says_so_and_its_report_is_not_verified(site: Path) -> None:

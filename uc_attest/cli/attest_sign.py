@@ -8,11 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
-from .attest_keys import stdin_is_interactive
-
-
-def _prompt_passphrase() -> bytes:
-    return click.prompt("Passphrase for the signing key", hide_input=True, err=True).encode("utf-8")
+from .verdict_options import load_cli_signing_key
 
 
 @click.command("sign")
@@ -52,8 +48,6 @@ def sign_command(
     file it pins. Nothing is written when any step fails.
     """
     from ..attest.acceptance import SignOptions, sign_pack
-    from ..attest.key_reference import load_key_reference
-    from .verdict_options import prompt_pin
 
     if (key_path is None) == (not keyless):
         raise UsageError("give exactly one of --key NAME.key or --sigstore")
@@ -61,13 +55,7 @@ def sign_command(
         raise UsageError("--staging only applies to --sigstore")
     key = None
     if key_path is not None:
-        interactive = stdin_is_interactive()
-        key = load_key_reference(
-            key_path,
-            passphrase_prompt=_prompt_passphrase if interactive else None,
-            pin_prompt=prompt_pin if interactive else None,
-            allow_open_permissions=allow_open_key_file,
-        )
+        key = load_cli_signing_key(key_path, allow_open_key_file)
     result = sign_pack(
         SignOptions(
             pack=pack,

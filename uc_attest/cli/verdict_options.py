@@ -15,8 +15,22 @@ def _prompt_passphrase() -> bytes:
     return click.prompt("Passphrase for the signing key", hide_input=True, err=True).encode("utf-8")
 
 
-def prompt_pin() -> str:
+def _prompt_pin() -> str:
     return str(click.prompt("PIN of the PKCS#11 token", hide_input=True, err=True))
+
+
+def load_cli_signing_key(ref: str, allow_open_key_file: bool) -> Any:
+    """The private key named on the command line (file or pkcs11: URI); prompts only on a terminal."""
+    from ..attest.key_reference import load_key_reference
+    from .attest_keys import stdin_is_interactive
+
+    interactive = stdin_is_interactive()
+    return load_key_reference(
+        ref,
+        passphrase_prompt=_prompt_passphrase if interactive else None,
+        pin_prompt=_prompt_pin if interactive else None,
+        allow_open_permissions=allow_open_key_file,
+    )
 
 
 def verdict_signing_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -51,17 +65,9 @@ def verdict_signing(
     if sign_key is None:
         return VerdictSigning()
     from ..attest.certificates import certificate_path_for_key, check_certificate_matches, load_certificate
-    from ..attest.key_reference import load_key_reference
     from ..attest.pkcs11 import is_pkcs11_uri
-    from .attest_keys import stdin_is_interactive
 
-    interactive = stdin_is_interactive()
-    key = load_key_reference(
-        sign_key,
-        passphrase_prompt=_prompt_passphrase if interactive else None,
-        pin_prompt=prompt_pin if interactive else None,
-        allow_open_permissions=allow_open_key_file,
-    )
+    key = load_cli_signing_key(sign_key, allow_open_key_file)
     certificate = None
     if report_path is not None:
         cert_path = sign_cert or (None if is_pkcs11_uri(sign_key) else certificate_path_for_key(sign_key))
