@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -27,12 +30,23 @@ from ..errors import UnreadableInputError, UsageError
 SIGNATURE_FIELD = "CustomerVerdictSignature"
 
 
+@contextmanager
+def _quiet_pyhanko() -> Iterator[None]:
+    """Import pyHanko without its DSA deprecation notice (pyHanko imports DSA support; we never use DSA)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*DSA.*", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=".*DSA.*")
+        yield
+
+
 def _pyhanko_signer(key: PrivateKey, certificate: x509.Certificate):  # noqa: ANN202 - a pyhanko Signer
     """A pyHanko signer that signs through ``key.sign`` (file key or token key alike)."""
     from asn1crypto import algos
     from asn1crypto import x509 as asn1_x509
-    from pyhanko.sign import signers
-    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    with _quiet_pyhanko():
+        from pyhanko.sign import signers
+        from pyhanko_certvalidator.registry import SimpleCertificateStore
 
     cert = asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
     is_ec = isinstance(key, ec.EllipticCurvePrivateKey)
@@ -51,8 +65,9 @@ def _pyhanko_signer(key: PrivateKey, certificate: x509.Certificate):  # noqa: AN
 
 def sign_pdf(pdf: bytes, key: PrivateKey, certificate: x509.Certificate, *, reason: str) -> bytes:
     """Append a PAdES B-B signature by ``key`` (named by ``certificate``) to ``pdf``; the original bytes stay a prefix."""
-    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-    from pyhanko.sign import fields, signers
+    with _quiet_pyhanko():
+        from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+        from pyhanko.sign import fields, signers
 
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
     meta = signers.PdfSignatureMetadata(
@@ -88,11 +103,12 @@ def check_pdf_signature(pdf: bytes, customer_key: PublicKey, source: str) -> Pdf
     input error (exit 2). The caller checks separately that the bytes before
     the signature's update are the re-rendered report.
     """
-    from pyhanko.pdf_utils.misc import PdfReadError
-    from pyhanko.pdf_utils.reader import PdfFileReader
-    from pyhanko.sign.validation import async_validate_pdf_signature
-    from pyhanko.sign.validation.status import SignatureCoverageLevel
-    from pyhanko_certvalidator import ValidationContext
+    with _quiet_pyhanko():
+        from pyhanko.pdf_utils.misc import PdfReadError
+        from pyhanko.pdf_utils.reader import PdfFileReader
+        from pyhanko.sign.validation import async_validate_pdf_signature
+        from pyhanko.sign.validation.status import SignatureCoverageLevel
+        from pyhanko_certvalidator import ValidationContext
 
     try:
         reader = PdfFileReader(io.BytesIO(pdf), strict=False)
