@@ -278,12 +278,15 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
         for name in ("signer_trust", "attestation_age"):
             state.skip(name, TITLES[name], "Not checked: the signature did not verify.")
     else:
+        # keyless: the log's verified integrated time, not the signedAt the signer wrote; key mode: the signer's claim
+        signing_time = verified.logged_at or predicate.signed_at
         if verified.signer.mode == "key":
             decision = judge_key_signer(verified.signer.key_fingerprint or "", predicate.signed_at, policy.signer)
         else:
-            decision = judge_keyless_signer(verified.signer.identity or "", verified.signer.issuer or "", predicate.signed_at, policy.signer)
+            decision = judge_keyless_signer(verified.signer.identity or "", verified.signer.issuer or "", signing_time, policy.signer)
         state.decide("signer_trust", TITLES["signer_trust"], decision)
-        state.decide("attestation_age", TITLES["attestation_age"], judge_signing_time(predicate.signed_at, predicate.expires_at, now, policy.attestation))
+        age = judge_signing_time(signing_time, predicate.expires_at, now, policy.attestation, logged=verified.logged_at is not None)
+        state.decide("attestation_age", TITLES["attestation_age"], age)
 
     # 3. files, structure, weights
     lap("signer policy")

@@ -9,16 +9,13 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .attest_keys import stdin_is_interactive
-
-
-def _prompt_passphrase() -> bytes:
-    return click.prompt("Passphrase for the signing key", hide_input=True, err=True).encode("utf-8")
+from .verdict_options import load_cli_signing_key
 
 
 @click.command("sign")
 @click.argument("pack", type=click.Path(path_type=Path))
-@click.option("--key", "key_path", type=click.Path(path_type=Path), help="private key NAME.key (passphrase from UC_ATTEST_KEY_PASSPHRASE or a prompt)")
+@click.option("--key", "key_path", help="private key NAME.key (passphrase from UC_ATTEST_KEY_PASSPHRASE or a prompt) or a pkcs11: URI (PIN from UC_ATTEST_PKCS11_PIN)")
+@click.option("--allow-open-key-file", is_flag=True, help="use a private key file that group or others can read (refused by default)")
 @click.option("--sigstore", "keyless", is_flag=True, help="sign keyless with Sigstore (Fulcio + Rekor; needs network and an OIDC identity)")
 @click.option("--staging", is_flag=True, help="with --sigstore: use Sigstore's staging instance")
 @click.option("--baseline", type=click.Path(path_type=Path), help="uncompressed model directory to measure for comparison")
@@ -35,7 +32,8 @@ def _prompt_passphrase() -> bytes:
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def sign_command(
     pack: Path,
-    key_path: Path | None,
+    key_path: str | None,
+    allow_open_key_file: bool,
     keyless: bool,
     staging: bool,
     baseline: Path | None,
@@ -56,7 +54,6 @@ def sign_command(
     file it pins. Nothing is written when any step fails.
     """
     from ..attest.acceptance import SignOptions, sign_pack
-    from ..attest.keys import load_signing_key
 
     if (key_path is None) == (not keyless):
         raise UsageError("give exactly one of --key NAME.key or --sigstore")
@@ -64,7 +61,7 @@ def sign_command(
         raise UsageError("--staging only applies to --sigstore")
     key = None
     if key_path is not None:
-        key = load_signing_key(key_path, prompt=_prompt_passphrase if stdin_is_interactive() else None)
+        key = load_cli_signing_key(key_path, allow_open_key_file)
     if oms:
         from ..attest.oms import require_oms_key
 

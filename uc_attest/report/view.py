@@ -72,6 +72,7 @@ class ReportView:
     commands: dict[str, str]
     report_id: str
     metadata: dict[str, str] = field(default_factory=dict)
+    verdict_signature: Any = None  # a verdict_signature.VerdictSignatureView: signed by whom, or UNSIGNED
 
 
 def utc_text(moment: datetime | None) -> str:
@@ -338,6 +339,8 @@ def build_view(
     names: dict[str, str],
 ) -> ReportView:
     """Assemble the :class:`ReportView`; ``names`` maps 'bundle'/'results'/'policy' to attachment names."""
+    from .verdict_signature import describe_verdict_signature
+
     passed = r.verdict is Verdict.PASS
     ppl_rows, ppl_note, chart, caption = _perplexity(r)
     blocks, bad = _blocks(r)
@@ -352,7 +355,7 @@ def build_view(
     policy_name = names.get("policy", "policy.toml")
     results_name = names.get("results", "results.json")
     commands = {
-        "verify_report": f"attest verify-report report.pdf {key_arg}",
+        "verify_report": f"attest verify-report report.pdf {key_arg}" + (" --customer-key customer.pub" if "verdict.sigstore.json" in attachments else ""),
         "extract": f"qpdf --show-attachment={results_name} report.pdf > {results_name}",
         "extract_all": "pdfdetach -saveall report.pdf",
         "check": f"attest check PACK_DIR --bundle {bundle_name} {key_arg} --policy {policy_name} --json results.json --report report.pdf",
@@ -407,4 +410,5 @@ def build_view(
         commands=commands,
         report_id=report_id,
         metadata=metadata,
+        verdict_signature=describe_verdict_signature(attachments),
     )
