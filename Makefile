@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORK   ?= build/demo
 
-.PHONY: venv demo test test-fast bench bench-llmcompressor clean
+.PHONY: venv demo test test-fast lint bench bench-llmcompressor clean
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check uc_attest bench tests
+	$(PY) -m mypy
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not integration"

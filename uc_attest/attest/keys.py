@@ -163,7 +163,7 @@ def load_private_key_pem(data: bytes, passphrase: bytes | None, source: str = "k
         raise KeyFileError(f"{source} is not a PEM private key ({' '.join(str(exc).split())[:120]})") from None
     except (TypeError, UnsupportedAlgorithm) as exc:
         raise KeyFileError(f"{source}: cannot load private key ({exc})") from None
-    algorithm_of(key)  # refuses RSA, other curves, ...
+    algorithm_of(key)  # type: ignore[arg-type]  # refuses RSA, other curves, ... (at run time)
     return key  # type: ignore[return-value]
 
 
@@ -180,7 +180,7 @@ def load_public_key_pem(data: bytes, source: str = "public key") -> PublicKey:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise KeyFileError(f"{source} is not a PEM public key ({' '.join(str(exc).split())[:120]})") from None
-    algorithm_of(key)
+    algorithm_of(key)  # type: ignore[arg-type]  # refuses RSA, other curves, ... (at run time)
     return key  # type: ignore[return-value]
 
 

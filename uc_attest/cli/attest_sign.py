@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from .common import evaluation_options
 from .verdict_options import load_cli_signing_key
 
 
@@ -30,6 +31,7 @@ from .verdict_options import load_cli_signing_key
 @click.option("--oms", is_flag=True, help="also write an OpenSSF model-signing signature of the pack (NAME.model.sig beside the bundle), same key")
 @click.option("--json", "as_json", is_flag=True, help="print the result (paths, perplexities, timings) as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bars")
+@evaluation_options
 def sign_command(
     pack: Path,
     key_path: str | None,
@@ -47,6 +49,8 @@ def sign_command(
     oms: bool,
     as_json: bool,
     quiet: bool,
+    streaming: bool,
+    device: str,
 ) -> None:
     """Verify PACK, measure its perplexity (and the baseline's), and sign the result.
 
@@ -54,6 +58,7 @@ def sign_command(
     file it pins. Nothing is written when any step fails.
     """
     from ..attest.acceptance import SignOptions, sign_pack
+    from ..evaluate.measure import resolve_device
 
     if (key_path is None) == (not keyless):
         raise UsageError("give exactly one of --key NAME.key or --sigstore")
@@ -81,6 +86,8 @@ def sign_command(
             output=output,
             tokens_output=tokens_out,
             progress=not quiet,
+            streaming=streaming,
+            device=resolve_device(device),
         )
     )
     oms_path = _sign_oms(pack, key, result.bundle) if oms else None
