@@ -13,4 +13,7 @@ def check_attestation_age(ctx: CheckContext) -> CheckResult:
     predicate = ctx.predicate
     if predicate is None:
         return skipped(NAME, NOT_SIGNED)
-    return decided(NAME, judge_signing_time(predicate.signed_at, predicate.expires_at, ctx.now, ctx.policy.attestation))
+    assert ctx.attestation is not None
+    logged_at = ctx.attestation.logged_at  # keyless: the log's verified time; key mode: None (the signer's claim is used)
+    signing_time = logged_at or predicate.signed_at
+    return decided(NAME, judge_signing_time(signing_time, predicate.expires_at, ctx.now, ctx.policy.attestation, logged=logged_at is not None))

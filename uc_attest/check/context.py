@@ -47,6 +47,7 @@ class CheckInputs:
     progress: bool = True
     now: datetime | None = None
     fail_fast: bool = False  # stop before the costly stages once a required check has failed
+    deployed: Path | None = None  # a served model directory to prove equal to the attested model (deploy_checks.py)
     streaming: bool = True  # evaluate block by block (one decoder block's weights resident)
     device: str = "cpu"
 
@@ -59,6 +60,7 @@ class CheckContext:
     now: datetime
     bundle_bytes: bytes
     tokens_path: Path
+    bundle_path: Path
     attestation: VerifiedAttestation | None = None
     verified: VerifiedPack | None = None
     pack_error: str | None = None  # why the pack could not be read at all

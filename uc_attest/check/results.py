@@ -372,8 +372,12 @@ def load_results(data: bytes, source: str = "results.json") -> Results:
         raw: Any = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnreadableInputError(f"{source}: not a JSON document ({exc})") from None
+    except RecursionError:
+        raise UnreadableInputError(f"{source}: JSON nested too deeply to be a results file") from None
     try:
         return Results.model_validate(raw)
+    except RecursionError:
+        raise UnreadableInputError(f"{source}: JSON nested too deeply to be a results file") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])

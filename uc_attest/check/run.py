@@ -32,10 +32,11 @@ from typing import Any
 from .. import __version__
 from ..errors import UcError, UsageError, VerificationError
 from ..pack.manifest import MANIFEST_NAME
-from ..safe_io import read_input_file, sha256_regular_file
+from ..safe_io import NotRegularFileError, read_input_file, sha256_regular_file
 from .attestation_age import check_attestation_age
 from .baseline_ratio import check_baseline_ratio
 from .context import CheckContext, CheckInputs
+from .deploy_checks import check_deployed, check_oms_signature
 from .eval_tokens import check_eval_tokens
 from .pack_files import check_pack_files
 from .pack_structure import check_pack_structure
@@ -82,7 +83,9 @@ def read_pack(ctx: CheckContext) -> None:
         ctx.pack_skipped = True
         return
     try:
-        ctx.verified = verify_pack(ctx.inputs.pack, progress=ctx.inputs.progress, architecture=True)
+        # one rule with pack_files: files nobody signed are tolerated (never read) exactly when the policy says so
+        ctx.verified = verify_pack(ctx.inputs.pack, progress=ctx.inputs.progress, architecture=True,
+                                   tolerate_unlisted=ctx.policy.weights.allow_unattested_files)
     except UcError as exc:
         ctx.pack_error = str(exc)
 
@@ -100,6 +103,7 @@ STAGES: list[tuple[str, list[Check | Callable[[CheckContext], None]]]] = [
     ("file hashes", [check_pack_files, stop_if_failed]),
     ("structure and weights", [check_pack_structure, check_weights]),
     ("tokens and perplexity", [check_eval_tokens, check_perplexity, check_baseline_ratio]),
+    ("deployment", [check_deployed, check_oms_signature]),
 ]
 """The check, stage by stage (timed per stage); a step that returns a result adds it to the results."""
 
@@ -117,7 +121,7 @@ def _context(inputs: CheckInputs) -> CheckContext:
     bundle_bytes = read_input_file(bundle_path, "bundle", MAX_BUNDLE_BYTES)
     tokens_path = Path(inputs.tokens) if inputs.tokens else tokens_path_for_bundle(bundle_path)
     now = (inputs.now or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(microsecond=0)
-    return CheckContext(inputs=inputs, now=now, bundle_bytes=bundle_bytes, tokens_path=tokens_path)
+    return CheckContext(inputs=inputs, now=now, bundle_bytes=bundle_bytes, tokens_path=tokens_path, bundle_path=bundle_path)
 
 
 def run_check(inputs: CheckInputs) -> CheckOutcome:
@@ -143,10 +147,10 @@ def _manifest_sha256(ctx: CheckContext) -> str:
         return ctx.verified.manifest_sha256
     try:
         return sha256_regular_file(Path(ctx.inputs.pack) / MANIFEST_NAME, follow_symlinks=False)[1]
-    except FileNotFoundError:
-        raise UsageError(f"{ctx.inputs.pack} is not a pack: no {MANIFEST_NAME}") from None
-    except OSError as exc:  # a FIFO, device or symlink in its place: a tampered pack
+    except NotRegularFileError as exc:  # a FIFO or device in its place: a tampered pack, refused unread
         raise VerificationError(f"{MANIFEST_NAME}: {exc.strerror or exc}") from None
+    except OSError:
+        raise UsageError(f"{ctx.inputs.pack} is not a pack: no {MANIFEST_NAME}") from None
 
 
 def _comparison(ctx: CheckContext) -> PerplexityComparison:

@@ -13,7 +13,9 @@ from typing import Any
 import click
 
 from ..errors import UsageError
+from ..outputs import check_outputs
 from .common import evaluation_options, exit_with
+from .verdict_options import verdict_signing, verdict_signing_options
 
 
 def trust_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -39,6 +41,9 @@ def trust_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="write results.json here")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @click.option("--fail-fast", is_flag=True, help="once a required check fails, skip the costly ones (rebuilding weights, perplexity)")
+@click.option("--deployed", type=click.Path(path_type=Path, file_okay=False),
+              help="also prove that this served model directory (uc export, save_pretrained) holds exactly the attested model (a required check)")
+@verdict_signing_options
 @evaluation_options
 def check_command(
     pack: Path,
@@ -53,6 +58,13 @@ def check_command(
     json_path: Path | None,
     quiet: bool,
     fail_fast: bool,
+    deployed: Path | None,
+    sign_key: str | None,
+    sign_cert: Path | None,
+    sign_sigstore: bool,
+    sign_staging: bool,
+    vsa_out: Path | None,
+    allow_open_key_file: bool,
     streaming: bool,
     device: str,
 ) -> None:
@@ -68,15 +80,20 @@ def check_command(
 
     trust = trust_anchor(key=key, trusted_root=trusted_root, identity=identity, issuer=issuer)
     policy = load_policy(policy_spec)
-    for out in (report_path, json_path):
-        if out is not None and not (out.parent if str(out.parent) else Path(".")).is_dir():
-            raise UsageError(f"output directory does not exist: {out.parent}")
     if report_path is not None and json_path is not None and report_path.resolve() == json_path.resolve():
         raise UsageError("--report and --json cannot be the same file")
-    inputs = [p.resolve() for p in (bundle, tokens, *trust.input_paths()) if p is not None]
-    for out in (report_path, json_path):
+    signing = verdict_signing(sign_key, sign_cert, sign_sigstore, sign_staging, report_path, allow_open_key_file)
+    if policy.policy.verdict.require_signature and not signing.enabled:
+        raise UsageError(f"policy {policy.policy.name} requires a signed verdict: give --sign-key CUSTOMER.key or --sign-sigstore")
+    if signing.enabled and vsa_out is None:
+        from ..report.check_outputs import default_vsa_path
+
+        vsa_out = default_vsa_path(json_path, report_path)
+    inputs = [p.resolve() for p in (bundle, tokens, *trust.input_paths(), sign_cert) if p is not None]
+    for out in (report_path, json_path, vsa_out):
         if out is not None and (out.resolve() in inputs or out.resolve().is_relative_to(pack.resolve())):
             raise UsageError(f"{out} would overwrite an input (outputs go outside the pack and beside the inputs)")
+    check_outputs([report_path, json_path, vsa_out])  # before minutes of checking: every output can be written
 
     from ..check.run import CheckInputs, run_check
     from ..evaluate.measure import resolve_device
@@ -90,30 +107,27 @@ def check_command(
             policy=policy,
             progress=not quiet,
             fail_fast=fail_fast,
+            deployed=deployed,
             streaming=streaming,
             device=resolve_device(device),
         )
     )
     results = outcome.results
-    if json_path is not None:
-        from ..atomic import write_bytes_atomic
+    import time
 
-        write_bytes_atomic(json_path, results.to_json_bytes())
-    if report_path is not None:
-        import time
+    from ..report.check_outputs import build_check_outputs, write_outputs
 
-        from ..report import BUNDLE_ATTACHMENT, render_report
-
-        started = time.perf_counter()
-        render_report(results, {BUNDLE_ATTACHMENT: outcome.bundle_bytes}, report_path)
-        outcome.timings["report"] = round(time.perf_counter() - started, 3)
+    started = time.perf_counter()
+    outputs = build_check_outputs(results, outcome.bundle_bytes, json_path=json_path, report_path=report_path, vsa_path=vsa_out, signing=signing)
+    write_outputs(outputs)
+    outcome.timings["outputs"] = round(time.perf_counter() - started, 3)
     for check in results.checks:
         tag = "" if check.required else " (advisory)"
         click.echo(f"{check.status.value:4}  {check.title}{tag}: {check.summary}")
     click.echo(f"verdict: {results.verdict.value} (policy {results.policy.name}, sha256 {results.policy.sha256[:16]}...)")
-    for path in (json_path, report_path):
-        if path is not None:
-            click.echo(f"wrote {path}")
+    click.echo(signing.describe() if signing.enabled else "verdict signature: UNSIGNED (no --sign-key): the results and report are not evidence of this verdict")
+    for path in outputs:
+        click.echo(f"wrote {path}")
     if not quiet:
         stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in outcome.timings.items())
         click.echo(f"time: {stages}", err=True)

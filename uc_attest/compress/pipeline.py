@@ -20,6 +20,7 @@ from ..architecture import (
     load_config,
 )
 from ..atomic import atomic_directory
+from ..model_files import model_files
 from ..errors import UnreadableInputError
 from ..evaluate.source import SafetensorsSource
 from ..pack.manifest import CompressionInfo, ModelInfo, PackManifest, SourceInfo
@@ -64,6 +65,7 @@ def compress_model(
         if role.quantize:
             codec_params(key, role, options)
     calibration: dict[str, str | int | float | bool] = {}
+    source_files = model_files(model_dir)  # the source's identity, recorded in the manifest (before any work)
     with atomic_directory(out, overwrite=overwrite) as tmp:
         writer = PackWriter(tmp, shard_bytes=options.shard_bytes)
         tokenizer_files = copy_model_files(model_dir, writer)
@@ -84,7 +86,7 @@ def compress_model(
                 model_type=config.model_type,
                 architectures=list(getattr(config, "architectures", None) or []),
                 tokenizer_files=tokenizer_files,
-                source=SourceInfo(name=model_dir.resolve().name, note=options.source_note),
+                source=SourceInfo(name=model_dir.resolve().name, note=options.source_note, files=source_files),
             ),
             CompressionInfo(method=options.method, bits=options.bits, bits_for=options.bits_for, block_size=options.block_size,
                             block_size_for=options.block_size_for, calibration=calibration),  # fmt: skip

@@ -149,8 +149,11 @@ def load_model_dir(model_dir: str | os.PathLike[str]) -> Any:
         raise UnreadableInputError(f"model directory {root}: {special[0]}, not a regular file")
     config = load_config(root / "config.json")
     cls = causal_lm_class(config)
-    with _quiet_transformers():
-        model = cls.from_pretrained(str(root), dtype="auto", use_safetensors=True)
+    try:
+        with _quiet_transformers():
+            model = cls.from_pretrained(str(root), dtype="auto", use_safetensors=True)
+    except Exception as exc:  # noqa: BLE001 - a user's directory: transformers fails in many ways on odd files
+        raise UnreadableInputError(f"cannot load the model in {root}: {type(exc).__name__}: {exc}") from None
     model.eval()
     return model
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
 from ..codec.reconstruct import TORCH_DTYPES
-from ..errors import UsageError
+from ..errors import UnreadableInputError, UsageError
 
 METHOD = "uc-ppl-v1"
 
@@ -50,6 +50,20 @@ def windows_of(ids: torch.Tensor, seq_len: int, max_windows: int | None) -> torc
     if n < 1:
         raise UsageError(f"the text has {ids.numel()} tokens, fewer than one window of {seq_len}")
     return ids[: n * seq_len].reshape(n, seq_len)
+
+
+def check_token_range(ids: torch.Tensor, model: Any) -> None:  # model: a module with input embeddings, or a vocabulary size
+    """Refuse ids the model has no embedding for (negative, or >= its vocabulary), before any forward pass.
+
+    A token file or a tokenizer with more ids than the model's embedding matrix
+    would otherwise end in an IndexError deep inside the embedding lookup.
+    """
+    vocab = model if isinstance(model, int) else int(model.get_input_embeddings().num_embeddings)
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high >= vocab:
+        bad = low if low < 0 else high
+        raise UnreadableInputError(f"token id {bad} is outside the model's vocabulary of {vocab} ids (0 to {vocab - 1}); "
+                                   "the tokens or the tokenizer do not belong to this model")  # fmt: skip
 
 
 def window_nll(logits: torch.Tensor, inputs: torch.Tensor) -> float:
@@ -92,6 +106,7 @@ def evaluate_tokens(
     """uc-ppl-v1 with the whole model in memory (on the device its parameters are on)."""
     start = time.perf_counter()
     windows = windows_of(ids, seq_len, max_windows)
+    check_token_range(windows, model)
     dtype = TORCH_DTYPES[compute_dtype]
     if next(model.parameters()).dtype != dtype:
         model = model.to(dtype)  # bf16 -> float32 widening is exact

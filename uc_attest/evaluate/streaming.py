@@ -48,7 +48,7 @@ from .blocks import (
     release,
     return_freed_memory,
 )
-from .perplexity import EvalResult, eval_result, window_nll, windows_of
+from .perplexity import EvalResult, check_token_range, eval_result, window_nll, windows_of
 
 TensorSource = Callable[[list[str]], dict[str, torch.Tensor]]
 """Checkpoint tensors by name (a pack's verified reconstruction, or a safetensors model directory)."""
@@ -146,6 +146,7 @@ def evaluate_streaming(
     materialise_modules(_outside_modules(model, blocks), dtype, target)  # tied embeddings stay tied
     load_checkpoint_tensors(model, {k: v.to(target) for k, v in load(outside).items()}, dtype)
     _tie_as_loading_does(model, blocks, outside)
+    check_token_range(windows, model)  # an id without an embedding row: one clear error, not an IndexError
     rows = [w.unsqueeze(0).to(target) for w in windows]
     captured = capture_inputs(model, blocks, rows[:1], keep_hidden=False)
     block_args = [captured.kwargs[i][1] for i in range(len(blocks))]

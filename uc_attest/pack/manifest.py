@@ -13,6 +13,7 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..codec.params import CodecParams
+from ..model_files import ModelFile
 from ..digests import Sha256Hex, TensorDigestText
 from .paths import check_relative_path
 
@@ -94,6 +95,9 @@ class TensorEntry(Strict):
 class SourceInfo(Strict):
     name: str = Field(description="where the vendor's model came from (a directory name or hub id)")
     note: str = ""
+    # every file of the source model directory at compress time (see uc_attest.model_files); empty in
+    # packs made before it was recorded. attest sign --baseline compares the baseline's files with these.
+    files: list[ModelFile] = []
 
 
 class ModelInfo(Strict):

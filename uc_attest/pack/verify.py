@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
 from ..errors import UnreadableInputError
+from ..safe_io import is_regular_file
 from .manifest import MANIFEST_NAME
 from .reader import Pack, open_pack, read_pack_file
 from .safetensors_strict import TensorSlot
@@ -68,27 +69,41 @@ class VerifyReport(BaseModel):
     bytes_read: int
     seconds: float
     architecture_checked: bool = False
+    tolerated: list[str] = []  # unlisted files and directories the caller's policy tolerates (never read)
 
 
-def walk_problems(pack: Pack) -> list[str]:
-    """Symlinks, unlisted files and stray directories inside the pack."""
+def walk_problems(pack: Pack, tolerate_unlisted: bool = False) -> tuple[list[str], list[str]]:
+    """``(problems, tolerated)``: symlinks, special files, unlisted files and stray directories inside the pack.
+
+    The one rule for files nobody signed (policy ``weights.allow_unattested_files``,
+    shared with the ``pack_files`` check): with ``tolerate_unlisted``, a regular
+    file or a directory that the manifest does not list is *tolerated* (it is
+    reported, and never read or loaded); without it, it is a problem. Symlinks
+    and FIFOs, sockets or devices are problems either way.
+    """
     listed = {f.path for f in pack.manifest.files} | {MANIFEST_NAME}
     listed_dirs = {str(Path(p).parent) for p in listed} - {"."}
-    problems = []
+    problems: list[str] = []
+    tolerated: list[str] = []
     for dirpath, dirnames, filenames in os.walk(pack.root, followlinks=False):
         rel_dir = os.path.relpath(dirpath, pack.root)
         for name in sorted(dirnames + filenames):
             full = Path(dirpath) / name
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            unlisted = None
             if full.is_symlink():
                 problems.append(f"{rel}: is a symlink (a pack holds regular files only)")
             elif full.is_dir():
                 if rel not in listed_dirs:
-                    problems.append(f"{rel}/: directory not in the manifest")
+                    unlisted = f"{rel}/: directory not in the manifest"
+            elif not is_regular_file(full):
+                problems.append(f"{rel}: not a regular file (a pack holds regular files only)")
             elif rel not in listed:
-                problems.append(f"{rel}: file present but not in the manifest")
+                unlisted = f"{rel}: file present but not in the manifest"
+            if unlisted is not None:
+                (tolerated if tolerate_unlisted else problems).append(unlisted)
         dirnames[:] = [d for d in dirnames if not (Path(dirpath) / d).is_symlink()]
-    return problems
+    return problems, tolerated
 
 
 KEPT_ROLES = ("config", "tokenizer")  # small files a later stage parses: kept as hashed
@@ -149,8 +164,11 @@ def _consistency_problems(pack: Pack) -> list[str]:
 
 
 def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: int | None = None,
-                architecture: bool = False) -> VerifiedPack:  # fmt: skip
+                architecture: bool = False, tolerate_unlisted: bool = False) -> VerifiedPack:  # fmt: skip
     """Verify every file and tensor of the pack at ``path``; with ``architecture``, also the tensor set against its config.
+
+    ``tolerate_unlisted`` (``attest check`` under ``allow_unattested_files``) reports files the manifest does
+    not list in ``tolerated`` instead of failing; see :func:`walk_problems`.
 
     One pass: each file is read once, hashed, and its tensors rebuilt from the
     same bytes. The returned :class:`VerifiedPack` carries what was learnt, for
@@ -158,7 +176,7 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
     """
     start = time.perf_counter()
     pack = open_pack(path)
-    failures = walk_problems(pack)
+    failures, tolerated = walk_problems(pack, tolerate_unlisted)
     files = sorted(pack.manifest.files, key=lambda f: -f.size)  # big first: better packing of threads
     total = sum(f.size for f in files)
     results: dict[str, _FileOutcome] = {}
@@ -212,6 +230,7 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
         bytes_read=bytes_read,
         seconds=round(time.perf_counter() - start, 3),
         architecture_checked=architecture,
+        tolerated=tolerated,
     )
     return VerifiedPack(pack=pack, report=report, small_files=kept, shard_slots=shard_slots)
 

@@ -76,6 +76,8 @@ def parse_policy(data: bytes, source: str) -> LoadedPolicy:
         raise UnreadableInputError(f"policy {source}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise UnreadableInputError(f"policy {source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise UnreadableInputError(f"policy {source}: nested too deeply for a policy file") from None
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
