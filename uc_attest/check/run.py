@@ -63,7 +63,7 @@ from .weights import check_weights
 
 MAX_BUNDLE_BYTES = 64 << 20
 
-Check = Callable[[CheckContext], CheckResult]
+Check = Callable[[CheckContext], CheckResult | None]
 
 
 @dataclass
@@ -96,7 +96,7 @@ def stop_if_failed(ctx: CheckContext) -> None:
         ctx.pack_skipped = True
 
 
-STAGES: list[tuple[str, list[Check | Callable[[CheckContext], None]]]] = [
+STAGES: list[tuple[str, list[Check]]] = [
     ("signature", [check_signature]),
     ("signer policy", [check_signer_trust, check_attestation_age]),
     ("pack verification (one pass)", [read_pack]),
@@ -105,7 +105,8 @@ STAGES: list[tuple[str, list[Check | Callable[[CheckContext], None]]]] = [
     ("tokens and perplexity", [check_eval_tokens, check_perplexity, check_baseline_ratio]),
     ("deployment", [check_deployed, check_oms_signature]),
 ]
-"""The check, stage by stage (timed per stage); a step that returns a result adds it to the results."""
+"""The check, stage by stage (timed per stage); a step that returns a result adds it to the results (one that returns None only
+prepares the context, like the verification pass)."""
 
 
 def _context(inputs: CheckInputs) -> CheckContext:
