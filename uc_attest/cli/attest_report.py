@@ -7,8 +7,9 @@ from pathlib import Path
 import click
 
 from ..errors import UsageError
+from ..outputs import check_outputs
 from ..safe_io import read_input_file
-from .attest_check import TrustArgs, trust_options
+from .attest_check import trust_options
 
 MAX_RESULTS_BYTES = 256 << 20
 MAX_BUNDLE_BYTES = 64 << 20
@@ -37,6 +38,7 @@ def report_command(results_path: Path, output: Path, bundle: Path | None, vsa: P
     for given in (results_path, bundle, vsa):
         if given is not None and output.resolve() == given.resolve():
             raise UsageError(f"the report would overwrite its own input {given}")
+    check_outputs([output], [results_path, bundle, vsa])  # before reading and rendering
     results = load_results(_read(results_path, "results file", MAX_RESULTS_BYTES), str(results_path))
     extra = {}
     if bundle is not None:
@@ -79,6 +81,8 @@ def verify_report_command(
     from ..report.verify import CustomerTrust, verify_report_bytes
     from .common import exit_with
 
+    from ..attest.trust import trust_anchor
+
     try:
         if (customer_identity is None) != (customer_issuer is None):
             raise UsageError("a keyless customer verdict needs both --customer-identity and --customer-issuer")
@@ -86,11 +90,11 @@ def verify_report_command(
             raise UsageError("give either --customer-key or --customer-identity/--customer-issuer, not both")
         if customer_identity is not None and trusted_root is None:
             raise UsageError("--customer-identity needs --trusted-root (the Sigstore trusted_root.json)")
-        trust = TrustArgs(key=key, trusted_root=trusted_root if key is None else None, identity=identity, issuer=issuer).validate()
+        trust = trust_anchor(key=key, trusted_root=trusted_root if key is None else None, identity=identity, issuer=issuer)
         customer = CustomerTrust(key=customer_key, trusted_root=trusted_root, identity=customer_identity, issuer=customer_issuer)
         pdf = _read(report_path, "report", MAX_REPORT_BYTES)
         # Expiry is judged at check time by the policy; an auditor verifies authenticity, possibly years later.
-        outcome = verify_report_bytes(pdf, trust.verifier(allow_expired=True), customer, source=str(report_path))
+        outcome = verify_report_bytes(pdf, lambda bundle: trust.verify(bundle, allow_expired=True), customer, source=str(report_path))
     except UcError:
         click.echo("REPORT: NOT VERIFIED")
         raise

@@ -102,15 +102,7 @@ def build_check_outputs(
 
 
 def write_outputs(outputs: dict[Path, bytes]) -> None:
-    """Write every output atomically; on a failure, remove those already written by this call."""
-    from ..atomic import write_bytes_atomic
+    """Write every output or none (uc_attest.outputs.write_all: staged, then renamed; restored on failure)."""
+    from ..outputs import Output, write_all
 
-    written: list[Path] = []
-    try:
-        for path, data in outputs.items():
-            write_bytes_atomic(path, data)
-            written.append(path)
-    except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    write_all([Output(path, data) for path, data in outputs.items()])

@@ -100,11 +100,11 @@ def _consistency_problems(results: Results, verified: Any) -> list[str]:
     try:
         from ..attest.subjects import split_subjects
 
-        attested, _tokens = split_subjects(verified.statement)
+        signed_files, _tokens = split_subjects(verified.statement)
     except VerificationError as exc:
         return [*problems, str(exc)]
     for f in results.files:
-        if f.attested_sha256 is not None and attested.get(f.path) != f.attested_sha256:
+        if f.attested_sha256 is not None and signed_files.get(f.path) != f.attested_sha256:
             problems.append(f"the results record a signed hash for {f.path} that the attestation does not contain")
     return problems
 
