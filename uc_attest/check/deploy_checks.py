@@ -4,9 +4,10 @@
   serving engine loads holds exactly the attested tensors, config and
   tokenizer (uc_attest.pack.deployed), judged against the manifest whose
   SHA-256 the signed statement gives.
-* ``oms_signature`` (advisory, never decides the verdict): whether an OpenSSF
-  model-signing signature lies beside the bundle, and whether it verifies with
-  the vendor's key over exactly the attested files (uc_attest.attest.oms).
+* ``oms_signature`` (advisory, never decides the verdict; present only when an
+  OpenSSF model-signing signature lies beside the bundle, so that a delivery
+  without one reads as before): whether it verifies with the vendor's key over
+  exactly the attested files (uc_attest.attest.oms).
 """
 
 from __future__ import annotations
@@ -53,9 +54,15 @@ def deployed_check(pack_root: Path, directory: Path, attested_manifest_sha256: s
     return row(CheckStatus.FAIL, f"{directory} differs from the attested model: {shown}.", details)
 
 
-def oms_check(pack_root: Path, bundle_path: Path, public_key: Path | None, verified: Any | None) -> CheckResult:
-    """The advisory ``oms_signature`` row (``verified`` is the verified attestation, or None)."""
+def oms_rows(pack_root: Path, bundle_path: Path, public_key: Path | None, verified: Any | None) -> list[CheckResult]:
+    """The advisory ``oms_signature`` row, or none when no OMS signature lies beside the bundle."""
     path = oms_path_for_bundle(bundle_path)
+    if not path.exists() and not path.is_symlink():
+        return []
+    return [_oms_row(pack_root, path, public_key, verified)]
+
+
+def _oms_row(pack_root: Path, path: Path, public_key: Path | None, verified: Any | None) -> CheckResult:
 
     def row(status: CheckStatus, summary: str) -> CheckResult:
         return CheckResult(name="oms_signature", title=OMS_TITLE, status=status, required=False, summary=summary, details={"path": str(path)})

@@ -300,11 +300,11 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
     lap("tokens, model load and perplexity")
 
     # 5. deployment: the served directory (required when given), the OpenSSF model signature (advisory)
-    from .deploy_checks import deployed_check, oms_check
+    from .deploy_checks import deployed_check, oms_rows
 
     if inputs.deployed is not None:
         state.checks.append(deployed_check(pack_root, Path(inputs.deployed), predicate.pack.manifest_sha256 if predicate else None))
-    state.checks.append(oms_check(pack_root, bundle_path, inputs.public_key, verified))
+    state.checks += oms_rows(pack_root, bundle_path, inputs.public_key, verified)
     lap("deployment")
 
     if customer_env is None:
