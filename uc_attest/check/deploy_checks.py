@@ -24,7 +24,7 @@ from ..pack.reader import open_pack
 from .results import CheckResult, CheckStatus
 
 DEPLOYED_TITLE = "The deployed model directory holds exactly the attested model"
-OMS_TITLE = "OpenSSF model signature of the pack (advisory)"
+OMS_TITLE = "OpenSSF model signature of the pack"
 MAX_LISTED = 50
 
 
