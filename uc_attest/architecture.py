@@ -44,26 +44,43 @@ MAX_CONFIG_BYTES = 16 << 20  # a config.json is kilobytes
 
 
 def load_config(config_path: Path) -> Any:
+    """The config of a model directory the user named; anything unusable is one exit-2 error line."""
+    from .errors import UnreadableInputError, UsageError
     from .safe_io import read_regular_file
 
-    return config_from_bytes(bytes(read_regular_file(config_path, MAX_CONFIG_BYTES, follow_symlinks=True)))
+    try:
+        raw = bytes(read_regular_file(config_path, MAX_CONFIG_BYTES, follow_symlinks=True))
+    except FileNotFoundError:
+        raise UsageError(f"no config.json: {config_path}") from None
+    except OSError as exc:
+        raise UnreadableInputError(f"cannot read {config_path}: {exc.strerror or exc}") from None
+    try:
+        return config_from_bytes(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UnreadableInputError(f"{config_path}: {exc}") from None
 
 
 def config_from_bytes(raw: bytes) -> Any:
     """A transformers config from config.json's bytes (so a caller can hash exactly what it parses)."""
     from transformers import AutoConfig
 
-    data = json.loads(raw.decode("utf-8"))
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("config.json is nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("config.json is not a JSON object")
     model_type = data.get("model_type")
     if not isinstance(model_type, str):
         raise ValueError("config.json has no model_type")
     config = AutoConfig.for_model(model_type)
-    return config.__class__.from_dict(data)
+    try:
+        return config.__class__.from_dict(data)
+    except Exception as exc:  # noqa: BLE001 - transformers' config classes raise many types on odd values
+        raise ValueError(f"config.json is not a valid {model_type} config ({type(exc).__name__}: {exc})") from None
 
 
-def causal_lm_class(config: Any) -> type:
+def causal_lm_class(config: Any) -> Any:
     """The transformers class a causal LM config builds (AutoModelForCausalLM's choice)."""
     from transformers import AutoModel, AutoModelForCausalLM
 

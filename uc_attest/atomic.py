@@ -66,7 +66,10 @@ def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -
         raise UsageError(f"output directory does not exist: {parent}")
     if target.exists() and not overwrite:
         raise UsageError(f"output already exists: {target} (remove it or pass --force)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+    try:  # before the work: an unwritable output directory fails now, not after minutes of compression
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
+    except OSError as exc:
+        raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; a finished pack gets ordinary permissions

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 from .atomic import atomic_directory
 from .errors import UsageError
@@ -28,6 +29,24 @@ def smollm2_folder() -> Path:
     if not (folder / GGUF_FILE).is_file():
         raise UsageError(f"{GGUF_FILE} not found in {folder}")
     return folder
+
+
+def load_state_exactly(model: Any, state: dict[str, Any]) -> None:
+    """Load ``state`` into ``model``, refusing any missing or unexpected key.
+
+    The one tolerated absence is a tied output head (``lm_head.weight`` when the
+    config ties it to the embeddings): it is the embedding matrix, restored by
+    ``tie_weights``. Anything else missing would stay at its random
+    initialisation and be saved as the demo's "original" model without a word.
+    """
+    result = model.load_state_dict(state, strict=False, assign=True)
+    tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+    missing = sorted(set(result.missing_keys) - tied)
+    unexpected = sorted(result.unexpected_keys)
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise UsageError(f"the GGUF weights do not fit the model: {len(missing)} missing and {len(unexpected)} unexpected tensors ({what})")
+    model.tie_weights()
 
 
 def materialize_smollm2(target: str | os.PathLike[str]) -> Path:
@@ -51,8 +70,7 @@ def materialize_smollm2(target: str | os.PathLike[str]) -> Path:
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     del model
     clean = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    clean.load_state_dict(state, strict=False, assign=True)
-    clean.tie_weights()
+    load_state_exactly(clean, state)
     with atomic_directory(target, overwrite=True) as tmp:
         clean.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))

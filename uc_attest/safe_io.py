@@ -87,7 +87,7 @@ def open_regular_fd(path: str | os.PathLike[str], *, follow_symlinks: bool = Tru
         if exc.errno == errno.ENXIO:  # a socket (or a device without its driver): not something to read
             raise NotRegularFileError(errno.ENXIO, f"{name} is a socket or device, not a regular file") from None
         if exc.errno == errno.ELOOP and not follow_symlinks:
-            raise NotRegularFileError(errno.ELOOP, f"{name} is a symlink") from None
+            raise OSError(errno.ELOOP, f"{name} is a symlink") from None
         raise
     try:
         st = os.fstat(fd)

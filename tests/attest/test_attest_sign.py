@@ -170,40 +170,42 @@ def test_usage_errors(attest_cli, tiny_pack: Path, tmp_path: Path) -> None:  # t
 
 
 def test_nothing_written_when_the_bundle_cannot_be_written(tiny_pack: Path, tmp_path: Path, p256_key, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """The token file is written first; if the bundle then fails, the token file goes too."""
-    import uc_attest.attest.acceptance as acceptance
+    """The token file is staged first; if the bundle then fails, neither appears."""
+    import uc_attest.outputs as outputs
 
-    real = acceptance.write_bytes_atomic
+    real = outputs._stage
     calls: list[Path] = []
 
-    def failing(path, data, mode=0o644):  # type: ignore[no-untyped-def]
-        calls.append(Path(path))
-        if str(path).endswith(".sigstore.json"):
-            raise UsageError("disk full (simulated)")
-        real(path, data, mode)
+    def failing(output):  # type: ignore[no-untyped-def]
+        calls.append(output.path)
+        if str(output.path).endswith(".sigstore.json"):
+            raise OSError(28, "No space left on device (simulated)")
+        return real(output)
 
-    monkeypatch.setattr(acceptance, "write_bytes_atomic", failing)
+    monkeypatch.setattr(outputs, "_stage", failing)
     before = _outputs(tiny_pack.parent)
-    with pytest.raises(UsageError, match="disk full"):
+    with pytest.raises(UsageError, match="No space left"):
         sign_pack(SignOptions(pack=tiny_pack, key=p256_key, seq_len=16, max_windows=1, progress=False))
     assert [p.name for p in calls] == ["pack.eval-tokens.safetensors", "pack.sigstore.json"]
     assert _outputs(tiny_pack.parent) == before
 
 
-def test_non_finite_perplexity_is_never_signed(tiny_pack: Path, p256_key, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import uc_attest.evaluate.perplexity as perplexity
+@pytest.mark.parametrize("streaming", [True, False], ids=["streaming", "whole-model"])
+def test_non_finite_perplexity_is_never_signed(tiny_pack: Path, p256_key, monkeypatch, streaming: bool) -> None:  # type: ignore[no-untyped-def]
+    import uc_attest.evaluate.measure as measure
     from uc_attest.attest.errors import AcceptanceTestError
 
-    real = perplexity.evaluate_tokens
+    real = measure.measure_pack
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
-        result = real(*args, **kwargs)
-        return result.model_copy(update={"perplexity": float("inf"), "perplexity_hex": "inf"})
+        measured = real(*args, **kwargs)
+        inf = measured.result.model_copy(update={"perplexity": float("inf"), "perplexity_hex": "inf"})
+        return measure.Measured(inf, measured.device)
 
-    monkeypatch.setattr(perplexity, "evaluate_tokens", broken)
+    monkeypatch.setattr(measure, "measure_pack", broken)
     before = _outputs(tiny_pack.parent)
     with pytest.raises(AcceptanceTestError, match="non-finite"):
-        sign_pack(SignOptions(pack=tiny_pack, key=p256_key, seq_len=16, max_windows=1, progress=False))
+        sign_pack(SignOptions(pack=tiny_pack, key=p256_key, seq_len=16, max_windows=1, progress=False, streaming=streaming))
     assert _outputs(tiny_pack.parent) == before
 
 

@@ -39,7 +39,7 @@ def test_floats_round_trip_exactly_through_the_payload(x: float) -> None:
 
 
 def test_number_and_hex_must_agree() -> None:
-    good = perplexity_result([1.5, 2.25])
+    good = perplexity_result([1.5, 2.25], ppl=math.exp(3.75 / 20))  # coherent: the cross-checks pass
     data = good.model_dump(by_alias=True)
     data["perplexityHex"] = float_hex(good.perplexity + 1e-12)
     with pytest.raises(ValidationError, match="disagree"):

@@ -15,9 +15,10 @@ Order and why:
    the bundle written (each atomically; the token file is removed again if the
    bundle cannot be written). A failure at any step writes nothing.
 
-The model that is measured is loaded from the very manifest whose digest is
-attested (the opened pack is handed to the loader, which re-checks every file
-and tensor digest against it).
+The model that is measured is the verified pack (:class:`VerifiedPack`, from
+the one verification pass): by default block by block, every tensor rebuilt
+again and compared with the digest that pass verified before use; with
+``--no-streaming`` loaded whole from the very manifest that was verified.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,9 +36,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .. import __version__
-from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError
-from ..safe_io import sha256_regular_file
+from ..outputs import Output, check_outputs, write_all
 from .errors import AcceptanceTestError, BundleFormatError
 from .keys import PrivateKey, fingerprint
 from .paths import default_bundle_path, tokens_path_for_bundle
@@ -49,7 +48,6 @@ from .predicate import (
     BaselineModelInfo,
     BaselineResult,
     DatasetInfo,
-    FileDigest,
     Measurement,
     PackInfo,
     PerplexityResult,
@@ -57,6 +55,7 @@ from .predicate import (
     ToolInfo,
     float_hex,
 )
+from .provenance import baseline_provenance
 from .statement import Statement
 from .subjects import build_subjects
 
@@ -72,6 +71,7 @@ class SignOptions:
     keyless: bool = False
     staging: bool = False
     baseline: Path | None = None
+    baseline_mismatch_reason: str | None = None  # sign a baseline that differs from the pack's source (signed)
     eval_text: Path | None = None
     seq_len: int = 512
     max_windows: int | None = None
@@ -79,6 +79,8 @@ class SignOptions:
     output: Path | None = None
     tokens_output: Path | None = None
     progress: bool = True
+    streaming: bool = True  # evaluate block by block (same NLL per window as the whole model, one block resident)
+    device: str = "cpu"  # where the evaluation runs: cpu or cuda:N (already resolved)
 
 
 class SignTimings(BaseModel):
@@ -110,12 +112,6 @@ class SignResult(BaseModel):
     timings: SignTimings
 
 
-def _check_output_dir(path: Path) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"output directory does not exist: {parent}")
-
-
 def read_eval_text(path: Path | None) -> tuple[str, str]:
     """``(text, source)``: the given file (UTF-8, non-empty) or the built-in evaluation text."""
     from ..evaluate.text import SOURCE_NAME, default_eval_text, read_text_file
@@ -126,19 +122,6 @@ def read_eval_text(path: Path | None) -> tuple[str, str]:
     if p.is_dir():
         raise UnreadableInputError(f"evaluation text {p} is a directory")
     return read_text_file(p), f"file:{p.name}"
-
-
-def hash_model_dir(root: Path) -> list[FileDigest]:
-    """SHA-256 of every regular file under a baseline model directory (hidden entries skipped)."""
-    out: list[FileDigest] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            full = Path(dirpath) / name
-            if name.startswith(".") or full.is_symlink() or not full.is_file():
-                continue
-            out.append(FileDigest(path=full.relative_to(root).as_posix(), sha256=sha256_regular_file(full, follow_symlinks=False)[1]))
-    return out
 
 
 def _result(eval_result: Any) -> PerplexityResult:
@@ -157,19 +140,15 @@ def _result(eval_result: Any) -> PerplexityResult:
     )
 
 
-def _verify_pack(pack_path: Path, progress: bool) -> tuple[Any, Any]:
-    """Run the full ``uc verify``; return (report, opened pack) for the very manifest that was verified."""
-    from ..pack.reader import open_pack
+def _verify_pack(pack_path: Path, progress: bool) -> Any:
+    """Run the full ``uc verify`` (one pass); the verified pack is what is measured and signed."""
     from ..pack.verify import verify_pack
 
-    report = verify_pack(pack_path, progress=progress, architecture=True)
-    if not report.ok:
-        more = f" (+{len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
-        raise AcceptanceTestError(f"pack failed verification, not signed: {report.failures[0]}{more}")
-    pack = open_pack(pack_path)
-    if pack.manifest_sha256 != report.manifest_sha256:
-        raise AcceptanceTestError("the pack's manifest changed during verification; not signed")
-    return report, pack
+    verified = verify_pack(pack_path, progress=progress, architecture=True)
+    if not verified.ok:
+        more = f" (+{len(verified.failures) - 1} more)" if len(verified.failures) > 1 else ""
+        raise AcceptanceTestError(f"pack failed verification, not signed: {verified.failures[0]}{more}")
+    return verified
 
 
 def build_predicate(
@@ -217,12 +196,7 @@ def _hf_progress(enabled: bool) -> Iterator[None]:
 
 
 def _write_outputs(bundle_path: Path, bundle: bytes, tokens_path: Path, tokens: bytes) -> None:
-    write_bytes_atomic(tokens_path, tokens)
-    try:
-        write_bytes_atomic(bundle_path, bundle)
-    except BaseException:
-        tokens_path.unlink(missing_ok=True)
-        raise
+    write_all([Output(tokens_path, tokens), Output(bundle_path, bundle)])  # both or neither
 
 
 @dataclass
@@ -238,38 +212,40 @@ class _Measured:
     baseline_eval_s: float | None
 
 
-def _measure(options: SignOptions, pack: Any, text: str, text_source: str) -> _Measured:
+def _measure(options: SignOptions, verified: Any, text: str, text_source: str, baseline_info: BaselineModelInfo | None = None) -> _Measured:
     """Tokenise once, write nothing, measure the pack (and the baseline) on those ids."""
     from ..evaluate.environment import capture_environment
-    from ..evaluate.loading import load_model_dir, load_pack_model
-    from ..evaluate.perplexity import evaluate_tokens, windows_of
+    from ..evaluate.loading import verified_config
+    from ..evaluate.measure import measure_model_dir, measure_pack
+    from ..evaluate.perplexity import check_token_range, windows_of
     from ..evaluate.tokens import token_file_bytes, tokenize_text
 
     t0 = time.perf_counter()
     text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    ids = tokenize_text(pack.root, text)
+    ids = tokenize_text(verified.root, text)
     metadata = {"format": TOKEN_FILE_FORMAT, "tokenizer": "pack", "text_sha256": text_sha, "text_source": text_source, "count": str(ids.numel())}
     token_bytes = token_file_bytes(ids, metadata)
     windows_of(ids, options.seq_len, options.max_windows)  # too few tokens: fail before loading any model
     t1 = time.perf_counter()
 
     with _hf_progress(options.progress):
-        model = load_pack_model(pack)
-    pack_eval = evaluate_tokens(model, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress)
-    environment = capture_environment(model, dtype=pack_eval.compute_dtype)
-    del model
+        vocab = getattr(verified_config(verified), "vocab_size", None)
+        if vocab is not None:  # every id the token file will carry, not only those in the scored windows
+            check_token_range(ids, int(vocab))
+        measured = measure_pack(verified, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress,
+                                streaming=options.streaming, device=options.device)  # fmt: skip
+    pack_eval = measured.result
+    environment = capture_environment(None, device=measured.device, dtype=pack_eval.compute_dtype)
     pack_result = _result(pack_eval)
     t2 = time.perf_counter()
 
     baseline: BaselineResult | None = None
     ratio: float | None = None
-    if options.baseline is not None:
+    if options.baseline is not None and baseline_info is not None:
         with _hf_progress(options.progress):
-            base_model = load_model_dir(options.baseline)
-        base_eval = evaluate_tokens(base_model, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress)
-        del base_model
-        root = Path(options.baseline)
-        baseline = BaselineResult(model=BaselineModelInfo(name=root.resolve().name, files=hash_model_dir(root)), result=_result(base_eval))
+            base_eval = measure_model_dir(options.baseline, ids, seq_len=options.seq_len, max_windows=options.max_windows,
+                                          progress=options.progress, streaming=options.streaming, device=options.device).result  # fmt: skip
+        baseline = BaselineResult(model=baseline_info, result=_result(base_eval))
         ratio = pack_result.perplexity / baseline.result.perplexity
     t3 = time.perf_counter()
 
@@ -327,9 +303,9 @@ def _output_paths(options: SignOptions) -> tuple[Path, Path]:
     if bundle_path.resolve() == tokens_path.resolve():
         raise UsageError("the bundle and the token file cannot be the same file")
     for out in (bundle_path, tokens_path):
-        _check_output_dir(out)
         if out.resolve().is_relative_to(pack_path.resolve()):
             raise UsageError(f"{out} is inside the pack; outputs go beside it")
+    check_outputs([bundle_path, tokens_path], [options.eval_text, options.baseline])  # before minutes of measuring: both can be written
     return bundle_path, tokens_path
 
 
@@ -342,14 +318,20 @@ def sign_pack(options: SignOptions) -> SignResult:
     if options.valid_days < 1:
         raise UsageError("--valid-days must be at least 1")
     bundle_path, tokens_path = _output_paths(options)
+    if options.baseline_mismatch_reason is not None and options.baseline is None:
+        raise UsageError("--baseline-mismatch-reason needs --baseline")
     if options.baseline is not None and not Path(options.baseline).is_dir():
         raise UsageError(f"no such baseline model directory: {options.baseline}")
     text, text_source = read_eval_text(options.eval_text)
 
     t_start = time.perf_counter()
-    report, pack = _verify_pack(Path(options.pack), options.progress)
+    verified = _verify_pack(Path(options.pack), options.progress)
+    report, pack = verified.report, verified.pack
+    baseline_info = None
+    if options.baseline is not None:  # before minutes of measuring: the baseline must be the compressed source
+        baseline_info = baseline_provenance(Path(options.baseline), pack.manifest.model.source.files, options.baseline_mismatch_reason)
     t_verified = time.perf_counter()
-    measured = _measure(options, pack, text, text_source)
+    measured = _measure(options, verified, text, text_source, baseline_info)
     t_evaluated = time.perf_counter()
 
     signed_at = datetime.now(timezone.utc).replace(microsecond=0)

@@ -16,13 +16,13 @@ different stories.
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from ..digests import Sha256Hex, TensorDigestText
 from ..evaluate.environment import EnvironmentInfo
 
 PREDICATE_TYPE = "https://uc-attest.dev/acceptance-test/v1"
@@ -34,8 +34,6 @@ TOKENS_SUBJECT = "eval-tokens.safetensors"
 PACK_SUBJECT_PREFIX = "pack/"
 """Pack files are subjects named ``pack/<path relative to the pack directory>``."""
 
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def float_hex(value: float) -> str:
@@ -68,14 +66,7 @@ class TensorDigest(_Model):
 
     name: str
     kind: str
-    digest: str
-
-    @field_validator("digest")
-    @classmethod
-    def _digest(cls, v: str) -> str:
-        if not _DIGEST.match(v):
-            raise ValueError("digest must be sha256:<64 hex>")
-        return v
+    digest: TensorDigestText
 
 
 class PackInfo(_Model):
@@ -89,35 +80,21 @@ class PackInfo(_Model):
     format: str
     format_version: str
     manifest_path: str
-    manifest_sha256: str
+    manifest_sha256: Sha256Hex
     model_type: str
     architectures: list[str]
     tensors: list[TensorDigest]
-
-    @field_validator("manifest_sha256")
-    @classmethod
-    def _hex(cls, v: str) -> str:
-        if not _SHA256_HEX.match(v):
-            raise ValueError("manifestSha256 must be 64 lowercase hex digits")
-        return v
 
 
 class DatasetInfo(_Model):
     """The evaluation tokens: a safetensors file carried with the attestation and pinned by digest."""
 
     subject: str = TOKENS_SUBJECT
-    sha256: str
+    sha256: Sha256Hex
     token_count: int = Field(ge=2)
-    text_sha256: str
+    text_sha256: Sha256Hex
     text_source: str = Field(description="'built-in' or the evaluation text's file name")
     tokenizer: str = Field(description="whose tokenizer produced the ids: 'pack'")
-
-    @field_validator("sha256", "text_sha256")
-    @classmethod
-    def _hex(cls, v: str) -> str:
-        if not _SHA256_HEX.match(v):
-            raise ValueError("must be 64 lowercase hex digits")
-        return v
 
 
 class PerplexityResult(_Model):
@@ -139,19 +116,59 @@ class PerplexityResult(_Model):
             raise ValueError("windowNll and windowNllHex differ in length")
         for i, (v, h) in enumerate(zip(self.window_nll, self.window_nll_hex, strict=True)):
             _same_float(v, h, f"windowNll[{i}]")
+        _cross_check(self)
         return self
+
+
+# exp() comes from the platform's libm, which may round the last bit differently; the sum and the
+# quotient are exact IEEE operations and are compared bit for bit.
+_EXP_REL_TOLERANCE = 1e-12
+
+
+def _cross_check(result: PerplexityResult) -> None:
+    """A signed figure must follow from the signed window NLLs: nllSum = fsum(windowNll), perplexity = exp(nllSum/tokens).
+
+    Otherwise a statement could sign a perplexity that its own evidence
+    contradicts, and a verifier that compares only the headline number would
+    accept it.
+    """
+    if not result.window_nll:
+        raise ValueError("windowNll is empty")
+    total = math.fsum(result.window_nll)
+    if total != result.nll_sum:
+        raise ValueError(f"nllSum {result.nll_sum!r} is not the sum of windowNll ({total!r})")
+    expected = math.exp(result.nll_sum / result.predicted_tokens)
+    if not math.isclose(result.perplexity, expected, rel_tol=_EXP_REL_TOLERANCE, abs_tol=0.0):
+        raise ValueError(f"perplexity {result.perplexity!r} is not exp(nllSum / predictedTokens) = {expected!r}")
 
 
 class FileDigest(_Model):
     path: str
-    sha256: str
+    sha256: Sha256Hex
 
 
 class BaselineModelInfo(_Model):
-    """The unquantized model the pack was compared with: its directory name and its files' digests."""
+    """The unquantized model the pack was compared with: its directory name and its files' digests.
+
+    ``matchesPackSource`` says whether these files are exactly the source files
+    the pack's manifest recorded at compress time (None: an attestation made
+    before this was checked). A vendor may sign a baseline that differs only
+    with an explicit override, whose reason is then signed here as
+    ``sourceOverride``: a verifier sees that the ratio compares with another model.
+    """
 
     name: str
-    files: list[FileDigest]
+    files: list[FileDigest] = Field(min_length=1)
+    matches_pack_source: bool | None = None
+    source_override: str | None = None
+
+    @model_validator(mode="after")
+    def _override_only_on_mismatch(self) -> BaselineModelInfo:
+        if self.matches_pack_source is False and not (self.source_override or "").strip():
+            raise ValueError("a baseline that differs from the pack's source needs sourceOverride (the signed reason)")
+        if self.source_override is not None and self.matches_pack_source is not False:
+            raise ValueError("sourceOverride is only for a baseline that differs from the pack's source")
+        return self
 
 
 class BaselineResult(_Model):
@@ -176,6 +193,8 @@ class Measurement(_Model):
     def _consistent(self) -> Measurement:
         if len(self.pack.window_nll) != self.windows:
             raise ValueError("windows differs from the number of per-window NLLs")
+        if self.pack.predicted_tokens != self.windows * (self.seq_len - 1):
+            raise ValueError(f"pack.predictedTokens {self.pack.predicted_tokens} is not windows x (seqLen - 1) = {self.windows * (self.seq_len - 1)}")
         if self.baseline is None:
             if self.ratio is not None or self.ratio_hex is not None:
                 raise ValueError("a ratio needs a baseline")
@@ -183,6 +202,12 @@ class Measurement(_Model):
             if self.ratio is None or self.ratio_hex is None:
                 raise ValueError("a baseline needs a ratio and ratioHex")
             _same_float(self.ratio, self.ratio_hex, "ratio")
+            base = self.baseline.result
+            if len(base.window_nll) != self.windows or base.predicted_tokens != self.pack.predicted_tokens:
+                raise ValueError("the baseline was not measured on the same windows as the pack")
+            expected = self.pack.perplexity / base.perplexity
+            if self.ratio != expected:  # one IEEE division: exact
+                raise ValueError(f"ratio {self.ratio!r} is not pack / baseline perplexity = {expected!r}")
         return self
 
 

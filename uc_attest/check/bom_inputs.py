@@ -39,10 +39,10 @@ def default_pack_for(bundle: Path) -> Path | None:
 
 
 def collect_bom_inputs(bundle: Path, trust: Any | None, pack: Path | None, results: Path | None) -> BomInputs:
-    """Read everything the BOM needs; ``trust`` is a TrustArgs or None (then the signature is not verified)."""
+    """Read everything the BOM needs; ``trust`` is a TrustAnchor or None (then the signature is not verified)."""
     raw = read_bundle_bytes(bundle)
     if trust is not None:
-        verified = trust.verifier()(raw)
+        verified = trust.verify(raw)
         statement, predicate = verified.statement, verified.predicate
         signer = verified.signer
         verified_by = f"key {signer.key_fingerprint}" if signer.mode == "key" else f"keyless {signer.identity} ({signer.issuer})"

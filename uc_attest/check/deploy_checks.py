@@ -63,7 +63,6 @@ def oms_rows(pack_root: Path, bundle_path: Path, public_key: Path | None, verifi
 
 
 def _oms_row(pack_root: Path, path: Path, public_key: Path | None, verified: Any | None) -> CheckResult:
-
     def row(status: CheckStatus, summary: str) -> CheckResult:
         return CheckResult(name="oms_signature", title=OMS_TITLE, status=status, required=False, summary=summary, details={"path": str(path)})
 
@@ -73,3 +72,18 @@ def _oms_row(pack_root: Path, path: Path, public_key: Path | None, verified: Any
     status = verify_oms(pack_root, path, public_key, attested)
     outcome = {"valid": CheckStatus.PASS, "invalid": CheckStatus.FAIL}.get(status.status, CheckStatus.SKIP)
     return row(outcome, f"{status.status}: {status.detail}.")
+
+
+def check_deployed(ctx: Any) -> CheckResult | None:
+    """Stage step: the ``deployed`` row, only when ``--deployed DIR`` was given."""
+    if ctx.inputs.deployed is None:
+        return None
+    predicate = ctx.predicate
+    return deployed_check(Path(ctx.inputs.pack), Path(ctx.inputs.deployed), predicate.pack.manifest_sha256 if predicate else None)
+
+
+def check_oms_signature(ctx: Any) -> CheckResult | None:
+    """Stage step: the advisory ``oms_signature`` row, only when an OMS signature lies beside the bundle."""
+    public_key = getattr(ctx.trust, "public_key", None)  # keyless trust has none: the row then says not checked
+    rows = oms_rows(Path(ctx.inputs.pack), ctx.bundle_path, public_key, ctx.attestation)
+    return rows[0] if rows else None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .attest_check import TrustArgs, trust_options
+from .attest_check import trust_options
 
 
 @click.command("bom")
@@ -22,9 +22,11 @@ def bom_command(bundle: Path, results_path: Path | None, pack: Path | None, key:
     from ..check.bom import build_bom
     from ..check.bom_inputs import collect_bom_inputs
 
-    trust = TrustArgs(key, trusted_root, identity, issuer)
+    from ..attest.trust import trust_anchor
+
     anchored = any(v is not None for v in (key, trusted_root, identity, issuer))
-    inputs = collect_bom_inputs(bundle, trust.validate() if anchored else None, pack, results_path)
+    trust = trust_anchor(key=key, trusted_root=trusted_root, identity=identity, issuer=issuer) if anchored else None
+    inputs = collect_bom_inputs(bundle, trust, pack, results_path)
     write_bytes_atomic(output, build_bom(inputs))
     state = f"signature verified ({inputs.verified_by})" if inputs.verified_by else "signature NOT verified (no --key or keyless trust given)"
     click.echo(f"wrote {output}: CycloneDX 1.6 ML-BOM; {state}")

@@ -9,19 +9,19 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .attest_keys import stdin_is_interactive
-
-
-def _prompt_passphrase() -> bytes:
-    return click.prompt("Passphrase for the signing key", hide_input=True, err=True).encode("utf-8")
+from .common import evaluation_options
+from .verdict_options import load_cli_signing_key
 
 
 @click.command("sign")
 @click.argument("pack", type=click.Path(path_type=Path))
-@click.option("--key", "key_path", type=click.Path(path_type=Path), help="private key NAME.key (passphrase from UC_ATTEST_KEY_PASSPHRASE or a prompt)")
+@click.option("--key", "key_path", help="private key NAME.key (passphrase from UC_ATTEST_KEY_PASSPHRASE or a prompt) or a pkcs11: URI (PIN from UC_ATTEST_PKCS11_PIN)")
+@click.option("--allow-open-key-file", is_flag=True, help="use a private key file that group or others can read (refused by default)")
 @click.option("--sigstore", "keyless", is_flag=True, help="sign keyless with Sigstore (Fulcio + Rekor; needs network and an OIDC identity)")
 @click.option("--staging", is_flag=True, help="with --sigstore: use Sigstore's staging instance")
 @click.option("--baseline", type=click.Path(path_type=Path), help="uncompressed model directory to measure for comparison")
+@click.option("--baseline-mismatch-reason", metavar="TEXT",
+              help="sign although the --baseline files differ from the source recorded in the pack; TEXT is signed in the attestation")
 @click.option("--eval-text", type=click.Path(path_type=Path), help="UTF-8 evaluation text (default: built-in)")
 @click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2, 1 << 20), help="tokens per evaluation window")
 @click.option("--max-windows", type=click.IntRange(1, 1 << 30), help="evaluate at most N windows")
@@ -31,12 +31,15 @@ def _prompt_passphrase() -> bytes:
 @click.option("--oms", is_flag=True, help="also write an OpenSSF model-signing signature of the pack (NAME.model.sig beside the bundle), same key")
 @click.option("--json", "as_json", is_flag=True, help="print the result (paths, perplexities, timings) as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bars")
+@evaluation_options
 def sign_command(
     pack: Path,
-    key_path: Path | None,
+    key_path: str | None,
+    allow_open_key_file: bool,
     keyless: bool,
     staging: bool,
     baseline: Path | None,
+    baseline_mismatch_reason: str | None,
     eval_text: Path | None,
     seq_len: int,
     max_windows: int | None,
@@ -46,6 +49,8 @@ def sign_command(
     oms: bool,
     as_json: bool,
     quiet: bool,
+    streaming: bool,
+    device: str,
 ) -> None:
     """Verify PACK, measure its perplexity (and the baseline's), and sign the result.
 
@@ -53,7 +58,7 @@ def sign_command(
     file it pins. Nothing is written when any step fails.
     """
     from ..attest.acceptance import SignOptions, sign_pack
-    from ..attest.keys import load_signing_key
+    from ..evaluate.measure import resolve_device
 
     if (key_path is None) == (not keyless):
         raise UsageError("give exactly one of --key NAME.key or --sigstore")
@@ -61,7 +66,7 @@ def sign_command(
         raise UsageError("--staging only applies to --sigstore")
     key = None
     if key_path is not None:
-        key = load_signing_key(key_path, prompt=_prompt_passphrase if stdin_is_interactive() else None)
+        key = load_cli_signing_key(key_path, allow_open_key_file)
     if oms:
         from ..attest.oms import require_oms_key
 
@@ -73,6 +78,7 @@ def sign_command(
             keyless=keyless,
             staging=staging,
             baseline=baseline,
+            baseline_mismatch_reason=baseline_mismatch_reason,
             eval_text=eval_text,
             seq_len=seq_len,
             max_windows=max_windows,
@@ -80,6 +86,8 @@ def sign_command(
             output=output,
             tokens_output=tokens_out,
             progress=not quiet,
+            streaming=streaming,
+            device=resolve_device(device),
         )
     )
     oms_path = _sign_oms(pack, key, result.bundle) if oms else None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import exit_with, run_group
+from .common import evaluation_options, exit_with, run_group
 
 
 @click.group(name="uc", context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,7 +90,7 @@ def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, arch
     from ..pack.verify import verify_pack
 
     try:
-        report = verify_pack(pack, progress=not quiet, workers=workers, architecture=architecture)
+        report = verify_pack(pack, progress=not quiet, workers=workers, architecture=architecture).report
         deployed_report = _verify_deployed(pack, deployed) if deployed is not None else None
     except VerificationError as exc:  # the manifest itself is corrupt: a verdict, not a usage error
         click.echo(f"FAIL: {exc}")
@@ -179,11 +179,14 @@ def inspect_cmd(pack: Path, as_json: bool) -> None:
 @click.option("--compute-dtype", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16"]))
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", is_flag=True)
+@evaluation_options
 def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, max_windows: int | None,
-             compute_dtype: str, as_json: bool, quiet: bool) -> None:  # fmt: skip
-    """Perplexity of MODEL (a pack or a model directory) over non-overlapping windows."""
-    from ..evaluate.loading import load_any
-    from ..evaluate.perplexity import evaluate_tokens
+             compute_dtype: str, as_json: bool, quiet: bool, streaming: bool, device: str) -> None:  # fmt: skip
+    """Perplexity of MODEL (a pack or a model directory) over non-overlapping windows.
+
+    A pack is verified first (one pass) and measured from the verified bytes.
+    """
+    from ..evaluate.measure import measure_any, resolve_device
     from ..evaluate.text import default_eval_text, read_text_file
     from ..evaluate.tokens import load_token_file, tokenize_text
 
@@ -196,8 +199,8 @@ def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, 
         if not model.exists():
             raise click.UsageError(f"no such model or pack: {model}")
         ids = tokenize_text(model, body)
-    result = evaluate_tokens(load_any(model), ids, seq_len=seq_len, max_windows=max_windows,
-                             compute_dtype=compute_dtype, progress=not quiet)  # fmt: skip
+    result = measure_any(model, ids, seq_len=seq_len, max_windows=max_windows, compute_dtype=compute_dtype, progress=not quiet,
+                         streaming=streaming, device=resolve_device(device)).result  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.model_dump(mode="json")))
     else:

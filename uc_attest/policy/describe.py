@@ -81,6 +81,31 @@ def _perplexity_lines(policy: Policy) -> list[str]:
     return lines
 
 
+def weakened_checks(policy: Policy) -> list[str]:
+    """One sentence per check this policy turns off or makes advisory (for the report's first page).
+
+    A PASS under such a policy proves less than a PASS under the default one;
+    the reader of page 1 must see that without opening the appendix.
+    """
+    a, w, p = policy.attestation, policy.weights, policy.perplexity
+    out: list[str] = []
+    if not a.honour_expiry:
+        age = "and no age limit applies" if a.max_age_days is None else f"only the {a.max_age_days:g}-day age limit applies"
+        out.append(f"Attestation expiry is OFF: the attestation's own expiry date is ignored, {age}.")
+    elif a.max_age_days is None:
+        out.append("Attestation age is NOT LIMITED: an attestation of any age passes until its own expiry date.")
+    if not w.require_bit_exact:
+        out.append("Bit-exact weights are ADVISORY: rebuilt weights that differ from the signed ones do not fail the verdict.")
+    if w.allow_unattested_files:
+        out.append("Unsigned files are TOLERATED: files in the pack that the vendor did not sign do not fail the verdict (they are never loaded).")
+    if not p.remeasure:
+        out.append("Perplexity re-measurement is OFF: the quality figure is the vendor's signed claim, not checked here.")
+    elif not p.required:
+        out.append("Perplexity match is ADVISORY: a re-measured figure outside the tolerance does not fail the verdict.")
+    return out
+
+
 def describe_policy(policy: Policy) -> list[str]:
     """Plain-English sentences that together state what ``policy`` demands."""
-    return _signer_lines(policy) + _attestation_lines(policy) + _weights_lines(policy) + _perplexity_lines(policy)
+    verdict = ["The customer must sign this verdict (attest check --sign-key or --sign-sigstore)."] if policy.verdict.require_signature else []
+    return _signer_lines(policy) + _attestation_lines(policy) + _weights_lines(policy) + _perplexity_lines(policy) + verdict

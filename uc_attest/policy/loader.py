@@ -56,7 +56,8 @@ def resolve_policy_path(spec: str | os.PathLike[str] | None) -> Path:
 
 
 def _describe(error: dict[str, object]) -> str:
-    loc = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__")
+    parts = error.get("loc", ())
+    loc = ".".join(str(part) for part in (parts if isinstance(parts, (tuple, list)) else ()) if part != "__root__")
     kind = error.get("type")
     if kind == "extra_forbidden":
         return f"unknown key '{loc}'"
@@ -75,6 +76,8 @@ def parse_policy(data: bytes, source: str) -> LoadedPolicy:
         raise UnreadableInputError(f"policy {source}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise UnreadableInputError(f"policy {source}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise UnreadableInputError(f"policy {source}: nested too deeply for a policy file") from None
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:

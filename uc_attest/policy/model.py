@@ -24,6 +24,15 @@ from pydantic import (
 
 POLICY_SCHEMA_VERSION = 1
 
+# Every number a policy holds has a finite, sane range: TOML accepts inf, nan and
+# 1e308, and a tolerance of 1e308 or an age limit of inf switches a check off
+# without a word. The bounds are wide enough for any real use and say so in
+# docs/POLICY.md; a policy that wants a check off says so with its boolean.
+MAX_AGE_DAYS = 3650.0  # ten years: any older attestation predates the model it describes
+MAX_CLOCK_SKEW_SECONDS = 7 * 86400  # a week: beyond that the signing time means nothing
+MAX_ABSOLUTE_TOLERANCE = 10.0  # perplexity units; a language model's perplexity is a few to a few tens
+MAX_RATIO_TO_BASELINE = 10.0  # ten times the original's perplexity is a broken model, not a compressed one
+
 _FINGERPRINT = re.compile(r"^(?:sha256:)?([0-9a-fA-F]{64})$")
 
 
@@ -67,6 +76,10 @@ class SignerPolicy(_Section):
             raise ValueError("signer: allow_key and allow_keyless cannot both be false (nothing could pass)")
         if self.valid_from and self.valid_until and self.valid_from >= self.valid_until:
             raise ValueError("signer: valid_from must be earlier than valid_until")
+        if not self.allow_key and self.key_fingerprints:
+            raise ValueError("signer.key_fingerprints lists keys that signer.allow_key = false refuses")
+        if not self.allow_keyless and (self.identities or self.issuers):
+            raise ValueError("signer.identities/issuers list keyless signers that signer.allow_keyless = false refuses")
         both = set(self.key_fingerprints) & set(self.revoked_key_fingerprints)
         if both:
             raise ValueError(f"signer: fingerprint both allowed and revoked: {sorted(both)[0]}")
@@ -76,9 +89,9 @@ class SignerPolicy(_Section):
 class AttestationPolicy(_Section):
     """How old an attestation may be, and whether its own expiry is honoured."""
 
-    max_age_days: float | None = Field(default=None, gt=0)
+    max_age_days: float | None = Field(default=None, gt=0, le=MAX_AGE_DAYS, allow_inf_nan=False)
     honour_expiry: bool = True
-    max_clock_skew_seconds: int = Field(default=300, ge=0)
+    max_clock_skew_seconds: int = Field(default=300, ge=0, le=MAX_CLOCK_SKEW_SECONDS)
 
 
 class WeightsPolicy(_Section):
@@ -98,14 +111,31 @@ class PerplexityPolicy(_Section):
 
     remeasure: bool = True
     required: bool = True
-    relative_tolerance: float = Field(default=0.0, ge=0, lt=1)
-    absolute_tolerance: float = Field(default=0.0, ge=0)
-    max_ratio_to_baseline: float | None = Field(default=None, ge=1)
+    relative_tolerance: float = Field(default=0.0, ge=0, lt=1, allow_inf_nan=False)
+    absolute_tolerance: float = Field(default=0.0, ge=0, le=MAX_ABSOLUTE_TOLERANCE, allow_inf_nan=False)
+    max_ratio_to_baseline: float | None = Field(default=None, ge=1, le=MAX_RATIO_TO_BASELINE, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PerplexityPolicy:
+        # "required" of a measurement that is never made would be silently dropped: refuse the pair
+        if not self.remeasure and self.required and "required" in self.model_fields_set:
+            raise ValueError("perplexity.required = true contradicts perplexity.remeasure = false (nothing would be measured)")
+        return self
 
     @property
     def exact(self) -> bool:
         """Both tolerances zero: only bit-identical perplexities pass."""
         return self.relative_tolerance == 0 and self.absolute_tolerance == 0
+
+
+class VerdictPolicy(_Section):
+    """Whether the customer's own verdict must be signed (``attest check --sign-key`` or ``--sign-sigstore``).
+
+    An unsigned verdict is not evidence (anyone who can edit the file can
+    change it); a policy for audited deployments can refuse to produce one.
+    """
+
+    require_signature: bool = False
 
 
 class Policy(_Section):
@@ -118,3 +148,4 @@ class Policy(_Section):
     attestation: AttestationPolicy = Field(default_factory=AttestationPolicy)
     weights: WeightsPolicy = Field(default_factory=WeightsPolicy)
     perplexity: PerplexityPolicy = Field(default_factory=PerplexityPolicy)
+    verdict: VerdictPolicy = Field(default_factory=VerdictPolicy)

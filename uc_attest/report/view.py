@@ -16,8 +16,9 @@ from typing import Any
 
 from ..check.results import CheckStatus, Results, Verdict
 from ..errors import UcError
-from ..policy.describe import describe_policy
+from ..policy.describe import describe_policy, weakened_checks
 from ..policy.loader import parse_policy
+from ..policy.model import Policy
 from .chart import format_nats, window_diff_svg
 
 
@@ -53,6 +54,7 @@ class ReportView:
     identity: list[Row]
     policy_lines: list[str]
     policy_rows: list[Row]
+    policy_weakens: list[str]  # checks the policy turns off or makes advisory: shown beside the verdict
     checks: list[dict[str, Any]]
     perplexity_rows: list[Row]
     perplexity_note: str
@@ -70,6 +72,7 @@ class ReportView:
     commands: dict[str, str]
     report_id: str
     metadata: dict[str, str] = field(default_factory=dict)
+    verdict_signature: Any = None  # a verdict_signature.VerdictSignatureView: signed by whom, or UNSIGNED
 
 
 def utc_text(moment: datetime | None) -> str:
@@ -131,10 +134,23 @@ def _identity_rows(r: Results) -> list[Row]:
     return rows
 
 
-def _policy_lines(r: Results) -> list[str]:
+def _parsed_policy(r: Results) -> Policy | None:
     try:
-        policy = parse_policy(r.policy.text.encode("utf-8"), r.policy.source).policy
+        return parse_policy(r.policy.text.encode("utf-8"), r.policy.source).policy
     except UcError:
+        return None
+
+
+def _policy_weakens(r: Results) -> list[str]:
+    policy = _parsed_policy(r)
+    if policy is None:
+        return ["The policy text could not be interpreted by this version: which checks it weakens is unknown; see Appendix C."]
+    return weakened_checks(policy)
+
+
+def _policy_lines(r: Results) -> list[str]:
+    policy = _parsed_policy(r)
+    if policy is None:
         return ["The policy text could not be interpreted by this version; see the policy file in the appendix."]
     return describe_policy(policy)
 
@@ -323,6 +339,8 @@ def build_view(
     names: dict[str, str],
 ) -> ReportView:
     """Assemble the :class:`ReportView`; ``names`` maps 'bundle'/'results'/'policy' to attachment names."""
+    from .verdict_signature import describe_verdict_signature
+
     passed = r.verdict is Verdict.PASS
     ppl_rows, ppl_note, chart, caption = _perplexity(r)
     blocks, bad = _blocks(r)
@@ -337,7 +355,7 @@ def build_view(
     policy_name = names.get("policy", "policy.toml")
     results_name = names.get("results", "results.json")
     commands = {
-        "verify_report": f"attest verify-report report.pdf {key_arg}",
+        "verify_report": f"attest verify-report report.pdf {key_arg}" + (" --customer-key customer.pub" if "verdict.sigstore.json" in attachments else ""),
         "extract": f"qpdf --show-attachment={results_name} report.pdf > {results_name}",
         "extract_all": "pdfdetach -saveall report.pdf",
         "check": f"attest check PACK_DIR --bundle {bundle_name} {key_arg} --policy {policy_name} --json results.json --report report.pdf",
@@ -370,6 +388,7 @@ def build_view(
         reasons=[] if passed else list(r.verdict_reasons),
         identity=_identity_rows(r),
         policy_lines=_policy_lines(r),
+        policy_weakens=_policy_weakens(r),
         policy_rows=[
             Row("Policy", f"{r.policy.name}", note=r.policy.source),
             Row("Policy file SHA-256", r.policy.sha256, mono=True),
@@ -391,4 +410,5 @@ def build_view(
         commands=commands,
         report_id=report_id,
         metadata=metadata,
+        verdict_signature=describe_verdict_signature(attachments),
     )
