@@ -21,6 +21,7 @@ from ..attest.subjects import split_subjects
 from ..errors import UcError
 from ..pack.deployed import verify_deployed
 from ..pack.reader import open_pack
+from .context import CheckContext
 from .results import CheckResult, CheckStatus
 
 DEPLOYED_TITLE = "The deployed model directory holds exactly the attested model"
@@ -74,7 +75,7 @@ def _oms_row(pack_root: Path, path: Path, public_key: Path | None, verified: Any
     return row(outcome, f"{status.status}: {status.detail}.")
 
 
-def check_deployed(ctx: Any) -> CheckResult | None:
+def check_deployed(ctx: CheckContext) -> CheckResult | None:
     """Stage step: the ``deployed`` row, only when ``--deployed DIR`` was given."""
     if ctx.inputs.deployed is None:
         return None
@@ -82,7 +83,7 @@ def check_deployed(ctx: Any) -> CheckResult | None:
     return deployed_check(Path(ctx.inputs.pack), Path(ctx.inputs.deployed), predicate.pack.manifest_sha256 if predicate else None)
 
 
-def check_oms_signature(ctx: Any) -> CheckResult | None:
+def check_oms_signature(ctx: CheckContext) -> CheckResult | None:
     """Stage step: the advisory ``oms_signature`` row, only when an OMS signature lies beside the bundle."""
     public_key = getattr(ctx.trust, "public_key", None)  # keyless trust has none: the row then says not checked
     rows = oms_rows(Path(ctx.inputs.pack), ctx.bundle_path, public_key, ctx.attestation)

@@ -64,6 +64,7 @@ from .weights import check_weights
 MAX_BUNDLE_BYTES = 64 << 20
 
 Check = Callable[[CheckContext], CheckResult]
+OptionalCheck = Callable[[CheckContext], CheckResult | None]  # a row only when its input is there (--deployed, an OMS signature)
 
 
 @dataclass
@@ -96,7 +97,7 @@ def stop_if_failed(ctx: CheckContext) -> None:
         ctx.pack_skipped = True
 
 
-STAGES: list[tuple[str, list[Check | Callable[[CheckContext], None]]]] = [
+STAGES: list[tuple[str, list[Check | OptionalCheck | Callable[[CheckContext], None]]]] = [
     ("signature", [check_signature]),
     ("signer policy", [check_signer_trust, check_attestation_age]),
     ("pack verification (one pass)", [read_pack]),
