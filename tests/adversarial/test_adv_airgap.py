@@ -61,7 +61,8 @@ def test_attest_check_passes_inside_a_network_namespace_without_interfaces(site:
     attest = Path(sys.executable).with_name("attest")
     cmd = [str(attest)] if attest.exists() else [sys.executable, "-c", "from uc_attest.cli.attest import main; main()"]
     results, report = tmp_path / "results.json", tmp_path / "report.pdf"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}  # no proxies, no HF cache, no tokens
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",  # no proxies, no HF cache, no tokens
+           "PYTHONPATH": str(REPO)}  # this checkout's code, also where the venv's entry point was installed from another  # fmt: skip
     proc = subprocess.run(
         [*_unshare_cmd(), *cmd, "check", str(site.pack), "--bundle", str(site.bundle), "--tokens", str(site.tokens),
          "--key", str(site.key), "--policy", "strict", "--json", str(results), "--report", str(report), "--quiet"],
@@ -82,7 +83,7 @@ def test_a_tampered_pack_still_fails_inside_the_namespace(site: Any, tmp_path: P
     proc = subprocess.run(
         [*_unshare_cmd(), sys.executable, "-c", "from uc_attest.cli.attest import main; main()", "check", str(site.pack),
          "--bundle", str(site.bundle), "--tokens", str(site.tokens), "--key", str(site.key), "--quiet"],
-        capture_output=True, text=True, timeout=600, cwd=REPO, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=600, cwd=REPO, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "CHECK: FAIL", proc.stdout
@@ -109,7 +110,7 @@ def _keyless_delivery(site: Any, tmp_path: Path) -> tuple[Path, str, str]:
 
 def _keyless_check(site: Any, tmp_path: Path, root: Path, identity: str, issuer: str) -> subprocess.CompletedProcess[str]:
     results = tmp_path / "results.json"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}  # no proxies, no sigstore cache, no tokens
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8", "PYTHONPATH": str(REPO)}  # no proxies, no sigstore cache
     return subprocess.run(
         [*_unshare_cmd(), sys.executable, "-c", "from uc_attest.cli.attest import main; main()", "check", str(site.pack),
          "--bundle", str(site.bundle), "--tokens", str(site.tokens), "--trusted-root", str(root), "--identity", identity,
