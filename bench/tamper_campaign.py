@@ -42,7 +42,6 @@ import argparse
 import base64
 import contextlib
 import hashlib
-import io
 import json
 import os
 import random

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_helpers import copy_delivery
 
 from uc_attest.codec.reconstruct import tensor_digest
 

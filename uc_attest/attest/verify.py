@@ -21,7 +21,7 @@ from ..errors import UnreadableInputError, UsageError
 from ..safe_io import read_input_file
 from .bundle import MAX_BUNDLE_BYTES, BundleMode, bundle_mode, load_bundle_json, parse_key_bundle
 from .dsse import verify_envelope
-from .errors import BundleFormatError, ExpiredError, KeyMismatchError, StatementError
+from .errors import ExpiredError, KeyMismatchError, StatementError
 from .keys import PublicKey, fingerprint, load_public_key, load_public_key_pem
 from .predicate import PREDICATE_TYPE, AcceptanceTestPredicate
 from .statement import Statement, parse_statement

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .. import __version__
-from ..errors import UcError, UnreadableInputError, UsageError, VerificationError
+from ..errors import UcError, UsageError, VerificationError
 from ..policy.loader import LoadedPolicy
 from ..policy.model import WeightsPolicy
 from ..safe_io import NotRegularFileError, read_input_file, sha256_regular_file

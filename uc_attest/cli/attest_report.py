@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import UnreadableInputError, UsageError
+from ..errors import UsageError
 from ..outputs import check_outputs
 from ..safe_io import read_input_file
 from .attest_check import TrustArgs, trust_options
