@@ -696,6 +696,7 @@ def write_section(text: str, encoder_only: bool = False) -> None:
 
 
 def main() -> None:
+    global TARGETS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--windows", type=int, default=40)
@@ -711,7 +712,6 @@ def main() -> None:
                         help="evaluate an existing calibrated pack (made with the defaults) instead of compressing")
     args = parser.parse_args()
     command = "python bench/quality.py " + shlex.join(sys.argv[1:])
-    global TARGETS
     TARGETS = tuple(float(t) for t in args.targets.split(",") if t)
     torch.manual_seed(0)
     if args.encoder_only:

@@ -10,6 +10,7 @@ count against the cap too.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,10 @@ def allocate_for_target(
     quantized = {k: r for k, r in roles.items() if r.quantize}
     if not quantized:
         raise UsageError("--target-bpw: the model has no tensor to quantize")
-    numel = {k: _numel(source, k) for k in quantized}
+    numel = {k: math.prod(source.shape(k)) for k in quantized}
     budget = target * sum(numel.values())
+    _refuse_unreachable(target, {k: (tuple(source.shape(k)), r.block_axis) for k, r in quantized.items() if r.block_axis is not None},
+                        sum(numel.values()))  # fmt: skip
     measured = measure_sensitivity(model_dir, source, config, roles, options, out.resolve().parent, progress)
     fixed = sum(option_cost_bits(tuple(source.shape(k)), codec_params(k, r, options)) for k, r in quantized.items()
                 if k not in measured.damage)  # fmt: skip
@@ -66,8 +69,14 @@ def allocate_for_target(
     return allocated, info
 
 
-def _numel(source: SafetensorsSource, key: str) -> int:
-    n = 1
-    for d in source.shape(key):
-        n *= d
-    return n
+def _refuse_unreachable(target: float, shapes: dict[str, tuple[tuple[int, ...], int]], weights: int) -> None:
+    """Fail before measuring anything when even the narrowest option of every tensor exceeds the cap (a lower bound)."""
+    from ..codec.params import CodecParams
+
+    def narrowest(shape: tuple[int, ...], axis: int) -> int:
+        return min(option_cost_bits(shape, CodecParams(bits=b, block_size=z, block_axis=axis)) for b in OPTION_BITS for z in OPTION_BLOCKS)
+
+    lowest = sum(narrowest(shape, axis) for shape, axis in shapes.values())
+    if lowest > target * weights:
+        raise UsageError(f"--target-bpw {target}: the narrowest mix ({min(OPTION_BITS)} bits, block {max(OPTION_BLOCKS)}) "
+                         f"already takes {lowest / weights:.3f} bits per weight")  # fmt: skip
