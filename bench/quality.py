@@ -262,6 +262,7 @@ def target_row(model_dir: Path, target: float, evaluate: Callable[[torch.nn.Modu
     from uc_attest.compress.pipeline import compress_model
     from uc_attest.evaluate.loading import load_pack_model
 
+    TARGET_PACKS.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     manifest = compress_model(model_dir, target_pack(target), CompressOptions(target_bpw=target), progress=True, overwrite=True)
     seconds = time.perf_counter() - start

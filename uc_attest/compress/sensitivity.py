@@ -233,7 +233,7 @@ def measure_sensitivity(
     result = Sensitivity()
     bar = tqdm(total=2 * len(blocks), desc="sensitivity", unit="pass", disable=not progress)
     try:
-        with tempfile.TemporaryDirectory(prefix=".uc-sensitivity-", dir=work_parent) as tmp:
+        with tempfile.TemporaryDirectory(prefix=".uc-sensitivity-", dir=work_parent if work_parent.is_dir() else None) as tmp:
             stored = Path(tmp)
             with torch.no_grad():
                 for i, block in enumerate(blocks):
