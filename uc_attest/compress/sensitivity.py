@@ -52,6 +52,7 @@ from .blocks import (
     return_freed_memory,
 )
 from .blockscale import absmax_scales, normalise
+from .gptq import single_threaded
 from .options import CompressOptions
 from .source import SafetensorsSource
 
@@ -310,10 +311,11 @@ def _block_backward(
         w_rows, factor = sampled_rows(weight, block_axis)
         f_rows, _ = sampled_rows(_fisher_for_key(key, shape, fisher[paths[key]]), block_axis)
         result.damage[key], result.cost_bits[key] = {}, {}
-        for bits in OPTION_BITS:
-            for size in OPTION_BLOCKS:
-                cp = CodecParams(bits=bits, block_size=size, block_axis=block_axis, dtype=options.dtype)
-                err = estimated_error(w_rows, cp.model_copy(update={"block_axis": 1}))
-                result.damage[key][(bits, size)] = factor * float((f_rows * err * err).sum())
-                result.cost_bits[key][(bits, size)] = option_cost_bits(shape, cp)
+        with single_threaded():  # many small tensor operations: a thread pool only adds barrier waits (see gptq.py)
+            for bits in OPTION_BITS:
+                for size in OPTION_BLOCKS:
+                    cp = CodecParams(bits=bits, block_size=size, block_axis=block_axis, dtype=options.dtype)
+                    err = estimated_error(w_rows, cp.model_copy(update={"block_axis": 1}))
+                    result.damage[key][(bits, size)] = factor * float((f_rows * err * err).sum())
+                    result.cost_bits[key][(bits, size)] = option_cost_bits(shape, cp)
     return torch.cat(grads_in)
