@@ -40,10 +40,13 @@ class TensorRole:
     def quantize(self) -> bool:
         return self.role in QUANTIZED_ROLES
 
+MAX_CONFIG_BYTES = 16 << 20  # a config.json is kilobytes
+
 
 def load_config(config_path: Path) -> Any:
-    with open(config_path, "rb") as handle:
-        return config_from_bytes(handle.read())
+    from .safe_io import read_regular_file
+
+    return config_from_bytes(bytes(read_regular_file(config_path, MAX_CONFIG_BYTES, follow_symlinks=True)))
 
 
 def config_from_bytes(raw: bytes) -> Any:

@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict
 from .. import __version__
 from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError
+from ..safe_io import sha256_regular_file
 from .errors import AcceptanceTestError, BundleFormatError
 from .keys import PrivateKey, fingerprint
 from .paths import default_bundle_path, tokens_path_for_bundle
@@ -136,11 +137,7 @@ def hash_model_dir(root: Path) -> list[FileDigest]:
             full = Path(dirpath) / name
             if name.startswith(".") or full.is_symlink() or not full.is_file():
                 continue
-            digest = hashlib.sha256()
-            with open(full, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-            out.append(FileDigest(path=full.relative_to(root).as_posix(), sha256=digest.hexdigest()))
+            out.append(FileDigest(path=full.relative_to(root).as_posix(), sha256=sha256_regular_file(full, follow_symlinks=False)[1]))
     return out
 
 

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError
+from ..safe_io import read_input_file
 from .errors import KeyFileError
 
 PASSPHRASE_ENV = "UC_ATTEST_KEY_PASSPHRASE"
@@ -139,15 +140,9 @@ def write_keypair(
 def _read_key_file(path: str | os.PathLike[str]) -> bytes:
     p = Path(path)
     try:
-        if p.stat().st_size > MAX_KEY_FILE_BYTES:
-            raise KeyFileError(f"{p}: too large to be a key file")
-        return p.read_bytes()
-    except FileNotFoundError:
-        raise UnreadableInputError(f"key file not found: {p}") from None
-    except IsADirectoryError:
-        raise UnreadableInputError(f"key file is a directory: {p}") from None
-    except OSError as exc:
-        raise UnreadableInputError(f"cannot read key file {p}: {exc.strerror or exc}") from None
+        return read_input_file(p, "key file", MAX_KEY_FILE_BYTES)
+    except UsageError as exc:  # a missing key file: unreadable input, as before
+        raise UnreadableInputError(str(exc)) from None
 
 
 def _looks_public(data: bytes) -> bool:

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import UnreadableInputError, UsageError
+from ..safe_io import read_input_file
 from .bundle import MAX_BUNDLE_BYTES, BundleMode, bundle_mode, load_bundle_json, parse_key_bundle
 from .dsse import verify_envelope
 from .errors import BundleFormatError, ExpiredError, KeyMismatchError, StatementError
@@ -68,13 +69,9 @@ def read_bundle_bytes(bundle: bytes | str | os.PathLike[str]) -> bytes:
         return bundle
     path = Path(bundle)
     try:
-        if path.stat().st_size > MAX_BUNDLE_BYTES:
-            raise BundleFormatError(f"{path} is larger than {MAX_BUNDLE_BYTES} bytes: not a bundle")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UnreadableInputError(f"bundle not found: {path}") from None
-    except OSError as exc:
-        raise UnreadableInputError(f"cannot read bundle {path}: {exc.strerror or exc}") from None
+        return read_input_file(path, "bundle", MAX_BUNDLE_BYTES)
+    except UsageError as exc:  # a missing bundle given to the library API: unreadable input, as before
+        raise UnreadableInputError(str(exc)) from None
 
 
 def verify_bundle(

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 from .. import __version__
 from ..errors import UcError, UnreadableInputError, UsageError, VerificationError
 from ..policy.loader import LoadedPolicy
+from ..safe_io import read_input_file, sha256_regular_file
 from ..policy.rules import (
     Decision,
     judge_baseline_ratio,
@@ -136,24 +137,11 @@ TITLES = {
 
 
 def _read_bundle(path: Path) -> bytes:
-    try:
-        if path.stat().st_size > MAX_BUNDLE_BYTES:
-            raise UnreadableInputError(f"bundle {path} is too large for an attestation")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"bundle not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"bundle is a directory: {path}") from None
-    except OSError as exc:
-        raise UnreadableInputError(f"cannot read bundle {path}: {exc.strerror or exc}") from None
+    return read_input_file(path, "bundle", MAX_BUNDLE_BYTES)
 
 
 def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_regular_file(path, follow_symlinks=False)[1]
 
 
 def _present_files(root: Path) -> tuple[dict[str, tuple[int, str]], list[str]]:
@@ -171,7 +159,10 @@ def _present_files(root: Path) -> tuple[dict[str, tuple[int, str]], list[str]]:
             if full.is_symlink() or not full.is_file():
                 odd.append(f"{rel}: not a regular file")
                 continue
-            found[rel] = (full.stat().st_size, _sha256_file(full))
+            try:
+                found[rel] = sha256_regular_file(full, follow_symlinks=False)
+            except OSError as exc:  # swapped for a FIFO or device since the walk: refused, never read
+                odd.append(f"{rel}: {exc.strerror or 'not a regular file'}")
     return found, odd
 
 
@@ -411,8 +402,10 @@ def _skip_structure_and_weights(
 
     try:
         manifest_sha = _sha256_file(root / MANIFEST_NAME)
-    except OSError:
+    except FileNotFoundError:
         raise UsageError(f"{root} is not a pack: no {MANIFEST_NAME}") from None
+    except OSError as exc:  # a FIFO, device or symlink in its place: a tampered pack
+        raise VerificationError(f"{MANIFEST_NAME}: {exc.strerror or exc}") from None
     why = "Not checked: an earlier required check failed and --fail-fast stops there."
     state.skip("pack_structure", TITLES["pack_structure"], why)
     state.skip("weights_bit_exact", TITLES["weights_bit_exact"], why, require_bit_exact)
@@ -430,8 +423,10 @@ def _check_structure_and_weights(
     manifest_path = root / MANIFEST_NAME
     try:
         manifest_sha = _sha256_file(manifest_path)
-    except OSError:
+    except FileNotFoundError:
         raise UsageError(f"{root} is not a pack: no {MANIFEST_NAME}") from None
+    except OSError as exc:  # a FIFO, device or symlink in its place: a tampered pack
+        raise VerificationError(f"{MANIFEST_NAME}: {exc.strerror or exc}") from None
     model_type = predicate.pack.model_type if predicate else "unknown"
     model_name = "unknown"
     source_note = ""
@@ -521,10 +516,10 @@ def _check_quality(
         state.skip("eval_tokens", TITLES["eval_tokens"], "Not needed: the policy does not ask for a re-measurement.", False)
         state.skip("perplexity_match", TITLES["perplexity_match"], "Not measured: the policy does not ask for a re-measurement.", False)
     else:
-        from ..evaluate.tokens import load_token_file
+        from ..evaluate.tokens import load_token_file, token_file_limit
 
         try:
-            ids, _meta, sha = load_token_file(tokens_path)
+            ids, _meta, sha = load_token_file(tokens_path, token_file_limit(m.dataset.token_count))
             if sha == attested_tokens:
                 state.add("eval_tokens", TITLES["eval_tokens"], CheckStatus.PASS, True, f"{tokens_path.name}: SHA-256 equals the signed one ({ids.numel()} tokens).", {"sha256": sha})
             else:

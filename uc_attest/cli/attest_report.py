@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import UnreadableInputError, UsageError
+from ..safe_io import read_input_file
 from .attest_check import TrustArgs, trust_options
 
 MAX_RESULTS_BYTES = 256 << 20
@@ -16,17 +17,7 @@ MAX_REPORT_BYTES = 512 << 20
 
 def _read(path: Path, what: str, limit: int) -> bytes:
     """Whole file, or a one-line error (exit 2) for a missing, unreadable or oversized one."""
-    try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise UsageError(f"{what} is a directory: {path}")
-        if size > limit:
-            raise UnreadableInputError(f"{what} {path} is too large ({size} bytes)")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{what} not found: {path}") from None
-    except OSError as exc:
-        raise UnreadableInputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    return read_input_file(path, what, limit)
 
 
 @click.command("report")

@@ -22,6 +22,7 @@ from ..codec.reconstruct import TORCH_DTYPES
 from ..errors import UnreadableInputError, UsageError, VerificationError
 from ..pack.decode import decode_shard
 from ..pack.reader import Pack, open_pack, read_pack_file
+from ..safe_io import special_files_under
 
 
 def _offline() -> None:
@@ -119,6 +120,9 @@ def load_model_dir(model_dir: str | os.PathLike[str]) -> Any:
         raise UsageError(f"no such model directory: {root}")
     if not (root / "config.json").is_file():
         raise UnreadableInputError(f"not a Hugging Face model directory: {root} has no config.json")
+    special = special_files_under(root)  # transformers opens files itself and would block on a FIFO
+    if special:
+        raise UnreadableInputError(f"model directory {root}: {special[0]}, not a regular file")
     config = load_config(root / "config.json")
     cls = causal_lm_class(config)
     with _quiet_transformers():

@@ -83,17 +83,23 @@ def default_calibration_text() -> str:
 def default_eval_text() -> str:
     return _split()[1]
 
+MAX_TEXT_FILE_BYTES = 256 << 20  # calibration/evaluation text: far more than any run tokenises
+
 
 def read_text_file(path: str | Path) -> str:
     """A user-given text file; raises a one-line UsageError when unreadable."""
     from ..errors import UsageError
 
+    from ..safe_io import read_regular_file
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_regular_file(p, MAX_TEXT_FILE_BYTES, follow_symlinks=True).decode("utf-8")
     except FileNotFoundError as exc:
         raise UsageError(f"no such text file: {p}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise UsageError(f"cannot read text file {p}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
         raise UsageError(f"cannot read text file {p}: {exc}") from exc
     if not text.strip():
         raise UsageError(f"text file {p} is empty")

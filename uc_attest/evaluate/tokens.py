@@ -15,11 +15,18 @@ from safetensors.torch import save as save_safetensors
 
 from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError
-from ..pack.reader import read_regular_file
 from ..pack.decode import slot_tensor
 from ..pack.safetensors_strict import SafetensorsFormatError, parse_safetensors
+from ..safe_io import read_regular_file
 
 TOKENS_KEY = "input_ids"
+MAX_TOKEN_FILE_BYTES = 256 << 20  # 32M int64 ids: far more than any evaluation scores
+TOKEN_FILE_HEADER_BYTES = 1 << 16  # safetensors header and metadata of a token file
+
+
+def token_file_limit(token_count: int) -> int:
+    """The largest token file that can hold ``token_count`` ids (the signed count bounds what is read)."""
+    return 8 * max(0, token_count) + TOKEN_FILE_HEADER_BYTES
 
 
 def tokenize_text(tokenizer_dir: str | os.PathLike[str], text: str) -> torch.Tensor:
@@ -51,11 +58,11 @@ def save_token_file(path: str | os.PathLike[str], ids: torch.Tensor, metadata: d
     return hashlib.sha256(data).hexdigest()
 
 
-def load_token_file(path: str | os.PathLike[str]) -> tuple[torch.Tensor, dict[str, str], str]:
-    """(ids, metadata, sha256 hex) from one read of the file."""
+def load_token_file(path: str | os.PathLike[str], limit: int = MAX_TOKEN_FILE_BYTES) -> tuple[torch.Tensor, dict[str, str], str]:
+    """(ids, metadata, sha256 hex) from one read of the file; a file over ``limit`` bytes is refused unread."""
     p = Path(path)
     try:
-        data = read_regular_file(p)
+        data = read_regular_file(p, limit)
     except FileNotFoundError as exc:
         raise UsageError(f"no such token file: {p}") from exc
     except OSError as exc:

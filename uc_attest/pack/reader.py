@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from ..errors import UnreadableInputError, UsageError, VerificationError
+from ..safe_io import FileSizeMismatchError, NotRegularFileError, read_regular_file
 from .manifest import MANIFEST_NAME, SUPPORTED_MAJOR, FileEntry, PackManifest, TensorEntry
 from .paths import check_relative_path
 from .strict_json import loads_strict
@@ -27,30 +27,6 @@ def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ()))
     return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
-
-
-def read_regular_file(path: Path, limit: int | None = None) -> bytearray:
-    """Read a whole regular file (never through a symlink) into memory; raise OSError otherwise."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise OSError(f"{path.name} is not a regular file")
-        if limit is not None and st.st_size > limit:
-            raise OSError(f"{path.name} is larger than {limit} bytes")
-        buf = bytearray(st.st_size)
-        view = memoryview(buf)
-        got = 0
-        while got < st.st_size:
-            n = os.readv(fd, [view[got:]])
-            if n == 0:
-                break
-            got += n
-        if got != st.st_size or os.read(fd, 1):
-            raise OSError(f"{path.name} changed size while being read")
-        return buf
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -85,6 +61,8 @@ def open_pack(path: str | os.PathLike[str]) -> Pack:
         raise UnreadableInputError(f"not a pack: {root} has no {MANIFEST_NAME}")
     try:
         data = read_regular_file(mpath, MAX_MANIFEST_BYTES)
+    except NotRegularFileError as exc:  # a FIFO or device in the pack: tampered, refused without blocking
+        raise VerificationError(f"{MANIFEST_NAME}: {exc.strerror}") from exc
     except OSError as exc:
         raise UnreadableInputError(f"cannot read {MANIFEST_NAME}: {exc}") from exc
     # A directory with a ucpack.json is a pack; a manifest that does not parse or
@@ -111,9 +89,14 @@ def read_pack_file(pack: Pack, entry: FileEntry) -> tuple[bytearray | None, list
     check_relative_path(entry.path)
     path = pack.root / entry.path
     try:
-        data = read_regular_file(path)
+        # the size is compared with the manifest's before a byte is read: memory follows the signed sizes
+        data = read_regular_file(path, expected_size=entry.size)
     except FileNotFoundError:
         return None, [f"{entry.path}: missing"]
+    except FileSizeMismatchError as exc:
+        return None, [f"{entry.path}: size {exc.actual} differs from the manifest's {entry.size}"]
+    except NotRegularFileError as exc:
+        return None, [f"{entry.path}: {exc.strerror}"]
     except OSError as exc:
         reason = "is a symlink" if path.is_symlink() else (exc.strerror or str(exc))
         return None, [f"{entry.path}: {reason}"]

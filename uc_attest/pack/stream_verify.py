@@ -22,7 +22,6 @@ import hashlib
 import math
 import os
 import queue
-import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..safe_io import NotRegularFileError, open_regular_fd
 from ..codec.canonical import STORAGE_OF, digest_header, little_endian_bytes, reconstruct_array, scales_shape
 from .manifest import FileEntry, QuantizedStorage, TensorEntry
 from .safetensors_strict import SafetensorsFormatError, TensorSlot, parse_header, read_header_length
@@ -266,17 +266,21 @@ def verify_shard_streaming(root: Path, file: FileEntry, entries: list[TensorEntr
     out = StreamOutcome()
     path = root / file.path
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd, st = open_regular_fd(path, follow_symlinks=False)  # a FIFO or device is refused without blocking
     except FileNotFoundError:
         out.problems.append(f"{file.path}: missing")
+        return out
+    except NotRegularFileError as exc:
+        out.problems.append(f"{file.path}: {exc.strerror}")
         return out
     except OSError as exc:
         out.problems.append(f"{file.path}: {'is a symlink' if path.is_symlink() else exc.strerror or exc}")
         return out
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            out.problems.append(f"{file.path}: not a regular file")
+        if st.st_size != file.size:  # refused before reading: time and memory follow the manifest's sizes
+            out.problems.append(f"{file.path}: size {st.st_size} differs from the manifest's {file.size}")
+            for entry in entries:
+                out.tensors[entry.name] = f"{entry.name}: its shard {file.path} does not have the listed size"
             return out
         reader = _Reader(fd)
         pending: dict[str, Future[str | None]] = {}

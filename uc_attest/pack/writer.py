@@ -31,6 +31,7 @@ from .manifest import (
     QuantizedStorage,
     TensorEntry,
 )
+from ..safe_io import sha256_regular_file
 from .strict_json import dumps_canonical
 
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
@@ -52,11 +53,7 @@ TOKENIZER_FILES = (
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_regular_file(path)[1]
 
 
 class _Shard:

@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ..errors import UnreadableInputError, UsageError
+from ..safe_io import read_input_file
 from .model import Policy
 from .resources import DEFAULT_POLICY_NAME, shipped_policy_names, shipped_policy_path
 
@@ -86,17 +87,7 @@ def parse_policy(data: bytes, source: str) -> LoadedPolicy:
 def load_policy(spec: str | os.PathLike[str] | None = None) -> LoadedPolicy:
     """Load and validate a policy given as a path, a shipped name, or None (default)."""
     path = resolve_policy_path(spec)
-    try:
-        size = path.stat().st_size
-        if size > MAX_POLICY_BYTES:
-            raise UnreadableInputError(f"policy {path}: {size} bytes is too large for a policy file")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"policy file not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"policy is a directory, not a file: {path}") from None
-    except OSError as exc:
-        raise UnreadableInputError(f"cannot read policy {path}: {exc.strerror or exc}") from None
+    data = read_input_file(path, "policy file", MAX_POLICY_BYTES)
     shipped = path.resolve().parent == shipped_policy_path(DEFAULT_POLICY_NAME).resolve().parent
     source = f"{path.name} (shipped with uc_attest)" if shipped else str(path)
     return parse_policy(data, source)
