@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import functools
 import gzip
+import io
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..safe_io import read_regular_file
 from .text import default_calibration_text, default_eval_text
 
 LICENCE_DIR = Path("/usr/share/common-licenses")
@@ -50,7 +52,11 @@ def licence_eval_text() -> str:
         for path in sorted(LICENCE_DIR.iterdir()):
             if path.is_symlink() or not path.is_file():
                 continue
-            for para in _paragraphs(path.read_text(encoding="utf-8", errors="replace")):
+            try:
+                text = bytes(read_regular_file(path, MAX_FILE_BYTES)).decode("utf-8", errors="replace")
+            except OSError:
+                continue
+            for para in _paragraphs(text):
                 seen.setdefault(_normalised(para), para)
     return "\n\n".join(seen.values())
 
@@ -80,10 +86,14 @@ def _is_prose(paragraph: str) -> bool:
 
 
 def _read_doc(path: Path) -> str:
+    """A documentation file's text; '' for anything unreadable, oversized, not a regular file, or not UTF-8."""
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return ""
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        raw = bytes(read_regular_file(path, MAX_FILE_BYTES))
+        if path.suffix == ".gz":
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
+                raw = unzipped.read(MAX_FILE_BYTES * 8 + 1)
+            if len(raw) > MAX_FILE_BYTES * 8:
+                return ""  # a decompression bomb is not documentation
         return raw.decode("utf-8")
     except (OSError, UnicodeDecodeError, EOFError, gzip.BadGzipFile):
         return ""
