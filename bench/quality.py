@@ -217,6 +217,9 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
             rows.append(cached(name, lambda b=bits: ours(b, "calibrated")))
         rows.append(cached(f"uc_attest data-free {bits}-bit", lambda b=bits: ours(b, "datafree")))
 
+    for target in TARGETS:
+        rows.append(cached(target_label(target), lambda t=target: target_row(model_dir, t, evaluate)))
+
     def peer(quant: Callable[[torch.Tensor], torch.Tensor], bpw: float) -> Row:
         model = load_model_dir(model_dir)
         start = time.perf_counter()
@@ -239,6 +242,88 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
         if row.get("ppl") is not None:
             row["ratio"] = float(row["ppl"]) / float(base["ppl"])  # type: ignore[arg-type]
     return rows
+
+
+TARGETS = (5.3, 4.3)  # uc compress --target-bpw rows (the issue's two targets)
+TARGET_PACKS = ROOT / "build" / "quality-packs"  # kept, so that the out-of-domain table evaluates the very same packs
+
+
+def target_label(target: float) -> str:
+    return f"uc_attest calibrated --target-bpw {target}"
+
+
+def target_pack(target: float) -> Path:
+    return TARGET_PACKS / f"target-{target}.ucpack"
+
+
+def target_row(model_dir: Path, target: float, evaluate: Callable[[torch.nn.Module], float]) -> Row:
+    """Compress with `uc compress --target-bpw` defaults into a kept pack; wall time is the compression's."""
+    from uc_attest.compress.options import CompressOptions
+    from uc_attest.compress.pipeline import compress_model
+    from uc_attest.evaluate.loading import load_pack_model
+
+    TARGET_PACKS.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    manifest = compress_model(model_dir, target_pack(target), CompressOptions(target_bpw=target), progress=True, overwrite=True)
+    seconds = time.perf_counter() - start
+    digest = hashlib.sha256((target_pack(target) / MANIFEST_NAME).read_bytes()).hexdigest()[:16]
+    return {"bpw": manifest.stats.effective_bits_per_weight, "ppl": evaluate(load_pack_model(target_pack(target))),
+            "seconds": round(seconds, 1), "manifest": digest}  # fmt: skip
+
+
+def ood_rows(model_dir: Path, windows: int, in_domain: list[Row]) -> list[Row]:
+    """Rows on the out-of-domain text (licence texts): the baseline and the --target-bpw packs kept by lm_rows.
+
+    Other methods' rows appear when bench/cache/quality.json holds them for
+    this text; the rest are listed as not measured on it.
+    """
+    from uc_attest.evaluate.loading import load_model_dir, load_pack_model
+    from uc_attest.evaluate.mixed_text import licence_eval_text
+    from uc_attest.evaluate.tokens import tokenize_text
+
+    text = licence_eval_text()
+    if not text:
+        return [{"method": "out-of-domain text", "bpw": None, "ppl": None, "note": "not run: /usr/share/common-licenses is absent"}]
+    ids = tokenize_text(model_dir, text)
+    digest = hashlib.sha256(ids.numpy().tobytes()).hexdigest()[:16]
+    cache = load_cache()
+
+    def measured(method: str, identity: str, load: Callable[[], torch.nn.Module]) -> Row:
+        key = f"{model_dir.name}|{method}|{digest}|{windows}" + (f"|{identity}" if identity else "")
+        if key not in cache:
+            start = time.perf_counter()
+            cache[key] = {"method": method, "ppl": evaluate_tokens(load(), ids, 512, windows, progress=False).perplexity,
+                          "eval_seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+            save_cache(cache)
+            print(f"  out-of-domain {method}: {cache[key]}", file=sys.stderr, flush=True)
+        return dict(cache[key])
+
+    rows = []
+    base = measured("baseline (bf16)", "", lambda: load_model_dir(model_dir)) | {"bpw": 16.0}
+    for row in in_domain:
+        method = str(row["method"])
+        if method == "baseline (bf16)":
+            continue
+        key = f"{model_dir.name}|{method}|{digest}|{windows}"
+        if method in {target_label(t) for t in TARGETS} and "manifest" in row and target_pack_matches(row):
+            target = float(method.rsplit(" ", 1)[1])
+            rows.append(measured(method, str(row["manifest"]), lambda t=target: load_pack_model(target_pack(t))) | {"bpw": row["bpw"], "seconds": row.get("seconds")})
+        elif key in cache:
+            rows.append(dict(cache[key]) | {"bpw": row.get("bpw")})
+        elif row.get("ppl") is not None:
+            rows.append({"method": method, "bpw": row.get("bpw"), "ppl": None, "note": "not measured on this text"})
+    rows = [base] + rows
+    for row in rows:
+        if row.get("ppl") is not None:
+            row["ratio"] = float(row["ppl"]) / float(base["ppl"])  # type: ignore[arg-type]
+    return rows
+
+
+def target_pack_matches(row: Row) -> bool:
+    """The kept pack is the one the in-domain row measured (same manifest digest)."""
+    target = float(str(row["method"]).rsplit(" ", 1)[1])
+    path = target_pack(target) / MANIFEST_NAME
+    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest()[:16] == row.get("manifest")
 
 
 def reused_name(path: Path, bits: int) -> str:
@@ -523,7 +608,7 @@ def llamacpp_encoder_rows(path: Path, imatrix: dict[str, torch.Tensor], scored: 
 # -- output ---------------------------------------------------------------------------------------
 
 
-def table(lm: list[Row], enc: list[Row], command: str) -> str:
+def table(lm: list[Row], enc: list[Row], command: str, ood: list[Row] | None = None) -> str:
     about = (
         f"Made by `{command}` ({time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} CPU cores, shared with other jobs: "
         "wall times are indicative only). SmolLM2-135M-Instruct, bf16 dequantised from its Q4_1 GGUF (so gguf Q4_1 "
@@ -539,13 +624,30 @@ def table(lm: list[Row], enc: list[Row], command: str) -> str:
     )
     lines = ["## Quality", "", about, "",
              "| method | bits/weight | perplexity | ratio to baseline | wall time (s) |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
-    for r in lm:
+    lines += _lm_lines(lm)
+    if ood:
+        lines += ["", OOD_ABOUT, "", "| method | bits/weight | perplexity | ratio to baseline | wall time (s) |",
+                  "| --- | --- | --- | --- | --- |", *_lm_lines(ood)]  # fmt: skip
+    return "\n".join(lines) + "\n" + ("\n" + encoder_table(enc) if enc else "")
+
+
+OOD_ABOUT = (
+    "Out of domain: the same windows (40 x 512 tokens, float32) over the licence texts of /usr/share/common-licenses, "
+    "each paragraph once (`uc_attest/evaluate/mixed_text.py`): English legal prose, while calibration is docstrings and "
+    "documentation prose that share no run of 8 words with it. The --target-bpw rows are the very packs of the table above "
+    "(wall time: their compression); other rows appear once measured on this text."
+)
+
+
+def _lm_lines(rows: list[Row]) -> list[str]:
+    lines = []
+    for r in rows:
         if r.get("ppl") is None:
-            lines.append(f"| {r['method']} | – | – | – | {r.get('note', '')} |")
+            lines.append(f"| {r['method']} | {'' if r.get('bpw') is None else format(float(r['bpw']), '.3f')} | – | – | {r.get('note', '')} |")  # type: ignore[arg-type]
             continue
         bpw = r["bpw"]
-        lines.append(f"| {r['method']} | {float(bpw):.3f} | {float(r['ppl']):.3f} | {float(r['ratio']):.4f} | {r.get('seconds', '')} |")  # type: ignore[arg-type]
-    return "\n".join(lines) + "\n" + ("\n" + encoder_table(enc) if enc else "")
+        lines.append(f"| {r['method']} | {float(bpw):.3f} | {float(r['ppl']):.3f} | {float(r['ratio']):.4f} | {r.get('seconds', '') or ''} |")  # type: ignore[arg-type]
+    return lines
 
 
 ENCODER_HEADING = "Encoder (all-MiniLM-L6-v2, float weights)"
@@ -595,6 +697,7 @@ def write_section(text: str, encoder_only: bool = False) -> None:
 
 
 def main() -> None:
+    global TARGETS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--windows", type=int, default=40)
@@ -605,10 +708,12 @@ def main() -> None:
                         help="only the encoder rows; --write-docs then replaces only the encoder part of the Quality section")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--skip-calibrated", action="store_true", help="leave out the (slow) calibrated rows not given by --reuse")
+    parser.add_argument("--targets", default=",".join(map(str, TARGETS)), help="--target-bpw rows to make (comma-separated)")
     parser.add_argument("--reuse", action="append", default=[], metavar="BITS=PACK[:SECONDS]",
                         help="evaluate an existing calibrated pack (made with the defaults) instead of compressing")
     args = parser.parse_args()
     command = "python bench/quality.py " + shlex.join(sys.argv[1:])
+    TARGETS = tuple(float(t) for t in args.targets.split(",") if t)
     torch.manual_seed(0)
     if args.encoder_only:
         text = encoder_table(encoder_rows(args.fresh), command)
@@ -627,8 +732,9 @@ def main() -> None:
         path, _, secs = rest.partition(":")
         reuse[int(bits)] = (Path(path), float(secs) if secs else None)
     lm = lm_rows(args.model, args.windows, args.fresh, only, reuse, args.skip_calibrated)
+    ood = ood_rows(args.model, args.windows, lm)
     enc = [] if args.skip_encoder else encoder_rows(args.fresh)
-    text = table(lm, enc, command)
+    text = table(lm, enc, command, ood)
     print(text)
     if args.write_docs:
         write_section(text)

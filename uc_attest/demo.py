@@ -16,10 +16,9 @@ from pathlib import Path
 from . import __version__
 from .demo_model import SOURCE_NOTE, materialize_smollm2
 
-# The 5-bit mix: the attention input projections one bit wider, gate_proj one bit narrower
-# (5.16 effective bits per weight). Chosen by measuring, on calibration text, how much of the
-# perplexity loss of a uniform 5-bit pack each tensor family carries (docs/COMPRESSION.md).
-FIVE_BIT_MIX = {"*.q_proj.weight": 6, "*.k_proj.weight": 6, "*.v_proj.weight": 6, "*.gate_proj.weight": 4}
+# Each block tensor's width and block size chosen by the compressor from measured sensitivity on
+# calibration text, under a cap of 5.3 effective bits per weight (docs/COMPRESSION.md).
+TARGET_BPW = 5.3
 
 
 def reusable_pack(pack: Path) -> bool:
@@ -31,8 +30,8 @@ def reusable_pack(pack: Path) -> bool:
     except Exception:  # noqa: BLE001 - anything unreadable is simply rebuilt
         return False
     c = manifest.compression
-    return (manifest.producer.version == __version__ and c.method == "calibrated" and c.bits == 5
-            and c.bits_for == FIVE_BIT_MIX and manifest.model.source.note == SOURCE_NOTE)  # fmt: skip
+    return (manifest.producer.version == __version__ and c.method == "calibrated" and c.calibration.get("target_bpw") == TARGET_BPW
+            and manifest.model.source.note == SOURCE_NOTE)  # fmt: skip
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None, allow_fail: bool = False) -> subprocess.CompletedProcess[str]:
@@ -64,12 +63,11 @@ def main() -> None:
     materialize_smollm2(model)
     print(f"   {model}")
 
-    print("\n== 2. vendor: compress at 5 bits, q/k/v at 6 and gate at 4 (calibrated, one block resident at a time)")
+    print(f"\n== 2. vendor: compress under {TARGET_BPW} bits per weight, widths chosen per tensor (calibrated, one block resident at a time)")
     if pack.is_dir() and reusable_pack(pack) and run([tool("uc"), "verify", str(pack), "--quiet"], allow_fail=True).returncode == 0:
         print(f"   reusing the verified pack at {pack} (delete it to compress again)")
     else:
-        mix = [arg for pattern, bits in FIVE_BIT_MIX.items() for arg in ("--bits-for", f"{pattern}={bits}")]
-        run([tool("uc"), "compress", str(model), "-o", str(pack), "--bits", "5", *mix, "--force",
+        run([tool("uc"), "compress", str(model), "-o", str(pack), "--target-bpw", str(TARGET_BPW), "--force",
              "--source-note", SOURCE_NOTE])  # fmt: skip
 
     print("\n== 3. verify every file hash and every reconstructed tensor")

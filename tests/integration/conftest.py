@@ -13,7 +13,7 @@ import pytest
 
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
-from uc_attest.demo import FIVE_BIT_MIX
+from uc_attest.demo import TARGET_BPW
 from uc_attest.demo_model import SOURCE_NOTE, materialize_smollm2
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,14 +32,14 @@ def smollm2_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def smollm2_pack(smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's 5-bit mix of the whole model with the calibrated compressor, on a lighter calibration.
+    """The demo's pack (--target-bpw 5.3) of the whole model with the calibrated compressor, on a lighter calibration.
 
     32 x 256 calibration tokens instead of the default 128 x 512, so that the
     suite compresses all 30 blocks in a few minutes on two cores; ``make demo``
     and bench/quality.py run the defaults.
     """
     pack = tmp_path_factory.mktemp("smollm2") / "smollm2.ucpack"
-    options = CompressOptions(samples=32, seq_len=256, source_note=SOURCE_NOTE, bits_for=FIVE_BIT_MIX)
+    options = CompressOptions(samples=32, seq_len=256, source_note=SOURCE_NOTE, target_bpw=TARGET_BPW)
     compress_model(smollm2_dir, pack, options, progress=False)
     return pack
 

@@ -25,6 +25,9 @@ def uc_group() -> None:
 @click.option("--block-size", default=64, show_default=True, type=click.IntRange(8, 4096), help="weights per scale")
 @click.option("--block-size-for", "block_size_for", multiple=True, metavar="GLOB=SIZE",
               help="block size for the checkpoint tensors matching GLOB (repeatable; a tensor matched by globs of different sizes is refused)")
+@click.option("--target-bpw", "target_bpw", type=click.FloatRange(2.0, 16.0), metavar="BPW",
+              help="cap on effective bits per weight: each block tensor's width and block size chosen by measured sensitivity "
+                   "on calibration text (instead of --bits-for/--block-size-for; --bits/--block-size still apply outside the blocks)")
 @click.option("--dtype", default="bfloat16", show_default=True, type=click.Choice(["bfloat16", "float16", "float32"]))
 @click.option("--method", default="calibrated", show_default=True, type=click.Choice(["calibrated", "datafree"]))
 @click.option("--calibration", type=click.Path(path_type=Path), help="calibration text file (default: built-in)")
@@ -42,7 +45,7 @@ def uc_group() -> None:
 @click.option("--force", is_flag=True, help="replace an existing output pack")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...], block_size: int, block_size_for: tuple[str, ...],
-                 dtype: str, method: str,
+                 target_bpw: float | None, dtype: str, method: str,
                  calibration: Path | None, samples: int, seq_len: int, act_order: bool, refit_grid: bool, tune_epochs: int, calibration_dtype: str,
                  resume: bool, source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
     """Compress MODEL_DIR (safetensors) into a pack at OUTPUT."""
@@ -53,9 +56,11 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
 
     if method == "datafree" and tune_epochs:
         raise click.BadParameter("block tuning needs calibration data: use it with --method calibrated", param_hint="--tune-epochs")
+    if target_bpw is not None and (method == "datafree" or bits_for or block_size_for):
+        raise click.BadParameter("give it with --method calibrated and without --bits-for/--block-size-for", param_hint="--target-bpw")
     options = CompressOptions(bits=bits, bits_for=parse_glob_rule(bits_for, "--bits-for", "BITS", 2, 8), block_size=block_size,
                               block_size_for=parse_glob_rule(block_size_for, "--block-size-for", "SIZE", 8, 4096),
-                              dtype=dtype, method=method,  # type: ignore[arg-type]
+                              target_bpw=target_bpw, dtype=dtype, method=method,  # type: ignore[arg-type]
                               calibration_file=calibration, samples=samples, seq_len=seq_len,
                               act_order=act_order, refit_grid=refit_grid, tune_epochs=tune_epochs, calibration_dtype=calibration_dtype, resume=resume,  # type: ignore[arg-type]
                               source_note=source_note)  # fmt: skip

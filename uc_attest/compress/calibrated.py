@@ -1,8 +1,10 @@
 """Calibrated streaming compression: one decoder block resident at a time.
 
 1. Calibration ids: ``--samples`` windows of ``--seq-len`` tokens, evenly spaced
-   over the calibration text (built-in docstrings disjoint from the evaluation
-   text, or ``--calibration FILE``) tokenised with the model's tokenizer.
+   over the calibration text (built-in: docstrings disjoint from the evaluation
+   text mixed with system documentation prose, never overlapping either
+   evaluation text, evaluate/mixed_text.py; or ``--calibration FILE``)
+   tokenised with the model's tokenizer.
 2. The model is a skeleton (meta parameters, real buffers). Only the modules
    before the blocks (embeddings) are materialised to capture the first block's
    inputs and every block's keyword arguments; they are freed again.
@@ -38,6 +40,8 @@ from ..architecture import ROLE_EXPERTS, ROLE_HEAD, CheckpointKeyMapper, TensorR
 from ..codec.encoded import EncodedTensor
 from ..codec.reconstruct import reconstruct, tensor_digest
 from ..errors import UsageError
+from ..evaluate.mixed_text import CALIBRATION_SOURCE_NAME, calibration_mix_text
+from ..evaluate.text import read_text_file
 from ..evaluate.blocks import (
     block_of,
     build_calibration_skeleton,
@@ -50,7 +54,6 @@ from ..evaluate.blocks import (
     return_freed_memory,
 )
 from ..evaluate.source import SafetensorsSource
-from ..evaluate.text import SOURCE_NAME, default_calibration_text, read_text_file
 from ..pack.writer import PackWriter
 from .blockscale import encode_datafree
 from .coding import add_datafree, codec_params, passthrough_tensor
@@ -76,14 +79,14 @@ ALGORITHM = "gptq-codebook-v1"
 # -- calibration data ---------------------------------------------------------------------------
 
 
-def calibration_ids(model_dir: Path, options: CompressOptions, vocab_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
-    """[samples, seq_len] int64 windows evenly spaced over the calibration text."""
+def calibration_stream(model_dir: Path, options: CompressOptions, vocab_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The whole calibration text as one int64 token stream, and where it came from."""
     if options.calibration_file is not None:
         text = read_text_file(options.calibration_file)
         source = Path(options.calibration_file).name
     else:
-        text = default_calibration_text()
-        source = SOURCE_NAME + " (calibration split)"
+        text = calibration_mix_text()
+        source = CALIBRATION_SOURCE_NAME
     has_tokenizer = any((model_dir / n).is_file() for n in ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"))
     if has_tokenizer:
         from ..evaluate.tokens import tokenize_text
@@ -93,21 +96,35 @@ def calibration_ids(model_dir: Path, options: CompressOptions, vocab_size: int) 
     else:  # a model without a tokenizer (tests): UTF-8 bytes folded into the vocabulary
         ids = torch.tensor(list(text.encode("utf-8")), dtype=torch.int64) % vocab_size
         tokenizer = "utf8-bytes-mod-vocab"
+    info = {
+        "calibration_source": source,
+        "calibration_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "calibration_tokenizer": tokenizer,
+    }
+    return ids.reshape(-1), info
+
+
+def calibration_ids(model_dir: Path, options: CompressOptions, vocab_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """[samples, seq_len] int64 windows evenly spaced over the calibration text."""
+    ids, info = calibration_stream(model_dir, options, vocab_size)
     available = ids.numel() // options.seq_len
     if available < 1:
         raise UsageError(f"the calibration text has {ids.numel()} tokens, fewer than one window of {options.seq_len}")
     n = min(options.samples, available)
     starts = [(j * available // n) * options.seq_len for j in range(n)]
     windows = torch.stack([ids[s : s + options.seq_len] for s in starts])
-    info = {
-        "calibration_source": source,
-        "calibration_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        "calibration_tokenizer": tokenizer,
-        "samples": n,
-        "seq_len": options.seq_len,
-        "calibration_tokens": n * options.seq_len,
-    }
+    info |= {"samples": n, "seq_len": options.seq_len, "calibration_tokens": n * options.seq_len}
     return windows, info
+
+
+def split_block_keys(source: SafetensorsSource, mapper: CheckpointKeyMapper, prefix: str, count: int) -> tuple[dict[int, list[str]], list[str]]:
+    """Checkpoint keys by the decoder block they load into, and those outside every block."""
+    block_keys: dict[int, list[str]] = {i: [] for i in range(count)}
+    outside: list[str] = []
+    for key in source.keys():
+        b = block_of(mapper.target(key), prefix)
+        (block_keys[b] if b is not None and b in block_keys else outside).append(key)
+    return block_keys, outside
 
 
 # -- the model around the blocks ----------------------------------------------------------------
@@ -119,7 +136,7 @@ def _outside_modules(model: nn.Module, blocks: nn.ModuleList) -> list[nn.Module]
     return [m for m in model.modules() if id(m) not in inside and m is not head]
 
 
-def _materialise_outside(model: nn.Module, blocks: nn.ModuleList, source: SafetensorsSource, keys: list[str],
+def materialise_outside(model: nn.Module, blocks: nn.ModuleList, source: SafetensorsSource, keys: list[str],
                          roles: dict[str, TensorRole], dtype: torch.dtype) -> list[nn.Module]:  # fmt: skip
     modules = _outside_modules(model, blocks)
     for m in modules:
@@ -132,7 +149,7 @@ def _materialise_outside(model: nn.Module, blocks: nn.ModuleList, source: Safete
     return modules
 
 
-def _release_outside(modules: list[nn.Module]) -> None:
+def release_outside(modules: list[nn.Module]) -> None:
     for m in modules:
         for name, p in list(m._parameters.items()):
             if p is not None and p.device.type != "meta":
@@ -403,11 +420,7 @@ def compress_calibrated(
     model = build_calibration_skeleton(config)
     mapper = CheckpointKeyMapper(model)
     prefix, blocks = find_blocks(model)
-    block_keys: dict[int, list[str]] = {i: [] for i in range(len(blocks))}
-    outside: list[str] = []
-    for key in source.keys():
-        b = block_of(mapper.target(key), prefix)
-        (block_keys[b] if b is not None and b in block_keys else outside).append(key)
+    block_keys, outside = split_block_keys(source, mapper, prefix, len(blocks))
 
     ids, info = calibration_ids(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
     batch = max(1, min(ids.shape[0], TOKENS_PER_BATCH // options.seq_len))
@@ -422,9 +435,9 @@ def compress_calibrated(
     work = WorkDir(out_path, fingerprint)
     done = work.start(options.resume)
 
-    outside_modules = _materialise_outside(model, blocks, source, outside, roles, dtype)
+    outside_modules = materialise_outside(model, blocks, source, outside, roles, dtype)
     captured = capture_inputs(model, blocks, chunks, keep_hidden=done == 0)
-    _release_outside(outside_modules)
+    release_outside(outside_modules)
     hidden = captured.hidden if done == 0 else work.load_hidden()
     assert hidden is not None
     hidden = hidden.to(dtype)

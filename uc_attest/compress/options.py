@@ -23,6 +23,9 @@ class CompressOptions(BaseModel):
     block_size: int = Field(64, ge=8, le=4096)
     # per-tensor block sizes: checkpoint-key glob -> weights per scale, under the same rule as bits_for
     block_size_for: dict[str, int] = {}
+    # cap on the pack's effective bits per weight: each block tensor's (width, block size) is then chosen by measured
+    # sensitivity on calibration text (compress/sensitivity.py, allocate.py) and recorded in bits_for/block_size_for
+    target_bpw: float | None = Field(None, ge=2.0, le=16.0)
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     method: Literal["calibrated", "datafree"] = "calibrated"
     samples: int = Field(128, ge=1)
@@ -56,6 +59,8 @@ class CompressOptions(BaseModel):
     def _tuning_needs_calibration(self) -> "CompressOptions":
         if self.method == "datafree" and self.tune_epochs:
             raise ValueError("tune_epochs needs the calibrated method (block tuning runs on calibration data)")
+        if self.method == "datafree" and self.target_bpw is not None:
+            raise ValueError("target_bpw needs the calibrated method (sensitivity is measured on calibration data)")
         return self
 
     def bits_for_key(self, key: str) -> int:

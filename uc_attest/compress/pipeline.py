@@ -61,6 +61,11 @@ def compress_model(
     except Exception as exc:  # noqa: BLE001
         raise UnreadableInputError(f"config.json is not a transformers config: {exc}") from exc
     roles = tensor_roles(source, config)
+    allocation: dict[str, str | int | float | bool] = {}
+    if options.target_bpw is not None:
+        from .target import allocate_for_target
+
+        options, allocation = allocate_for_target(model_dir, source, config, roles, options, Path(out), progress)
     for key, role in roles.items():  # a --bits-for or --block-size-for rule that claims a tensor twice fails now, not mid-way
         if role.quantize:
             codec_params(key, role, options)
@@ -72,7 +77,7 @@ def compress_model(
         if options.method == "calibrated":
             from .calibrated import compress_calibrated
 
-            calibration = compress_calibrated(model_dir, source, config, roles, writer, options, Path(out), progress)
+            calibration = compress_calibrated(model_dir, source, config, roles, writer, options, Path(out), progress) | allocation
         else:
             for key in tqdm(source.keys(), desc="compress", unit="tensor", disable=not progress):
                 role = roles[key]

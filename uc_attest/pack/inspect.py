@@ -30,6 +30,10 @@ class InspectSummary(BaseModel):
     effective_bits_per_weight: float
     pack_bytes: int
     manifest_sha256: str
+    # per-tensor coding (--target-bpw, --bits-for, --block-size-for): quantized tensors by "B bits / block S"
+    codings: dict[str, int] = {}
+    target_bpw: float | None = None  # the cap --target-bpw gave, when the allocation was chosen by the compressor
+    tensor_codings: dict[str, str] = {}  # each quantized tensor's "B bits / block S", from its own codec parameters
 
 
 def summarize(pack: Pack) -> InspectSummary:
@@ -38,6 +42,8 @@ def summarize(pack: Pack) -> InspectSummary:
     p = [t for t in m.tensors if t.kind == "passthrough"]
     roles = Counter(t.role for t in m.tensors)
     pack_bytes = sum(f.size for f in m.files) + len(pack.manifest_bytes)
+    tensor_codings = {t.name: f"{t.codec.bits} bits / block {t.codec.block_size}" for t in q if t.codec is not None}
+    target = m.compression.calibration.get("target_bpw")
     return InspectSummary(
         format=m.format,
         format_version=m.format_version,
@@ -58,7 +64,15 @@ def summarize(pack: Pack) -> InspectSummary:
         effective_bits_per_weight=m.stats.effective_bits_per_weight,
         pack_bytes=pack_bytes,
         manifest_sha256=pack.manifest_sha256,
+        codings=dict(sorted(Counter(tensor_codings.values()).items(), key=lambda kv: _coding_order(kv[0]))),
+        target_bpw=float(target) if isinstance(target, (int, float)) and not isinstance(target, bool) else None,
+        tensor_codings=tensor_codings,
     )
+
+
+def _coding_order(coding: str) -> tuple[int, int]:
+    bits, _, block = coding.partition(" bits / block ")
+    return int(bits), int(block)
 
 
 def format_summary(s: InspectSummary) -> str:
@@ -74,6 +88,12 @@ def format_summary(s: InspectSummary) -> str:
         f"tensors           {s.quantized_tensors} quantized, {s.passthrough_tensors} passthrough",
         f"roles             {', '.join(f'{k}={v}' for k, v in s.roles.items())}",
         f"effective bits    {s.effective_bits_per_weight:.4f} per quantized weight (codes, scales, codebooks)",
+    ]
+    if s.target_bpw is not None:
+        lines.append(f"allocation        chosen per tensor by measured sensitivity under --target-bpw {s.target_bpw:g}")
+    if len(s.codings) > 1 or s.target_bpw is not None:
+        lines.append(f"codings           {', '.join(f'{n} x {c}' for c, n in s.codings.items())} (per tensor: --json)")
+    lines += [
         f"pack size         {s.pack_bytes:,} bytes",
         f"manifest sha256   {s.manifest_sha256}",
     ]

@@ -1,0 +1,39 @@
+"""The out-of-domain evaluation text and the calibration mix: never overlapping either evaluation text."""
+
+from __future__ import annotations
+
+from uc_attest.evaluate import mixed_text
+from uc_attest.evaluate.text import default_calibration_text, default_eval_text
+
+
+def test_calibration_mix_shares_no_run_of_words_with_either_evaluation_text() -> None:
+    mix = mixed_text.calibration_mix_text()
+    licences = mixed_text.licence_eval_text()
+    assert licences, "the licence texts are missing on this machine (/usr/share/common-licenses)"
+    assert "GNU GENERAL PUBLIC LICENSE" in licences
+    forbidden = mixed_text.shingles(default_eval_text()) | mixed_text.shingles(licences)
+    # paragraph by paragraph (two neighbours may meet across their boundary as they do elsewhere, as in any split of a text)
+    assert not [p for p in mix.split("\n\n") if mixed_text.overlaps(p, forbidden)]
+    for evaluation in (default_eval_text(), licences):
+        paragraphs = {" ".join(p.split()) for p in evaluation.split("\n\n")}
+        assert not paragraphs & {" ".join(p.split()) for p in mix.split("\n\n")}
+
+
+def test_calibration_mix_is_more_than_docstrings() -> None:
+    mix = mixed_text.calibration_mix_text().split("\n\n")
+    docstrings = set(default_calibration_text().split("\n\n"))
+    others = [p for p in mix if p not in docstrings]
+    assert len(others) > 0.2 * len(mix)  # documentation prose, interleaved
+    first_half = mix[: len(mix) // 2]
+    assert 0.3 < sum(p in docstrings for p in first_half) / len(first_half) < 0.9
+
+
+def test_licence_text_is_deduplicated() -> None:
+    paragraphs = [" ".join(p.split()) for p in mixed_text.licence_eval_text().split("\n\n")]
+    assert len(paragraphs) == len(set(paragraphs))
+
+
+def test_overlap_check_finds_a_quoted_run() -> None:
+    forbidden = mixed_text.shingles("This program is distributed in the hope that it will be useful, but WITHOUT ANY WARRANTY")
+    assert mixed_text.overlaps("As the README says: this program is distributed in the hope that it will be useful.", forbidden)
+    assert not mixed_text.overlaps("An unrelated paragraph about calibration windows and tokens per batch.", forbidden)
