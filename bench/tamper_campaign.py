@@ -490,7 +490,7 @@ def lenient_ratio_policy(workdir: Path, max_ratio: float) -> Path:
 
 
 def campaign(delivery: Delivery, count: int, seed: int, json_out: Path, log: Any = print, progress_every: int = 100,
-             policy: str | None = None, fail_fast: bool = False) -> tuple[Tally, float, dict[str, Any]]:  # fmt: skip
+             policy: str | None = None, fail_fast: bool = False, time_limit_s: float | None = None) -> tuple[Tally, float, dict[str, Any]]:  # fmt: skip
     """Run ``count`` mutations; returns the tally, wall seconds, the baseline check's seconds and the policy used.
 
     The untouched delivery must pass first, under ``policy`` (default: the shipped default policy). A
@@ -524,6 +524,10 @@ def campaign(delivery: Delivery, count: int, seed: int, json_out: Path, log: Any
     with contextlib.suppress(ValueError):  # not the main thread: leave the handler alone
         signal.signal(signal.SIGTERM, _terminate)
     for n, m in enumerate(plan, 1):
+        if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+            # the plan visits every (file, region) pair in turn, so a prefix still covers every region
+            log(f"time limit of {time_limit_s:.0f}s reached: stopping after {n - 1} of {len(plan)} planned mutations")
+            break
         tally.add(m, run_mutation(m, delivery, json_out, pristine, policy=policy, fail_fast=fail_fast))
         if n % progress_every == 0 or n == len(plan):
             el = time.perf_counter() - start
@@ -562,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write-results", type=Path, help="write the table into this markdown file's 'Tamper campaign' section")
     ap.add_argument("--fail-fast", action="store_true",
                     help="run each mutated check with --fail-fast (stops after the first failed check instead of rebuilding every weight)")
+    ap.add_argument("--time-limit", type=float, metavar="SECONDS",
+                    help="stop planning further mutations after this long (the table then covers those run; a full check per mutation is slow)")
     ap.add_argument("--fail-on-problem", action="store_true", help="exit 1 unless every mutation was caught without a crash")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -572,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
         delivery = build_delivery(args.model, args.workdir, args.eval_text)
     json_out = args.workdir / "campaign-results.json"
     args.workdir.mkdir(parents=True, exist_ok=True)
-    tally, seconds, extra = campaign(delivery, args.mutations, args.seed, json_out, policy=args.policy, fail_fast=args.fail_fast)
+    tally, seconds, extra = campaign(delivery, args.mutations, args.seed, json_out, policy=args.policy, fail_fast=args.fail_fast,
+                                     time_limit_s=args.time_limit)  # fmt: skip
     pack_bytes = sum(p.stat().st_size for p in delivery.pack.iterdir())
     summary = (
         f"{tally.tried} mutations tried, {tally.caught} caught "

@@ -61,7 +61,8 @@ def test_attest_check_passes_inside_a_network_namespace_without_interfaces(site:
     attest = Path(sys.executable).with_name("attest")
     cmd = [str(attest)] if attest.exists() else [sys.executable, "-c", "from uc_attest.cli.attest import main; main()"]
     results, report = tmp_path / "results.json", tmp_path / "report.pdf"
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}  # no proxies, no HF cache, no tokens
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",  # no proxies, no HF cache, no tokens
+           "PYTHONPATH": str(REPO)}  # this checkout's code, also where the venv's entry point was installed from another  # fmt: skip
     proc = subprocess.run(
         [*_unshare_cmd(), *cmd, "check", str(site.pack), "--bundle", str(site.bundle), "--tokens", str(site.tokens),
          "--key", str(site.key), "--policy", "strict", "--json", str(results), "--report", str(report), "--quiet"],
@@ -82,8 +83,57 @@ def test_a_tampered_pack_still_fails_inside_the_namespace(site: Any, tmp_path: P
     proc = subprocess.run(
         [*_unshare_cmd(), sys.executable, "-c", "from uc_attest.cli.attest import main; main()", "check", str(site.pack),
          "--bundle", str(site.bundle), "--tokens", str(site.tokens), "--key", str(site.key), "--quiet"],
-        capture_output=True, text=True, timeout=600, cwd=REPO, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True, text=True, timeout=600, cwd=REPO, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)},
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "CHECK: FAIL", proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def _keyless_delivery(site: Any, tmp_path: Path) -> tuple[Path, str, str]:
+    """The site's signed statement, re-signed keyless by the local stand-in CA and logs; its trusted_root.json."""
+    import base64
+    from datetime import datetime, timedelta, timezone
+
+    sys.path.insert(0, str(REPO / "tests" / "attest"))
+    from fake_sigstore import FakeSigstore
+
+    identity, issuer = "vendor@example.com", "https://accounts.example.com"
+    payload = base64.b64decode(json.loads(site.bundle.read_bytes())["dsseEnvelope"]["payload"])
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    fake = FakeSigstore(start=now - timedelta(days=2))
+    site.bundle.write_bytes(fake.sign(payload, identity, issuer, when=now - timedelta(minutes=5)))
+    root = tmp_path / "trusted_root.json"
+    root.write_text(json.dumps(fake.trusted_root()))
+    return root, identity, issuer
+
+
+def _keyless_check(site: Any, tmp_path: Path, root: Path, identity: str, issuer: str) -> subprocess.CompletedProcess[str]:
+    results = tmp_path / "results.json"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8", "PYTHONPATH": str(REPO)}  # no proxies, no sigstore cache
+    return subprocess.run(
+        [*_unshare_cmd(), sys.executable, "-c", "from uc_attest.cli.attest import main; main()", "check", str(site.pack),
+         "--bundle", str(site.bundle), "--tokens", str(site.tokens), "--trusted-root", str(root), "--identity", identity,
+         "--issuer", issuer, "--policy", "strict", "--json", str(results), "--quiet"],
+        capture_output=True, text=True, timeout=600, cwd=REPO, env=env,
+    )  # fmt: skip
+
+
+def test_keyless_check_passes_inside_the_namespace(site: Any, tmp_path: Path) -> None:
+    """Keyless mode (trusted root, identity, issuer): certificate chain, SCT, log proofs all verified offline."""
+    root, identity, issuer = _keyless_delivery(site, tmp_path)
+    proc = _keyless_check(site, tmp_path, root, identity, issuer)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == "CHECK: PASS", proc.stdout
+    data = json.loads((tmp_path / "results.json").read_bytes())
+    assert data["verdict"] == "PASS" and data["artifact"]["signer"]["mode"] == "keyless"
+    assert data["artifact"]["signer"]["identity"] == identity
+
+
+def test_keyless_check_with_the_wrong_identity_fails_inside_the_namespace(site: Any, tmp_path: Path) -> None:
+    root, _identity, issuer = _keyless_delivery(site, tmp_path)
+    proc = _keyless_check(site, tmp_path, root, "attacker@example.com", issuer)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    data = json.loads((tmp_path / "results.json").read_bytes())
+    assert {c["name"]: c["status"] for c in data["checks"]}["signature"] == "FAIL"

@@ -88,16 +88,17 @@ def test_oms_refuses_an_ed25519_key_before_any_work(attest_cli, tiny_pack: Path,
 
 
 def test_the_advisory_row_of_attest_check(oms_signed) -> None:  # type: ignore[no-untyped-def]
-    from uc_attest.check.deploy_checks import oms_check
+    from uc_attest.check.deploy_checks import oms_rows
     from uc_attest.check.results import CheckStatus
 
     pack, bundle, signature, pub = oms_signed
     verified = verify_bundle(bundle, public_key=pub)
-    row = oms_check(pack, bundle, pub, verified)
+    [row] = oms_rows(pack, bundle, pub, verified)
     assert (row.name, row.status, row.required) == ("oms_signature", CheckStatus.PASS, False)
+    assert oms_rows(pack, bundle, None, verified)[0].status is CheckStatus.SKIP  # keyless trust: not checked
+    assert oms_rows(pack, bundle, pub, None)[0].status is CheckStatus.SKIP  # the acceptance signature failed
     (pack / "tokenizer.json").write_bytes((pack / "tokenizer.json").read_bytes() + b" ")
-    row = oms_check(pack, bundle, pub, verified)
+    [row] = oms_rows(pack, bundle, pub, verified)
     assert row.status is CheckStatus.FAIL and not row.required and "invalid" in row.summary
     signature.unlink()
-    assert oms_check(pack, bundle, pub, verified).status is CheckStatus.SKIP
-    assert oms_check(pack, bundle, pub, None).status is CheckStatus.SKIP
+    assert oms_rows(pack, bundle, pub, verified) == []  # no OMS signature: no row

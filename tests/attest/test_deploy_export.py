@@ -180,6 +180,8 @@ def test_deployed_usage_errors(pack: Path, tmp_path: Path, uc) -> None:  # type:
     assert result.rc == 1 and "FAIL: deployed model.safetensors:" in result.out
     with pytest.raises(Exception, match="shard size"):
         export_pack(pack, tmp_path / "x", max_shard_bytes=0)
+    inside = uc("export", pack, "-o", pack / "served")
+    assert inside.rc == 2 and "inside the pack" in inside.err and not (pack / "served").exists()
 
 
 def test_the_required_row_of_attest_check(pack: Path, tmp_path: Path) -> None:

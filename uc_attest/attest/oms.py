@@ -27,6 +27,7 @@ import contextlib
 import os
 import secrets
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +46,9 @@ MAX_SIGNATURE_BYTES = 64 << 20
 def _library() -> tuple[Any, Any, Any]:
     """The ``model_signing`` modules, or a usage error that says how to install them."""
     try:
-        from model_signing import hashing, signing, verifying
+        with warnings.catch_warnings():  # pyOpenSSL, which model-signing imports, warns about DSA when imported
+            warnings.simplefilter("ignore")
+            from model_signing import hashing, signing, verifying
     except ImportError as exc:  # also OpenSSL missing: model-signing imports pyopenssl
         raise UsageError(f"OpenSSF model signing needs the packages model-signing and pyopenssl (pip install 'uc_attest[oms]'): {exc}") from exc
     return hashing, signing, verifying

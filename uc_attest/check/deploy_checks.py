@@ -4,9 +4,10 @@
   serving engine loads holds exactly the attested tensors, config and
   tokenizer (uc_attest.pack.deployed), judged against the manifest whose
   SHA-256 the signed statement gives.
-* ``oms_signature`` (advisory, never decides the verdict): whether an OpenSSF
-  model-signing signature lies beside the bundle, and whether it verifies with
-  the vendor's key over exactly the attested files (uc_attest.attest.oms).
+* ``oms_signature`` (advisory, never decides the verdict; present only when an
+  OpenSSF model-signing signature lies beside the bundle, so that a delivery
+  without one reads as before): whether it verifies with the vendor's key over
+  exactly the attested files (uc_attest.attest.oms).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from ..attest.subjects import split_subjects
 from ..errors import UcError
 from ..pack.deployed import verify_deployed
 from ..pack.reader import open_pack
+from .context import CheckContext
 from .results import CheckResult, CheckStatus
 
 DEPLOYED_TITLE = "The deployed model directory holds exactly the attested model"
-OMS_TITLE = "OpenSSF model signature of the pack (advisory)"
+OMS_TITLE = "OpenSSF model signature of the pack"
 MAX_LISTED = 50
 
 
@@ -53,10 +55,15 @@ def deployed_check(pack_root: Path, directory: Path, attested_manifest_sha256: s
     return row(CheckStatus.FAIL, f"{directory} differs from the attested model: {shown}.", details)
 
 
-def oms_check(pack_root: Path, bundle_path: Path, public_key: Path | None, verified: Any | None) -> CheckResult:
-    """The advisory ``oms_signature`` row (``verified`` is the verified attestation, or None)."""
+def oms_rows(pack_root: Path, bundle_path: Path, public_key: Path | None, verified: Any | None) -> list[CheckResult]:
+    """The advisory ``oms_signature`` row, or none when no OMS signature lies beside the bundle."""
     path = oms_path_for_bundle(bundle_path)
+    if not path.exists() and not path.is_symlink():
+        return []
+    return [_oms_row(pack_root, path, public_key, verified)]
 
+
+def _oms_row(pack_root: Path, path: Path, public_key: Path | None, verified: Any | None) -> CheckResult:
     def row(status: CheckStatus, summary: str) -> CheckResult:
         return CheckResult(name="oms_signature", title=OMS_TITLE, status=status, required=False, summary=summary, details={"path": str(path)})
 
@@ -68,7 +75,7 @@ def oms_check(pack_root: Path, bundle_path: Path, public_key: Path | None, verif
     return row(outcome, f"{status.status}: {status.detail}.")
 
 
-def check_deployed(ctx: Any) -> CheckResult | None:
+def check_deployed(ctx: CheckContext) -> CheckResult | None:
     """Stage step: the ``deployed`` row, only when ``--deployed DIR`` was given."""
     if ctx.inputs.deployed is None:
         return None
@@ -76,7 +83,8 @@ def check_deployed(ctx: Any) -> CheckResult | None:
     return deployed_check(Path(ctx.inputs.pack), Path(ctx.inputs.deployed), predicate.pack.manifest_sha256 if predicate else None)
 
 
-def check_oms_signature(ctx: Any) -> CheckResult | None:
+def check_oms_signature(ctx: CheckContext) -> CheckResult | None:
     """Stage step: the advisory ``oms_signature`` row, only when an OMS signature lies beside the bundle."""
-    public_key = getattr(ctx.trust, "public_key", None)
-    return oms_check(Path(ctx.inputs.pack), ctx.bundle_path, public_key, ctx.attestation)
+    public_key = getattr(ctx.trust, "public_key", None)  # keyless trust has none: the row then says not checked
+    rows = oms_rows(Path(ctx.inputs.pack), ctx.bundle_path, public_key, ctx.attestation)
+    return rows[0] if rows else None

@@ -89,6 +89,9 @@ def check_command(
         from ..report.check_outputs import default_vsa_path
 
         vsa_out = default_vsa_path(json_path, report_path)
+    outs = [p.resolve() for p in (report_path, json_path, vsa_out) if p is not None]
+    if len(set(outs)) != len(outs) or (vsa_out is not None and not vsa_out.resolve().parent.is_dir()):
+        raise UsageError("--report, --json and --vsa-out must be different files in existing directories")
     inputs = [p.resolve() for p in (bundle, tokens, *trust.input_paths(), sign_cert) if p is not None]
     for out in (report_path, json_path, vsa_out):
         if out is not None and (out.resolve() in inputs or out.resolve().is_relative_to(pack.resolve())):

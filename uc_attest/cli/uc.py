@@ -87,16 +87,20 @@ def parse_glob_rule(specs: tuple[str, ...], flag: str, name: str, low: int, high
 def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, architecture: bool, deployed: Path | None) -> None:
     """Check every file hash and every reconstructed tensor of PACK (and, with --deployed, a served copy of it)."""
     from ..errors import VerificationError
+    from ..pack.deployed import verify_deployed
     from ..pack.verify import verify_pack
 
     try:
-        report = verify_pack(pack, progress=not quiet, workers=workers, architecture=architecture).report
-        deployed_report = _verify_deployed(pack, deployed) if deployed is not None else None
+        verified = verify_pack(pack, progress=not quiet, workers=workers, architecture=architecture)
+        report = verified.report
+        deployed_report = verify_deployed(verified.pack, deployed) if deployed is not None else None  # the manifest just verified
     except VerificationError as exc:  # the manifest itself is corrupt: a verdict, not a usage error
         click.echo(f"FAIL: {exc}")
         click.echo("VERIFY: FAIL")
         exit_with(1)
-    if as_json:
+    if as_json and deployed_report is not None:  # one JSON document: the pack's report and the deployed directory's
+        click.echo(json.dumps({"pack": report.model_dump(mode="json"), "deployed": deployed_report.model_dump(mode="json")}, indent=2))
+    elif as_json:
         click.echo(report.model_dump_json(indent=2))
     else:
         click.echo(f"files     {sum(f.ok for f in report.files)}/{len(report.files)} ok ({report.bytes_read:,} bytes)")
@@ -106,8 +110,6 @@ def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, arch
         click.echo(f"time      {report.seconds:.2f} s")
     failures = list(report.failures)
     if deployed_report is not None:
-        if as_json:
-            click.echo(deployed_report.model_dump_json(indent=2))
         click.echo(f"deployed  {deployed_report.tensors_matching}/{deployed_report.tensors_expected} attested tensors found in "
                    f"{deployed} with their digests; config and tokenizer files "
                    f"{'equal' if deployed_report.side_files_equal else 'NOT equal'}")
@@ -117,13 +119,6 @@ def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, arch
     ok = report.ok and (deployed_report is None or deployed_report.ok)
     click.echo("VERIFY: PASS" if ok else "VERIFY: FAIL")
     exit_with(0 if ok else 1)
-
-
-def _verify_deployed(pack: Path, deployed: Path):  # type: ignore[no-untyped-def]
-    from ..pack.deployed import verify_deployed
-    from ..pack.reader import open_pack
-
-    return verify_deployed(open_pack(pack), deployed)
 
 
 @uc_group.command("export")

@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from ..atomic import atomic_directory
 from ..codec.canonical import digest_header, little_endian_bytes, reconstruct_array
-from ..errors import UnreadableInputError, VerificationError
+from ..errors import UsageError, VerificationError
 from ..safe_io import open_regular_fd
 from .manifest import PassthroughStorage, QuantizedStorage, TensorEntry
 from .reader import Pack, open_pack, read_pack_file
@@ -246,7 +246,9 @@ def export_pack(pack_path: str | os.PathLike[str], out: str | os.PathLike[str], 
     """Write the pack at ``pack_path`` as a Hugging Face model directory at ``out`` (see the module docstring)."""
     pack = open_pack(pack_path)
     if max_shard_bytes < 1:
-        raise UnreadableInputError("the shard size must be positive")
+        raise UsageError("the shard size must be positive")
+    if Path(out).resolve().is_relative_to(pack.root.resolve()):
+        raise UsageError(f"{out} is inside the pack; export next to it")
     shards = plan_shards(pack.manifest.tensors, max_shard_bytes)
     names = shard_names(len(shards))
     metadata = {"format": "pt", "uc_attest_pack_manifest_sha256": pack.manifest_sha256}

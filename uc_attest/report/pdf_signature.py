@@ -72,7 +72,7 @@ def sign_pdf(pdf: bytes, key: PrivateKey, certificate: x509.Certificate, *, reas
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
     meta = signers.PdfSignatureMetadata(
         field_name=SIGNATURE_FIELD,
-        md_algorithm="sha256",
+        md_algorithm="sha256" if isinstance(key, ec.EllipticCurvePrivateKey) else "sha512",  # Ed25519 in CMS: SHA-512 (RFC 8419)
         subfilter=fields.SigSeedSubFilter.PADES,
         reason=reason,
         name=certificate.subject.rfc4514_string(),

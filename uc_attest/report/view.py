@@ -75,6 +75,15 @@ class ReportView:
     verdict_signature: Any = None  # a verdict_signature.VerdictSignatureView: signed by whom, or UNSIGNED
 
 
+def _signing_time_note(r: Results) -> str:
+    """Whose word the vendor's signing time is: its own (key mode), or the transparency log's (keyless, as the check used)."""
+    if r.artifact.signer.mode == "key":
+        return "the vendor's own claim (key mode: no independent timestamp)"
+    age = r.check("attestation_age")
+    logged = age.details.get("signed_at") if age is not None else None
+    return f"as the vendor states it; the transparency log's verified time, which the check used, is {logged}" if logged else "as the vendor states it"
+
+
 def utc_text(moment: datetime | None) -> str:
     """'2025-03-01 14:05:09 UTC' or a dash."""
     if moment is None:
@@ -126,7 +135,7 @@ def _identity_rows(r: Results) -> list[Row]:
         rows.append(Row("Signed by", signer.identity or "-", note=note))
     unknown = "unknown: the attestation could not be verified"
     rows += [
-        Row("Signed on", utc_text(a.signed_at) if a.signed_at else unknown, note="as stated by the vendor" if a.signed_at and signer.mode == "key" else ""),
+        Row("Signed on", utc_text(a.signed_at) if a.signed_at else unknown, note=_signing_time_note(r) if a.signed_at else ""),
         Row("Valid until", utc_text(a.expires_at) if a.expires_at else (unknown if not a.signed_at else "no expiry stated")),
         Row("Checked on", utc_text(a.checked_at)),
         Row("Attestation file", r.digests.bundle_sha256, mono=True, note="SHA-256 of the signed attestation bundle"),
