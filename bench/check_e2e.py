@@ -1,28 +1,52 @@
-"""Wall time of ``attest check`` on the SmolLM2 demo pack, split by stage, beside a plain ``uc eval``.
+"""Wall time of ``attest check`` on the SmolLM2 demo delivery, by stage, against ``uc verify`` and the previous check.
 
-    python bench/check_e2e.py [--work build/demo]
+    nice .venv/bin/python bench/check_e2e.py [--work build/demo] [--before /path/to/older/checkout]
 
-Needs the demo's pack, bundle and vendor key (run ``make demo`` first). The check
-runs in-process through the same pipeline the CLI uses; the plain evaluation
-loads the pack and evaluates the same attested tokens with the same method.
-Target: the check's stages other than evaluation add at most 25% to the
-evaluation's time.
+Needs the demo's pack, bundle and vendor key (run ``make demo`` first; a copy
+of the delivery is fine). Three measurements, all on this machine:
+
+1. the check in process (the CLI's own pipeline, strict policy), by stage, and
+   one ``verify_pack`` of the same pack (the pass ``uc verify`` makes; with the
+   architecture check, as the check runs it), after a warm-up of both. Target:
+   the stages other than the perplexity measurement take <= 1.1x that verify.
+2. the whole ``attest check`` command in a fresh process: this tree streaming
+   (the default), this tree ``--no-streaming``, and, with ``--before``, the
+   same command run from an older checkout (today's check before this change).
+   Target: this tree's check is faster than the older one.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+MEASUREMENT_STAGE = "tokens and perplexity"
+
+
+def cli_seconds(tree: Path, pack: Path, bundle: Path, pub: Path, *extra: str) -> tuple[float, str]:
+    """Wall time of ``attest check`` run as a fresh process from the code in ``tree``."""
+    cmd = [sys.executable, "-c", "from uc_attest.cli.attest import main; main()", "check", str(pack), "--bundle", str(bundle),
+           "--key", str(pub), "--policy", "strict", "--quiet", *extra]  # fmt: skip
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)})
+    seconds = time.perf_counter() - start
+    last = (proc.stdout + proc.stderr).strip().splitlines()[-1:]
+    return seconds, f"rc {proc.returncode} {' '.join(last)}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default=str(ROOT / "build" / "demo"))
+    parser.add_argument("--before", help="an older checkout whose `attest check` to time beside this one")
+    parser.add_argument("--repeats", type=int, default=3, help="verify_pack runs (median)")
+    parser.add_argument("--no-whole-model-cli", action="store_true", help="skip the --no-streaming command (one evaluation less)")
     args = parser.parse_args()
     work = Path(args.work)
     pack, bundle, pub = work / "smollm2-135m.ucpack", work / "smollm2-135m.sigstore.json", work / "vendor.pub"
@@ -30,36 +54,40 @@ def main() -> None:
         if not path.exists():
             sys.exit(f"missing {path}: run `make demo` first")
 
-    from uc_attest import load_model
-    from uc_attest.attest.paths import tokens_path_for_bundle
-    from uc_attest.check.pipeline import CheckInputs, run_check
-    from uc_attest.evaluate.perplexity import evaluate_tokens
-    from uc_attest.evaluate.tokens import load_token_file
+    from uc_attest.attest.trust import KeyAnchor
+    from uc_attest.check.run import CheckInputs, run_check
+    from uc_attest.pack.verify import verify_pack
     from uc_attest.policy.loader import load_policy
 
-    policy = load_policy("strict")
-    start = time.perf_counter()
-    outcome = run_check(CheckInputs(pack=pack, bundle=bundle, tokens=None, public_key=pub, trusted_root=None,
-                                    identity=None, issuer=None, policy=policy, progress=False))  # fmt: skip
-    check_total = time.perf_counter() - start
-
-    start = time.perf_counter()
-    ids, _, _ = load_token_file(tokens_path_for_bundle(bundle))
-    measurement = outcome.results.perplexity
-    model = load_model(pack)
-    loaded = time.perf_counter()
-    attested = measurement.attested if measurement else None
-    seq_len = attested.seq_len if attested else 512
-    windows = attested.windows if attested else None
-    evaluate_tokens(model, ids, seq_len=seq_len, max_windows=windows, progress=False)
-    eval_total = time.perf_counter() - start
-
-    print(f"attest check verdict {outcome.results.verdict.value}, total {check_total:.2f} s")
+    verify_pack(pack, progress=False, architecture=True)  # warm: imports, page cache
+    verify_s = statistics.median(_timed(lambda: verify_pack(pack, progress=False, architecture=True)) for _ in range(args.repeats))
+    outcome = run_check(CheckInputs(pack=pack, bundle=bundle, trust=KeyAnchor(pub), policy=load_policy("strict"), progress=False))
+    other = sum(s for stage, s in outcome.timings.items() if stage != MEASUREMENT_STAGE)
+    print(f"attest check in process, verdict {outcome.results.verdict.value}")
     for stage, seconds in outcome.timings.items():
-        print(f"  {stage:<36} {seconds:8.2f} s")
-    print(f"plain evaluation (load {loaded - start:.2f} s + perplexity)  {eval_total:8.2f} s")
-    overhead = check_total - eval_total
-    print(f"check minus evaluation                  {overhead:8.2f} s = {overhead / eval_total:.1%} of the evaluation")
+        print(f"  {stage:<32} {seconds:8.2f} s")
+    print(f"  stages other than perplexity     {other:8.2f} s")
+    print(f"verify_pack (uc verify --architecture), median of {args.repeats}: {verify_s:.2f} s")
+    print(f"ratio other stages / one verify: {other / verify_s:.3f} (target <= 1.1)")
+    measured = outcome.results.perplexity.measured if outcome.results.perplexity else None
+    if measured is not None:
+        print(f"perplexity measured here {measured.perplexity_hex}, signed {outcome.results.perplexity.attested.perplexity_hex}, "
+              f"bit-identical: {outcome.results.perplexity.bit_identical}")  # fmt: skip
+
+    rows: list[tuple[str, Path, tuple[str, ...]]] = [("this tree, streaming (default)", ROOT, ())]
+    if not args.no_whole_model_cli:
+        rows.append(("this tree, --no-streaming", ROOT, ("--no-streaming",)))
+    if args.before:
+        rows.append((f"before: {args.before}", Path(args.before), ()))
+    for label, tree, extra in rows:
+        seconds, verdict = cli_seconds(tree, pack, bundle, pub, *extra)
+        print(f"attest check CLI, {label:<40} {seconds:8.2f} s  ({verdict})")
+
+
+def _timed(run: object) -> float:
+    start = time.perf_counter()
+    run()  # type: ignore[operator]
+    return time.perf_counter() - start
 
 
 if __name__ == "__main__":

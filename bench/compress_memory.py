@@ -23,12 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def make_model(path: Path, layers: int, hidden: int) -> None:
+def make_model(path: Path, layers: int, hidden: int, vocab: int = 4096) -> None:
     import torch
     import transformers
 
     config = transformers.LlamaConfig(
-        vocab_size=4096, hidden_size=hidden, intermediate_size=int(hidden * 2.6875), num_hidden_layers=layers,
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=int(hidden * 2.6875), num_hidden_layers=layers,
         num_attention_heads=hidden // 64, num_key_value_heads=max(1, hidden // 256), max_position_embeddings=1024,
         tie_word_embeddings=True,
     )  # fmt: skip

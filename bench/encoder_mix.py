@@ -89,7 +89,7 @@ def _hidden_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
 
 def run_layer(layer: torch.nn.Module, hidden: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
     """One layer on ``hidden`` with the other arguments (masks) it was recorded with."""
-    from uc_attest.compress.blocks import first_output
+    from uc_attest.evaluate.blocks import first_output
 
     if args:
         return first_output(layer(hidden, *args[1:], **kwargs))
@@ -107,7 +107,7 @@ class SuffixEmbedder:
     """
 
     def __init__(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
-        from uc_attest.compress.blocks import find_blocks
+        from uc_attest.evaluate.blocks import find_blocks
 
         self.prefix, self.layers = find_blocks(model)
         self.mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -130,7 +130,7 @@ class SuffixEmbedder:
         return (out.float() * self.mask).sum(1) / self.mask.sum(1)
 
     def layer_of(self, name: str) -> int:
-        from uc_attest.compress.blocks import block_of
+        from uc_attest.evaluate.blocks import block_of
 
         index = block_of(name, self.prefix)
         return 0 if index is None else index
@@ -235,7 +235,7 @@ def tune_encoder(
     kept).
     """
     from uc_attest.codec.encoded import reconstruct_encoded
-    from uc_attest.compress.blocks import find_blocks
+    from uc_attest.evaluate.blocks import find_blocks
     from uc_attest.compress.tune import CodedMap, tune_block, unpacked_codes
 
     prefix, originals = find_blocks(original)
@@ -252,7 +252,8 @@ def tune_encoder(
         start = f"{prefix}.{index}."
         maps = [CodedMap(f"{n[len(start):]}.weight", enc, codes.to(torch.int64), f"{n[len(start):]}.bias")
                 for n, (enc, codes) in encoded.items() if n.startswith(start)]  # fmt: skip
-        result = tune_block(layer, maps, lambda i: run_layer(layer, coded_stream[i], *calls[i]), lambda i: targets[i],
+        # the lambdas are called within this iteration, while layer, calls and targets are this block's
+        result = tune_block(layer, maps, lambda i: run_layer(layer, coded_stream[i], *calls[i]), lambda i: targets[i],  # noqa: B023
                             len(batches), epochs, mask=lambda i: masks[i])  # fmt: skip
         with torch.no_grad():
             for m in maps:

@@ -25,3 +25,12 @@ def test_shipped_resources_resolve() -> None:
 
     assert (policies_dir() / "default.toml").is_file()
     assert (templates_dir() / "report.html.j2").is_file()
+
+
+def test_torch_is_a_range_for_users_and_pinned_only_by_the_set_up_step() -> None:
+    """pip install into a GPU environment must keep the user's CUDA torch; CI and make venv still get the tested CPU wheel."""
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    [torch] = [d for d in deps if d.split(">")[0].split("=")[0].strip() == "torch"]
+    assert torch.startswith("torch>=") and "==" not in torch and "<" not in torch
+    assert "pip install -q torch==2.13.0" in (ROOT / "Makefile").read_text()
+    assert "wheel_check.sh" in (ROOT / ".ci" / "run").read_text()

@@ -80,7 +80,7 @@ def config_from_bytes(raw: bytes) -> Any:
         raise ValueError(f"config.json is not a valid {model_type} config ({type(exc).__name__}: {exc})") from None
 
 
-def causal_lm_class(config: Any) -> type:
+def causal_lm_class(config: Any) -> Any:
     """The transformers class a causal LM config builds (AutoModelForCausalLM's choice)."""
     from transformers import AutoModel, AutoModelForCausalLM
 

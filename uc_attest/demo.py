@@ -84,15 +84,18 @@ def main() -> None:
     signed = run([tool("attest"), "sign", str(pack), "--key", f"{key}.key", "--baseline", str(model),
                   "--max-windows", args.max_windows, "-o", str(bundle), "--quiet"], env=env)  # fmt: skip
 
-    print("\n== 5. customer: air-gapped check under policies/strict.toml, results and PDF audit report")
+    print("\n== 5. customer: air-gapped check under policies/strict.toml; the customer signs its verdict and the PDF")
+    customer = work / "customer"
+    run([tool("attest"), "keygen", "-o", str(customer), "--organization", "Demo Hospital", "--force"], env=env)
     report, results = work / "report.pdf", work / "results.json"
-    offline = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    offline = dict(env, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     checked = run([tool("attest"), "check", str(pack), "--bundle", str(bundle), "--key", f"{key}.pub",
                    "--policy", str(policy_path("strict")), "--report", str(report), "--json", str(results),
-                   "--quiet"], env=offline, allow_fail=True)  # fmt: skip
+                   "--sign-key", f"{customer}.key", "--quiet"], env=offline, allow_fail=True)  # fmt: skip
 
-    print("\n== 6. auditor: re-verify the report from the evidence embedded in it")
-    run([tool("attest"), "verify-report", str(report), "--key", f"{key}.pub"], allow_fail=True)
+    print("\n== 6. auditor: verify the report with the vendor's and the customer's public keys")
+    audited = run([tool("attest"), "verify-report", str(report), "--key", f"{key}.pub", "--customer-key", f"{customer}.pub"],
+                  allow_fail=True)  # fmt: skip
 
     print("\n== summary")
     for line in signed.stdout.splitlines():
@@ -101,10 +104,12 @@ def main() -> None:
     print(f"pack      {pack}")
     print(f"bundle    {bundle}")
     print(f"results   {results}")
+    print(f"verdict   {results.with_name(results.stem + '.vsa.sigstore.json')} (signed by the customer)")
     print(f"report    {report}")
     print("VERIFY: PASS")
     print(checked.stdout.strip().splitlines()[-1] if checked.stdout.strip() else "CHECK: FAIL")
-    sys.exit(checked.returncode)
+    print(audited.stdout.strip().splitlines()[-1] if audited.stdout.strip() else "REPORT: NOT VERIFIED")
+    sys.exit(checked.returncode or audited.returncode)
 
 
 def policy_path(name: str) -> Path:

@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         stats = fuzz(seeds, args.iterations, args.seed, args.reader)
         seconds = time.perf_counter() - start
-    print(f"| reader | inputs | accepted | refused (typed error) | crashed | slowest (s) |")
+    print("| reader | inputs | accepted | refused (typed error) | crashed | slowest (s) |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in READERS:
         n = stats.accepted[name] + stats.refused[name] + stats.crashed[name]

@@ -29,7 +29,7 @@ from pathlib import Path
 import adversarial_helpers as h
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
-import uc_attest.attest.acceptance, uc_attest.check.pipeline, uc_attest.report  # imports before the clock starts
+import uc_attest.attest.acceptance, uc_attest.check.run, uc_attest.report  # imports before the clock starts
 what, args = sys.argv[1], sys.argv[2:]
 print("ready", flush=True)
 t0 = time.perf_counter()
@@ -184,6 +184,7 @@ def test_sign_onto_a_full_disk_is_one_line_and_leaves_nothing(delivery_root: tup
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     key_file = tmp_path / "vendor.key"
     key_file.write_bytes(private_key_pem(delivery_root[1], None))
+    key_file.chmod(0o600)  # a group/world-readable key is refused before anything else
     filler = tiny_disk / "filler"
     filler.write_bytes(b"\0" * (60 * 1024))  # leaves too little for the token file and the bundle
     rc, out, err = run_cli("attest", "sign", site.pack, "--key", key_file, "--eval-text", delivery_root[0] / "eval.txt", "--seq-len", "24",

@@ -27,7 +27,7 @@ def _check_args(site: Any, **outs: Path) -> list[object]:
 
 
 def test_check_refuses_an_unwritable_report_before_checking_and_writes_no_json(site: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uc_attest.check.pipeline as pipeline
+    import uc_attest.check.run as pipeline
 
     calls: list[object] = []
     real = pipeline.run_check

@@ -185,12 +185,13 @@ def test_a_renamed_tensor(site: Any, tmp_path: Path) -> None:
 
 
 def test_an_expired_attestation(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
-    from uc_attest.check.pipeline import CheckInputs, run_check
+    from uc_attest.attest.trust import KeyAnchor
+    from uc_attest.check.run import CheckInputs, run_check
     from uc_attest.policy import load_policy
 
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     later = datetime.now(timezone.utc) + timedelta(days=366)
-    outcome = run_check(CheckInputs(pack=site.pack, bundle=site.bundle, tokens=site.tokens, public_key=site.key,
+    outcome = run_check(CheckInputs(pack=site.pack, bundle=site.bundle, tokens=site.tokens, trust=KeyAnchor(site.key),
                                     policy=load_policy(None), progress=False, now=later))  # fmt: skip
     statuses = {c.name: c.status.value for c in outcome.results.checks}
     assert outcome.results.verdict.value == "FAIL"
@@ -198,12 +199,13 @@ def test_an_expired_attestation(delivery_root: tuple[Path, Any], tmp_path: Path)
 
 
 def test_an_attestation_from_the_future(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
-    from uc_attest.check.pipeline import CheckInputs, run_check
+    from uc_attest.attest.trust import KeyAnchor
+    from uc_attest.check.run import CheckInputs, run_check
     from uc_attest.policy import load_policy
 
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     earlier = datetime.now(timezone.utc) - timedelta(days=2)
-    outcome = run_check(CheckInputs(pack=site.pack, bundle=site.bundle, tokens=site.tokens, public_key=site.key,
+    outcome = run_check(CheckInputs(pack=site.pack, bundle=site.bundle, tokens=site.tokens, trust=KeyAnchor(site.key),
                                     policy=load_policy(None), progress=False, now=earlier))  # fmt: skip
     assert {c.name: c.status.value for c in outcome.results.checks}["attestation_age"] == "FAIL"
 

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import pytest
 from attest_helpers import TINY_TEXT, build_tiny_model, build_tiny_pack
-from click.testing import CliRunner
+from tests_cli import CliResult, run_cli
 
 from uc_attest.attest.keys import Algorithm, generate_private_key
 from uc_attest.cli.attest_keys import keygen_command
 from uc_attest.cli.attest_sign import sign_command
-from uc_attest.cli.common import run_group
-
-
-@dataclass
-class CliResult:
-    rc: int
-    out: str
-    err: str
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +52,11 @@ def ed25519_key():  # type: ignore[no-untyped-def]
     return generate_private_key(Algorithm.ED25519)
 
 
+def cli_runner(group: click.Group) -> Callable[..., CliResult]:
+    """Run a command group through the real error plumbing (one line, exit code)."""
+    return functools.partial(run_cli, group)
+
+
 @pytest.fixture()
 def attest_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
     """Run ``attest keygen|sign ...`` through the real error plumbing (one line, exit code)."""
@@ -67,15 +64,12 @@ def attest_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
     group.add_command(keygen_command)
     group.add_command(sign_command)
     monkeypatch.delenv("UC_ATTEST_KEY_PASSPHRASE", raising=False)
+    return cli_runner(group)
 
-    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> CliResult:
-        runner = CliRunner()
-        with runner.isolation(input=input, env=env) as (out, err, _):
-            try:
-                run_group(group, [str(a) for a in args])
-                rc = 0
-            except SystemExit as exc:
-                rc = int(exc.code or 0)
-            return CliResult(rc, out.getvalue().decode(), err.getvalue().decode())
 
-    return run
+@pytest.fixture()
+def uc_cli() -> Callable[..., CliResult]:
+    """Run ``uc ...`` the same way."""
+    from uc_attest.cli.uc import uc_group
+
+    return cli_runner(uc_group)

@@ -147,3 +147,38 @@ def test_signing_key_passphrase_from_env_or_prompt(tmp_path: Path, monkeypatch: 
 def test_key_paths_accept_suffix_by_habit(tmp_path: Path) -> None:
     assert key_paths(tmp_path / "v.key") == (tmp_path / "v.key", tmp_path / "v.pub")
     assert key_paths("a/b") == (Path("a/b.key"), Path("a/b.pub"))
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_private_key_readable_by_others_is_refused_like_ssh(tmp_path: Path, mode: int) -> None:
+    key_path, _, _ = write_keypair(tmp_path / "k")
+    key_path.chmod(mode)
+    with pytest.raises(UsageError, match="accessible by group or others") as info:
+        load_signing_key(key_path)
+    assert info.value.exit_code == 2
+    assert load_signing_key(key_path, allow_open_permissions=True) is not None
+    key_path.chmod(0o600)
+    assert load_signing_key(key_path) is not None
+
+
+def test_attest_sign_refuses_an_open_key_file(attest_cli, tiny_pack: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    key_path, _, _ = write_keypair(tmp_path / "vendor")
+    key_path.chmod(0o644)
+    result = attest_cli("sign", tiny_pack, "--key", key_path, "--quiet")
+    assert result.rc == 2 and "--allow-open-key-file" in result.err
+
+
+def test_keygen_organization_writes_a_self_signed_certificate_for_the_key(attest_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from uc_attest.attest.certificates import load_certificate
+    from uc_attest.attest.keys import fingerprint, load_public_key
+
+    result = attest_cli("keygen", "-o", tmp_path / "customer", "--organization", "Example Hospital", env={"UC_ATTEST_KEY_PASSPHRASE": ""})
+    assert result.rc == 0, result.err
+    cert = load_certificate(tmp_path / "customer.crt")
+    assert cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "Example Hospital"
+    assert cert.issuer == cert.subject
+    assert fingerprint(cert.public_key()) == fingerprint(load_public_key(tmp_path / "customer.pub"))  # type: ignore[arg-type]
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False

@@ -190,20 +190,22 @@ def test_nothing_written_when_the_bundle_cannot_be_written(tiny_pack: Path, tmp_
     assert _outputs(tiny_pack.parent) == before
 
 
-def test_non_finite_perplexity_is_never_signed(tiny_pack: Path, p256_key, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import uc_attest.evaluate.perplexity as perplexity
+@pytest.mark.parametrize("streaming", [True, False], ids=["streaming", "whole-model"])
+def test_non_finite_perplexity_is_never_signed(tiny_pack: Path, p256_key, monkeypatch, streaming: bool) -> None:  # type: ignore[no-untyped-def]
+    import uc_attest.evaluate.measure as measure
     from uc_attest.attest.errors import AcceptanceTestError
 
-    real = perplexity.evaluate_tokens
+    real = measure.measure_pack
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
-        result = real(*args, **kwargs)
-        return result.model_copy(update={"perplexity": float("inf"), "perplexity_hex": "inf"})
+        measured = real(*args, **kwargs)
+        inf = measured.result.model_copy(update={"perplexity": float("inf"), "perplexity_hex": "inf"})
+        return measure.Measured(inf, measured.device)
 
-    monkeypatch.setattr(perplexity, "evaluate_tokens", broken)
+    monkeypatch.setattr(measure, "measure_pack", broken)
     before = _outputs(tiny_pack.parent)
     with pytest.raises(AcceptanceTestError, match="non-finite"):
-        sign_pack(SignOptions(pack=tiny_pack, key=p256_key, seq_len=16, max_windows=1, progress=False))
+        sign_pack(SignOptions(pack=tiny_pack, key=p256_key, seq_len=16, max_windows=1, progress=False, streaming=streaming))
     assert _outputs(tiny_pack.parent) == before
 
 

@@ -12,7 +12,7 @@ from uc_attest.architecture import load_config
 from uc_attest.codec.encoded import reconstruct_encoded
 from uc_attest.codec.params import CodecParams
 from uc_attest.codec.reconstruct import reconstruct
-from uc_attest.compress.blocks import build_calibration_skeleton, find_blocks
+from uc_attest.evaluate.blocks import build_calibration_skeleton, find_blocks
 from uc_attest.compress.blockscale import encode_datafree
 from uc_attest.compress import gptq as gptq_module
 from uc_attest.compress.gptq import gptq_quantize, gptq_quantize_group, hessian_error

@@ -39,17 +39,23 @@ def signed(smollm2_dir: Path, smollm2_pack: Path, tmp_path_factory: pytest.TempP
 
 def test_customer_check_passes_strict_policy_with_report(signed: dict[str, Path]) -> None:
     report, results = signed["root"] / "report.pdf", signed["root"] / "results.json"
+    customer = signed["root"] / "customer"
+    proc = attest("keygen", "-o", str(customer), "--organization", "Integration Test Hospital", env={"UC_ATTEST_KEY_PASSPHRASE": ""})
+    assert proc.returncode == 0, proc.stderr
     proc = attest("check", str(signed["pack"]), "--bundle", str(signed["bundle"]), "--key", str(signed["pub"]),
                   "--policy", str(policies_dir() / "strict.toml"), "--report", str(report), "--json", str(results),
-                  "--quiet")  # fmt: skip
+                  "--sign-key", f"{customer}.key", "--quiet")  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.splitlines()[-1] == "CHECK: PASS"
     data = json.loads(results.read_text())
     assert data["verdict"] == "PASS"
     assert "Q4_1" in data["artifact"]["model_source_note"]  # the weights' origin reaches the auditor
     assert report.read_bytes().startswith(b"%PDF")
-    proc = attest("verify-report", str(report), "--key", str(signed["pub"]))
+    proc = attest("verify-report", str(report), "--key", str(signed["pub"]), "--customer-key", f"{customer}.pub")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.splitlines()[-1] == "REPORT: VERIFIED"
+    proc = attest("verify-report", str(report), "--key", str(signed["pub"]), "--customer-key", str(signed["pub"]))
+    assert proc.returncode == 1 and proc.stdout.splitlines()[-1] == "REPORT: NOT VERIFIED"
 
 
 def test_customer_check_fails_on_a_flipped_byte_and_names_the_file(signed: dict[str, Path], tmp_path: Path) -> None:

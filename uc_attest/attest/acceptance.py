@@ -15,9 +15,10 @@ Order and why:
    the bundle written (each atomically; the token file is removed again if the
    bundle cannot be written). A failure at any step writes nothing.
 
-The model that is measured is loaded from the very manifest whose digest is
-attested (the opened pack is handed to the loader, which re-checks every file
-and tensor digest against it).
+The model that is measured is the verified pack (:class:`VerifiedPack`, from
+the one verification pass): by default block by block, every tensor rebuilt
+again and compared with the digest that pass verified before use; with
+``--no-streaming`` loaded whole from the very manifest that was verified.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ class SignOptions:
     output: Path | None = None
     tokens_output: Path | None = None
     progress: bool = True
+    streaming: bool = True  # evaluate block by block (same NLL per window as the whole model, one block resident)
+    device: str = "cpu"  # where the evaluation runs: cpu or cuda:N (already resolved)
 
 
 class SignTimings(BaseModel):
@@ -137,19 +140,15 @@ def _result(eval_result: Any) -> PerplexityResult:
     )
 
 
-def _verify_pack(pack_path: Path, progress: bool) -> tuple[Any, Any]:
-    """Run the full ``uc verify``; return (report, opened pack) for the very manifest that was verified."""
-    from ..pack.reader import open_pack
+def _verify_pack(pack_path: Path, progress: bool) -> Any:
+    """Run the full ``uc verify`` (one pass); the verified pack is what is measured and signed."""
     from ..pack.verify import verify_pack
 
-    report = verify_pack(pack_path, progress=progress, architecture=True)
-    if not report.ok:
-        more = f" (+{len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
-        raise AcceptanceTestError(f"pack failed verification, not signed: {report.failures[0]}{more}")
-    pack = open_pack(pack_path)
-    if pack.manifest_sha256 != report.manifest_sha256:
-        raise AcceptanceTestError("the pack's manifest changed during verification; not signed")
-    return report, pack
+    verified = verify_pack(pack_path, progress=progress, architecture=True)
+    if not verified.ok:
+        more = f" (+{len(verified.failures) - 1} more)" if len(verified.failures) > 1 else ""
+        raise AcceptanceTestError(f"pack failed verification, not signed: {verified.failures[0]}{more}")
+    return verified
 
 
 def build_predicate(
@@ -213,27 +212,30 @@ class _Measured:
     baseline_eval_s: float | None
 
 
-def _measure(options: SignOptions, pack: Any, text: str, text_source: str, baseline_info: BaselineModelInfo | None = None) -> _Measured:
+def _measure(options: SignOptions, verified: Any, text: str, text_source: str, baseline_info: BaselineModelInfo | None = None) -> _Measured:
     """Tokenise once, write nothing, measure the pack (and the baseline) on those ids."""
     from ..evaluate.environment import capture_environment
-    from ..evaluate.loading import load_model_dir, load_pack_model
-    from ..evaluate.perplexity import check_token_range, evaluate_tokens, windows_of
+    from ..evaluate.loading import verified_config
+    from ..evaluate.measure import measure_model_dir, measure_pack
+    from ..evaluate.perplexity import check_token_range, windows_of
     from ..evaluate.tokens import token_file_bytes, tokenize_text
 
     t0 = time.perf_counter()
     text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    ids = tokenize_text(pack.root, text)
+    ids = tokenize_text(verified.root, text)
     metadata = {"format": TOKEN_FILE_FORMAT, "tokenizer": "pack", "text_sha256": text_sha, "text_source": text_source, "count": str(ids.numel())}
     token_bytes = token_file_bytes(ids, metadata)
     windows_of(ids, options.seq_len, options.max_windows)  # too few tokens: fail before loading any model
     t1 = time.perf_counter()
 
     with _hf_progress(options.progress):
-        model = load_pack_model(pack)
-    check_token_range(ids, model)  # every id the token file will carry, not only those in the scored windows
-    pack_eval = evaluate_tokens(model, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress)
-    environment = capture_environment(model, dtype=pack_eval.compute_dtype)
-    del model
+        vocab = getattr(verified_config(verified), "vocab_size", None)
+        if vocab is not None:  # every id the token file will carry, not only those in the scored windows
+            check_token_range(ids, int(vocab))
+        measured = measure_pack(verified, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress,
+                                streaming=options.streaming, device=options.device)  # fmt: skip
+    pack_eval = measured.result
+    environment = capture_environment(None, device=measured.device, dtype=pack_eval.compute_dtype)
     pack_result = _result(pack_eval)
     t2 = time.perf_counter()
 
@@ -241,9 +243,8 @@ def _measure(options: SignOptions, pack: Any, text: str, text_source: str, basel
     ratio: float | None = None
     if options.baseline is not None and baseline_info is not None:
         with _hf_progress(options.progress):
-            base_model = load_model_dir(options.baseline)
-        base_eval = evaluate_tokens(base_model, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress)
-        del base_model
+            base_eval = measure_model_dir(options.baseline, ids, seq_len=options.seq_len, max_windows=options.max_windows,
+                                          progress=options.progress, streaming=options.streaming, device=options.device).result  # fmt: skip
         baseline = BaselineResult(model=baseline_info, result=_result(base_eval))
         ratio = pack_result.perplexity / baseline.result.perplexity
     t3 = time.perf_counter()
@@ -324,12 +325,13 @@ def sign_pack(options: SignOptions) -> SignResult:
     text, text_source = read_eval_text(options.eval_text)
 
     t_start = time.perf_counter()
-    report, pack = _verify_pack(Path(options.pack), options.progress)
+    verified = _verify_pack(Path(options.pack), options.progress)
+    report, pack = verified.report, verified.pack
     baseline_info = None
     if options.baseline is not None:  # before minutes of measuring: the baseline must be the compressed source
         baseline_info = baseline_provenance(Path(options.baseline), pack.manifest.model.source.files, options.baseline_mismatch_reason)
     t_verified = time.perf_counter()
-    measured = _measure(options, pack, text, text_source, baseline_info)
+    measured = _measure(options, verified, text, text_source, baseline_info)
     t_evaluated = time.perf_counter()
 
     signed_at = datetime.now(timezone.utc).replace(microsecond=0)

@@ -17,6 +17,7 @@ signature, all without network access.
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import UnreadableInputError, UsageError
@@ -37,7 +38,18 @@ def _read_trusted_root(path: str | os.PathLike[str]):  # type: ignore[no-untyped
 
 
 def verify_keyless(raw_bundle: bytes, *, trusted_root: str | os.PathLike[str], identity: str, issuer: str) -> bytes:
-    """Verify a keyless bundle offline; return the DSSE payload bytes (not yet parsed).
+    """Verify a keyless bundle offline; return the DSSE payload bytes (not yet parsed)."""
+    return verify_keyless_logged(raw_bundle, trusted_root=trusted_root, identity=identity, issuer=issuer)[0]
+
+
+def verify_keyless_logged(
+    raw_bundle: bytes, *, trusted_root: str | os.PathLike[str], identity: str, issuer: str
+) -> tuple[bytes, datetime]:
+    """Verify a keyless bundle offline; return the DSSE payload bytes and the log's integrated time.
+
+    The integrated time is the one the verifier checked the certificate's
+    validity against (Rekor's signed entry timestamp covers it), so it is the
+    signing time from a source the signer does not control.
 
     ``identity`` must equal the certificate's subject alternative name and
     ``issuer`` the OIDC issuer recorded in it. Every failure is typed:
@@ -69,7 +81,25 @@ def verify_keyless(raw_bundle: bytes, *, trusted_root: str | os.PathLike[str], i
         raise IdentityError(f"keyless verification failed: {' '.join(str(exc).split())[:300]}") from None
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise BundleFormatError(f"DSSE payloadType is {payload_type!r}, expected {IN_TOTO_PAYLOAD_TYPE!r}")
-    return bytes(payload)
+    return bytes(payload), _verified_time(verifier, bundle)
+
+
+def _verified_time(verifier, bundle) -> datetime:  # type: ignore[no-untyped-def]
+    """The earliest time a trusted party vouches for: the log's integrated time or a TSA timestamp.
+
+    ``sigstore`` checks the certificate chain at exactly these times (an
+    integrated time counts only with its inclusion promise, a TSA timestamp only
+    when it verifies against the trusted root), so none is the signer's word.
+    """
+    from sigstore.errors import Error as SigstoreError
+
+    try:
+        times = [result.time for result in verifier._establish_time(bundle)]  # noqa: SLF001 - no public accessor
+    except SigstoreError as exc:
+        raise IdentityError(f"keyless verification failed: {' '.join(str(exc).split())[:300]}") from None
+    if not times:
+        raise IdentityError("the bundle carries no verified time (no log integrated time, no timestamp)")
+    return min(times).astimezone(timezone.utc)
 
 
 def sign_keyless(payload: bytes, *, staging: bool = False, identity_token: str | None = None) -> bytes:

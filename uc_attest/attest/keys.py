@@ -163,7 +163,7 @@ def load_private_key_pem(data: bytes, passphrase: bytes | None, source: str = "k
         raise KeyFileError(f"{source} is not a PEM private key ({' '.join(str(exc).split())[:120]})") from None
     except (TypeError, UnsupportedAlgorithm) as exc:
         raise KeyFileError(f"{source}: cannot load private key ({exc})") from None
-    algorithm_of(key)  # refuses RSA, other curves, ...
+    algorithm_of(key)  # type: ignore[arg-type]  # refuses RSA, other curves, ... (at run time)
     return key  # type: ignore[return-value]
 
 
@@ -180,7 +180,7 @@ def load_public_key_pem(data: bytes, source: str = "public key") -> PublicKey:
         key = serialization.load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise KeyFileError(f"{source} is not a PEM public key ({' '.join(str(exc).split())[:120]})") from None
-    algorithm_of(key)
+    algorithm_of(key)  # type: ignore[arg-type]  # refuses RSA, other curves, ... (at run time)
     return key  # type: ignore[return-value]
 
 
@@ -220,14 +220,36 @@ def passphrase_from_env() -> bytes | None:
     return None if value is None else value.encode("utf-8")
 
 
-def load_signing_key(path: str | os.PathLike[str], prompt: Callable[[], bytes] | None = None) -> PrivateKey:
+def check_private_key_permissions(path: str | os.PathLike[str]) -> None:
+    """Refuse (exit 2, as ssh does) a private key file that group or others can read or write.
+
+    Such a key may already be copied by someone else, so signing with it would
+    give a signature that proves little. ``--allow-open-key-file`` skips this.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # reading it reports the problem
+    if mode & 0o077:
+        raise UsageError(
+            f"private key {path} is accessible by group or others (mode {mode & 0o777:04o}); "
+            f"run chmod 600 {path}, or pass --allow-open-key-file to use it anyway"
+        )
+
+
+def load_signing_key(
+    path: str | os.PathLike[str], prompt: Callable[[], bytes] | None = None, *, allow_open_permissions: bool = False
+) -> PrivateKey:
     """Load the private key at ``path`` for signing.
 
     An encrypted key's passphrase comes from :data:`PASSPHRASE_ENV`, else from
     ``prompt`` (the CLI passes one only when a terminal is attached); an
-    unencrypted key needs neither.
+    unencrypted key needs neither. A key file readable by group or others is
+    refused unless ``allow_open_permissions``.
     """
     data = _read_key_file(path)
+    if not allow_open_permissions and not _looks_public(data):
+        check_private_key_permissions(path)
     passphrase: bytes | None = None
     if is_encrypted_pem(data):
         passphrase = passphrase_from_env()

@@ -3,7 +3,9 @@
 * bundle: ``<PACK>.sigstore.json`` beside the pack directory (Sigstore's
   ``<artifact>.sigstore.json`` convention);
 * evaluation tokens: beside the bundle, the bundle's name with
-  ``.sigstore.json`` (or ``.json``) replaced by ``.eval-tokens.safetensors``.
+  ``.sigstore.json`` (or ``.json``) replaced by ``.eval-tokens.safetensors``;
+* OpenSSF model signature (``attest sign --oms``): beside the bundle, the same
+  stem with ``.model.sig`` (docs/ATTESTATION.md).
 
 So the bundle and its token file travel together, also when ``-o`` puts the
 bundle elsewhere; the token file is found by name but trusted only by the
@@ -17,6 +19,7 @@ from pathlib import Path
 
 BUNDLE_SUFFIX = ".sigstore.json"
 TOKENS_SUFFIX = ".eval-tokens.safetensors"
+OMS_SUFFIX = ".model.sig"
 
 
 def _pack_base(pack: str | os.PathLike[str]) -> Path:
@@ -32,12 +35,21 @@ def default_bundle_path(pack: str | os.PathLike[str]) -> Path:
     return base.with_name(base.name + BUNDLE_SUFFIX)
 
 
-def tokens_path_for_bundle(bundle: str | os.PathLike[str]) -> Path:
-    """The evaluation token file that accompanies ``bundle``."""
+def _beside_bundle(bundle: str | os.PathLike[str], suffix: str) -> Path:
     b = Path(bundle)
     name = b.name
-    for suffix in (BUNDLE_SUFFIX, ".json"):
-        if name.endswith(suffix) and len(name) > len(suffix):
-            name = name[: -len(suffix)]
+    for known in (BUNDLE_SUFFIX, ".json"):
+        if name.endswith(known) and len(name) > len(known):
+            name = name[: -len(known)]
             break
-    return b.with_name(name + TOKENS_SUFFIX)
+    return b.with_name(name + suffix)
+
+
+def tokens_path_for_bundle(bundle: str | os.PathLike[str]) -> Path:
+    """The evaluation token file that accompanies ``bundle``."""
+    return _beside_bundle(bundle, TOKENS_SUFFIX)
+
+
+def oms_path_for_bundle(bundle: str | os.PathLike[str]) -> Path:
+    """The OpenSSF model-signing signature of the pack that accompanies ``bundle``."""
+    return _beside_bundle(bundle, OMS_SUFFIX)

@@ -16,13 +16,13 @@ different stories.
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime, timezone
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from ..digests import Sha256Hex, TensorDigestText
 from ..evaluate.environment import EnvironmentInfo
 
 PREDICATE_TYPE = "https://uc-attest.dev/acceptance-test/v1"
@@ -34,8 +34,6 @@ TOKENS_SUBJECT = "eval-tokens.safetensors"
 PACK_SUBJECT_PREFIX = "pack/"
 """Pack files are subjects named ``pack/<path relative to the pack directory>``."""
 
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def float_hex(value: float) -> str:
@@ -68,14 +66,7 @@ class TensorDigest(_Model):
 
     name: str
     kind: str
-    digest: str
-
-    @field_validator("digest")
-    @classmethod
-    def _digest(cls, v: str) -> str:
-        if not _DIGEST.match(v):
-            raise ValueError("digest must be sha256:<64 hex>")
-        return v
+    digest: TensorDigestText
 
 
 class PackInfo(_Model):
@@ -89,35 +80,21 @@ class PackInfo(_Model):
     format: str
     format_version: str
     manifest_path: str
-    manifest_sha256: str
+    manifest_sha256: Sha256Hex
     model_type: str
     architectures: list[str]
     tensors: list[TensorDigest]
-
-    @field_validator("manifest_sha256")
-    @classmethod
-    def _hex(cls, v: str) -> str:
-        if not _SHA256_HEX.match(v):
-            raise ValueError("manifestSha256 must be 64 lowercase hex digits")
-        return v
 
 
 class DatasetInfo(_Model):
     """The evaluation tokens: a safetensors file carried with the attestation and pinned by digest."""
 
     subject: str = TOKENS_SUBJECT
-    sha256: str
+    sha256: Sha256Hex
     token_count: int = Field(ge=2)
-    text_sha256: str
+    text_sha256: Sha256Hex
     text_source: str = Field(description="'built-in' or the evaluation text's file name")
     tokenizer: str = Field(description="whose tokenizer produced the ids: 'pack'")
-
-    @field_validator("sha256", "text_sha256")
-    @classmethod
-    def _hex(cls, v: str) -> str:
-        if not _SHA256_HEX.match(v):
-            raise ValueError("must be 64 lowercase hex digits")
-        return v
 
 
 class PerplexityResult(_Model):
@@ -167,7 +144,7 @@ def _cross_check(result: PerplexityResult) -> None:
 
 class FileDigest(_Model):
     path: str
-    sha256: str
+    sha256: Sha256Hex
 
 
 class BaselineModelInfo(_Model):

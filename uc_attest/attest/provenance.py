@@ -33,7 +33,8 @@ def baseline_provenance(baseline: Path, pack_source_files: list[ModelFile], over
         if override:
             raise UsageError("--baseline-mismatch-reason is only for a baseline that differs from the pack's source; this one matches")
         return BaselineModelInfo(name=name, files=files, matches_pack_source=True)
-    if not (override or "").strip():
+    reason = (override or "").strip()
+    if not reason:
         raise VerificationError(f"baseline {baseline} is not the model the pack was compressed from: {'; '.join(problems)} "
                                 "(give --baseline-mismatch-reason to sign anyway; the reason is signed)")  # fmt: skip
-    return BaselineModelInfo(name=name, files=files, matches_pack_source=False, source_override=override.strip())
+    return BaselineModelInfo(name=name, files=files, matches_pack_source=False, source_override=reason)

@@ -9,18 +9,17 @@ parse the exact bytes whose signature they checked.
 from __future__ import annotations
 
 import json
-import re
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ..digests import Sha256Hex
 from ..errors import UnreadableInputError
 from ..pack.strict_json import loads_strict
 from .errors import StatementError
 
-STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
 
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class _Model(BaseModel):
@@ -30,14 +29,7 @@ class _Model(BaseModel):
 class DigestSet(_Model):
     """The digests of one subject; this project always uses (and requires) SHA-256."""
 
-    sha256: str
-
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, v: str) -> str:
-        if not _SHA256_HEX.match(v):
-            raise ValueError("sha256 must be 64 lowercase hex digits")
-        return v
+    sha256: Sha256Hex
 
 
 class Subject(_Model):

@@ -41,6 +41,17 @@ class SignerInfo(BaseModel):
     issuer: str | None = None
 
 
+class SignedPayload(BaseModel):
+    """A bundle whose signature verified: the payload bytes (not yet parsed), the signer, and the log time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    payload: bytes
+    signer: SignerInfo
+    logged_at: datetime | None = None
+    """Keyless only: the transparency log's verified integrated time, which the signer does not choose."""
+
+
 class VerifiedAttestation(BaseModel):
     """What :func:`verify_bundle` returns: the verified statement, its typed predicate and the signer."""
 
@@ -50,6 +61,8 @@ class VerifiedAttestation(BaseModel):
     predicate: AcceptanceTestPredicate
     signer: SignerInfo
     payload: bytes
+    logged_at: datetime | None = None
+    """Keyless only: the transparency log's verified integrated time; ``predicate.signed_at`` is the signer's word."""
 
     def subject_digests(self) -> dict[str, str]:
         return self.statement.subject_digests()
@@ -99,33 +112,48 @@ def verify_bundle(
     :class:`~.errors.AttestationError`, exit 1); unreadable files and missing
     arguments are exit-2 errors.
     """
+    signed = verify_signed_payload(bundle, public_key=public_key, trusted_root=trusted_root, identity=identity, issuer=issuer)
+    payload, signer = signed.payload, signed.signer
+    statement = parse_statement(payload)
+    predicate = parse_predicate(statement)
+    check_validity(predicate, at=at, allow_expired=allow_expired)
+    return VerifiedAttestation(statement=statement, predicate=predicate, signer=signer, payload=payload, logged_at=signed.logged_at)
+
+
+def verify_signed_payload(
+    bundle: bytes | str | os.PathLike[str],
+    *,
+    public_key: PublicKeyInput | None = None,
+    trusted_root: str | os.PathLike[str] | None = None,
+    identity: str | None = None,
+    issuer: str | None = None,
+) -> SignedPayload:
+    """Check a bundle's DSSE signature and signer; return the payload bytes (not yet parsed) and the signer.
+
+    Shared by the vendor's attestation and the customer's verification summary:
+    the two differ only in the predicate they carry. In keyless mode
+    ``logged_at`` is the transparency log's integrated time, which
+    the verifier has checked (the signer cannot choose it).
+    """
     raw = read_bundle_bytes(bundle)
     data = load_bundle_json(raw)
     mode = bundle_mode(data)
-
     if mode is BundleMode.KEY:
         if public_key is None:
-            raise UsageError("this bundle was signed with a key: give the vendor's public key (NAME.pub)")
+            raise UsageError("this bundle was signed with a key: give the signer's public key (NAME.pub)")
         key = _as_public_key(public_key)
         parsed = parse_key_bundle(data)
         expected = fingerprint(key)
         hint = parsed.verification_material.public_key.hint
         if hint != expected:
             raise KeyMismatchError(f"bundle was signed by key {hint[:16]}…, not by the given key {expected[:16]}…")
-        payload = verify_envelope(parsed.dsse_envelope, key)
-        signer = SignerInfo(mode="key", key_fingerprint=expected)
-    else:
-        if trusted_root is None or not identity or not issuer:
-            raise UsageError("this bundle is keyless (Sigstore): give a trusted_root.json, the expected identity and the OIDC issuer")
-        from .keyless import verify_keyless
+        return SignedPayload(payload=verify_envelope(parsed.dsse_envelope, key), signer=SignerInfo(mode="key", key_fingerprint=expected))
+    if trusted_root is None or not identity or not issuer:
+        raise UsageError("this bundle is keyless (Sigstore): give a trusted_root.json, the expected identity and the OIDC issuer")
+    from .keyless import verify_keyless_logged
 
-        payload = verify_keyless(raw, trusted_root=trusted_root, identity=identity, issuer=issuer)
-        signer = SignerInfo(mode="keyless", identity=identity, issuer=issuer)
-
-    statement = parse_statement(payload)
-    predicate = parse_predicate(statement)
-    check_validity(predicate, at=at, allow_expired=allow_expired)
-    return VerifiedAttestation(statement=statement, predicate=predicate, signer=signer, payload=payload)
+    payload, logged_at = verify_keyless_logged(raw, trusted_root=trusted_root, identity=identity, issuer=issuer)
+    return SignedPayload(payload=payload, signer=SignerInfo(mode="keyless", identity=identity, issuer=issuer), logged_at=logged_at)
 
 
 def parse_predicate(statement: Statement) -> AcceptanceTestPredicate:

@@ -1,7 +1,8 @@
 """The customer's check: named checks with evidence, and the results they add up to.
 
-Only the results model is imported here; the pipeline (which pulls in torch)
-is imported explicitly from :mod:`uc_attest.check.pipeline` by whoever runs it.
+Only the results model is imported here; the check itself (run.py, one module
+per named check beside it; it pulls in torch) is imported explicitly from
+:mod:`uc_attest.check.run` by whoever runs it.
 """
 
 from .results import (

@@ -20,7 +20,7 @@ import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -34,14 +34,12 @@ from pydantic import (
     model_validator,
 )
 
+from ..digests import SHA256_HEX_PATTERN, Sha256Hex
 from ..errors import UnreadableInputError
 
-RESULTS_SCHEMA_VERSION = 1
+RESULTS_SCHEMA_VERSION: Final = 1
 
-Sha256Hex = str
-"""64 lowercase hex digits (the form ``sha256sum`` prints)."""
-
-_HEX64 = r"^[0-9a-f]{64}$"
+_HEX64 = SHA256_HEX_PATTERN
 _TENSOR_DIGEST = r"^(sha256:)?[0-9a-f]{64}$"
 
 
@@ -375,9 +373,11 @@ def load_results(data: bytes, source: str = "results.json") -> Results:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UnreadableInputError(f"{source}: not a JSON document ({exc})") from None
     except RecursionError:
-        raise UnreadableInputError(f"{source}: JSON nested too deeply for a results file") from None
+        raise UnreadableInputError(f"{source}: JSON nested too deeply to be a results file") from None
     try:
         return Results.model_validate(raw)
+    except RecursionError:
+        raise UnreadableInputError(f"{source}: JSON nested too deeply to be a results file") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])

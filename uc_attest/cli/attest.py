@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from .attest_bom import bom_command
 from .attest_check import check_command
 from .attest_keys import keygen_command
 from .attest_report import report_command, verify_report_command
@@ -26,6 +27,7 @@ attest_group.add_command(sign_command)
 attest_group.add_command(check_command)
 attest_group.add_command(report_command)
 attest_group.add_command(verify_report_command)
+attest_group.add_command(bom_command)
 
 
 def main() -> None:

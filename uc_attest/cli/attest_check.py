@@ -7,46 +7,15 @@ written, and say why), 2 the inputs could not be used at all.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import UsageError
-from ..outputs import Output, check_outputs, write_all
-from .common import exit_with
-
-
-@dataclass(frozen=True)
-class TrustArgs:
-    """How the customer anchors trust: the vendor's public key, or a Sigstore root plus identity."""
-
-    key: Path | None = None
-    trusted_root: Path | None = None
-    identity: str | None = None
-    issuer: str | None = None
-
-    def validate(self) -> TrustArgs:
-        keyless = (self.trusted_root, self.identity, self.issuer)
-        if self.key is not None and any(v is not None for v in keyless):
-            raise UsageError("give either --key or --trusted-root/--identity/--issuer, not both")
-        if self.key is None and not all(v is not None for v in keyless):
-            if any(v is not None for v in keyless):
-                raise UsageError("keyless verification needs all of --trusted-root, --identity and --issuer")
-            raise UsageError("give the vendor's public key (--key VENDOR.pub) or --trusted-root FILE --identity ID --issuer URL")
-        return self
-
-    def verifier(self, **extra: Any) -> Callable[[bytes], Any]:
-        """A function bundle bytes -> verified attestation, bound to this trust anchor."""
-        from ..attest import verify_bundle
-
-        def verify(bundle: bytes) -> Any:
-            if self.key is not None:
-                return verify_bundle(bundle, public_key=self.key, **extra)
-            return verify_bundle(bundle, trusted_root=self.trusted_root, identity=self.identity, issuer=self.issuer, **extra)
-
-        return verify
+from ..outputs import check_outputs
+from .common import evaluation_options, exit_with
+from .verdict_options import verdict_signing, verdict_signing_options
 
 
 def trust_options(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -72,6 +41,10 @@ def trust_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="write results.json here")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @click.option("--fail-fast", is_flag=True, help="once a required check fails, skip the costly ones (rebuilding weights, perplexity)")
+@click.option("--deployed", type=click.Path(path_type=Path, file_okay=False),
+              help="also prove that this served model directory (uc export, save_pretrained) holds exactly the attested model (a required check)")
+@verdict_signing_options
+@evaluation_options
 def check_command(
     pack: Path,
     bundle: Path | None,
@@ -85,6 +58,15 @@ def check_command(
     json_path: Path | None,
     quiet: bool,
     fail_fast: bool,
+    deployed: Path | None,
+    sign_key: str | None,
+    sign_cert: Path | None,
+    sign_sigstore: bool,
+    sign_staging: bool,
+    vsa_out: Path | None,
+    allow_open_key_file: bool,
+    streaming: bool,
+    device: str,
 ) -> None:
     """Check PACK against its signed attestation under a policy, offline.
 
@@ -94,52 +76,61 @@ def check_command(
     """
     from ..policy import load_policy
 
-    trust = TrustArgs(key=key, trusted_root=trusted_root, identity=identity, issuer=issuer).validate()
+    from ..attest.trust import trust_anchor
+
+    trust = trust_anchor(key=key, trusted_root=trusted_root, identity=identity, issuer=issuer)
     policy = load_policy(policy_spec)
     if report_path is not None and json_path is not None and report_path.resolve() == json_path.resolve():
         raise UsageError("--report and --json cannot be the same file")
-    inputs = [p.resolve() for p in (bundle, tokens, key, trusted_root) if p is not None]
-    for out in (report_path, json_path):
+    signing = verdict_signing(sign_key, sign_cert, sign_sigstore, sign_staging, report_path, allow_open_key_file)
+    if policy.policy.verdict.require_signature and not signing.enabled:
+        raise UsageError(f"policy {policy.policy.name} requires a signed verdict: give --sign-key CUSTOMER.key or --sign-sigstore")
+    if signing.enabled and vsa_out is None:
+        from ..report.check_outputs import default_vsa_path
+
+        vsa_out = default_vsa_path(json_path, report_path)
+    outs = [p.resolve() for p in (report_path, json_path, vsa_out) if p is not None]
+    if len(set(outs)) != len(outs) or (vsa_out is not None and not vsa_out.resolve().parent.is_dir()):
+        raise UsageError("--report, --json and --vsa-out must be different files in existing directories")
+    inputs = [p.resolve() for p in (bundle, tokens, *trust.input_paths(), sign_cert) if p is not None]
+    for out in (report_path, json_path, vsa_out):
         if out is not None and (out.resolve() in inputs or out.resolve().is_relative_to(pack.resolve())):
             raise UsageError(f"{out} would overwrite an input (outputs go outside the pack and beside the inputs)")
-    check_outputs([report_path, json_path])  # before minutes of checking: every output can be written
+    check_outputs([report_path, json_path, vsa_out])  # before minutes of checking: every output can be written
 
-    from ..check.pipeline import CheckInputs, run_check
+    from ..check.run import CheckInputs, run_check
+    from ..evaluate.measure import resolve_device
 
     outcome = run_check(
         CheckInputs(
             pack=pack,
             bundle=bundle,
             tokens=tokens,
-            public_key=trust.key,
-            trusted_root=trust.trusted_root,
-            identity=trust.identity,
-            issuer=trust.issuer,
+            trust=trust,
             policy=policy,
             progress=not quiet,
             fail_fast=fail_fast,
+            deployed=deployed,
+            streaming=streaming,
+            device=resolve_device(device),
         )
     )
     results = outcome.results
-    written: list[Output] = []
-    if json_path is not None:
-        written.append(Output(json_path, results.to_json_bytes()))
-    if report_path is not None:
-        import time
+    import time
 
-        from ..report import BUNDLE_ATTACHMENT, render_report_bytes
+    from ..report.check_outputs import build_check_outputs, write_outputs
 
-        started = time.perf_counter()
-        written.append(Output(report_path, render_report_bytes(results, {BUNDLE_ATTACHMENT: outcome.bundle_bytes})))
-        outcome.timings["report"] = round(time.perf_counter() - started, 3)
-    write_all(written)  # both or neither
+    started = time.perf_counter()
+    outputs = build_check_outputs(results, outcome.bundle_bytes, json_path=json_path, report_path=report_path, vsa_path=vsa_out, signing=signing)
+    write_outputs(outputs)
+    outcome.timings["outputs"] = round(time.perf_counter() - started, 3)
     for check in results.checks:
         tag = "" if check.required else " (advisory)"
         click.echo(f"{check.status.value:4}  {check.title}{tag}: {check.summary}")
     click.echo(f"verdict: {results.verdict.value} (policy {results.policy.name}, sha256 {results.policy.sha256[:16]}...)")
-    for path in (json_path, report_path):
-        if path is not None:
-            click.echo(f"wrote {path}")
+    click.echo(signing.describe() if signing.enabled else "verdict signature: UNSIGNED (no --sign-key): the results and report are not evidence of this verdict")
+    for path in outputs:
+        click.echo(f"wrote {path}")
     if not quiet:
         stages = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in outcome.timings.items())
         click.echo(f"time: {stages}", err=True)
@@ -149,4 +140,4 @@ def check_command(
         exit_with(1)
 
 
-__all__ = ["TrustArgs", "check_command", "trust_options"]
+__all__ = ["check_command", "trust_options"]

@@ -42,7 +42,8 @@ def _new_passphrase() -> bytes | None:
     help="p256: ECDSA P-256 with SHA-256; ed25519: pure Ed25519",
 )
 @click.option("--force", is_flag=True, help="replace existing NAME.key / NAME.pub")
-def keygen_command(name: str, algorithm: str, force: bool) -> None:
+@click.option("--organization", help="also write NAME.crt: a self-signed certificate naming this organisation (for the PDF signature)")
+def keygen_command(name: str, algorithm: str, force: bool, organization: str | None) -> None:
     """Create a signing key pair and print its fingerprint.
 
     The private key is encrypted when a passphrase is given in
@@ -55,6 +56,13 @@ def keygen_command(name: str, algorithm: str, force: bool) -> None:
     state = "encrypted" if passphrase else "unencrypted"
     click.echo(f"wrote {key_path} ({algo.value}, {state}, mode 0600)")
     click.echo(f"wrote {pub_path}")
+    if organization is not None:
+        from ..attest.certificates import certificate_path_for_key, self_signed_certificate, write_certificate
+        from ..attest.keys import load_private_key
+
+        cert_path = certificate_path_for_key(str(key_path))
+        write_certificate(cert_path, self_signed_certificate(load_private_key(key_path, passphrase), organization))
+        click.echo(f"wrote {cert_path} (self-signed, O={organization.strip()})")
     if not passphrase:
         click.echo(f"warning: {key_path} is not encrypted (set {PASSPHRASE_ENV} to encrypt it)", err=True)
     click.echo(f"fingerprint: {fp}")

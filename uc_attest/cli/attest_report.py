@@ -9,7 +9,7 @@ import click
 from ..errors import UsageError
 from ..outputs import check_outputs
 from ..safe_io import read_input_file
-from .attest_check import TrustArgs, trust_options
+from .attest_check import trust_options
 
 MAX_RESULTS_BYTES = 256 << 20
 MAX_BUNDLE_BYTES = 64 << 20
@@ -25,59 +25,90 @@ def _read(path: Path, what: str, limit: int) -> bytes:
 @click.argument("results_path", metavar="RESULTS.json", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False), help="PDF to write")
 @click.option("--bundle", type=click.Path(path_type=Path, dir_okay=False), help="attestation bundle to embed (must be the one the results record)")
-def report_command(results_path: Path, output: Path, bundle: Path | None) -> None:
+@click.option("--vsa", type=click.Path(path_type=Path, dir_okay=False), help="the customer's signed verdict to embed (must pin these exact results)")
+def report_command(results_path: Path, output: Path, bundle: Path | None, vsa: Path | None) -> None:
     """Render the PDF/A-3 audit report for RESULTS.json (same results, same bytes).
 
     Embed the attestation bundle with --bundle so that the report can be
     re-verified on its own with `attest verify-report`.
     """
     from ..check.results import load_results
-    from ..report import BUNDLE_ATTACHMENT, render_report
+    from ..report import BUNDLE_ATTACHMENT, VSA_ATTACHMENT, render_report
 
-    for given in (results_path, bundle):
+    for given in (results_path, bundle, vsa):
         if given is not None and output.resolve() == given.resolve():
             raise UsageError(f"the report would overwrite its own input {given}")
-    check_outputs([output], [results_path, bundle])  # before reading and rendering
+    check_outputs([output], [results_path, bundle, vsa])  # before reading and rendering
     results = load_results(_read(results_path, "results file", MAX_RESULTS_BYTES), str(results_path))
     extra = {}
     if bundle is not None:
         extra[BUNDLE_ATTACHMENT] = _read(bundle, "bundle", MAX_BUNDLE_BYTES)
+    if vsa is not None:
+        extra[VSA_ATTACHMENT] = _read(vsa, "signed verdict", MAX_BUNDLE_BYTES)
     render_report(results, extra, output)
     click.echo(f"wrote {output} (verdict {results.verdict.value})")
     if bundle is None:
         click.echo("note: no --bundle given; the report cannot be re-verified on its own", err=True)
+    if vsa is None:
+        click.echo("note: no --vsa given; the report's verdict is UNSIGNED and says so on page 1", err=True)
 
 
 @click.command("verify-report")
 @click.argument("report_path", metavar="REPORT.pdf", type=click.Path(path_type=Path))
 @trust_options
-@click.option("--no-rerender", is_flag=True, help="skip re-rendering the embedded results to compare the pages byte for byte")
+@click.option("--customer-key", type=click.Path(path_type=Path, dir_okay=False), help="customer's public key CUSTOMER.pub (verdict signed with --sign-key)")
+@click.option("--customer-identity", help="keyless verdict: the customer's expected signer identity (with --trusted-root)")
+@click.option("--customer-issuer", help="keyless verdict: the customer's expected OIDC issuer")
 def verify_report_command(
     report_path: Path,
     key: Path | None,
     trusted_root: Path | None,
     identity: str | None,
     issuer: str | None,
-    no_rerender: bool,
+    customer_key: Path | None,
+    customer_identity: str | None,
+    customer_issuer: str | None,
 ) -> None:
-    """Re-verify REPORT.pdf offline from the evidence embedded in it.
+    """Verify REPORT.pdf offline: the vendor's attestation, the customer's signed verdict, the pages.
 
-    Extracts the attestation bundle and results.json, verifies the vendor's
-    signature, and checks that the results were made for that bundle and agree
-    with what it signs. Exits 0 when the report is authentic (whatever verdict
-    it records), 1 when it is not.
+    Needs the vendor's trust anchor (--key, or --trusted-root/--identity/--issuer)
+    and the customer's (--customer-key, or --customer-identity/--customer-issuer
+    with --trusted-root). Ends with REPORT: VERIFIED (exit 0) or REPORT: NOT
+    VERIFIED (exit 1; 2 when the input cannot be read). A report whose verdict
+    is unsigned is never VERIFIED.
     """
-    from ..report.verify import verify_report_bytes
+    from ..errors import UcError
+    from ..report.verify import CustomerTrust, verify_report_bytes
+    from .common import exit_with
 
-    trust = TrustArgs(key=key, trusted_root=trusted_root, identity=identity, issuer=issuer).validate()
-    pdf = _read(report_path, "report", MAX_REPORT_BYTES)
-    # Expiry is judged at check time by the policy; an auditor verifies authenticity, possibly years later.
-    outcome = verify_report_bytes(pdf, trust.verifier(allow_expired=True), source=str(report_path), rerender=not no_rerender)
+    from ..attest.trust import trust_anchor
+
+    try:
+        if (customer_identity is None) != (customer_issuer is None):
+            raise UsageError("a keyless customer verdict needs both --customer-identity and --customer-issuer")
+        if customer_key is not None and customer_identity is not None:
+            raise UsageError("give either --customer-key or --customer-identity/--customer-issuer, not both")
+        if customer_identity is not None and trusted_root is None:
+            raise UsageError("--customer-identity needs --trusted-root (the Sigstore trusted_root.json)")
+        trust = trust_anchor(key=key, trusted_root=trusted_root if key is None else None, identity=identity, issuer=issuer)
+        customer = CustomerTrust(key=customer_key, trusted_root=trusted_root, identity=customer_identity, issuer=customer_issuer)
+        pdf = _read(report_path, "report", MAX_REPORT_BYTES)
+        # Expiry is judged at check time by the policy; an auditor verifies authenticity, possibly years later.
+        outcome = verify_report_bytes(pdf, lambda bundle: trust.verify(bundle, allow_expired=True), customer, source=str(report_path))
+    except UcError:
+        click.echo("REPORT: NOT VERIFIED")
+        raise
     for line in outcome.lines:
         click.echo(line)
     r = outcome.results
-    click.echo(f"recorded verdict: {r.verdict.value} (checked {r.artifact.checked_at.isoformat()}, policy {r.policy.name})")
-    click.echo("report verified")
+    if r is not None:
+        click.echo(f"recorded verdict: {r.verdict.value} (checked {r.artifact.checked_at.isoformat()}, policy {r.policy.name})")
+    if outcome.verified:
+        click.echo("REPORT: VERIFIED")
+        return
+    click.echo(f"{len(outcome.problems)} problem(s): the verdict in this report is not evidence")
+    click.echo("REPORT: NOT VERIFIED")
+    exit_with(1)
 
 
 __all__ = ["report_command", "verify_report_command"]

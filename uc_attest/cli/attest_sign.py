@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..errors import UsageError
-from .attest_keys import stdin_is_interactive
-
-
-def _prompt_passphrase() -> bytes:
-    return click.prompt("Passphrase for the signing key", hide_input=True, err=True).encode("utf-8")
+from .common import evaluation_options
+from .verdict_options import load_cli_signing_key
 
 
 @click.command("sign")
 @click.argument("pack", type=click.Path(path_type=Path))
-@click.option("--key", "key_path", type=click.Path(path_type=Path), help="private key NAME.key (passphrase from UC_ATTEST_KEY_PASSPHRASE or a prompt)")
+@click.option("--key", "key_path", help="private key NAME.key (passphrase from UC_ATTEST_KEY_PASSPHRASE or a prompt) or a pkcs11: URI (PIN from UC_ATTEST_PKCS11_PIN)")
+@click.option("--allow-open-key-file", is_flag=True, help="use a private key file that group or others can read (refused by default)")
 @click.option("--sigstore", "keyless", is_flag=True, help="sign keyless with Sigstore (Fulcio + Rekor; needs network and an OIDC identity)")
 @click.option("--staging", is_flag=True, help="with --sigstore: use Sigstore's staging instance")
 @click.option("--baseline", type=click.Path(path_type=Path), help="uncompressed model directory to measure for comparison")
@@ -29,11 +28,14 @@ def _prompt_passphrase() -> bytes:
 @click.option("--valid-days", default=365, show_default=True, type=click.IntRange(1, 36525), help="days until the attestation expires")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="bundle path (default: PACK.sigstore.json beside the pack)")
 @click.option("--tokens-out", type=click.Path(path_type=Path), help="token file path (default: beside the bundle, NAME.eval-tokens.safetensors)")
+@click.option("--oms", is_flag=True, help="also write an OpenSSF model-signing signature of the pack (NAME.model.sig beside the bundle), same key")
 @click.option("--json", "as_json", is_flag=True, help="print the result (paths, perplexities, timings) as JSON")
 @click.option("--quiet", is_flag=True, help="no progress bars")
+@evaluation_options
 def sign_command(
     pack: Path,
-    key_path: Path | None,
+    key_path: str | None,
+    allow_open_key_file: bool,
     keyless: bool,
     staging: bool,
     baseline: Path | None,
@@ -44,8 +46,11 @@ def sign_command(
     valid_days: int,
     output: Path | None,
     tokens_out: Path | None,
+    oms: bool,
     as_json: bool,
     quiet: bool,
+    streaming: bool,
+    device: str,
 ) -> None:
     """Verify PACK, measure its perplexity (and the baseline's), and sign the result.
 
@@ -53,7 +58,7 @@ def sign_command(
     file it pins. Nothing is written when any step fails.
     """
     from ..attest.acceptance import SignOptions, sign_pack
-    from ..attest.keys import load_signing_key
+    from ..evaluate.measure import resolve_device
 
     if (key_path is None) == (not keyless):
         raise UsageError("give exactly one of --key NAME.key or --sigstore")
@@ -61,7 +66,11 @@ def sign_command(
         raise UsageError("--staging only applies to --sigstore")
     key = None
     if key_path is not None:
-        key = load_signing_key(key_path, prompt=_prompt_passphrase if stdin_is_interactive() else None)
+        key = load_cli_signing_key(key_path, allow_open_key_file)
+    if oms:
+        from ..attest.oms import require_oms_key
+
+        require_oms_key(key)  # before any work
     result = sign_pack(
         SignOptions(
             pack=pack,
@@ -77,10 +86,13 @@ def sign_command(
             output=output,
             tokens_output=tokens_out,
             progress=not quiet,
+            streaming=streaming,
+            device=resolve_device(device),
         )
     )
+    oms_path = _sign_oms(pack, key, result.bundle) if oms else None
     if as_json:
-        click.echo(json.dumps(result.model_dump(mode="json"), indent=2))
+        click.echo(json.dumps({**result.model_dump(mode="json"), "oms_signature": str(oms_path) if oms_path else None}, indent=2))
         return
     t = result.timings
     click.echo(f"signed by {result.signer}")
@@ -90,6 +102,19 @@ def sign_command(
     click.echo(f"time: verify {t.verify:.2f}s, evaluation {t.evaluation:.2f}s, signing {t.signing:.2f}s, total {t.total:.2f}s")
     click.echo(f"wrote {result.tokens}")
     click.echo(f"wrote {result.bundle}")
+    if oms_path is not None:
+        click.echo(f"wrote {oms_path} (OpenSSF model signing: the pack's files; check with model_signing verify key)")
+
+
+def _sign_oms(pack: Path, key: Any, bundle: Path) -> Path:
+    """The OMS signature, bound to the files the acceptance bundle just written attests."""
+    from ..attest.oms import sign_oms
+    from ..attest.paths import oms_path_for_bundle
+    from ..attest.subjects import split_subjects
+    from ..attest.verify import verify_bundle
+
+    attested, _ = split_subjects(verify_bundle(bundle, public_key=key.public_key()).statement)
+    return sign_oms(pack, key, oms_path_for_bundle(bundle), attested)
 
 
 __all__ = ["sign_command"]

@@ -63,3 +63,17 @@ def exit_with(code: int) -> None:
 
 
 ProgressCallback = Callable[[str, int, int], Any]
+
+
+def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--streaming/--no-streaming`` and ``--device``, shared by every command that measures perplexity."""
+    options = [
+        click.option("--streaming/--no-streaming", default=True, show_default=True,
+                     help="evaluate block by block (one decoder block's weights in memory; the same NLL per window, bit for bit) "
+                          "or load the whole model"),  # fmt: skip
+        click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+                     help="where to compute (auto: the first CUDA device when there is one, else the CPU)"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import exit_with, run_group
+from .common import evaluation_options, exit_with, run_group
 
 
 @click.group(name="uc", context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,18 +82,25 @@ def parse_glob_rule(specs: tuple[str, ...], flag: str, name: str, low: int, high
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--architecture", is_flag=True,
               help="also check the tensor set against the model config.json describes (imports transformers: seconds)")
-def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, architecture: bool) -> None:
-    """Check every file hash and every reconstructed tensor of PACK."""
+@click.option("--deployed", type=click.Path(path_type=Path),
+              help="also prove that the model directory DIR a serving engine loads holds exactly the pack's tensors, config and tokenizer")
+def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, architecture: bool, deployed: Path | None) -> None:
+    """Check every file hash and every reconstructed tensor of PACK (and, with --deployed, a served copy of it)."""
     from ..errors import VerificationError
+    from ..pack.deployed import verify_deployed
     from ..pack.verify import verify_pack
 
     try:
-        report = verify_pack(pack, progress=not quiet, workers=workers, architecture=architecture)
+        verified = verify_pack(pack, progress=not quiet, workers=workers, architecture=architecture)
+        report = verified.report
+        deployed_report = verify_deployed(verified.pack, deployed) if deployed is not None else None  # the manifest just verified
     except VerificationError as exc:  # the manifest itself is corrupt: a verdict, not a usage error
         click.echo(f"FAIL: {exc}")
         click.echo("VERIFY: FAIL")
         exit_with(1)
-    if as_json:
+    if as_json and deployed_report is not None:  # one JSON document: the pack's report and the deployed directory's
+        click.echo(json.dumps({"pack": report.model_dump(mode="json"), "deployed": deployed_report.model_dump(mode="json")}, indent=2))
+    elif as_json:
         click.echo(report.model_dump_json(indent=2))
     else:
         click.echo(f"files     {sum(f.ok for f in report.files)}/{len(report.files)} ok ({report.bytes_read:,} bytes)")
@@ -101,10 +108,49 @@ def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, arch
         click.echo(f"manifest  sha256:{report.manifest_sha256}")
         click.echo(f"config    {'tensor set checked against it' if architecture else 'not checked against the tensors (--architecture)'}")
         click.echo(f"time      {report.seconds:.2f} s")
-    for failure in report.failures:
+    failures = list(report.failures)
+    if deployed_report is not None:
+        click.echo(f"deployed  {deployed_report.tensors_matching}/{deployed_report.tensors_expected} attested tensors found in "
+                   f"{deployed} with their digests; config and tokenizer files "
+                   f"{'equal' if deployed_report.side_files_equal else 'NOT equal'}")
+        failures += [f"deployed {failure}" for failure in deployed_report.failures]
+    for failure in failures:
         click.echo(f"FAIL: {failure}")
-    click.echo("VERIFY: PASS" if report.ok else "VERIFY: FAIL")
-    exit_with(0 if report.ok else 1)
+    ok = report.ok and (deployed_report is None or deployed_report.ok)
+    click.echo("VERIFY: PASS" if ok else "VERIFY: FAIL")
+    exit_with(0 if ok else 1)
+
+
+@uc_group.command("export")
+@click.argument("pack", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="model directory to create")
+@click.option("--max-shard-size", default="2GB", show_default=True, help="largest output shard (e.g. 500MB, 5GB)")
+@click.option("--force", is_flag=True, help="replace an existing output directory")
+@click.option("--json", "as_json", is_flag=True, help="print what was written (files, SHA-256s) as JSON")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def export_cmd(pack: Path, out: Path, max_shard_size: str, force: bool, as_json: bool, quiet: bool) -> None:
+    """Write PACK as a Hugging Face model directory (canonical reconstruction, config, tokenizer) that serving engines load."""
+    from ..pack.export import export_pack
+
+    report = export_pack(pack, out, max_shard_bytes=parse_size(max_shard_size), overwrite=force, progress=not quiet)
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+    else:
+        shards = [f for f in report.files if f.tensors]
+        click.echo(f"wrote {out}: {report.tensors} tensors ({report.tensor_bytes:,} bytes) in {len(shards)} shard(s), "
+                   f"each checked against the manifest's digest; {len(report.files) - len(shards)} other files")
+        click.echo(f"pack manifest sha256:{report.pack_manifest_sha256}")
+
+
+def parse_size(text: str) -> int:
+    """``500MB``, ``2GB``, ``1GiB`` or a byte count; anything else is a usage error."""
+    units = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+    spec = text.strip().upper()
+    digits = spec.rstrip("KMGIB")
+    unit = spec[len(digits):]
+    if not digits.isdigit() or unit not in units or int(digits) * units[unit] < 1:
+        raise click.BadParameter(f"{text!r}: expected a size such as 500MB or 2GB", param_hint="--max-shard-size")
+    return int(digits) * units[unit]
 
 
 @uc_group.command("inspect")
@@ -128,11 +174,14 @@ def inspect_cmd(pack: Path, as_json: bool) -> None:
 @click.option("--compute-dtype", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16"]))
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", is_flag=True)
+@evaluation_options
 def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, max_windows: int | None,
-             compute_dtype: str, as_json: bool, quiet: bool) -> None:  # fmt: skip
-    """Perplexity of MODEL (a pack or a model directory) over non-overlapping windows."""
-    from ..evaluate.loading import load_any
-    from ..evaluate.perplexity import evaluate_tokens
+             compute_dtype: str, as_json: bool, quiet: bool, streaming: bool, device: str) -> None:  # fmt: skip
+    """Perplexity of MODEL (a pack or a model directory) over non-overlapping windows.
+
+    A pack is verified first (one pass) and measured from the verified bytes.
+    """
+    from ..evaluate.measure import measure_any, resolve_device
     from ..evaluate.text import default_eval_text, read_text_file
     from ..evaluate.tokens import load_token_file, tokenize_text
 
@@ -145,8 +194,8 @@ def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, 
         if not model.exists():
             raise click.UsageError(f"no such model or pack: {model}")
         ids = tokenize_text(model, body)
-    result = evaluate_tokens(load_any(model), ids, seq_len=seq_len, max_windows=max_windows,
-                             compute_dtype=compute_dtype, progress=not quiet)  # fmt: skip
+    result = measure_any(model, ids, seq_len=seq_len, max_windows=max_windows, compute_dtype=compute_dtype, progress=not quiet,
+                         streaming=streaming, device=resolve_device(device)).result  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.model_dump(mode="json")))
     else:

@@ -155,7 +155,7 @@ def digest_header(dtype_name: str, shape: Sequence[int]) -> bytes:
 def digest_of_bytes(dtype_name: str, shape: Sequence[int], data: bytes | memoryview | np.ndarray) -> str:
     """SHA-256 over the header and the tensor's C-order little-endian bytes."""
     h = hashlib.sha256(digest_header(dtype_name, shape))
-    h.update(data)
+    h.update(data)  # type: ignore[arg-type]  # numpy arrays export the buffer protocol
     return "sha256:" + h.hexdigest()
 
 

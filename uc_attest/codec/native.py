@@ -47,6 +47,7 @@ def vector_path() -> str:
     """The path decode takes for shapes it vectorises: "avx512vbmi", "avx2" or "scalar" (CPU and environment)."""
     if not available():
         return "scalar"
+    assert _native is not None  # available() said so
     return VECTOR_PATHS[min(int(_native.vector_level()), _max_vector_level())]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +12,7 @@ RECONSTRUCTION_DTYPES: tuple[str, ...] = ("bfloat16", "float16", "float32")
 # Block scales are stored in float16: 16 bits per block of 64 weights is 0.25 bit
 # per weight, which keeps a 5-bit pack under 5.3 effective bits. Every float16 is
 # exactly representable in float32, so the widening before the multiply is exact.
-SCALE_DTYPE = "float16"
+SCALE_DTYPE: Final = "float16"
 
 
 class CodecParams(BaseModel):

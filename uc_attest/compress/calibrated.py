@@ -38,9 +38,7 @@ from ..architecture import ROLE_EXPERTS, ROLE_HEAD, CheckpointKeyMapper, TensorR
 from ..codec.encoded import EncodedTensor
 from ..codec.reconstruct import reconstruct, tensor_digest
 from ..errors import UsageError
-from ..evaluate.text import SOURCE_NAME, default_calibration_text, read_text_file
-from ..pack.writer import PackWriter
-from .blocks import (
+from ..evaluate.blocks import (
     block_of,
     build_calibration_skeleton,
     capture_inputs,
@@ -51,13 +49,24 @@ from .blocks import (
     release,
     return_freed_memory,
 )
+from ..evaluate.source import SafetensorsSource
+from ..evaluate.text import SOURCE_NAME, default_calibration_text, read_text_file
+from ..pack.writer import PackWriter
 from .blockscale import encode_datafree
+from .coding import add_datafree, codec_params, passthrough_tensor
 from .gptq import gptq_quantize_group
-from .hessian import StopBlock, UnitStats, attach, discover_groups, is_dense_unit, is_expert_unit, shrink
+from .hessian import (
+    StopBlock,
+    UnitStats,
+    attach,
+    discover_groups,
+    is_dense_unit,
+    is_expert_unit,
+    shrink,
+)
 from .options import CompressOptions
 from .replay_cache import ReplayCache
 from .resume import WorkDir, source_fingerprint
-from .source import SafetensorsSource
 from .tune import CodedMap, tune_block, unpacked_codes
 
 TOKENS_PER_BATCH = 2048
@@ -268,8 +277,6 @@ class BlockCoder:
         return True
 
     def _params(self, key: str) -> Any:
-        from .pipeline import codec_params
-
         return codec_params(key, self.roles[key], self.options)
 
     def _finish(self, key: str, enc: EncodedTensor) -> tuple[EncodedTensor, str, str]:
@@ -295,7 +302,7 @@ class BlockCoder:
         # dense units of one group read the same input: one sweep for all of them
         merged: dict[tuple[Any, ...], list[str]] = {}
         for (unit, which, e), ks in bundles.items():
-            tag = ("dense",) if which == "h" else (unit, which, e)
+            tag: tuple[Any, ...] = ("dense",) if which == "h" else (unit, which, e)
             merged.setdefault(tag, []).extend(ks)
         out: dict[str, tuple[EncodedTensor, str, str]] = {}
         for tag, ks in merged.items():
@@ -389,8 +396,6 @@ def compress_calibrated(
     out_path: Path,
     progress: bool = True,
 ) -> dict[str, str | int | float | bool]:
-    from .pipeline import add_datafree, passthrough_tensor
-
     start_time = time.perf_counter()
     _determinism(options.seed)
     compute_dtype = resolve_calibration_dtype(options.calibration_dtype)

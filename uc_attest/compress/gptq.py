@@ -182,7 +182,7 @@ def _gptq_quantize_group(
         hinv = _inverse_cholesky(h[perm][:, perm]).to(torch.float32)
 
     # Per matrix, the candidate (codebook, scales, codes) with the lowest Hessian error wins.
-    best: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]] = [(float("inf"), *([torch.empty(0)] * 3))] * len(mats)
+    best: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]] = [(float("inf"), torch.empty(0), torch.empty(0), torch.empty(0))] * len(mats)
     for importance in importance_candidates(diag):
         codebooks, scales16 = [], []
         for m, p in zip(mats, params, strict=True):

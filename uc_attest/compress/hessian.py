@@ -181,7 +181,7 @@ def attach(units: dict[str, nn.Module], stats: dict[str, UnitStats], stop_when_d
     return handles
 
 
-def discover_groups(block: nn.Module, units: dict[str, nn.Module], run: Callable[[], None]) -> list[list[str]]:
+def discover_groups(block: nn.Module, units: dict[str, nn.Module], run: Callable[[], object]) -> list[list[str]]:
     """Groups of units in execution order; units reading the same tensor share a group.
 
     Units never called on calibration data form no group (they get no statistics).

@@ -9,47 +9,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from .. import __version__
-from ..architecture import CheckpointKeyMapper, TensorRole, build_skeleton, classify, load_config
+from ..architecture import (
+    CheckpointKeyMapper,
+    TensorRole,
+    build_skeleton,
+    classify,
+    load_config,
+)
 from ..atomic import atomic_directory
 from ..model_files import model_files
-from ..codec.params import CodecParams
-from ..codec.reconstruct import TORCH_DTYPES, reconstruct, tensor_digest
 from ..errors import UnreadableInputError
+from ..evaluate.source import SafetensorsSource
 from ..pack.manifest import CompressionInfo, ModelInfo, PackManifest, SourceInfo
 from ..pack.writer import CONFIG_FILES, TOKENIZER_FILES, PackWriter
-from .blockscale import encode_datafree
+from .coding import add_datafree, codec_params, passthrough_tensor
 from .options import CompressOptions
-from .source import SafetensorsSource
 
 
 def tensor_roles(source: SafetensorsSource, config) -> dict[str, TensorRole]:  # type: ignore[no-untyped-def]
     skeleton = build_skeleton(config)
     mapper = CheckpointKeyMapper(skeleton)
     return {key: classify(skeleton, mapper, key, len(source.shape(key))) for key in source.keys()}
-
-
-def codec_params(key: str, role: TensorRole, options: CompressOptions) -> CodecParams:
-    assert role.block_axis is not None
-    return CodecParams(bits=options.bits_for_key(key), block_size=options.block_size_for_key(key), block_axis=role.block_axis,
-                       dtype=options.dtype)  # fmt: skip
-
-
-def passthrough_tensor(tensor: torch.Tensor, options: CompressOptions) -> torch.Tensor:
-    """Floating passthrough tensors take the reconstruction dtype; integers stay as they are."""
-    if tensor.is_floating_point() and tensor.dtype != TORCH_DTYPES[options.dtype]:
-        return tensor.to(TORCH_DTYPES[options.dtype])
-    return tensor
-
-
-def add_datafree(writer: PackWriter, name: str, weight: torch.Tensor, role: TensorRole, options: CompressOptions) -> None:
-    params = codec_params(name, role, options)
-    enc, _ = encode_datafree(weight, params)
-    canonical = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, params)
-    writer.add_quantized(name, enc, role.role, tensor_digest(canonical))
 
 
 def copy_model_files(model_dir: Path, writer: PackWriter) -> list[str]:

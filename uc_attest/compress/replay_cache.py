@@ -82,7 +82,7 @@ class ReplayCache:
             if key in self.entries:
                 probe, output = self.entries[key]
                 now = _probe(args, kwargs)
-                if (probe is None) != (now is None) or (probe is not None and not torch.equal(probe, now)):
+                if (probe is None) != (now is None) or (probe is not None and now is not None and not torch.equal(probe, now)):
                     raise RuntimeError(f"replay cache: {name} got a different input on a later run of the same block")
                 self.hits += 1
                 return _copy(output)

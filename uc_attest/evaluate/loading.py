@@ -23,6 +23,7 @@ from ..errors import UnreadableInputError, UsageError, VerificationError
 from ..pack.decode import decode_shard
 from ..pack.reader import Pack, open_pack, read_pack_file
 from ..safe_io import special_files_under
+from ..pack.verified import VerifiedPack
 
 
 def _offline() -> None:
@@ -93,21 +94,44 @@ def pack_config(pack: Pack) -> Any:
         raise VerificationError(f"{name}: {exc}") from exc
 
 
-def load_pack_model(pack: str | os.PathLike[str] | Pack, expected_manifest_sha256: str | None = None) -> Any:
-    """A transformers model whose weights are exactly the pack's canonical reconstruction.
+def opened_pack(pack: str | os.PathLike[str] | Pack | VerifiedPack, expected_manifest_sha256: str | None = None) -> Pack:
+    """The opened pack (from a verified pack: the very manifest that was verified), pinned to a manifest digest."""
+    if isinstance(pack, VerifiedPack):
+        if not pack.ok:
+            raise VerificationError("the pack did not verify; it is not loaded")
+        opened = pack.pack
+    else:
+        opened = pack if isinstance(pack, Pack) else open_pack(pack)
+    if expected_manifest_sha256 is not None:
+        actual = hashlib.sha256(opened.manifest_bytes).hexdigest()
+        if actual != expected_manifest_sha256:
+            raise VerificationError(f"the manifest read for loading has SHA-256 {actual}, not the expected {expected_manifest_sha256}")
+    return opened
+
+
+def verified_config(pack: Pack | VerifiedPack) -> Any:
+    """The config parsed from the bytes the verification pass hashed (or, for a plain pack, read and hashed now)."""
+    if not isinstance(pack, VerifiedPack):
+        return pack_config(pack)
+    name = pack.pack.manifest.model.config_file
+    try:
+        return config_from_bytes(pack.small_file(name))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VerificationError(f"{name}: {exc}") from exc
+
+
+def load_pack_model(pack: str | os.PathLike[str] | Pack | VerifiedPack, expected_manifest_sha256: str | None = None) -> Any:
+    """A transformers model whose weights are exactly the pack's canonical reconstruction (the whole model in memory).
 
     Everything used is checked as it is read, from the same bytes: the manifest
     against ``expected_manifest_sha256`` (the signed value, when a caller has
     one), the config and every shard against the manifest's SHA-256, every
     rebuilt tensor against its digest. A pack swapped after an earlier
-    verification therefore fails here instead of being measured.
+    verification therefore fails here instead of being measured. Given a
+    :class:`VerifiedPack`, the config is the one that pass hashed.
     """
-    opened = pack if isinstance(pack, Pack) else open_pack(pack)
-    if expected_manifest_sha256 is not None:
-        actual = hashlib.sha256(opened.manifest_bytes).hexdigest()
-        if actual != expected_manifest_sha256:
-            raise VerificationError(f"the manifest read for loading has SHA-256 {actual}, not the expected {expected_manifest_sha256}")
-    config = pack_config(opened)
+    opened = opened_pack(pack, expected_manifest_sha256)
+    config = verified_config(pack if isinstance(pack, VerifiedPack) else opened)
     state = reconstructed_state_dict(opened)
     return model_from_state_dict(config, state, pack_dtype(opened))
 
@@ -140,3 +164,13 @@ def load_any(path: str | os.PathLike[str]) -> Any:
     if (root / "ucpack.json").exists():
         return load_pack_model(root)
     return load_model_dir(root)
+
+
+def model_dir_config(root: Path) -> Any:
+    """The config of a plain model directory (exit 2 when it is not one)."""
+    _offline()
+    if not root.is_dir():
+        raise UsageError(f"no such model directory: {root}")
+    if not (root / "config.json").is_file():
+        raise UnreadableInputError(f"not a Hugging Face model directory: {root} has no config.json")
+    return load_config(root / "config.json")

@@ -52,18 +52,46 @@ def windows_of(ids: torch.Tensor, seq_len: int, max_windows: int | None) -> torc
     return ids[: n * seq_len].reshape(n, seq_len)
 
 
-def check_token_range(ids: torch.Tensor, model: Any) -> None:
+def check_token_range(ids: torch.Tensor, model: Any) -> None:  # model: a module with input embeddings, or a vocabulary size
     """Refuse ids the model has no embedding for (negative, or >= its vocabulary), before any forward pass.
 
     A token file or a tokenizer with more ids than the model's embedding matrix
     would otherwise end in an IndexError deep inside the embedding lookup.
     """
-    vocab = int(model.get_input_embeddings().num_embeddings)
+    vocab = model if isinstance(model, int) else int(model.get_input_embeddings().num_embeddings)
     low, high = int(ids.min()), int(ids.max())
     if low < 0 or high >= vocab:
         bad = low if low < 0 else high
         raise UnreadableInputError(f"token id {bad} is outside the model's vocabulary of {vocab} ids (0 to {vocab - 1}); "
                                    "the tokens or the tokenizer do not belong to this model")  # fmt: skip
+
+
+def window_nll(logits: torch.Tensor, inputs: torch.Tensor) -> float:
+    """Summed NLL (float64) of tokens 1..n-1 of one window given its prefix, from the model's logits for it."""
+    scores = logits[0, :-1].to(torch.float32)
+    nll = torch.nn.functional.cross_entropy(scores, inputs[0, 1:], reduction="none")
+    return float(nll.to(torch.float64).sum())
+
+
+def eval_result(nlls: list[float], seq_len: int, compute_dtype: str, started: float) -> EvalResult:
+    """The result of uc-ppl-v1 from the NLL of every window (however the windows were run)."""
+    total = math.fsum(nlls)
+    tokens = len(nlls) * (seq_len - 1)
+    ppl = math.exp(total / tokens)
+    return EvalResult(
+        method=METHOD,
+        seq_len=seq_len,
+        windows=len(nlls),
+        tokens=tokens,
+        compute_dtype=compute_dtype,
+        nll_sum=total,
+        nll_sum_hex=total.hex(),
+        perplexity=ppl,
+        perplexity_hex=ppl.hex(),
+        window_nll=nlls,
+        window_nll_hex=[x.hex() for x in nlls],
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
 @torch.inference_mode()
@@ -75,32 +103,16 @@ def evaluate_tokens(
     compute_dtype: str = "float32",
     progress: bool = True,
 ) -> EvalResult:
+    """uc-ppl-v1 with the whole model in memory (on the device its parameters are on)."""
     start = time.perf_counter()
     windows = windows_of(ids, seq_len, max_windows)
     check_token_range(windows, model)
     dtype = TORCH_DTYPES[compute_dtype]
     if next(model.parameters()).dtype != dtype:
         model = model.to(dtype)  # bf16 -> float32 widening is exact
+    device = next(model.parameters()).device
     nlls: list[float] = []
     for row in tqdm(windows, desc="eval", unit="window", disable=not progress, leave=False):
-        inputs = row.unsqueeze(0)
-        logits = model(input_ids=inputs, use_cache=False).logits[0, :-1].to(torch.float32)
-        nll = torch.nn.functional.cross_entropy(logits, inputs[0, 1:], reduction="none")
-        nlls.append(float(nll.to(torch.float64).sum()))
-    total = math.fsum(nlls)
-    tokens = windows.shape[0] * (seq_len - 1)
-    ppl = math.exp(total / tokens)
-    return EvalResult(
-        method=METHOD,
-        seq_len=seq_len,
-        windows=windows.shape[0],
-        tokens=tokens,
-        compute_dtype=compute_dtype,
-        nll_sum=total,
-        nll_sum_hex=total.hex(),
-        perplexity=ppl,
-        perplexity_hex=ppl.hex(),
-        window_nll=nlls,
-        window_nll_hex=[x.hex() for x in nlls],
-        seconds=round(time.perf_counter() - start, 3),
-    )
+        inputs = row.unsqueeze(0).to(device)
+        nlls.append(window_nll(model(input_ids=inputs, use_cache=False).logits, inputs))
+    return eval_result(nlls, seq_len, compute_dtype, start)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ import torch
 from ..codec.reconstruct import TORCH_DTYPES, reconstruct, tensor_digest
 from .manifest import FileEntry, PassthroughStorage, QuantizedStorage, TensorEntry
 from .reader import Pack
-from .safetensors_strict import SafetensorsFormatError, SafetensorsView, parse_safetensors
+from .safetensors_strict import SafetensorsFormatError, TensorSlot, parse_safetensors
 
 TORCH_OF: dict[str, torch.dtype] = {
     "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16,
@@ -25,7 +26,7 @@ TORCH_OF: dict[str, torch.dtype] = {
 }  # fmt: skip
 
 
-def slot_tensor(view: SafetensorsView, name: str) -> torch.Tensor:
+def slot_tensor(view: SlotSource, name: str) -> torch.Tensor:
     """A private copy of one stored tensor (the caller may keep it after the buffer goes)."""
     slot = view.tensors[name]
     if slot.dtype not in TORCH_OF:
@@ -44,7 +45,17 @@ class DecodedTensor:
     problem: str | None
 
 
-def _decode_one(view: SafetensorsView, entry: TensorEntry) -> torch.Tensor:
+class SlotSource(Protocol):
+    """What decoding needs of a shard: its slots by key and each slot's bytes (a parsed buffer, or single reads)."""
+
+    @property
+    def tensors(self) -> dict[str, TensorSlot]: ...
+
+    def raw(self, name: str) -> bytes | memoryview: ...
+
+
+def decode_tensor(view: SlotSource, entry: TensorEntry) -> torch.Tensor:
+    """One manifest tensor rebuilt from its stored slots (not yet compared with its digest)."""
     storage = entry.storage
     if isinstance(storage, QuantizedStorage):
         assert entry.codec is not None
@@ -89,7 +100,7 @@ def decode_shard(pack: Pack, file: FileEntry, data: bytearray) -> Iterator[Decod
     extra = sorted(set(view.tensors) - referenced)
     for entry in entries:
         try:
-            tensor = _decode_one(view, entry)
+            tensor = decode_tensor(view, entry)
         except (ValueError, RuntimeError) as exc:
             yield DecodedTensor(entry, None, f"{entry.name}: {exc}")
             continue

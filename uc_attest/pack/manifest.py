@@ -8,21 +8,20 @@ it is stored (codec tensors or passthrough) and the digest of its reconstruction
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..codec.params import CodecParams
 from ..model_files import ModelFile
+from ..digests import Sha256Hex, TensorDigestText
 from .paths import check_relative_path
 
-FORMAT_NAME = "uc-pack"
+FORMAT_NAME: Final = "uc-pack"
 FORMAT_VERSION = "1.0"
 SUPPORTED_MAJOR = 1
 MANIFEST_NAME = "ucpack.json"
 
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TENSOR_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,300}$")
 
 Dim = Annotated[int, Field(ge=0, le=1 << 40)]
@@ -35,7 +34,7 @@ class Strict(BaseModel):
 class FileEntry(Strict):
     path: str
     size: int = Field(ge=0)
-    sha256: str
+    sha256: Sha256Hex
     role: Literal["codec", "passthrough", "config", "tokenizer", "other"]
 
     @field_validator("path")
@@ -44,13 +43,6 @@ class FileEntry(Strict):
         check_relative_path(v)
         if v == MANIFEST_NAME:
             raise ValueError("the manifest does not list itself")
-        return v
-
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, v: str) -> str:
-        if not _SHA256_HEX.match(v):
-            raise ValueError("sha256 must be 64 lowercase hex digits")
         return v
 
 
@@ -74,7 +66,7 @@ class TensorEntry(Strict):
     dtype: Literal["bfloat16", "float16", "float32", "float64", "int64", "int32", "int16", "int8", "uint8", "bool"]
     kind: Literal["quantized", "passthrough"]
     role: str = Field(description="what the tensor is: linear, conv1d, experts, embedding, norm, other")
-    digest: str
+    digest: TensorDigestText
     codec: CodecParams | None = None
     storage: QuantizedStorage | PassthroughStorage
 
@@ -83,13 +75,6 @@ class TensorEntry(Strict):
     def _name(cls, v: str) -> str:
         if not _TENSOR_NAME.match(v):
             raise ValueError(f"bad tensor name {v!r}")
-        return v
-
-    @field_validator("digest")
-    @classmethod
-    def _digest(cls, v: str) -> str:
-        if not _DIGEST.match(v):
-            raise ValueError("digest must be sha256:<64 hex>")
         return v
 
     @model_validator(mode="after")

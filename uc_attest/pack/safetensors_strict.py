@@ -52,7 +52,7 @@ class SafetensorsView:
         return self.buffer[slot.start : slot.end]
 
 
-def read_header_length(prefix: bytes, file_size: int, what: str) -> int:
+def read_header_length(prefix: bytes | bytearray, file_size: int, what: str) -> int:
     if len(prefix) < 8 or file_size < 8:
         raise SafetensorsFormatError(f"{what}: too short for a safetensors header")
     (header_len,) = struct.unpack("<Q", prefix[:8])

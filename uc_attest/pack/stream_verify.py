@@ -27,6 +27,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,7 @@ class StreamOutcome:
     size: int = 0
     problems: list[str] = field(default_factory=list)
     tensors: dict[str, str | None] = field(default_factory=dict)  # name -> problem (None when ok)
+    slots: dict[str, TensorSlot] = field(default_factory=dict)  # the header as parsed (absolute offsets)
 
 
 class _Reader:
@@ -203,9 +205,10 @@ def _quantized_slot_problem(entry: TensorEntry, slot: TensorSlot) -> str | None:
     return None
 
 
-def _quantized_digest_problem(read: Callable[[int], bytes | memoryview], entry: TensorEntry, codebook: np.ndarray,
-                              scales: np.ndarray) -> str | None:  # fmt: skip
+def _quantized_digest_problem(read: Callable[[int], bytes | memoryview], entry: TensorEntry, codebook: np.ndarray | None,
+                              scales: np.ndarray | None) -> str | None:  # fmt: skip
     """Reconstruct a quantized tensor group by group from ``read`` and compare its digest."""
+    assert codebook is not None and scales is not None  # _codec_state_problem refused the tensor otherwise
     params = entry.codec
     assert params is not None
     count = math.prod(entry.shape)
@@ -230,7 +233,7 @@ def _quantized_digest_problem(read: Callable[[int], bytes | memoryview], entry: 
             else:
                 sc = scales[r0:r1]
             part = reconstruct_array(np.frombuffer(data, dtype=np.uint8), codebook, sc, shape, params, out=buffer)
-            digest.update(little_endian_bytes(part))
+            digest.update(little_endian_bytes(part))  # type: ignore[arg-type]  # numpy arrays export the buffer protocol
         except (ValueError, IndexError) as exc:
             problem = f"{entry.name}: {exc}"
     if problem:
@@ -241,7 +244,7 @@ def _quantized_digest_problem(read: Callable[[int], bytes | memoryview], entry: 
 
 
 # numpy dtypes of the small codec tensors (codebook, scales); any other stored dtype is a finding.
-_SMALL_NUMPY_OF = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "F64": np.dtype("<f8"), "U8": np.dtype("u1"),
+_SMALL_NUMPY_OF: dict[str, np.dtype[Any]] = {"F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "F64": np.dtype("<f8"), "U8": np.dtype("u1"),
                    "I8": np.dtype("i1"), "I16": np.dtype("<i2"), "I32": np.dtype("<i4"), "I64": np.dtype("<i8"),
                    "BF16": np.dtype("<u2"), "BOOL": np.dtype("u1")}  # fmt: skip
 
@@ -254,7 +257,7 @@ class _SmallTensor:
     array: np.ndarray
 
 
-def _small_tensor(data: bytes, slot: TensorSlot) -> _SmallTensor:
+def _small_tensor(data: bytes | bytearray, slot: TensorSlot) -> _SmallTensor:
     if slot.dtype not in _SMALL_NUMPY_OF:
         raise ValueError(f"dtype {slot.dtype} is not supported")
     array = np.frombuffer(data, dtype=_SMALL_NUMPY_OF[slot.dtype]).reshape(slot.shape)
@@ -313,6 +316,7 @@ def _verify_stream(reader: _Reader, size: int, file: FileEntry, entries: list[Te
             out.tensors[entry.name] = f"{entry.name}: its shard {file.path} is not readable"
         return
     by_key = {s.name: s for s in slots}
+    out.slots = by_key
     owner: dict[str, tuple[TensorEntry, str]] = {}
     for entry in entries:
         st = entry.storage

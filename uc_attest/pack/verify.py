@@ -24,6 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
@@ -32,7 +33,9 @@ from ..errors import UnreadableInputError
 from ..safe_io import is_regular_file
 from .manifest import MANIFEST_NAME
 from .reader import Pack, open_pack, read_pack_file
+from .safetensors_strict import TensorSlot
 from .stream_verify import TensorJobs, verify_shard_streaming
+from .verified import VerifiedPack
 
 
 class FileCheck(BaseModel):
@@ -103,9 +106,24 @@ def walk_problems(pack: Pack, tolerate_unlisted: bool = False) -> tuple[list[str
     return problems, tolerated
 
 
-def _check_file(pack: Pack, path: str, jobs: TensorJobs | None = None) -> tuple[FileCheck, list[TensorCheck], list[str], int]:
+KEPT_ROLES = ("config", "tokenizer")  # small files a later stage parses: kept as hashed
+MAX_KEPT_BYTES = 64 << 20
+
+
+class _FileOutcome(NamedTuple):
+    check: FileCheck
+    tensors: list[TensorCheck]
+    problems: list[str]
+    nbytes: int
+    kept: bytes | None  # the file's bytes, for a config or tokenizer file that matched
+    slots: dict[str, TensorSlot]  # a shard's header as parsed, for later reads of single tensors
+
+
+def _check_file(pack: Pack, path: str, jobs: TensorJobs | None = None) -> _FileOutcome:
     entry = pack.manifest.file(path)
     tensors: list[TensorCheck] = []
+    kept: bytes | None = None
+    slots: dict[str, TensorSlot] = {}
     if entry.role in ("codec", "passthrough"):
         entries = pack.tensors_in(path)
         outcome = verify_shard_streaming(pack.root, entry, entries, jobs)
@@ -115,13 +133,15 @@ def _check_file(pack: Pack, path: str, jobs: TensorJobs | None = None) -> tuple[
             if problem:
                 problems.append(problem)
             tensors.append(TensorCheck(name=t.name, kind=t.kind, role=t.role, digest=t.digest, ok=problem is None))
-        actual, nbytes = outcome.sha256, outcome.size
+        actual, nbytes, slots = outcome.sha256, outcome.size, outcome.slots
     else:
         data, problems = read_pack_file(pack, entry)
         actual = hashlib.sha256(data).hexdigest() if data is not None else ""
         nbytes = len(data) if data is not None else 0
+        if data is not None and not problems and entry.role in KEPT_ROLES and nbytes <= MAX_KEPT_BYTES:
+            kept = bytes(data)
     fc = FileCheck(path=path, size=nbytes, sha256=actual, ok=not problems)
-    return fc, tensors, problems, nbytes
+    return _FileOutcome(fc, tensors, problems, nbytes, kept, slots)
 
 
 def default_workers() -> int:
@@ -144,18 +164,22 @@ def _consistency_problems(pack: Pack) -> list[str]:
 
 
 def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: int | None = None,
-                architecture: bool = False, tolerate_unlisted: bool = False) -> VerifyReport:  # fmt: skip
+                architecture: bool = False, tolerate_unlisted: bool = False) -> VerifiedPack:  # fmt: skip
     """Verify every file and tensor of the pack at ``path``; with ``architecture``, also the tensor set against its config.
 
     ``tolerate_unlisted`` (``attest check`` under ``allow_unattested_files``) reports files the manifest does
     not list in ``tolerated`` instead of failing; see :func:`walk_problems`.
+
+    One pass: each file is read once, hashed, and its tensors rebuilt from the
+    same bytes. The returned :class:`VerifiedPack` carries what was learnt, for
+    the stages that follow (signing, checking, evaluation).
     """
     start = time.perf_counter()
     pack = open_pack(path)
     failures, tolerated = walk_problems(pack, tolerate_unlisted)
     files = sorted(pack.manifest.files, key=lambda f: -f.size)  # big first: better packing of threads
     total = sum(f.size for f in files)
-    results: dict[str, tuple[FileCheck, list[TensorCheck], list[str], int]] = {}
+    results: dict[str, _FileOutcome] = {}
     bar = tqdm(total=total, unit="B", unit_scale=True, desc="verify", disable=not progress, file=None, leave=False)
     config_check: list[list[str]] = []
     consistency = None
@@ -176,8 +200,14 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
     file_checks: list[FileCheck] = []
     tensor_checks: list[TensorCheck] = []
     bytes_read = 0
+    kept: dict[str, bytes] = {}
+    shard_slots: dict[str, dict[str, TensorSlot]] = {}
     for f in sorted(pack.manifest.files, key=lambda f: f.path):
-        fc, tcs, problems, nbytes = results[f.path]
+        fc, tcs, problems, nbytes, data, slots = results[f.path]
+        if data is not None:
+            kept[f.path] = data
+        if slots and not problems:
+            shard_slots[f.path] = slots
         file_checks.append(fc)
         tensor_checks.extend(tcs)
         failures.extend(problems)
@@ -189,7 +219,7 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
         if t.name not in seen:
             failures.append(f"{t.name}: not checked (its shard is not a codec or passthrough file)")
     tensor_checks.sort(key=lambda t: t.name)
-    return VerifyReport(
+    report = VerifyReport(
         ok=not failures,
         failures=failures,
         format=pack.manifest.format,
@@ -202,6 +232,7 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
         architecture_checked=architecture,
         tolerated=tolerated,
     )
+    return VerifiedPack(pack=pack, report=report, small_files=kept, shard_slots=shard_slots)
 
 
-__all__ = ["VerifyReport", "verify_pack", "UnreadableInputError"]
+__all__ = ["VerifiedPack", "VerifyReport", "verify_pack", "UnreadableInputError"]

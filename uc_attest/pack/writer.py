@@ -125,7 +125,7 @@ class PackWriter:
         shard = self._shard("passthrough", tensor.numel() * tensor.element_size())
         shard.add(name, tensor)
         self.tensors.append(
-            TensorEntry(name=name, shape=list(tensor.shape), dtype=DTYPE_NAMES[tensor.dtype], kind="passthrough",
+            TensorEntry(name=name, shape=list(tensor.shape), dtype=DTYPE_NAMES[tensor.dtype], kind="passthrough",  # type: ignore[arg-type]
                         role=role, digest=tensor_digest(tensor), storage=PassthroughStorage(file=shard.name, key=name))
         )  # fmt: skip
         self.passthrough_params += tensor.numel()

@@ -107,4 +107,5 @@ def weakened_checks(policy: Policy) -> list[str]:
 
 def describe_policy(policy: Policy) -> list[str]:
     """Plain-English sentences that together state what ``policy`` demands."""
-    return _signer_lines(policy) + _attestation_lines(policy) + _weights_lines(policy) + _perplexity_lines(policy)
+    verdict = ["The customer must sign this verdict (attest check --sign-key or --sign-sigstore)."] if policy.verdict.require_signature else []
+    return _signer_lines(policy) + _attestation_lines(policy) + _weights_lines(policy) + _perplexity_lines(policy) + verdict

@@ -56,7 +56,8 @@ def resolve_policy_path(spec: str | os.PathLike[str] | None) -> Path:
 
 
 def _describe(error: dict[str, object]) -> str:
-    loc = ".".join(str(part) for part in error.get("loc", ()) if part != "__root__")
+    parts = error.get("loc", ())
+    loc = ".".join(str(part) for part in (parts if isinstance(parts, (tuple, list)) else ()) if part != "__root__")
     kind = error.get("type")
     if kind == "extra_forbidden":
         return f"unknown key '{loc}'"

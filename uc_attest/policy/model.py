@@ -128,6 +128,16 @@ class PerplexityPolicy(_Section):
         return self.relative_tolerance == 0 and self.absolute_tolerance == 0
 
 
+class VerdictPolicy(_Section):
+    """Whether the customer's own verdict must be signed (``attest check --sign-key`` or ``--sign-sigstore``).
+
+    An unsigned verdict is not evidence (anyone who can edit the file can
+    change it); a policy for audited deployments can refuse to produce one.
+    """
+
+    require_signature: bool = False
+
+
 class Policy(_Section):
     """A whole policy file. ``version`` guards against a future incompatible format."""
 
@@ -138,3 +148,4 @@ class Policy(_Section):
     attestation: AttestationPolicy = Field(default_factory=AttestationPolicy)
     weights: WeightsPolicy = Field(default_factory=WeightsPolicy)
     perplexity: PerplexityPolicy = Field(default_factory=PerplexityPolicy)
+    verdict: VerdictPolicy = Field(default_factory=VerdictPolicy)

@@ -80,11 +80,19 @@ def judge_signing_time(
     expires_at: datetime | None,
     checked_at: datetime,
     rules: AttestationPolicy,
+    *,
+    logged: bool = False,
 ) -> Decision:
-    """Is the attestation recent enough, not from the future, and not expired?"""
+    """Is the attestation recent enough, not from the future, and not expired?
+
+    ``logged``: ``signed_at`` is the transparency log's verified integrated
+    time (keyless); otherwise it is the signer's own claim (key mode), and the
+    summary says so.
+    """
     age = checked_at - signed_at
     details: dict[str, Any] = {
         "signed_at": _iso(signed_at),
+        "time_source": "transparency log (verified integrated time)" if logged else "the signer's own claim (key mode)",
         "checked_at": _iso(checked_at),
         "age_days": round(age.total_seconds() / 86400, 3),
         "max_age_days": rules.max_age_days,
@@ -99,7 +107,8 @@ def judge_signing_time(
         return Decision(False, f"The attestation is {days:.1f} days old; the policy allows at most {rules.max_age_days:g}.", details)
     limit = f"at most {rules.max_age_days:g} allowed" if rules.max_age_days is not None else "no age limit in the policy"
     expiry = f", expires {_iso(expires_at)}" if expires_at else ""
-    return Decision(True, f"Signed {days:.1f} days before this check ({limit}{expiry}).", details)
+    source = "time from the transparency log" if logged else "time as the signer states it"
+    return Decision(True, f"Signed {days:.1f} days before this check ({source}; {limit}{expiry}).", details)
 
 
 def perplexity_tolerance(attested: float, rules: PerplexityPolicy) -> float:

@@ -34,14 +34,16 @@ from .view import build_view
 RESULTS_ATTACHMENT = "results.json"
 BUNDLE_ATTACHMENT = "attestation.sigstore.json"
 POLICY_ATTACHMENT = "policy.toml"
+VSA_ATTACHMENT = "verdict.sigstore.json"
 
 ATTACHMENT_DESCRIPTIONS = {
     RESULTS_ATTACHMENT: "Machine-readable results of this check",
     BUNDLE_ATTACHMENT: "Signed attestation (Sigstore bundle: DSSE envelope with an in-toto Statement)",
     POLICY_ATTACHMENT: "Policy the verdict was made under",
+    VSA_ATTACHMENT: "Customer's signed verdict (Sigstore bundle: DSSE envelope with a SLSA verification summary)",
 }
 # PDF/A-3 asks how each associated file relates to the document.
-ATTACHMENT_RELATIONSHIPS = {RESULTS_ATTACHMENT: "Data", BUNDLE_ATTACHMENT: "Source", POLICY_ATTACHMENT: "Supplement"}
+ATTACHMENT_RELATIONSHIPS = {RESULTS_ATTACHMENT: "Data", BUNDLE_ATTACHMENT: "Source", POLICY_ATTACHMENT: "Supplement", VSA_ATTACHMENT: "Supplement"}
 PDF_VARIANT = "pdf/a-3b"
 
 
@@ -67,6 +69,10 @@ def report_attachments(results: Results, extra: dict[str, bytes] | None = None) 
     files[POLICY_ATTACHMENT] = policy_bytes
     if BUNDLE_ATTACHMENT in files and hashlib.sha256(files[BUNDLE_ATTACHMENT]).hexdigest() != results.digests.bundle_sha256:
         raise UsageError("the bundle does not belong to these results (its SHA-256 differs from the one they record)")
+    if VSA_ATTACHMENT in files:
+        from .verdict_signature import check_vsa_belongs
+
+        check_vsa_belongs(files[VSA_ATTACHMENT], canonical)
     for name in files:
         if not name or "/" in name or "\\" in name or name.startswith("."):
             raise UsageError(f"bad attachment name {name!r}")
@@ -98,7 +104,12 @@ def render_html(results: Results, attachments: dict[str, bytes]) -> str:
 
 
 ATTACHMENT_SCHEME = "uc-attest-attachment:"
-ATTACHMENT_MIME_TYPES = {RESULTS_ATTACHMENT: "application/json", BUNDLE_ATTACHMENT: "application/json", POLICY_ATTACHMENT: "application/toml"}
+ATTACHMENT_MIME_TYPES = {
+    RESULTS_ATTACHMENT: "application/json",
+    BUNDLE_ATTACHMENT: "application/json",
+    POLICY_ATTACHMENT: "application/toml",
+    VSA_ATTACHMENT: "application/json",
+}
 
 
 def _fetcher(root: Path, files: dict[str, bytes]):  # noqa: ANN202 - a WeasyPrint URLFetcher subclass instance

@@ -72,6 +72,16 @@ class ReportView:
     commands: dict[str, str]
     report_id: str
     metadata: dict[str, str] = field(default_factory=dict)
+    verdict_signature: Any = None  # a verdict_signature.VerdictSignatureView: signed by whom, or UNSIGNED
+
+
+def _signing_time_note(r: Results) -> str:
+    """Whose word the vendor's signing time is: its own (key mode), or the transparency log's (keyless, as the check used)."""
+    if r.artifact.signer.mode == "key":
+        return "the vendor's own claim (key mode: no independent timestamp)"
+    age = r.check("attestation_age")
+    logged = age.details.get("signed_at") if age is not None else None
+    return f"as the vendor states it; the transparency log's verified time, which the check used, is {logged}" if logged else "as the vendor states it"
 
 
 def utc_text(moment: datetime | None) -> str:
@@ -125,7 +135,7 @@ def _identity_rows(r: Results) -> list[Row]:
         rows.append(Row("Signed by", signer.identity or "-", note=note))
     unknown = "unknown: the attestation could not be verified"
     rows += [
-        Row("Signed on", utc_text(a.signed_at) if a.signed_at else unknown, note="as stated by the vendor" if a.signed_at and signer.mode == "key" else ""),
+        Row("Signed on", utc_text(a.signed_at) if a.signed_at else unknown, note=_signing_time_note(r) if a.signed_at else ""),
         Row("Valid until", utc_text(a.expires_at) if a.expires_at else (unknown if not a.signed_at else "no expiry stated")),
         Row("Checked on", utc_text(a.checked_at)),
         Row("Attestation file", r.digests.bundle_sha256, mono=True, note="SHA-256 of the signed attestation bundle"),
@@ -338,6 +348,8 @@ def build_view(
     names: dict[str, str],
 ) -> ReportView:
     """Assemble the :class:`ReportView`; ``names`` maps 'bundle'/'results'/'policy' to attachment names."""
+    from .verdict_signature import describe_verdict_signature
+
     passed = r.verdict is Verdict.PASS
     ppl_rows, ppl_note, chart, caption = _perplexity(r)
     blocks, bad = _blocks(r)
@@ -352,7 +364,7 @@ def build_view(
     policy_name = names.get("policy", "policy.toml")
     results_name = names.get("results", "results.json")
     commands = {
-        "verify_report": f"attest verify-report report.pdf {key_arg}",
+        "verify_report": f"attest verify-report report.pdf {key_arg}" + (" --customer-key customer.pub" if "verdict.sigstore.json" in attachments else ""),
         "extract": f"qpdf --show-attachment={results_name} report.pdf > {results_name}",
         "extract_all": "pdfdetach -saveall report.pdf",
         "check": f"attest check PACK_DIR --bundle {bundle_name} {key_arg} --policy {policy_name} --json results.json --report report.pdf",
@@ -407,4 +419,5 @@ def build_view(
         commands=commands,
         report_id=report_id,
         metadata=metadata,
+        verdict_signature=describe_verdict_signature(attachments),
     )

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,18 +39,23 @@ def _parameters_on_meta() -> Iterator[None]:
             assert current is not None
             module._parameters[name] = type(current)(current.to("meta"), requires_grad=current.requires_grad)
 
-    nn.Module.register_parameter = register  # type: ignore[method-assign]
+    nn.Module.register_parameter = register  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
         nn.Module.register_parameter = original  # type: ignore[method-assign]
 
 
-def build_calibration_skeleton(config: Any) -> nn.Module:
-    """The model with meta parameters and real (constructor-computed) buffers, in eval mode."""
+def build_calibration_skeleton(config: Any, dtype: torch.dtype | None = None) -> nn.Module:
+    """The model with meta parameters and real (constructor-computed) buffers, in eval mode.
+
+    ``dtype``: the default dtype while the modules are built, as
+    ``from_pretrained(dtype=...)`` sets it (buffers made in the default dtype
+    then match a model loaded whole, which streaming evaluation relies on).
+    """
     cls = causal_lm_class(config)
     with _parameters_on_meta():
-        model = cls._from_config(config)
+        model = cls._from_config(config, dtype=dtype) if dtype is not None else cls._from_config(config)
     model.eval()
     return model
 
@@ -78,12 +83,24 @@ def block_of(param_name: str, prefix: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def materialise(module: nn.Module, dtype: torch.dtype) -> None:
-    """Give every meta parameter of ``module`` (recursively) empty CPU storage."""
-    for sub in module.modules():
+def materialise(module: nn.Module, dtype: torch.dtype, device: torch.device | str = "cpu") -> None:
+    """Give every meta parameter of ``module`` (recursively) empty storage on ``device``."""
+    materialise_modules(module.modules(), dtype, device)
+
+
+def materialise_modules(modules: Iterable[nn.Module], dtype: torch.dtype, device: torch.device | str = "cpu") -> None:
+    """Give the meta parameters held directly by each of ``modules`` empty storage on ``device``.
+
+    A parameter shared by several modules (tied input and output embeddings)
+    gets one storage, so the tie survives.
+    """
+    made: dict[int, nn.Parameter] = {}
+    for sub in modules:
         for name, param in list(sub._parameters.items()):
             if param is not None and param.device.type == "meta":
-                sub._parameters[name] = nn.Parameter(torch.empty(param.shape, dtype=dtype), requires_grad=False)
+                if id(param) not in made:
+                    made[id(param)] = nn.Parameter(torch.empty(param.shape, dtype=dtype, device=device), requires_grad=False)
+                sub._parameters[name] = made[id(param)]
 
 
 def release(module: nn.Module) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -56,3 +57,19 @@ class SafetensorsSource:
     def load(self, key: str) -> torch.Tensor:
         with safe_open(str(self.root / self.key_file[key]), framework="pt") as handle:
             return handle.get_tensor(key)
+
+    def load_dtype(self, config: Any) -> torch.dtype:
+        """The dtype ``from_pretrained(dtype="auto")`` loads this model in: the config's, else the first floating tensor's."""
+        stated = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+        if isinstance(stated, torch.dtype):
+            return stated
+        if isinstance(stated, str) and isinstance(getattr(torch, stated, None), torch.dtype):
+            return getattr(torch, stated)
+        for key in self.keys():
+            dtype = _SAFETENSORS_DTYPES.get(self._dtypes[key])
+            if dtype is not None and dtype.is_floating_point:
+                return dtype
+        return torch.float32
+
+
+_SAFETENSORS_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}

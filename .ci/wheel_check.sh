@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# CI, after the test suite: build the sdist and the wheel, install the wheel into a fresh venv and use
+# it as a customer would (uc verify, uc export + --deployed, attest check with its PDF report) on a
+# small delivery, from a directory outside the source tree. Shows that the wheel carries every
+# subpackage, the templates, fonts and policies, and the C kernel (or falls back to numpy).
+#
+# To keep CI time small the fresh venv takes its dependencies (torch, transformers, ...) from the
+# set-up venv through a .pth line, and installs only the wheel itself (--no-deps): the code that runs
+# is the wheel's, nothing is imported from the source tree.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PY=${PY:-$ROOT/.venv/bin/python}
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+"$PY" -m build --no-isolation --sdist --wheel --outdir "$WORK/dist" "$ROOT" >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; exit 1; }
+ls "$WORK"/dist/uc_attest-*.tar.gz "$WORK"/dist/uc_attest-*.whl
+
+python_bin=$("$PY" -c 'import sys; print(sys.executable)')
+"$python_bin" -m venv "$WORK/venv"
+V="$WORK/venv/bin"
+"$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' >"$("$V/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/set-up-venv-deps.pth"
+"$V/python" -m pip install -q --no-deps --no-index "$WORK"/dist/uc_attest-*.whl
+
+cd "$WORK"
+"$V/python" - <<'PY'
+import pathlib, sys
+import uc_attest
+from uc_attest.codec import native
+from uc_attest.policy.resources import policies_dir
+from uc_attest.report.resources import templates_dir
+where = pathlib.Path(uc_attest.__file__).resolve()
+assert "/venv/lib/" in str(where), f"uc_attest imported from {where}, not from the wheel"
+assert (policies_dir() / "default.toml").is_file() and (templates_dir() / "report.html.j2").is_file()
+assert list((templates_dir() / "fonts").iterdir()), "no fonts in the wheel"
+print(f"uc_attest {uc_attest.__version__} from {where.parent}; reconstruction kernel: {'C ' + native.vector_path() if native.available() else 'numpy fallback'}")
+PY
+"$V/python" -c "import sys; sys.path.insert(0, '$ROOT/tests/attest'); from attest_helpers import build_tiny_model; build_tiny_model(__import__('pathlib').Path('model'))" >/dev/null 2>&1
+
+"$V/uc" compress model -o pack --method datafree --bits 4 --block-size 32 --quiet >/dev/null
+"$V/uc" verify pack --quiet | tail -1
+"$V/attest" keygen -o vendor >/dev/null
+"$V/attest" sign pack --key vendor.key --baseline model --seq-len 16 --max-windows 2 --quiet >/dev/null
+"$V/attest" check pack --key vendor.pub --json results.json --report report.pdf --quiet | tail -1
+"$V/uc" export pack -o served --quiet >/dev/null
+"$V/uc" verify pack --deployed served --quiet | tail -1
+echo "wheel check: PASS"

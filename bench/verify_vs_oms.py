@@ -1,0 +1,116 @@
+"""``uc verify`` against OpenSSF model signing's ``model_signing verify key``, as commands, in one run.
+
+The two prove different things: ``model_signing verify key`` hashes every file
+of the directory and checks one signature over the list; ``uc verify`` hashes
+every file too and, in the same read, rebuilds every quantized tensor by the
+canonical rule and hashes it (the tensor digests the acceptance attestation
+signs). This script measures what the extra proof costs, on
+
+  * the demo pack (SmolLM2-135M, ``make demo``), and
+  * the large random pack of ``bench/verify_throughput.py`` (540M parameters;
+    built there, or here with the same code, when missing).
+
+For each pack: an OMS signature is made once with the peer's own command
+(``model_signing sign key``, a fresh P-256 key), the page cache is warmed by
+reading every file, then each command runs once, in the same run, with its
+wall time (interpreter start-up included) and its verdict checked. Prints a
+table and one JSON line per pack.
+
+    python bench/verify_vs_oms.py [--demo-pack build/demo/smollm2-135m.ucpack] [--work build/bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+BIN = Path(sys.executable).parent
+
+
+def _keypair(work: Path) -> tuple[Path, Path]:
+    private, public = work / "oms-bench.key.pem", work / "oms-bench.pub.pem"
+    if not private.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
+def _run(cmd: list[str]) -> tuple[float, subprocess.CompletedProcess[str]]:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    return time.perf_counter() - start, proc
+
+
+def _warm(pack: Path) -> int:
+    total = 0
+    for path in sorted(pack.iterdir()):
+        with open(path, "rb", buffering=0) as handle:
+            while chunk := handle.read(16 << 20):
+                total += len(chunk)
+    return total
+
+
+def measure(pack: Path, work: Path) -> dict[str, object]:
+    private, public = _keypair(work)
+    signature = work / f"{pack.name}.model.sig"
+    if not signature.exists():
+        _, signed = _run([str(BIN / "model_signing"), "sign", "key", str(pack), "--private_key", str(private), "--signature", str(signature)])
+        assert signed.returncode == 0, signed.stdout + signed.stderr
+    size = _warm(pack)
+    t_uc, uc = _run([str(BIN / "uc"), "verify", str(pack), "--quiet"])
+    assert uc.returncode == 0 and uc.stdout.splitlines()[-1] == "VERIFY: PASS", uc.stdout + uc.stderr
+    t_oms, oms = _run([str(BIN / "model_signing"), "verify", "key", str(pack), "--signature", str(signature), "--public_key", str(public)])
+    assert oms.returncode == 0, oms.stdout + oms.stderr
+    from uc_attest.pack.reader import open_pack
+
+    manifest = open_pack(pack).manifest
+    rebuilt = sum(2 * _numel(t.shape) for t in manifest.tensors if t.kind == "quantized")
+    return {"pack": pack.name, "files_bytes": size, "rebuilt_bytes": rebuilt, "cores": os.cpu_count(),
+            "uc_verify_s": round(t_uc, 3), "model_signing_verify_s": round(t_oms, 3), "ratio": round(t_uc / t_oms, 3)}  # fmt: skip
+
+
+def _numel(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo-pack", default=str(ROOT / "build" / "demo" / "smollm2-135m.ucpack"))
+    parser.add_argument("--work", default=str(ROOT / "build" / "bench"))
+    parser.add_argument("--skip-large", action="store_true", help="only the demo pack")
+    parser.add_argument("--skip-demo", action="store_true", help="only the large random pack")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    packs = [] if args.skip_demo else [Path(args.demo_pack)]
+    if not args.skip_large:
+        from verify_throughput import build_model, build_pack
+
+        packs.append(build_pack(build_model(work / "random-llama-540m"), work / "random-llama-540m.ucpack"))
+    rows = [measure(pack, work) for pack in packs]
+    print(f"{'pack':<28} {'files':>10} {'rebuilt':>10} {'uc verify':>10} {'model_signing':>14} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['pack']:<28} {r['files_bytes'] / 1e9:>8.3f}GB {r['rebuilt_bytes'] / 1e9:>8.3f}GB "
+              f"{r['uc_verify_s']:>9.3f}s {r['model_signing_verify_s']:>13.3f}s {r['ratio']:>5.2f}x")  # fmt: skip
+    for r in rows:
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()

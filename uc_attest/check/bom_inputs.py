@@ -1,0 +1,62 @@
+"""Gathering what ``attest bom`` describes: the statement (verified when a trust anchor is given), the pack's manifest, results.json."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from ..attest.bundle import load_bundle_json
+from ..attest.dsse import b64decode_strict
+from ..attest.errors import BundleFormatError
+from ..attest.paths import BUNDLE_SUFFIX
+from ..attest.statement import parse_statement
+from ..attest.verify import parse_predicate, read_bundle_bytes
+from ..pack.reader import open_pack
+from ..safe_io import read_input_file
+from .bom import BomInputs
+from .results import load_results
+
+MAX_RESULTS_BYTES = 256 << 20
+
+
+def _unverified_payload(raw: bytes) -> bytes:
+    """The DSSE payload of a bundle, read without checking its signature (the BOM then says so)."""
+    data = load_bundle_json(raw)
+    try:
+        return b64decode_strict(data["dsseEnvelope"]["payload"], "DSSE payload")
+    except (KeyError, TypeError) as exc:
+        raise BundleFormatError("bundle has no DSSE envelope payload") from exc
+
+
+def default_pack_for(bundle: Path) -> Path | None:
+    """``NAME.sigstore.json`` -> the directory ``NAME`` beside it, when there is one."""
+    if bundle.name.endswith(BUNDLE_SUFFIX) and len(bundle.name) > len(BUNDLE_SUFFIX):
+        candidate = bundle.with_name(bundle.name[: -len(BUNDLE_SUFFIX)])
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def collect_bom_inputs(bundle: Path, trust: Any | None, pack: Path | None, results: Path | None) -> BomInputs:
+    """Read everything the BOM needs; ``trust`` is a TrustAnchor or None (then the signature is not verified)."""
+    raw = read_bundle_bytes(bundle)
+    if trust is not None:
+        verified = trust.verify(raw)
+        statement, predicate = verified.statement, verified.predicate
+        signer = verified.signer
+        verified_by = f"key {signer.key_fingerprint}" if signer.mode == "key" else f"keyless {signer.identity} ({signer.issuer})"
+    else:
+        statement = parse_statement(_unverified_payload(raw))
+        predicate, verified_by = parse_predicate(statement), None
+    manifest = manifest_sha256 = None
+    pack_dir = pack if pack is not None else default_pack_for(bundle)
+    if pack_dir is not None:
+        opened = open_pack(pack_dir)
+        manifest, manifest_sha256 = opened.manifest, opened.manifest_sha256
+    results_model = results_sha256 = None
+    if results is not None:
+        data = read_input_file(results, "results file", MAX_RESULTS_BYTES)
+        results_model, results_sha256 = load_results(data, str(results)), hashlib.sha256(data).hexdigest()
+    return BomInputs(statement=statement, predicate=predicate, bundle_sha256=hashlib.sha256(raw).hexdigest(), verified_by=verified_by,
+                     manifest=manifest, manifest_sha256=manifest_sha256, results=results_model, results_sha256=results_sha256)  # fmt: skip
