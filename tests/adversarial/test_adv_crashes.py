@@ -63,7 +63,7 @@ def test_eval_with_a_token_id_outside_the_vocabulary_is_a_one_line_error(site: A
     ids[50] = bad_id
     tokens = tmp_path / "bad.safetensors"
     save_token_file(tokens, ids, {"format": "test"})
-    rc, _out, err = run_cli("uc", "eval", site.pack, "--tokens", tokens, "--seq-len", "24")
+    rc, _out, err = run_cli("uc", "eval", site.pack, "--tokens", tokens, "--seq-len", "24", "--quiet")
     assert_one_line_error(rc, err, (2,))
     assert f"token id {bad_id} is outside the model's vocabulary" in err
 

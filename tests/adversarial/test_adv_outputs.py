@@ -40,7 +40,7 @@ def test_check_refuses_an_unwritable_report_before_checking_and_writes_no_json(s
 
 
 def test_check_writes_neither_output_when_the_report_cannot_be_rendered(site: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uc_attest.report as report
+    import uc_attest.report.render as report
 
     def fail(*_args: object, **_kwargs: object) -> bytes:
         raise UsageError("cannot render the report: simulated")
