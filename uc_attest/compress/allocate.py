@@ -79,7 +79,7 @@ def allocate(damage: dict[str, dict[Option, float]], cost_bits: dict[str, dict[O
         if not ok.any():
             break
         rate = np.where(ok, gain / np.maximum(extra, 1e-9), -np.inf)
-        i, j = np.unravel_index(int(np.argmax(rate)), rate.shape)
-        left -= float(extra[i, j])
-        choice[i] = j
+        row, col = (int(v) for v in np.unravel_index(int(np.argmax(rate)), rate.shape))
+        left -= float(extra[row, col])
+        choice[row] = col
     return {n: options[i][int(choice[i])] for i, n in enumerate(names)}

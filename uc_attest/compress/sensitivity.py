@@ -41,7 +41,7 @@ from ..codec.bitpack import packed_nbytes
 from ..codec.codebook import nearest_codes
 from ..codec.params import CodecParams
 from ..codec.reconstruct import TORCH_DTYPES, expand_scales
-from .blocks import (
+from ..evaluate.blocks import (
     build_calibration_skeleton,
     capture_inputs,
     find_blocks,
@@ -54,7 +54,7 @@ from .blocks import (
 from .blockscale import absmax_scales, normalise
 from .gptq import single_threaded
 from .options import CompressOptions
-from .source import SafetensorsSource
+from ..evaluate.source import SafetensorsSource
 
 OPTION_BITS = (3, 4, 5, 6, 7, 8)
 OPTION_BLOCKS = (32, 64, 128)
@@ -168,7 +168,7 @@ def _head_gradient(model: nn.Module, blocks: nn.ModuleList, ids: torch.Tensor, l
     stored output), so the model's forward computes exactly norm, head and the
     shifted cross-entropy. Returns the gradients and the mean loss.
     """
-    head = model.get_output_embeddings()
+    head: Any = model.get_output_embeddings()
     saved = head._parameters["weight"] if head is not None else None
     if head is not None and head_weight is not None:
         head._parameters["weight"] = nn.Parameter(head_weight, requires_grad=False)
@@ -297,9 +297,9 @@ def _block_backward(
             out = first_output(block(x, *args, **kw))
             (out * grad_out[w : w + 1]).sum().backward()
         grads_in.append(x.grad.detach().clone())  # type: ignore[union-attr]
-        for p, v in params.items():
+        for pname, v in params.items():
             if v.grad is not None:
-                fisher[p] += v.grad.detach().to(torch.float32) ** 2
+                fisher[pname] += v.grad.detach().to(torch.float32) ** 2
                 v.grad = None
     for p in params.values():
         p.requires_grad_(False)

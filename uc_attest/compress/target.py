@@ -24,7 +24,7 @@ from .sensitivity import (
     measure_sensitivity,
     option_cost_bits,
 )
-from .source import SafetensorsSource
+from ..evaluate.source import SafetensorsSource
 
 
 def allocate_for_target(
