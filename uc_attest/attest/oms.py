@@ -28,6 +28,7 @@ import os
 import secrets
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ from ..errors import UnreadableInputError, UsageError, VerificationError
 from ..pack.strict_json import loads_strict
 from ..safe_io import read_regular_file, special_files_under
 from .keys import Algorithm, PrivateKey, algorithm_of, private_key_pem
+from ..digests import diff_files
 
 OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 MAX_SIGNATURE_BYTES = 64 << 20
@@ -81,15 +83,16 @@ def oms_file_digests(signature: bytes) -> dict[str, str]:
         raise VerificationError(f"not an OpenSSF model signature: {exc}") from exc
 
 
-def digest_mismatches(signed: dict[str, str], attested: dict[str, str]) -> list[str]:
+def digest_mismatches(signed: Mapping[str, str], attested: Mapping[str, str]) -> list[str]:
     """How the OMS file list differs from the acceptance statement's pack files (``{path: sha256}``)."""
-    out = [f"{name}: the OMS signature lists another SHA-256" for name in sorted(attested) if name in signed and signed[name] != attested[name]]
-    out += [f"{name}: attested but not in the OMS signature" for name in sorted(set(attested) - set(signed))]
-    out += [f"{name}: in the OMS signature but not attested" for name in sorted(set(signed) - set(attested))]
+    diff = diff_files(attested, signed)
+    out = [f"{name}: the OMS signature lists another SHA-256" for name in diff.differ]
+    out += [f"{name}: attested but not in the OMS signature" for name in diff.missing]
+    out += [f"{name}: in the OMS signature but not attested" for name in diff.extra]
     return out
 
 
-def sign_oms(pack_dir: Path, key: PrivateKey, output: Path, attested: dict[str, str]) -> Path:
+def sign_oms(pack_dir: Path, key: PrivateKey, output: Path, attested: Mapping[str, str]) -> Path:
     """Write the OMS signature of ``pack_dir`` to ``output`` (atomically) with ``key``.
 
     ``attested`` is the acceptance statement's ``{pack path: sha256}``: the OMS
@@ -125,6 +128,18 @@ def _refuse_special_files(pack_dir: Path) -> None:
         raise VerificationError(f"{special[0]} is not a regular file")
 
 
+def refusal_reason(exc: BaseException) -> str:
+    """A one-line reason for a refusal, never empty: some errors (``InvalidSignature``) carry no message."""
+    from cryptography.exceptions import InvalidSignature
+
+    text = " ".join(str(exc).split())[:300]
+    if text:
+        return text
+    if isinstance(exc, InvalidSignature):
+        return "the signature does not verify with the vendor's public key (InvalidSignature)"
+    return f"{type(exc).__name__} (the library gave no message)"
+
+
 class OmsStatus(BaseModel):
     """The advisory check of an OMS signature: is it there, does it verify, does it cover the attested files."""
 
@@ -133,7 +148,7 @@ class OmsStatus(BaseModel):
     detail: str
 
 
-def verify_oms(pack_dir: Path, signature_path: Path, public_key: Path | None, attested: dict[str, str]) -> OmsStatus:
+def verify_oms(pack_dir: Path, signature_path: Path, public_key: Path | None, attested: Mapping[str, str]) -> OmsStatus:
     """Verify the OMS signature at ``signature_path`` with the vendor's public key (PEM file).
 
     Valid means: ``model_signing`` accepts the directory with that key, and the
@@ -155,7 +170,7 @@ def verify_oms(pack_dir: Path, signature_path: Path, public_key: Path | None, at
         with contextlib.redirect_stdout(None):  # the library prints warnings about old formats on stdout
             config.set_hashing_config(_hashing_config(hashing)).verify(pack_dir, signature_path)
     except Exception as exc:  # noqa: BLE001 - the library raises ValueError, OSError, protobuf and crypto errors alike
-        return OmsStatus(path=where, status="invalid", detail=f"model_signing refuses it: {' '.join(str(exc).split())[:300]}")
+        return OmsStatus(path=where, status="invalid", detail=f"model_signing refuses it: {refusal_reason(exc)}")
     mismatches = digest_mismatches(signed, attested)
     if mismatches:
         return OmsStatus(path=where, status="invalid", detail=f"valid signature over other files: {mismatches[0]}")

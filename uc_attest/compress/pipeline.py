@@ -20,11 +20,11 @@ from ..architecture import (
     load_config,
 )
 from ..atomic import atomic_directory
-from ..model_files import model_files
+from ..model_files import LOADER_CONFIG_FILES, LOADER_TOKENIZER_FILES, model_files
 from ..errors import UnreadableInputError
 from ..evaluate.source import SafetensorsSource
 from ..pack.manifest import CompressionInfo, ModelInfo, PackManifest, SourceInfo
-from ..pack.writer import CONFIG_FILES, TOKENIZER_FILES, PackWriter
+from ..pack.writer import PackWriter
 from .coding import add_datafree, codec_params, passthrough_tensor
 from .options import CompressOptions
 
@@ -36,11 +36,16 @@ def tensor_roles(source: SafetensorsSource, config) -> dict[str, TensorRole]:  #
 
 
 def copy_model_files(model_dir: Path, writer: PackWriter) -> list[str]:
+    """Every loader file of the source (config, generation config, tokenizer, chat template) into the pack, signed there.
+
+    What a served directory may hold beside the weights is exactly the pack's files (``--deployed``), so whatever
+    the source model ships for its loaders travels in the pack.
+    """
     tokenizer_files = []
-    for name in CONFIG_FILES:
+    for name in LOADER_CONFIG_FILES:
         if (model_dir / name).is_file():
             writer.copy_model_file(model_dir / name, "config")
-    for name in TOKENIZER_FILES:
+    for name in LOADER_TOKENIZER_FILES:
         if (model_dir / name).is_file():
             writer.copy_model_file(model_dir / name, "tokenizer")
             tokenizer_files.append(name)

@@ -31,25 +31,14 @@ from .manifest import (
     QuantizedStorage,
     TensorEntry,
 )
+from ..model_files import LOADER_CONFIG_FILES, LOADER_TOKENIZER_FILES
 from ..safe_io import sha256_regular_file
 from .strict_json import dumps_canonical
 
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
 
-CONFIG_FILES = ("config.json", "generation_config.json")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "vocab.txt",
-    "merges.txt",
-    "tokenizer.model",
-    "spiece.model",
-    "chat_template.jinja",
-    "chat_template.json",
-)
+CONFIG_FILES = LOADER_CONFIG_FILES
+TOKENIZER_FILES = LOADER_TOKENIZER_FILES
 
 
 def sha256_file(path: Path) -> str:
