@@ -19,7 +19,8 @@ So the directory is a CLOSED set: every entry under DIR, recursively, is one of
     it names exactly the set of checked shard files and maps every tensor to
     the file that holds it;
   * an inert file of :data:`INERT_FILES` (README, LICENSE, NOTICE,
-    ``.gitattributes``): no loader reads it.
+    ``.gitattributes``, and ``uc-export.json``, the marker ``uc export``
+    writes): no loader reads it.
 
 Anything else fails and is named: a sub-directory and everything in it, a
 symlink, a FIFO or device, weights this check cannot read (``.bin``,
@@ -54,6 +55,7 @@ from ..codec.canonical import digest_header
 from ..digests import diff_files
 from ..errors import UnreadableInputError, UsageError
 from ..safe_io import open_regular_fd, read_regular_file, sha256_regular_file
+from .export import EXPORT_MARKER, INDEX_NAME, SINGLE_SHARD_NAME
 from .reader import Pack
 from .safetensors_strict import SafetensorsFormatError, parse_header, read_header_length
 from .stream_verify import CHUNK_BYTES, SAFETENSORS_DTYPE
@@ -61,10 +63,9 @@ from .strict_json import loads_strict
 
 UNCHECKABLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".gguf", ".ggml", ".h5", ".msgpack", ".npz", ".onnx", ".pkl", ".pickle")
 INERT_FILES = frozenset({"README", "README.md", "README.txt", "LICENSE", "LICENSE.md", "LICENSE.txt", "NOTICE", "NOTICE.md",
-                         "NOTICE.txt", ".gitattributes"})  # fmt: skip
-"""The allow-list of files no model loader reads (docs/DEPLOY.md); everything else is evidence or a failure."""
-INDEX_NAME = "model.safetensors.index.json"
-SINGLE_SHARD_NAME = "model.safetensors"
+                         "NOTICE.txt", ".gitattributes", EXPORT_MARKER})  # fmt: skip
+"""The allow-list of files no model loader reads (docs/DEPLOY.md), ``uc export``'s own marker among them; everything
+else is evidence or a failure."""
 INDEX_METADATA_KEYS = frozenset({"total_size", "total_parameters"})
 MAX_INDEX_BYTES = 64 << 20
 _PASSING = ("tensors-checked", "index-checked", "identical", "inert")
