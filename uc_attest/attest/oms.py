@@ -13,7 +13,9 @@ The library is used through its public API: it reads the key from a PEM
 file, so the key already in memory is handed to it as a PEM encrypted with a
 random one-time passphrase in a private temporary file, removed at once.
 After signing, the file digests the OMS statement lists are compared with the
-pack's manifest: a pack changed while it was being signed is refused.
+attested pack files: a pack changed while it was being signed is refused. The
+signature is made in memory by ``sign_pack`` and written with the bundle and
+the token file, all or none.
 
 ``model-signing`` is an optional dependency (extra ``oms``); without it
 ``--oms`` is a usage error and the check's advisory row says it was not run.
@@ -34,7 +36,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError, VerificationError
 from ..pack.strict_json import loads_strict
 from ..safe_io import read_regular_file, special_files_under
@@ -56,10 +57,18 @@ def _library() -> tuple[Any, Any, Any]:
     return hashing, signing, verifying
 
 
+NEEDS_VENDOR_KEY = "--oms signs with the vendor's key: give --key (keyless OMS signing is not supported here)"
+NEEDS_KEY_FILE = "--oms needs a key file: model_signing reads the private key from a PEM file, and a PKCS#11 key never leaves its token"
+
+
 def require_oms_key(key: PrivateKey | None) -> None:
-    """Fail before any work when ``--oms`` cannot be honoured: no key, a non-P-256 key, or no library."""
+    """Fail before any work when ``--oms`` cannot be honoured: no key, a token key, a non-P-256 key, or no library."""
+    from .pkcs11 import TokenPrivateKey
+
     if key is None:
-        raise UsageError("--oms signs with the vendor's key: give --key (keyless OMS signing is not supported here)")
+        raise UsageError(NEEDS_VENDOR_KEY)
+    if isinstance(key, TokenPrivateKey):
+        raise UsageError(NEEDS_KEY_FILE)
     if algorithm_of(key) is not Algorithm.P256:
         raise UsageError("--oms needs a P-256 key: model_signing's key signer supports elliptic-curve keys, not Ed25519")
     _library()
@@ -92,11 +101,11 @@ def digest_mismatches(signed: Mapping[str, str], attested: Mapping[str, str]) ->
     return out
 
 
-def sign_oms(pack_dir: Path, key: PrivateKey, output: Path, attested: Mapping[str, str]) -> Path:
-    """Write the OMS signature of ``pack_dir`` to ``output`` (atomically) with ``key``.
+def oms_signature(pack_dir: Path, key: PrivateKey, attested: Mapping[str, str]) -> bytes:
+    """The OMS signature of ``pack_dir`` with ``key``, in memory (the caller writes it with its other outputs).
 
     ``attested`` is the acceptance statement's ``{pack path: sha256}``: the OMS
-    signature must list exactly those files with those digests, or nothing is written.
+    signature must list exactly those files with those digests, or it is refused.
     """
     require_oms_key(key)
     _refuse_special_files(pack_dir)
@@ -112,13 +121,12 @@ def sign_oms(pack_dir: Path, key: PrivateKey, output: Path, attested: Mapping[st
         try:
             config.set_hashing_config(_hashing_config(hashing)).sign(pack_dir, sig_file)
         except (ValueError, OSError) as exc:
-            raise VerificationError(f"OpenSSF model signing failed: {exc}") from exc
+            raise VerificationError(f"OpenSSF model signing failed: {refusal_reason(exc)}") from exc
         signature = sig_file.read_bytes()
     mismatches = digest_mismatches(oms_file_digests(signature), attested)
     if mismatches:
         raise VerificationError(f"the pack changed while it was being signed: {mismatches[0]}")
-    write_bytes_atomic(output, signature)
-    return output
+    return signature
 
 
 def _refuse_special_files(pack_dir: Path) -> None:
