@@ -33,6 +33,7 @@ from .. import __version__
 from ..errors import UcError, UsageError, VerificationError
 from ..pack.deployed import require_model_directory
 from ..pack.manifest import MANIFEST_NAME
+from ..policy.levels import recorded_policy_name
 from ..safe_io import NotRegularFileError, read_input_file, sha256_regular_file
 from .attestation_age import check_attestation_age
 from .baseline_ratio import check_baseline_ratio
@@ -199,7 +200,7 @@ def _results(ctx: CheckContext, expected_signer: SignerIdentity) -> Results:
             expires_at=predicate.expires_at if predicate else None,
             checked_at=ctx.now,
         ),
-        policy=PolicyRecord(name=ctx.policy.name, source=loaded.source, sha256=loaded.sha256, text=loaded.text),
+        policy=PolicyRecord(name=recorded_policy_name(ctx.policy.name, loaded.sha256), source=loaded.source, sha256=loaded.sha256, text=loaded.text),
         digests=Digests(
             bundle_sha256=hashlib.sha256(ctx.bundle_bytes).hexdigest(),
             pack_manifest_sha256=manifest_sha,
