@@ -31,15 +31,10 @@ from .manifest import (
     QuantizedStorage,
     TensorEntry,
 )
-from ..model_files import LOADER_CONFIG_FILES, LOADER_TOKENIZER_FILES
 from ..safe_io import sha256_regular_file
 from .strict_json import dumps_canonical
 
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
-
-CONFIG_FILES = LOADER_CONFIG_FILES
-TOKENIZER_FILES = LOADER_TOKENIZER_FILES
-
 
 def sha256_file(path: Path) -> str:
     return sha256_regular_file(path)[1]
@@ -149,4 +144,4 @@ class PackWriter:
         return manifest
 
 
-__all__ = ["PackWriter", "atomic_directory", "sha256_file", "CONFIG_FILES", "TOKENIZER_FILES"]
+__all__ = ["PackWriter", "atomic_directory", "sha256_file"]
