@@ -262,3 +262,30 @@ def test_attest_check_on_a_missing_or_unreadable_directory_exits_2_before_any_wo
         assert locked.rc == 2 and "cannot read the model directory" in locked.err
     finally:
         closed.chmod(0o755)
+
+
+def test_what_the_vendor_serves_travels_in_the_pack(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """The source's loader files are copied into the pack (signed there) and written by the export, which then passes."""
+    from transformers import AutoTokenizer
+
+    from attest_helpers import build_tiny_pack
+    from uc_attest.model_files import LOADER_FILES
+
+    source = tmp_path / "source"
+    shutil.copytree(tiny_model_dir, source)
+    extra = {"chat_template.jinja": "Vendor template.{% for m in messages %}{{ m['content'] }}{% endfor %}",
+             "added_tokens.json": json.dumps({"<tool>": 320}), "special_tokens_map.json": json.dumps({"eos_token": "<eos>"}),
+             "preprocessor_config.json": "{}"}  # fmt: skip
+    for name, text in extra.items():
+        assert name in LOADER_FILES
+        (source / name).write_text(text)
+    (source / "modeling_custom.py").write_text("raise SystemExit\n")  # custom code is never copied
+    pack = build_tiny_pack(source, tmp_path / "pack")
+    assert set(extra) <= {f.path for f in open_pack(pack).manifest.files}
+    served = tmp_path / "served"
+    export_pack(pack, served)
+    assert set(extra) <= {p.name for p in served.iterdir()} and not (served / "modeling_custom.py").exists()
+    assert verify_deployed(open_pack(pack), served).ok
+    tokenizer = AutoTokenizer.from_pretrained(str(served))
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False) == "Vendor template.hi"
+    assert "<tool>" in tokenizer.get_vocab()
