@@ -2,8 +2,11 @@
 
 Order and why:
 
-1. cheap checks first (key loaded, evaluation text readable, output folders
-   exist), so a typo does not cost a full evaluation;
+1. cheap checks first, so a typo does not cost a full evaluation: every
+   option combination that cannot succeed (``_check_signing_mode``, the one
+   place the key-xor-keyless rule lives; ``--oms`` with a token key or
+   keyless), output folders writable, evaluation text readable, then the key
+   loaded (a passphrase or PIN prompt only now) and checked for ``--oms``;
 2. ``uc verify`` on the pack: a pack that fails is never signed;
 3. the evaluation text is tokenised once with the pack's tokenizer; the ids
    go into a safetensors token file pinned by SHA-256, so the customer
@@ -11,9 +14,10 @@ Order and why:
 4. the pack's perplexity (and the baseline's) is measured with the project's
    method, keeping every window's NLL, and the environment is recorded;
 5. statement and predicate are built, the canonical payload is signed, the
-   bundle is verified again in memory, and only then are the token file and
-   the bundle written (each atomically; the token file is removed again if the
-   bundle cannot be written). A failure at any step writes nothing.
+   bundle is verified again in memory; with ``--oms`` the OpenSSF model
+   signature is made in memory over exactly the files just signed; only then
+   are the token file, the bundle (and the OMS signature) written, all or none
+   (:func:`uc_attest.outputs.write_all`). A failure at any step writes nothing.
 
 The model that is measured is the verified pack (:class:`VerifiedPack`, from
 the one verification pass): by default block by block, every tensor rebuilt
