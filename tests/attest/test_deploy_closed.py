@@ -166,8 +166,12 @@ def test_generation_config_the_pack_does_not_ship_fails(tiny_model_dir: Path, tm
     assert verify_deployed(open_pack(pack), served).ok
     (served / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 1.7, "max_new_tokens": 3}))
     assert AutoModelForCausalLM.from_pretrained(str(served)).generation_config.temperature == 1.7
+    key, pub, _ = write_keypair(tmp_path / "vendor")
+    signed = run_cli(ATTEST, "sign", pack, "--key", key, "--baseline", source, "--seq-len", "16", "--max-windows", "2", "--quiet")
+    assert signed.rc == 0, signed.err
+    assert_both_fail((pack, pub), served, "generation_config.json", tmp_path)
     result = run_cli(uc_group, "verify", pack, "--deployed", served, "--quiet")
-    assert result.rc == 1 and "FAIL: deployed generation_config.json: not a file of the attested pack" in result.out
+    assert "FAIL: deployed generation_config.json: not a file of the attested pack" in result.out
 
 
 @pytest.mark.parametrize(
