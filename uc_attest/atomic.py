@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from .errors import UsageError
@@ -54,18 +54,43 @@ def write_text_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644
     write_bytes_atomic(path, text.encode("utf-8"), mode=mode)
 
 
+def refuse_output_holding_inputs(target: Path, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+    """A usage error when the output directory is, or contains, one of the inputs: replacing it would delete them."""
+    real = target.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if source == real or source.is_relative_to(real):
+            raise UsageError(f"output {target} contains the input {given}: writing there would delete it (choose another output)")
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    replaceable: Callable[[Path], None] | None = None,
+) -> Iterator[Path]:
     """Yield a temporary sibling directory that is renamed to ``path`` on success.
 
     On any exception the temporary directory is removed and ``path`` is untouched.
+    Before any work: an output that is or contains one of ``inputs`` is refused,
+    and with ``overwrite`` an existing ``path`` is replaced only when
+    ``replaceable`` (which raises a UsageError otherwise) recognises it as a
+    previous output of the same command, so ``--force`` never deletes anything else.
     """
     target = Path(path)
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"output directory does not exist: {parent}")
-    if target.exists() and not overwrite:
-        raise UsageError(f"output already exists: {target} (remove it or pass --force)")
+    refuse_output_holding_inputs(target, inputs)
+    if target.exists() or target.is_symlink():
+        if not overwrite:
+            raise UsageError(f"output already exists: {target} (remove it or pass --force)")
+        if replaceable is not None:
+            replaceable(target)
     try:  # before the work: an unwritable output directory fails now, not after minutes of compression
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
     except OSError as exc:

@@ -32,6 +32,25 @@ from .safe_io import sha256_regular_file
 
 SKIPPED_DIRS = frozenset({".git", ".cache"})
 
+LOADER_CONFIG_FILES = ("config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json")
+LOADER_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "chat_template.jinja",
+    "chat_template.json",
+)
+LOADER_FILES = LOADER_CONFIG_FILES + LOADER_TOKENIZER_FILES
+"""The non-weight files of a model directory that loaders act on and ``uc compress`` copies into the pack (signed
+there); ``uc export`` writes them back, and ``--deployed`` fails on any such file that is not the pack's. Custom code
+(``*.py``) is not among them: a pack loads with transformers' built-in architectures only."""
+
 
 class ModelFile(BaseModel):
     """One file of a model directory: its relative path, size and SHA-256 (hex)."""

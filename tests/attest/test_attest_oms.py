@@ -88,11 +88,12 @@ def test_oms_refuses_an_ed25519_key_before_any_work(attest_cli, tiny_pack: Path,
 
 
 def test_the_advisory_row_of_attest_check(oms_signed) -> None:  # type: ignore[no-untyped-def]
+    from uc_attest.attest.subjects import AttestedFiles
     from uc_attest.check.deploy_checks import oms_rows
     from uc_attest.check.results import CheckStatus
 
     pack, bundle, signature, pub = oms_signed
-    verified = verify_bundle(bundle, public_key=pub)
+    verified = AttestedFiles.of(verify_bundle(bundle, public_key=pub).statement).files
     [row] = oms_rows(pack, bundle, pub, verified)
     assert (row.name, row.status, row.required) == ("oms_signature", CheckStatus.PASS, False)
     assert oms_rows(pack, bundle, None, verified)[0].status is CheckStatus.SKIP  # keyless trust: not checked

@@ -142,7 +142,7 @@ def test_bad_uris_and_pins_are_one_line_exit_2(token: str, tiny_pack: Path) -> N
         ("pkcs11:token=uc-attest-test", "object="),
         (token.replace("object=verdict", "object=absent"), "no private key"),
         (token.replace("token=uc-attest-test", "token=absent"), "no PKCS#11 token"),
-        ("pkcs11:object=x?module-path=/nonexistent/lib.so", "cannot load PKCS#11 module"),
+        ("pkcs11:object=x?module-path=/nonexistent/lib.so", "cannot load the PKCS#11 module"),
     ]:
         rc, _out, err = attest("sign", tiny_pack, "--key", uri, "--quiet")
         assert rc == 2 and expected in err and err.count("\n") == 1, (uri, err)

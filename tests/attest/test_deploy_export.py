@@ -103,6 +103,10 @@ def test_deployed_passes_for_any_sharding_and_order(pack: Path, tmp_path: Path, 
         save_file({n: tensors[n] for n in names[i::3]}, str(resharded / f"part{i}.safetensors"), metadata={"format": "pt"})
     for side in ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"):
         shutil.copy(exported / side, resharded / side)
+    unindexed = uc("verify", pack, "--deployed", resharded, "--quiet")  # which of three shards a loader reads is ambiguous
+    assert unindexed.rc == 1 and "only shard must be model.safetensors" in unindexed.out
+    weight_map = {n: f"part{i}.safetensors" for i in range(3) for n in names[i::3]}
+    (resharded / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": 1}, "weight_map": weight_map}))
     result = uc("verify", pack, "--deployed", resharded, "--quiet")
     assert result.rc == 0, result.out
     assert "VERIFY: PASS" in result.out and f"{len(tensors)}/{len(tensors)} attested tensors" in result.out
@@ -156,10 +160,10 @@ def test_changed_config_or_tokenizer_and_unreadable_weights_fail(pack: Path, tmp
     out = tmp_path / "served"
     export_pack(pack, out)
     config = json.loads((out / "config.json").read_text())
-    config["transformers_version"] = "0.0.1"  # only the writer's version: still the same config
+    config["transformers_version"] = "0.0.1"  # a file of the pack is its attested bytes: any other bytes fail
     (out / "config.json").write_text(json.dumps(config, indent=4))
     report = verify_deployed(open_pack(pack), out)
-    assert report.ok and {f.path: f.status for f in report.files}["config.json"] == "equal-json"
+    assert not report.ok and {f.path: f.status for f in report.files}["config.json"] == "differs"
     config["rms_norm_eps"] = 0.5
     (out / "config.json").write_text(json.dumps(config))
     (out / "tokenizer.json").write_bytes((out / "tokenizer.json").read_bytes().replace(b"<eos>", b"<EOS>"))
@@ -167,7 +171,7 @@ def test_changed_config_or_tokenizer_and_unreadable_weights_fail(pack: Path, tmp
     (out / "README.md").write_text("hello")
     statuses = {f.path: f.status for f in verify_deployed(open_pack(pack), out).files}
     assert statuses["config.json"] == "differs" and statuses["tokenizer.json"] == "differs"
-    assert statuses["pytorch_model.bin"] == "uncheckable-weights" and statuses["README.md"] == "not-attested"
+    assert statuses["pytorch_model.bin"] == "uncheckable-weights" and statuses["README.md"] == "inert"
 
 
 def test_deployed_usage_errors(pack: Path, tmp_path: Path, uc) -> None:  # type: ignore[no-untyped-def]

@@ -2,8 +2,11 @@
 
 Order and why:
 
-1. cheap checks first (key loaded, evaluation text readable, output folders
-   exist), so a typo does not cost a full evaluation;
+1. cheap checks first, so a typo does not cost a full evaluation: every
+   option combination that cannot succeed (``_check_signing_mode``, the one
+   place the key-xor-keyless rule lives; ``--oms`` with a token key or
+   keyless), output folders writable, evaluation text readable, then the key
+   loaded (a passphrase or PIN prompt only now) and checked for ``--oms``;
 2. ``uc verify`` on the pack: a pack that fails is never signed;
 3. the evaluation text is tokenised once with the pack's tokenizer; the ids
    go into a safetensors token file pinned by SHA-256, so the customer
@@ -11,9 +14,10 @@ Order and why:
 4. the pack's perplexity (and the baseline's) is measured with the project's
    method, keeping every window's NLL, and the environment is recorded;
 5. statement and predicate are built, the canonical payload is signed, the
-   bundle is verified again in memory, and only then are the token file and
-   the bundle written (each atomically; the token file is removed again if the
-   bundle cannot be written). A failure at any step writes nothing.
+   bundle is verified again in memory; with ``--oms`` the OpenSSF model
+   signature is made in memory over exactly the files just signed; only then
+   are the token file, the bundle (and the OMS signature) written, all or none
+   (:func:`uc_attest.outputs.write_all`). A failure at any step writes nothing.
 
 The model that is measured is the verified pack (:class:`VerifiedPack`, from
 the one verification pass): by default block by block, every tensor rebuilt
@@ -39,6 +43,8 @@ from .. import __version__
 from ..errors import UnreadableInputError, UsageError
 from ..outputs import Output, check_outputs, write_all
 from .errors import AcceptanceTestError, BundleFormatError
+from .key_reference import KeyReference
+from .oms import NEEDS_KEY_FILE, NEEDS_VENDOR_KEY
 from .keys import PrivateKey, fingerprint
 from .paths import default_bundle_path, tokens_path_for_bundle
 from .predicate import (
@@ -62,14 +68,19 @@ from .subjects import build_subjects
 TOKEN_FILE_FORMAT = "uc-eval-tokens"
 
 
+KeySource = PrivateKey | KeyReference
+"""A loaded key, or a reference that loads it (a passphrase or PIN prompt) once every usage check has passed."""
+
+
 @dataclass(frozen=True)
 class SignOptions:
-    """Everything ``attest sign`` needs. Exactly one of ``key`` and ``keyless`` must be given."""
+    """Everything ``attest sign`` needs. Exactly one of ``key`` and ``keyless`` must be given (checked by :func:`sign_pack`)."""
 
     pack: Path
-    key: PrivateKey | None = field(default=None, repr=False)
+    key: KeySource | None = field(default=None, repr=False)
     keyless: bool = False
     staging: bool = False
+    oms: bool = False  # also an OpenSSF model-signing signature of the pack, same key, written with the bundle
     baseline: Path | None = None
     baseline_mismatch_reason: str | None = None  # sign a baseline that differs from the pack's source (signed)
     eval_text: Path | None = None
@@ -102,6 +113,7 @@ class SignResult(BaseModel):
 
     bundle: Path
     tokens: Path
+    oms_signature: Path | None = None
     signer: str
     perplexity: float
     baseline_perplexity: float | None
@@ -195,10 +207,6 @@ def _hf_progress(enabled: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _write_outputs(bundle_path: Path, bundle: bytes, tokens_path: Path, tokens: bytes) -> None:
-    write_all([Output(tokens_path, tokens), Output(bundle_path, bundle)])  # both or neither
-
-
 @dataclass
 class _Measured:
     """What the evaluation phase produced."""
@@ -278,16 +286,16 @@ def _measure(options: SignOptions, verified: Any, text: str, text_source: str, b
     )
 
 
-def _sign(options: SignOptions, payload: bytes, signed_at: datetime) -> tuple[bytes, str]:
+def _sign(options: SignOptions, key: PrivateKey | None, payload: bytes, signed_at: datetime) -> tuple[bytes, str]:
     """Sign the payload (key or keyless); a key-mode bundle is verified again before it is returned."""
-    if options.key is not None:
+    if key is not None:
         from .signing import sign_payload
         from .verify import verify_bundle
 
-        bundle = sign_payload(payload, options.key)
-        if verify_bundle(bundle, public_key=options.key.public_key(), at=signed_at).payload != payload:
+        bundle = sign_payload(payload, key)
+        if verify_bundle(bundle, public_key=key.public_key(), at=signed_at).payload != payload:
             raise BundleFormatError("internal error: the signed payload differs from the statement")
-        return bundle, f"key {fingerprint(options.key.public_key())}"
+        return bundle, f"key {fingerprint(key.public_key())}"
     from .keyless import sign_keyless
 
     bundle = sign_keyless(payload, staging=options.staging)
@@ -295,34 +303,60 @@ def _sign(options: SignOptions, payload: bytes, signed_at: datetime) -> tuple[by
     return bundle, "sigstore keyless"
 
 
-def _output_paths(options: SignOptions) -> tuple[Path, Path]:
-    """Bundle and token paths; both must be writable places outside the pack and distinct."""
+def _check_signing_mode(options: SignOptions) -> None:
+    """The one place the signing options are judged: every combination that cannot succeed fails here, before any work."""
+    if (options.key is None) == (not options.keyless):
+        raise UsageError("give exactly one of a signing key (--key) or --sigstore")
+    if options.staging and not options.keyless:
+        raise UsageError("--staging only applies to --sigstore")
+    if options.oms and options.keyless:
+        raise UsageError(NEEDS_VENDOR_KEY)
+    if options.oms and isinstance(options.key, KeyReference) and options.key.in_token:
+        raise UsageError(NEEDS_KEY_FILE)
+    if options.valid_days < 1:
+        raise UsageError("--valid-days must be at least 1")
+    if options.baseline_mismatch_reason is not None and options.baseline is None:
+        raise UsageError("--baseline-mismatch-reason needs --baseline")
+
+
+def _load_key(options: SignOptions) -> PrivateKey | None:
+    """The signing key, loaded (a prompt, if any, comes only now); with --oms it must be one model_signing can use."""
+    key = options.key.load() if isinstance(options.key, KeyReference) else options.key
+    if options.oms:
+        from .oms import require_oms_key
+
+        require_oms_key(key)
+    return key
+
+
+def _output_paths(options: SignOptions) -> tuple[Path, Path, Path | None]:
+    """Bundle, token and (with --oms) OMS signature paths: distinct, writable, outside the pack."""
+    from .paths import oms_path_for_bundle
+
     pack_path = Path(options.pack)
     bundle_path = Path(options.output) if options.output else default_bundle_path(pack_path)
     tokens_path = Path(options.tokens_output) if options.tokens_output else tokens_path_for_bundle(bundle_path)
-    if bundle_path.resolve() == tokens_path.resolve():
-        raise UsageError("the bundle and the token file cannot be the same file")
-    for out in (bundle_path, tokens_path):
+    oms_path = oms_path_for_bundle(bundle_path) if options.oms else None
+    outputs = [p for p in (bundle_path, tokens_path, oms_path) if p is not None]
+    if len({p.resolve() for p in outputs}) != len(outputs):
+        raise UsageError("the bundle, the token file and the OMS signature cannot be the same file")
+    for out in outputs:
         if out.resolve().is_relative_to(pack_path.resolve()):
             raise UsageError(f"{out} is inside the pack; outputs go beside it")
-    check_outputs([bundle_path, tokens_path], [options.eval_text, options.baseline])  # before minutes of measuring: both can be written
-    return bundle_path, tokens_path
+    check_outputs(outputs, [options.eval_text, options.baseline])  # before minutes of measuring: every one can be written
+    return bundle_path, tokens_path, oms_path
 
 
 def sign_pack(options: SignOptions) -> SignResult:
     """Run the acceptance test on ``options.pack`` and write the signed bundle and token file."""
     from ..pack.manifest import MANIFEST_NAME
 
-    if (options.key is None) == (not options.keyless):
-        raise UsageError("give exactly one of a signing key (--key) or --sigstore")
-    if options.valid_days < 1:
-        raise UsageError("--valid-days must be at least 1")
-    bundle_path, tokens_path = _output_paths(options)
-    if options.baseline_mismatch_reason is not None and options.baseline is None:
-        raise UsageError("--baseline-mismatch-reason needs --baseline")
+    _check_signing_mode(options)
+    bundle_path, tokens_path, oms_path = _output_paths(options)
     if options.baseline is not None and not Path(options.baseline).is_dir():
         raise UsageError(f"no such baseline model directory: {options.baseline}")
     text, text_source = read_eval_text(options.eval_text)
+    key = _load_key(options)
 
     t_start = time.perf_counter()
     verified = _verify_pack(Path(options.pack), options.progress)
@@ -340,14 +374,20 @@ def sign_pack(options: SignOptions) -> SignResult:
     pack_files[MANIFEST_NAME] = report.manifest_sha256
     subjects = build_subjects(pack_files, measured.measurement.dataset.sha256)
     statement = Statement(subject=subjects, predicateType=PREDICATE_TYPE, predicate=predicate.to_json_dict())
-    bundle, signer = _sign(options, statement.to_payload(), signed_at)
-    _write_outputs(bundle_path, bundle, tokens_path, measured.token_bytes)
+    bundle, signer = _sign(options, key, statement.to_payload(), signed_at)
+    outputs = [Output(tokens_path, measured.token_bytes), Output(bundle_path, bundle)]
+    if oms_path is not None and key is not None:  # over exactly the files just attested: nothing re-read, nothing re-verified
+        from .oms import oms_signature
+
+        outputs.append(Output(oms_path, oms_signature(Path(options.pack), key, pack_files)))
+    write_all(outputs)  # all or none
     t_end = time.perf_counter()
 
     m = measured.measurement
     return SignResult(
         bundle=bundle_path,
         tokens=tokens_path,
+        oms_signature=oms_path,
         signer=signer,
         perplexity=m.pack.perplexity,
         baseline_perplexity=m.baseline.result.perplexity if m.baseline else None,

@@ -13,7 +13,9 @@ The library is used through its public API: it reads the key from a PEM
 file, so the key already in memory is handed to it as a PEM encrypted with a
 random one-time passphrase in a private temporary file, removed at once.
 After signing, the file digests the OMS statement lists are compared with the
-pack's manifest: a pack changed while it was being signed is refused.
+attested pack files: a pack changed while it was being signed is refused. The
+signature is made in memory by ``sign_pack`` and written with the bundle and
+the token file, all or none.
 
 ``model-signing`` is an optional dependency (extra ``oms``); without it
 ``--oms`` is a usage error and the check's advisory row says it was not run.
@@ -28,16 +30,17 @@ import os
 import secrets
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError, VerificationError
 from ..pack.strict_json import loads_strict
 from ..safe_io import read_regular_file, special_files_under
 from .keys import Algorithm, PrivateKey, algorithm_of, private_key_pem
+from ..digests import diff_files
 
 OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 MAX_SIGNATURE_BYTES = 64 << 20
@@ -54,10 +57,18 @@ def _library() -> tuple[Any, Any, Any]:
     return hashing, signing, verifying
 
 
+NEEDS_VENDOR_KEY = "--oms signs with the vendor's key: give --key (keyless OMS signing is not supported here)"
+NEEDS_KEY_FILE = "--oms needs a key file: model_signing reads the private key from a PEM file, and a PKCS#11 key never leaves its token"
+
+
 def require_oms_key(key: PrivateKey | None) -> None:
-    """Fail before any work when ``--oms`` cannot be honoured: no key, a non-P-256 key, or no library."""
+    """Fail before any work when ``--oms`` cannot be honoured: no key, a token key, a non-P-256 key, or no library."""
+    from .pkcs11 import TokenPrivateKey
+
     if key is None:
-        raise UsageError("--oms signs with the vendor's key: give --key (keyless OMS signing is not supported here)")
+        raise UsageError(NEEDS_VENDOR_KEY)
+    if isinstance(key, TokenPrivateKey):
+        raise UsageError(NEEDS_KEY_FILE)
     if algorithm_of(key) is not Algorithm.P256:
         raise UsageError("--oms needs a P-256 key: model_signing's key signer supports elliptic-curve keys, not Ed25519")
     _library()
@@ -81,19 +92,20 @@ def oms_file_digests(signature: bytes) -> dict[str, str]:
         raise VerificationError(f"not an OpenSSF model signature: {exc}") from exc
 
 
-def digest_mismatches(signed: dict[str, str], attested: dict[str, str]) -> list[str]:
+def digest_mismatches(signed: Mapping[str, str], attested: Mapping[str, str]) -> list[str]:
     """How the OMS file list differs from the acceptance statement's pack files (``{path: sha256}``)."""
-    out = [f"{name}: the OMS signature lists another SHA-256" for name in sorted(attested) if name in signed and signed[name] != attested[name]]
-    out += [f"{name}: attested but not in the OMS signature" for name in sorted(set(attested) - set(signed))]
-    out += [f"{name}: in the OMS signature but not attested" for name in sorted(set(signed) - set(attested))]
+    diff = diff_files(attested, signed)
+    out = [f"{name}: the OMS signature lists another SHA-256" for name in diff.differ]
+    out += [f"{name}: attested but not in the OMS signature" for name in diff.missing]
+    out += [f"{name}: in the OMS signature but not attested" for name in diff.extra]
     return out
 
 
-def sign_oms(pack_dir: Path, key: PrivateKey, output: Path, attested: dict[str, str]) -> Path:
-    """Write the OMS signature of ``pack_dir`` to ``output`` (atomically) with ``key``.
+def oms_signature(pack_dir: Path, key: PrivateKey, attested: Mapping[str, str]) -> bytes:
+    """The OMS signature of ``pack_dir`` with ``key``, in memory (the caller writes it with its other outputs).
 
     ``attested`` is the acceptance statement's ``{pack path: sha256}``: the OMS
-    signature must list exactly those files with those digests, or nothing is written.
+    signature must list exactly those files with those digests, or it is refused.
     """
     require_oms_key(key)
     _refuse_special_files(pack_dir)
@@ -109,13 +121,12 @@ def sign_oms(pack_dir: Path, key: PrivateKey, output: Path, attested: dict[str, 
         try:
             config.set_hashing_config(_hashing_config(hashing)).sign(pack_dir, sig_file)
         except (ValueError, OSError) as exc:
-            raise VerificationError(f"OpenSSF model signing failed: {exc}") from exc
+            raise VerificationError(f"OpenSSF model signing failed: {refusal_reason(exc)}") from exc
         signature = sig_file.read_bytes()
     mismatches = digest_mismatches(oms_file_digests(signature), attested)
     if mismatches:
         raise VerificationError(f"the pack changed while it was being signed: {mismatches[0]}")
-    write_bytes_atomic(output, signature)
-    return output
+    return signature
 
 
 def _refuse_special_files(pack_dir: Path) -> None:
@@ -123,6 +134,18 @@ def _refuse_special_files(pack_dir: Path) -> None:
     special = special_files_under(pack_dir)
     if special:
         raise VerificationError(f"{special[0]} is not a regular file")
+
+
+def refusal_reason(exc: BaseException) -> str:
+    """A one-line reason for a refusal, never empty: some errors (``InvalidSignature``) carry no message."""
+    from cryptography.exceptions import InvalidSignature
+
+    text = " ".join(str(exc).split())[:300]
+    if text:
+        return text
+    if isinstance(exc, InvalidSignature):
+        return "the signature does not verify with the vendor's public key (InvalidSignature)"
+    return f"{type(exc).__name__} (the library gave no message)"
 
 
 class OmsStatus(BaseModel):
@@ -133,7 +156,7 @@ class OmsStatus(BaseModel):
     detail: str
 
 
-def verify_oms(pack_dir: Path, signature_path: Path, public_key: Path | None, attested: dict[str, str]) -> OmsStatus:
+def verify_oms(pack_dir: Path, signature_path: Path, public_key: Path | None, attested: Mapping[str, str]) -> OmsStatus:
     """Verify the OMS signature at ``signature_path`` with the vendor's public key (PEM file).
 
     Valid means: ``model_signing`` accepts the directory with that key, and the
@@ -155,7 +178,7 @@ def verify_oms(pack_dir: Path, signature_path: Path, public_key: Path | None, at
         with contextlib.redirect_stdout(None):  # the library prints warnings about old formats on stdout
             config.set_hashing_config(_hashing_config(hashing)).verify(pack_dir, signature_path)
     except Exception as exc:  # noqa: BLE001 - the library raises ValueError, OSError, protobuf and crypto errors alike
-        return OmsStatus(path=where, status="invalid", detail=f"model_signing refuses it: {' '.join(str(exc).split())[:300]}")
+        return OmsStatus(path=where, status="invalid", detail=f"model_signing refuses it: {refusal_reason(exc)}")
     mismatches = digest_mismatches(signed, attested)
     if mismatches:
         return OmsStatus(path=where, status="invalid", detail=f"valid signature over other files: {mismatches[0]}")

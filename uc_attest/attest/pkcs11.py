@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -38,6 +38,12 @@ MODULE_ENV = "UC_ATTEST_PKCS11_MODULE"
 PIN_ENV = "UC_ATTEST_PKCS11_PIN"
 
 
+SUPPORTED_PATH_ATTRIBUTES = frozenset({"token", "object", "id", "type", "manufacturer", "model", "serial", "slot-id"})
+RFC7512_ATTRIBUTES = SUPPORTED_PATH_ATTRIBUTES | {"library-manufacturer", "library-description", "library-version", "slot-manufacturer",
+                                                  "slot-description", "pin-value", "pin-source", "module-name", "module-path"}  # fmt: skip
+"""Attribute names that may be echoed in an error: never a value, never a name outside this closed set (it may be a PIN)."""
+
+
 def is_pkcs11_uri(ref: str) -> bool:
     return ref.startswith(URI_SCHEME)
 
@@ -50,19 +56,21 @@ class Pkcs11Uri:
     object: str | None
     id: bytes | None
     module_path: str | None
-    pin: str | None
+    pin: str | None = field(repr=False)
 
     @classmethod
     def parse(cls, uri: str) -> Pkcs11Uri:
         if not is_pkcs11_uri(uri):
-            raise UsageError(f"not a PKCS#11 URI: {uri!r}")
+            raise UsageError("not a PKCS#11 URI: it must start with pkcs11:")
         body = uri[len(URI_SCHEME) :]
         path, _, query = body.partition("?")
         attrs = _attributes(path, ";", "path")
         params = _attributes(query, "&", "query")
-        unknown = set(attrs) - {"token", "object", "id", "type", "manufacturer", "model", "serial", "slot-id"}
+        unknown = set(attrs) - SUPPORTED_PATH_ATTRIBUTES
         if unknown:
-            raise UsageError(f"PKCS#11 URI: unsupported path attribute {sorted(unknown)[0]!r}")
+            name = sorted(unknown)[0]
+            shown = repr(name) if name in RFC7512_ATTRIBUTES else "(not an RFC 7512 name; not repeated: it may hold a PIN)"
+            raise UsageError(f"PKCS#11 URI: unsupported path attribute {shown}")
         if attrs.get("type", "private") != "private":
             raise UsageError("PKCS#11 URI: type must be 'private' (a signing key)")
         if not attrs.get("object") and not attrs.get("id"):
@@ -73,10 +81,10 @@ class Pkcs11Uri:
 
 def _attributes(text: str, separator: str, where: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for part in filter(None, text.split(separator)):
+    for number, part in enumerate(filter(None, text.split(separator)), start=1):
         name, eq, value = part.partition("=")
-        if not eq or not name:
-            raise UsageError(f"PKCS#11 URI: malformed {where} attribute {part!r}")
+        if not eq or not name:  # the text itself is never echoed: it may be a PIN
+            raise UsageError(f"PKCS#11 URI: {where} attribute number {number} is not NAME=VALUE (not repeated here: it may hold a PIN)")
         out[name] = unquote(value, encoding="latin-1")
     return out
 
@@ -94,7 +102,8 @@ class TokenPrivateKey(ec.EllipticCurvePrivateKey):
         try:
             self._lib = pkcs11.lib(module)
         except (RuntimeError, OSError, pkcs11.PKCS11Error) as exc:
-            raise UsageError(f"cannot load PKCS#11 module {module}: {exc or type(exc).__name__}") from None
+            source = "the URI's module-path" if uri.module_path else MODULE_ENV  # the path is not echoed: a malformed URI may have put a PIN in it
+            raise UsageError(f"cannot load the PKCS#11 module that {source} names ({type(exc).__name__})") from None
         self._uri, self._pin = uri, pin
         with self._session() as session:
             private = self._find(session, pkcs11.ObjectClass.PRIVATE_KEY)
@@ -116,7 +125,7 @@ class TokenPrivateKey(ec.EllipticCurvePrivateKey):
                 token = next(iter(self._lib.get_tokens()))
             return token.open(user_pin=self._pin)
         except pkcs11.NoSuchToken:
-            raise UsageError(f"no PKCS#11 token labelled {self._uri.token!r}") from None
+            raise UsageError("no PKCS#11 token with the label the URI gives (token=)") from None
         except StopIteration:
             raise UsageError("the PKCS#11 module offers no token") from None
         except pkcs11.PinIncorrect:
@@ -135,7 +144,7 @@ class TokenPrivateKey(ec.EllipticCurvePrivateKey):
         try:
             return session.get_key(**query)
         except pkcs11.NoSuchKey:
-            raise UsageError(f"no {object_class.name.lower().replace('_', ' ')} {self._uri.object or self._uri.id!r} in the PKCS#11 token") from None
+            raise UsageError(f"no {object_class.name.lower().replace('_', ' ')} with the URI's object=/id= in the PKCS#11 token") from None
         except pkcs11.MultipleObjectsReturned:
             raise UsageError("the PKCS#11 URI matches several keys; name one by object= and id=") from None
 

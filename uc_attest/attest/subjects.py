@@ -15,7 +15,10 @@ less.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
+from ..digests import diff_files
 from ..pack.paths import check_relative_path
 from .errors import StatementError
 from .predicate import PACK_SUBJECT_PREFIX, TOKENS_SUBJECT
@@ -62,10 +65,29 @@ def split_subjects(statement: Statement) -> tuple[dict[str, str], str]:
     return pack, tokens
 
 
+@dataclass(frozen=True)
+class AttestedFiles:
+    """The verified statement's subjects, split once: ``{pack path: sha256}`` and the token file's SHA-256.
+
+    Every consumer of the attested file digests (the pack-file check, the
+    deployed-directory check, the OMS comparison, the BOM) takes this one
+    object, built once from the verified attestation, instead of re-splitting
+    the statement.
+    """
+
+    files: Mapping[str, str]
+    tokens_sha256: str
+
+    @classmethod
+    def of(cls, statement: Statement) -> AttestedFiles:
+        files, tokens = split_subjects(statement)
+        return cls(files=MappingProxyType(files), tokens_sha256=tokens)
+
+
 def compare_pack_files(attested: Mapping[str, str], present: Iterable[tuple[str, str]]) -> list[str]:
     """Differences between attested ``{path: sha256}`` and the ``(path, sha256)`` present; empty when equal."""
-    found = dict(present)
-    problems = [f"{p}: attested but missing" for p in sorted(set(attested) - set(found))]
-    problems += [f"{p}: present but not attested" for p in sorted(set(found) - set(attested))]
-    problems += [f"{p}: sha256 differs from the attested one" for p in sorted(set(found) & set(attested)) if found[p] != attested[p]]
+    diff = diff_files(attested, dict(present))
+    problems = [f"{p}: attested but missing" for p in diff.missing]
+    problems += [f"{p}: present but not attested" for p in diff.extra]
+    problems += [f"{p}: sha256 differs from the attested one" for p in diff.differ]
     return problems

@@ -15,8 +15,10 @@ as follows (also in docs/ATTESTATION.md):
 * ``policy``: ``urn:uc-attest:policy:<name>`` and the policy file's SHA-256;
 * ``inputAttestations``: the vendor's bundle, by its SHA-256;
 * ``verificationResult``: ``PASSED`` / ``FAILED`` (the verdict);
-* ``verifiedLevels``: ``UC_ATTEST_POLICY_<NAME>`` when the verdict is PASS,
-  empty when it is FAIL (project levels never start with ``SLSA_``).
+* ``verifiedLevels``: ``UC_ATTEST_POLICY_<NAME>`` when the verdict is PASS
+  under a shipped policy file, byte for byte; ``UC_ATTEST_POLICY_CUSTOM_<digest>``
+  under any other policy (uc_attest.policy.levels); empty when it is FAIL
+  (project levels never start with ``SLSA_``).
 
 Its subjects pin the pack (``pack/<path>`` for every file, the manifest
 ``pack/ucpack.json`` among them) and ``results.json`` by the SHA-256 of its
@@ -34,6 +36,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 
 from ..check.results import Results
 from ..pack.manifest import MANIFEST_NAME
+from ..policy.levels import LEVEL_PREFIX, policy_level
 from .errors import StatementError
 from .predicate import PACK_SUBJECT_PREFIX
 from .statement import DigestSet, Statement, Subject, parse_statement
@@ -44,7 +47,6 @@ RESULTS_SUBJECT = "results.json"
 """Subject name of the check's results file (whatever the file is called on disk)."""
 PACK_URI_PREFIX = "urn:uc-attest:pack:sha256:"
 POLICY_URI_PREFIX = "urn:uc-attest:policy:"
-LEVEL_PREFIX = "UC_ATTEST_POLICY_"
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -86,11 +88,6 @@ class VerificationSummary(_Model):
         return levels
 
 
-def policy_level(policy_name: str) -> str:
-    """The project-specific level a PASS under ``policy_name`` earns, e.g. ``UC_ATTEST_POLICY_STRICT``."""
-    return LEVEL_PREFIX + (re.sub(r"[^A-Z0-9]+", "_", policy_name.upper()).strip("_") or "UNNAMED")
-
-
 def build_vsa_statement(results: Results, results_bytes: bytes, bundle_sha256: str) -> Statement:
     """The statement the customer signs for ``results`` whose exact bytes are ``results_bytes``.
 
@@ -115,7 +112,7 @@ def build_vsa_statement(results: Results, results_bytes: bytes, bundle_sha256: s
         policy=ResourceDigest(uri=POLICY_URI_PREFIX + results.policy.name, digest=DigestSet(sha256=results.policy.sha256)),
         inputAttestations=[ResourceDigest(uri="attestation.sigstore.json", digest=DigestSet(sha256=bundle_sha256))],
         verificationResult="PASSED" if passed else "FAILED",
-        verifiedLevels=[policy_level(results.policy.name)] if passed else [],
+        verifiedLevels=[policy_level(results.policy.name, results.policy.sha256)] if passed else [],
     )
     return Statement(subject=subjects, predicateType=VSA_PREDICATE_TYPE, predicate=summary.model_dump(by_alias=True, mode="json"))
 

@@ -13,7 +13,8 @@ that statement was checked:
   its files' digests;
 * the acceptance measurement (pack and baseline perplexity, their ratio, on
   the token file named by digest) and, when ``--results`` is given, the
-  customer's re-measurement from ``attest check``, under
+  customer's re-measurement from ``attest check`` (only results made for
+  this pack AND this bundle, by the SHA-256 of each), under
   ``modelCard.quantitativeAnalysis.performanceMetrics``.
 
 Provenance of each figure is explicit: ``uc_attest:attestation.signature``
@@ -44,7 +45,7 @@ from cyclonedx.output.json import JsonV1Dot6
 from .. import __version__
 from ..attest.predicate import AcceptanceTestPredicate
 from ..attest.statement import Statement
-from ..attest.subjects import split_subjects
+from ..attest.subjects import AttestedFiles
 from ..errors import VerificationError
 from ..pack.manifest import PackManifest
 from .results import Results
@@ -121,7 +122,8 @@ def performance_metrics(inputs: BomInputs) -> list[dict[str, str]]:
 
 def _model_component(inputs: BomInputs) -> Component:
     p = inputs.predicate
-    pack_files, tokens_sha256 = split_subjects(inputs.statement)
+    attested = AttestedFiles.of(inputs.statement)
+    pack_files, tokens_sha256 = attested.files, attested.tokens_sha256
     files = [_file_component(f"pack/{path}", digest) for path, digest in sorted(pack_files.items())]
     files.append(_file_component("eval-tokens.safetensors", tokens_sha256, ComponentType.DATA))
     ancestors = []
@@ -152,6 +154,8 @@ def build_bom(inputs: BomInputs) -> bytes:
         raise VerificationError("the pack's manifest is not the attested one (its SHA-256 differs)")
     if inputs.results is not None and inputs.results.artifact.pack_manifest_sha256 != inputs.predicate.pack.manifest_sha256:
         raise VerificationError("results.json is about another pack (its manifest SHA-256 differs from the attested one)")
+    if inputs.results is not None and inputs.results.digests.bundle_sha256 != inputs.bundle_sha256:
+        raise VerificationError("results.json was made for another vendor bundle (its bundle SHA-256 differs from this bundle's)")
     tool = Component(type=ComponentType.APPLICATION, name="uc_attest", version=__version__)
     bom = Bom(metadata=BomMetaData(tools=ToolRepository(components=[tool]), timestamp=datetime.now(UTC), component=_model_component(inputs)))
     document = json.loads(JsonV1Dot6(bom).output_as_string())

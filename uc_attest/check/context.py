@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ..attest.subjects import AttestedFiles
 from ..attest.trust import TrustAnchor
 from ..attest.verify import VerifiedAttestation
 from ..pack.verified import VerifiedPack
@@ -73,6 +74,7 @@ class CheckContext:
     measured_perplexity: float | None = None
     customer_env: Environment | None = None
     checks: list[CheckResult] = field(default_factory=list)
+    _attested: AttestedFiles | None = field(default=None, repr=False)
 
     @property
     def policy(self) -> Policy:
@@ -85,6 +87,17 @@ class CheckContext:
     @property
     def predicate(self) -> Any:
         return self.attestation.predicate if self.attestation is not None else None
+
+    def attested(self) -> AttestedFiles | None:
+        """The verified statement's file digests, split once for every check (None without a verified attestation).
+
+        Raises StatementError when the subjects are unusable (the pack_files check reports it).
+        """
+        if self.attestation is None:
+            return None
+        if self._attested is None:
+            self._attested = AttestedFiles.of(self.attestation.statement)
+        return self._attested
 
     def failed(self) -> bool:
         """Whether a required check has failed so far (the verdict can no longer be PASS)."""

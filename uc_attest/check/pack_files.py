@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..attest.subjects import split_subjects
+from ..digests import diff_files
 from ..errors import VerificationError
 from ..safe_io import sha256_regular_file
 from .context import CheckContext, failed, passed, skipped
@@ -65,27 +65,23 @@ def check_pack_files(ctx: CheckContext) -> CheckResult:
         ctx.files = [FileCheck(path=p, size=s, sha256=h, attested_sha256=None, status=CheckStatus.SKIP) for p, (s, h) in sorted(present.items())]
         return skipped(NAME, "Not checked: without a verified signature there are no signed hashes to compare with.")
     try:
-        attested, ctx.attested_tokens = split_subjects(ctx.attestation.statement)
+        signed = ctx.attested()
     except VerificationError as exc:
         return failed(NAME, f"The signed statement's subjects cannot be used: {exc}")
+    assert signed is not None  # the attestation verified
+    attested, ctx.attested_tokens = signed.files, signed.tokens_sha256
     allow_unattested = ctx.policy.weights.allow_unattested_files
-    missing: list[str] = []
-    differ: list[str] = []
-    extra: list[str] = []
+    diff = diff_files(attested, {path: sha for path, (_, sha) in present.items()})
+    missing, differ, extra = diff.missing, diff.differ, diff.extra
     for path in sorted(set(attested) | set(present)):
         size, sha = present.get(path, (None, None))
-        signed = attested.get(path)
-        if sha is None:
+        if path in missing or path in differ:
             status = CheckStatus.FAIL
-            missing.append(path)
-        elif signed is None:
+        elif path in extra:
             status = CheckStatus.SKIP if allow_unattested else CheckStatus.FAIL
-            extra.append(path)
         else:
-            status = CheckStatus.PASS if sha == signed else CheckStatus.FAIL
-            if sha != signed:
-                differ.append(path)
-        ctx.files.append(FileCheck(path=path, size=size, sha256=sha, attested_sha256=signed, status=status))
+            status = CheckStatus.PASS
+        ctx.files.append(FileCheck(path=path, size=size, sha256=sha, attested_sha256=attested.get(path), status=status))
     problems = []
     if differ:
         problems.append(f"{len(differ)} file(s) differ from the signed hash: {_listing(differ)}")

@@ -31,7 +31,9 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UcError, UsageError, VerificationError
+from ..pack.deployed import require_model_directory
 from ..pack.manifest import MANIFEST_NAME
+from ..policy.levels import recorded_policy_name
 from ..safe_io import NotRegularFileError, read_input_file, sha256_regular_file
 from .attestation_age import check_attestation_age
 from .baseline_ratio import check_baseline_ratio
@@ -118,6 +120,8 @@ def _context(inputs: CheckInputs) -> CheckContext:
     manifest = pack_root / MANIFEST_NAME
     if not manifest.exists() and not manifest.is_symlink():
         raise UsageError(f"{pack_root} is not a pack: no {MANIFEST_NAME}")
+    if inputs.deployed is not None:  # a missing or unreadable served directory is a usage error, before any work
+        require_model_directory(Path(inputs.deployed))
     bundle_path = Path(inputs.bundle) if inputs.bundle else default_bundle_path(pack_root)
     bundle_bytes = read_input_file(bundle_path, "bundle", MAX_BUNDLE_BYTES)
     tokens_path = Path(inputs.tokens) if inputs.tokens else tokens_path_for_bundle(bundle_path)
@@ -196,7 +200,7 @@ def _results(ctx: CheckContext, expected_signer: SignerIdentity) -> Results:
             expires_at=predicate.expires_at if predicate else None,
             checked_at=ctx.now,
         ),
-        policy=PolicyRecord(name=ctx.policy.name, source=loaded.source, sha256=loaded.sha256, text=loaded.text),
+        policy=PolicyRecord(name=recorded_policy_name(ctx.policy.name, loaded.sha256), source=loaded.source, sha256=loaded.sha256, text=loaded.text),
         digests=Digests(
             bundle_sha256=hashlib.sha256(ctx.bundle_bytes).hexdigest(),
             pack_manifest_sha256=manifest_sha,

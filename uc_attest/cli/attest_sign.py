@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 
-from ..errors import UsageError
 from .common import evaluation_options
-from .verdict_options import load_cli_signing_key
+from .verdict_options import cli_key_reference
 
 
 @click.command("sign")
@@ -60,23 +58,13 @@ def sign_command(
     from ..attest.acceptance import SignOptions, sign_pack
     from ..evaluate.measure import resolve_device
 
-    if (key_path is None) == (not keyless):
-        raise UsageError("give exactly one of --key NAME.key or --sigstore")
-    if staging and not keyless:
-        raise UsageError("--staging only applies to --sigstore")
-    key = None
-    if key_path is not None:
-        key = load_cli_signing_key(key_path, allow_open_key_file)
-    if oms:
-        from ..attest.oms import require_oms_key
-
-        require_oms_key(key)  # before any work
     result = sign_pack(
         SignOptions(
             pack=pack,
-            key=key,
+            key=cli_key_reference(key_path, allow_open_key_file) if key_path is not None else None,
             keyless=keyless,
             staging=staging,
+            oms=oms,
             baseline=baseline,
             baseline_mismatch_reason=baseline_mismatch_reason,
             eval_text=eval_text,
@@ -90,9 +78,8 @@ def sign_command(
             device=resolve_device(device),
         )
     )
-    oms_path = _sign_oms(pack, key, result.bundle) if oms else None
     if as_json:
-        click.echo(json.dumps({**result.model_dump(mode="json"), "oms_signature": str(oms_path) if oms_path else None}, indent=2))
+        click.echo(json.dumps(result.model_dump(mode="json"), indent=2))
         return
     t = result.timings
     click.echo(f"signed by {result.signer}")
@@ -102,19 +89,8 @@ def sign_command(
     click.echo(f"time: verify {t.verify:.2f}s, evaluation {t.evaluation:.2f}s, signing {t.signing:.2f}s, total {t.total:.2f}s")
     click.echo(f"wrote {result.tokens}")
     click.echo(f"wrote {result.bundle}")
-    if oms_path is not None:
-        click.echo(f"wrote {oms_path} (OpenSSF model signing: the pack's files; check with model_signing verify key)")
-
-
-def _sign_oms(pack: Path, key: Any, bundle: Path) -> Path:
-    """The OMS signature, bound to the files the acceptance bundle just written attests."""
-    from ..attest.oms import sign_oms
-    from ..attest.paths import oms_path_for_bundle
-    from ..attest.subjects import split_subjects
-    from ..attest.verify import verify_bundle
-
-    attested, _ = split_subjects(verify_bundle(bundle, public_key=key.public_key()).statement)
-    return sign_oms(pack, key, oms_path_for_bundle(bundle), attested)
+    if result.oms_signature is not None:
+        click.echo(f"wrote {result.oms_signature} (OpenSSF model signing: the pack's files; check with model_signing verify key)")
 
 
 __all__ = ["sign_command"]

@@ -88,13 +88,16 @@ def parse_glob_rule(specs: tuple[str, ...], flag: str, name: str, low: int, high
 @click.option("--architecture", is_flag=True,
               help="also check the tensor set against the model config.json describes (imports transformers: seconds)")
 @click.option("--deployed", type=click.Path(path_type=Path),
-              help="also prove that the model directory DIR a serving engine loads holds exactly the pack's tensors, config and tokenizer")
+              help="also prove that the model directory DIR a serving engine loads holds exactly the pack's tensors and files, "
+                   "nothing else (a closed set: docs/DEPLOY.md)")
 def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, architecture: bool, deployed: Path | None) -> None:
     """Check every file hash and every reconstructed tensor of PACK (and, with --deployed, a served copy of it)."""
     from ..errors import VerificationError
-    from ..pack.deployed import verify_deployed
+    from ..pack.deployed import require_model_directory, verify_deployed
     from ..pack.verify import verify_pack
 
+    if deployed is not None:  # a missing or unreadable served directory: exit 2 before the pack is read
+        require_model_directory(deployed)
     try:
         verified = verify_pack(pack, progress=not quiet, workers=workers, architecture=architecture)
         report = verified.report
@@ -116,8 +119,8 @@ def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, arch
     failures = list(report.failures)
     if deployed_report is not None:
         click.echo(f"deployed  {deployed_report.tensors_matching}/{deployed_report.tensors_expected} attested tensors found in "
-                   f"{deployed} with their digests; config and tokenizer files "
-                   f"{'equal' if deployed_report.side_files_equal else 'NOT equal'}")
+                   f"{deployed} with their digests; the pack's other files "
+                   f"{'identical' if deployed_report.side_files_equal else 'NOT identical'}; every entry of the directory judged")
         failures += [f"deployed {failure}" for failure in deployed_report.failures]
     for failure in failures:
         click.echo(f"FAIL: {failure}")

@@ -19,18 +19,19 @@ def _prompt_pin() -> str:
     return str(click.prompt("PIN of the PKCS#11 token", hide_input=True, err=True))
 
 
-def load_cli_signing_key(ref: str, allow_open_key_file: bool) -> Any:
-    """The private key named on the command line (file or pkcs11: URI); prompts only on a terminal."""
-    from ..attest.key_reference import load_key_reference
+def cli_key_reference(ref: str, allow_open_key_file: bool) -> Any:
+    """The private key named on the command line (file or pkcs11: URI), not yet loaded; prompts only on a terminal."""
+    from ..attest.key_reference import KeyReference
     from .attest_keys import stdin_is_interactive
 
     interactive = stdin_is_interactive()
-    return load_key_reference(
-        ref,
-        passphrase_prompt=_prompt_passphrase if interactive else None,
-        pin_prompt=_prompt_pin if interactive else None,
-        allow_open_permissions=allow_open_key_file,
-    )
+    return KeyReference(ref, passphrase_prompt=_prompt_passphrase if interactive else None,
+                        pin_prompt=_prompt_pin if interactive else None, allow_open_permissions=allow_open_key_file)  # fmt: skip
+
+
+def load_cli_signing_key(ref: str, allow_open_key_file: bool) -> Any:
+    """The private key named on the command line (file or pkcs11: URI), loaded now."""
+    return cli_key_reference(ref, allow_open_key_file).load()
 
 
 def verdict_signing_options(function: Callable[..., Any]) -> Callable[..., Any]:

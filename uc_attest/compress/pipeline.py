@@ -19,12 +19,13 @@ from ..architecture import (
     classify,
     load_config,
 )
-from ..atomic import atomic_directory
-from ..model_files import model_files
-from ..errors import UnreadableInputError
+from ..atomic import atomic_directory, refuse_output_holding_inputs
+from ..model_files import LOADER_CONFIG_FILES, LOADER_TOKENIZER_FILES, model_files
+from ..errors import UnreadableInputError, UsageError
 from ..evaluate.source import SafetensorsSource
-from ..pack.manifest import CompressionInfo, ModelInfo, PackManifest, SourceInfo
-from ..pack.writer import CONFIG_FILES, TOKENIZER_FILES, PackWriter
+from ..safe_io import is_regular_file
+from ..pack.manifest import MANIFEST_NAME, CompressionInfo, ModelInfo, PackManifest, SourceInfo
+from ..pack.writer import PackWriter
 from .coding import add_datafree, codec_params, passthrough_tensor
 from .options import CompressOptions
 
@@ -36,15 +37,26 @@ def tensor_roles(source: SafetensorsSource, config) -> dict[str, TensorRole]:  #
 
 
 def copy_model_files(model_dir: Path, writer: PackWriter) -> list[str]:
+    """Every loader file of the source (config, generation config, tokenizer, chat template) into the pack, signed there.
+
+    What a served directory may hold beside the weights is exactly the pack's files (``--deployed``), so whatever
+    the source model ships for its loaders travels in the pack.
+    """
     tokenizer_files = []
-    for name in CONFIG_FILES:
+    for name in LOADER_CONFIG_FILES:
         if (model_dir / name).is_file():
             writer.copy_model_file(model_dir / name, "config")
-    for name in TOKENIZER_FILES:
+    for name in LOADER_TOKENIZER_FILES:
         if (model_dir / name).is_file():
             writer.copy_model_file(model_dir / name, "tokenizer")
             tokenizer_files.append(name)
     return tokenizer_files
+
+
+def require_previous_pack(target: Path) -> None:
+    """``--force`` replaces only a previous pack (a real directory with its manifest), never another directory."""
+    if target.is_symlink() or not target.is_dir() or not is_regular_file(target / MANIFEST_NAME):
+        raise UsageError(f"--force replaces only a previous pack, and {target} is not one (no {MANIFEST_NAME}); choose another output")
 
 
 def compress_model(
@@ -55,6 +67,9 @@ def compress_model(
     overwrite: bool = False,
 ) -> PackManifest:
     model_dir = Path(model_dir)
+    refuse_output_holding_inputs(Path(out), [model_dir])  # before any work: --force must never delete the source
+    if overwrite and (Path(out).exists() or Path(out).is_symlink()):
+        require_previous_pack(Path(out))
     source = SafetensorsSource(model_dir)
     try:
         config = load_config(model_dir / "config.json")
@@ -71,7 +86,7 @@ def compress_model(
             codec_params(key, role, options)
     calibration: dict[str, str | int | float | bool] = {}
     source_files = model_files(model_dir)  # the source's identity, recorded in the manifest (before any work)
-    with atomic_directory(out, overwrite=overwrite) as tmp:
+    with atomic_directory(out, overwrite=overwrite, inputs=[model_dir], replaceable=require_previous_pack) as tmp:
         writer = PackWriter(tmp, shard_bytes=options.shard_bytes)
         tokenizer_files = copy_model_files(model_dir, writer)
         if options.method == "calibrated":

@@ -1,25 +1,40 @@
-"""``--deployed DIR``: is the model directory a serving engine loads the pack's model?
+"""``--deployed DIR``: is the model directory a serving engine loads exactly the pack's model?
 
 A serving engine (vLLM, TGI, transformers) loads an ordinary Hugging Face
-directory, not the pack. This check reads every safetensors file of that
-directory once, front to back, in whatever sharding and order it comes, and
-hashes each tensor slot as it passes with the same digest the manifest
-records (domain, dtype, shape, little-endian bytes). A tensor stored in the
-manifest's dtype and shape therefore matches exactly when its bytes are the
-canonical reconstruction (or, for a passthrough tensor, the stored bytes).
+directory, not the pack, and it acts on more than the weights: the index says
+which shard files to read, tokenizer side files and chat templates change what
+the model is asked, a sub-directory can hold the weights an index points to.
+So the directory is a CLOSED set: every entry under DIR, recursively, is one of
 
-Files, by kind:
-  * ``*.safetensors``: every tensor must be one of the manifest's, once, with
-    its digest; every manifest tensor must appear. Each differing, missing,
-    duplicated or extra tensor is named.
-  * the pack's config and tokenizer files must be present and equal: the same
-    bytes, or, for JSON files a library rewrote (``save_pretrained``), the same
-    JSON value once the one key that only records the writer's version
-    (``transformers_version``) is set aside. The report says which rule held.
-  * weights in any format this check cannot read (``.bin``, ``.pt``, ``.gguf``
-    ...) fail it: an engine might load them instead.
-  * anything else (``model.safetensors.index.json``, a README) is listed as
-    not attested; an index only locates tensors, which are checked where they are.
+  * a tensor file (``*.safetensors`` at the top level): read once, front to
+    back, each tensor slot hashed as it passes with the manifest's digest
+    (domain, dtype, shape, little-endian bytes); every tensor must be one of
+    the manifest's, once, and every manifest tensor must appear. Each
+    differing, missing, duplicated or extra tensor is named;
+  * a file of the pack (its config, generation config, tokenizer files, chat
+    template: every pack file that is not a codec shard), byte-identical to
+    the attested one. Every such pack file must be present;
+  * the index ``model.safetensors.index.json``, parsed strictly: only
+    ``weight_map`` and ``metadata`` (``total_size``, ``total_parameters``);
+    it names exactly the set of checked shard files and maps every tensor to
+    the file that holds it;
+  * an inert file of :data:`INERT_FILES` (README, LICENSE, NOTICE,
+    ``.gitattributes``, and ``uc-export.json``, the marker ``uc export``
+    writes): no loader reads it.
+
+Anything else fails and is named: a sub-directory and everything in it, a
+symlink, a FIFO or device, weights this check cannot read (``.bin``,
+``.gguf`` ...), and any other file (``chat_template.jinja``,
+``added_tokens.json``, ``special_tokens_map.json``, ``generation_config.json``,
+``tokenizer.model``, ``vocab.json``, ``preprocessor_config.json``, ``*.py``
+...) that is not a file of the pack. What a vendor wants served belongs in
+the pack, where the signature covers it (``uc compress`` copies the loader
+files of :data:`uc_attest.model_files.LOADER_FILES`; ``uc export`` writes them).
+
+Which shard files a loader reads must not be ambiguous either: without an
+index the only shard is ``model.safetensors``; with several shards there is an
+index and no shard is called ``model.safetensors`` (transformers reads that
+file alone when it exists, and the index not at all).
 
 Memory: one read buffer, whatever the model's size.
 """
@@ -28,27 +43,37 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from ..codec.canonical import digest_header
+from ..digests import diff_files
 from ..errors import UnreadableInputError, UsageError
-from ..safe_io import open_regular_fd, read_regular_file
-from .reader import Pack, read_pack_file
+from ..safe_io import open_regular_fd, read_regular_file, sha256_regular_file
+from .export import EXPORT_MARKER, INDEX_NAME, SINGLE_SHARD_NAME
+from .reader import Pack
 from .safetensors_strict import SafetensorsFormatError, parse_header, read_header_length
 from .stream_verify import CHUNK_BYTES, SAFETENSORS_DTYPE
 from .strict_json import loads_strict
 
 UNCHECKABLE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".gguf", ".ggml", ".h5", ".msgpack", ".npz", ".onnx", ".pkl", ".pickle")
-VERSION_ONLY_KEYS = frozenset({"transformers_version"})
-MAX_SIDE_FILE_BYTES = 256 << 20
-_PASSING = ("tensors-checked", "identical", "equal-json", "not-attested")
+INERT_FILES = frozenset({"README", "README.md", "README.txt", "LICENSE", "LICENSE.md", "LICENSE.txt", "NOTICE", "NOTICE.md",
+                         "NOTICE.txt", ".gitattributes", EXPORT_MARKER})  # fmt: skip
+"""The allow-list of files no model loader reads (docs/DEPLOY.md), ``uc export``'s own marker among them; everything
+else is evidence or a failure."""
+INDEX_METADATA_KEYS = frozenset({"total_size", "total_parameters"})
+MAX_INDEX_BYTES = 64 << 20
+_PASSING = ("tensors-checked", "index-checked", "identical", "inert")
 
 TensorStatus = Literal["differs", "missing", "extra", "duplicate"]
-FileStatus = Literal["tensors-checked", "identical", "equal-json", "differs", "missing", "unreadable", "uncheckable-weights", "not-attested"]
+FileStatus = Literal["tensors-checked", "index-checked", "identical", "inert", "differs", "missing", "unreadable",
+                     "uncheckable-weights", "unexpected", "index-invalid"]  # fmt: skip
+FileKind = Literal["weights", "index", "pack-file", "inert", "other"]
 
 
 class DeployedTensorFinding(BaseModel):
@@ -60,13 +85,13 @@ class DeployedTensorFinding(BaseModel):
 
 class DeployedFile(BaseModel):
     path: str
-    kind: Literal["weights", "config-or-tokenizer", "other"]
+    kind: FileKind
     status: FileStatus
     detail: str = ""
 
 
 class DeployedReport(BaseModel):
-    """The outcome of ``--deployed``: counts, every finding by name, and every file with its status."""
+    """The outcome of ``--deployed``: counts, every finding by name, and every entry of the directory with its status."""
 
     directory: str
     ok: bool
@@ -79,8 +104,8 @@ class DeployedReport(BaseModel):
 
     @property
     def side_files_equal(self) -> bool:
-        """Every config and tokenizer file of the pack is present and equal (shards and unattested files aside)."""
-        return all(f.status in ("identical", "equal-json") for f in self.files if f.kind == "config-or-tokenizer")
+        """Every non-weight file of the pack is present and byte-identical (shards and other entries aside)."""
+        return all(f.status == "identical" for f in self.files if f.kind == "pack-file")
 
     @property
     def failures(self) -> list[str]:
@@ -168,66 +193,165 @@ def _check_shard(path: Path, tally: _TensorTally, buffer: bytearray) -> tuple[in
         os.close(fd)
 
 
-def _json_equal_apart_from_version(a: bytes, b: bytes, name: str) -> bool:
-    try:
-        left, right = loads_strict(a, name), loads_strict(b, name)
-    except UnreadableInputError:
-        return False
-    if isinstance(left, dict) and isinstance(right, dict):
-        left = {k: v for k, v in left.items() if k not in VERSION_ONLY_KEYS}
-        right = {k: v for k, v in right.items() if k not in VERSION_ONLY_KEYS}
-    return left == right
+def _unexpected(path: str, detail: str, kind: FileKind = "other") -> DeployedFile:
+    return DeployedFile(path=path, kind=kind, status="unexpected", detail=detail)
 
 
-def _check_side_file(pack: Pack, directory: Path, path: str) -> DeployedFile:
-    """A config or tokenizer file of the pack against the deployed directory's copy."""
-    entry = pack.manifest.file(path)
-    attested, problems = read_pack_file(pack, entry)
-    if problems or attested is None:
-        return DeployedFile(path=path, kind="config-or-tokenizer", status="unreadable", detail=f"the pack's own copy fails: {problems[0] if problems else 'unreadable'}")
-    target = directory / path
-    if not target.exists() and not target.is_symlink():
-        return DeployedFile(path=path, kind="config-or-tokenizer", status="missing", detail="the pack has it, the deployed directory does not")
+def _entry_kind(path: Path) -> str:
+    """``dir``, ``file``, ``symlink`` or ``special``, from ``lstat`` (never follows a link, never opens)."""
+    mode = path.lstat().st_mode
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    return "file" if stat.S_ISREG(mode) else "special"
+
+
+def _nested_entries(directory: Path, rel: str) -> list[DeployedFile]:
+    """A sub-directory and everything in it, each named: loaders read files in sub-directories an index points to."""
+    out = [_unexpected(rel + "/", "a sub-directory: not part of the attested model (an index or a loader may read files in it)")]
     try:
-        deployed = read_regular_file(target, MAX_SIDE_FILE_BYTES)
+        children = sorted(os.scandir(directory), key=lambda e: e.name)
     except OSError as exc:
-        return DeployedFile(path=path, kind="config-or-tokenizer", status="unreadable", detail="is a symlink" if target.is_symlink() else str(exc))
-    if deployed == attested:
-        return DeployedFile(path=path, kind="config-or-tokenizer", status="identical")
-    if path.endswith(".json") and _json_equal_apart_from_version(bytes(attested), bytes(deployed), path):
-        return DeployedFile(path=path, kind="config-or-tokenizer", status="equal-json", detail="same JSON value, other bytes (only transformers_version may differ)")
-    return DeployedFile(path=path, kind="config-or-tokenizer", status="differs", detail="differs from the pack's attested copy")
+        return out + [DeployedFile(path=rel + "/", kind="other", status="unreadable", detail=str(exc.strerror or exc))]
+    for child in children:
+        child_rel = f"{rel}/{child.name}"
+        if child.is_dir(follow_symlinks=False):
+            out += _nested_entries(Path(child.path), child_rel)
+        else:
+            out.append(_unexpected(child_rel, "inside a sub-directory: not part of the attested model"))
+    return out
 
 
-def verify_deployed(pack: Pack, directory: str | os.PathLike[str]) -> DeployedReport:
-    """Check a deployed model directory against the pack (see the module docstring)."""
+def _check_pack_files(root: Path, expected: Mapping[str, str], names: list[str]) -> list[DeployedFile]:
+    """The pack's non-weight files against their attested SHA-256: present, byte-identical, nothing missing."""
+    present: dict[str, str] = {}
+    out: list[DeployedFile] = []
+    for name in names:
+        try:
+            present[name] = sha256_regular_file(root / name, follow_symlinks=False)[1]
+        except OSError as exc:  # a symlink, FIFO or device: refused, never read
+            out.append(DeployedFile(path=name, kind="pack-file", status="unreadable", detail=str(exc.strerror or exc)))
+    refused = {f.path for f in out}
+    diff = diff_files({n: d for n, d in expected.items() if n not in refused}, present)
+    for name in diff.missing:
+        out.append(DeployedFile(path=name, kind="pack-file", status="missing", detail="the pack has it, the deployed directory does not"))
+    for name in diff.differ:
+        out.append(DeployedFile(path=name, kind="pack-file", status="differs", detail="differs from the pack's attested copy"))
+    for name in sorted(set(present) - set(diff.differ)):
+        out.append(DeployedFile(path=name, kind="pack-file", status="identical"))
+    return out
+
+
+def _index_problem(path: Path, shards: set[str], holder: Mapping[str, str]) -> str | None:
+    """Why the index is not exactly the checked shards and the tensors they hold (None when it is)."""
+    try:
+        data = loads_strict(bytes(read_regular_file(path, MAX_INDEX_BYTES, follow_symlinks=False)), INDEX_NAME)
+    except (OSError, UnreadableInputError) as exc:
+        return str(getattr(exc, "strerror", None) or exc)
+    if not isinstance(data, dict) or "weight_map" not in data or set(data) - {"weight_map", "metadata"}:
+        return "not an index: an object of weight_map and metadata only"
+    metadata, weight_map = data.get("metadata", {}), data["weight_map"]
+    if not isinstance(metadata, dict) or set(metadata) - INDEX_METADATA_KEYS or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in metadata.values()
+    ):
+        return f"metadata may hold only {', '.join(sorted(INDEX_METADATA_KEYS))} (non-negative integers)"
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        return "weight_map is not an object of tensor name -> shard file"
+    named = set(weight_map.values())
+    if named - shards:
+        return f"names {sorted(named - shards)[0]}, which is not a checked shard file of the directory"
+    if shards - named:
+        return f"does not name the shard {sorted(shards - named)[0]}: a loader would skip its tensors"
+    for tensor, file in sorted(weight_map.items()):
+        if holder.get(tensor) != file:
+            where = f"held by {holder[tensor]}" if tensor in holder else "in no shard"
+            return f"maps {tensor} to {file}, but it is {where}"
+    unmapped = sorted(set(holder) - set(weight_map))
+    if unmapped:
+        return f"does not map {unmapped[0]}, held by {holder[unmapped[0]]}"
+    return None
+
+
+def _shard_layout_problem(shards: set[str], has_index: bool) -> str | None:
+    """Which shard files a loader reads must not depend on the loader (see the module docstring)."""
+    if not has_index and shards and shards != {SINGLE_SHARD_NAME}:
+        return f"without {INDEX_NAME} the only shard must be {SINGLE_SHARD_NAME}; loaders differ in which of these they read"
+    if len(shards) > 1 and SINGLE_SHARD_NAME in shards:
+        return f"{SINGLE_SHARD_NAME} beside other shards: transformers reads it alone and ignores the index"
+    return None
+
+
+def verify_deployed(pack: Pack, directory: str | os.PathLike[str], attested_files: Mapping[str, str] | None = None) -> DeployedReport:
+    """Check a deployed model directory against the pack (see the module docstring).
+
+    ``attested_files`` is the signed ``{pack path: sha256}`` when there is a
+    verified attestation (``attest check``); without it (``uc verify``) the
+    digests of the verified manifest are the reference.
+    """
     started = time.perf_counter()
     root = Path(directory)
-    if root.is_symlink() or not root.is_dir():
-        raise UsageError(f"no such model directory: {root}" if not root.exists() else f"{root} is not a directory (or is a symlink)")
+    require_model_directory(root)
     tally = _TensorTally(pack)
-    side = {f.path for f in pack.manifest.files if f.role not in ("codec", "passthrough")}
+    reference = attested_files if attested_files is not None else {f.path: f.sha256 for f in pack.manifest.files}
+    expected = {f.path: reference.get(f.path, "") for f in pack.manifest.files if f.role not in ("codec", "passthrough")}
     files: list[DeployedFile] = []
-    buffer = bytearray(CHUNK_BYTES)
-    bytes_read = 0
+    pack_names: list[str] = []
+    shards: list[Path] = []
+    index: Path | None = None
     for path in sorted(root.iterdir()):
-        name = path.name
-        if name in side:
-            continue
-        if name.endswith(".safetensors"):
-            got, problem = _check_shard(path, tally, buffer)
-            bytes_read += got
-            files.append(DeployedFile(path=name, kind="weights", status="unreadable", detail=problem) if problem else DeployedFile(path=name, kind="weights", status="tensors-checked"))
+        name, kind = path.name, _entry_kind(path)
+        if kind == "dir":
+            files += _nested_entries(path, name)
+        elif name in expected:
+            pack_names.append(name)
+        elif name.endswith(".safetensors"):
+            shards.append(path)  # a symlink or FIFO is refused when it is opened, and named
+        elif name == INDEX_NAME and kind == "file":
+            index = path
         elif name.lower().endswith(UNCHECKABLE_WEIGHT_SUFFIXES):
             files.append(DeployedFile(path=name, kind="weights", status="uncheckable-weights", detail="weights in a format this check cannot read; an engine might load them"))
+        elif kind != "file":
+            files.append(DeployedFile(path=name, kind="other", status="unreadable", detail=f"a {kind}: not part of the attested model"))
+        elif name in INERT_FILES:
+            files.append(DeployedFile(path=name, kind="inert", status="inert", detail="on the allow-list of files no loader reads"))
         else:
-            files.append(DeployedFile(path=name, kind="other", status="not-attested", detail="not part of the pack; not checked"))
-    for name in sorted(side):
-        files.append(_check_side_file(pack, root, name))
+            files.append(_unexpected(name, "not a file of the attested pack: a loader may read it (serve it by putting it in the pack)"))
+    files += _check_pack_files(root, expected, pack_names)
+    buffer = bytearray(CHUNK_BYTES)
+    bytes_read = 0
+    checked: set[str] = set()
+    for path in shards:
+        got, problem = _check_shard(path, tally, buffer)
+        bytes_read += got
+        if problem:
+            files.append(DeployedFile(path=path.name, kind="weights", status="unreadable", detail=problem))
+        else:
+            checked.add(path.name)
+            files.append(DeployedFile(path=path.name, kind="weights", status="tensors-checked"))
+    layout = _shard_layout_problem({p.name for p in shards}, index is not None)
+    if layout is not None:
+        files.append(DeployedFile(path=INDEX_NAME, kind="index", status="index-invalid", detail=layout))
+    if index is not None:
+        problem = _index_problem(index, checked, tally.seen)
+        files.append(DeployedFile(path=INDEX_NAME, kind="index", status="index-invalid", detail=problem) if problem
+                     else DeployedFile(path=INDEX_NAME, kind="index", status="index-checked"))  # fmt: skip
     for name in tally.expected:
         if name not in tally.seen:
             tally.finding(name, "missing", None, "attested tensor not found in any safetensors file of the directory")
+    files.sort(key=lambda f: f.path)
     ok = not tally.findings and all(f.status in _PASSING for f in files)
     return DeployedReport(directory=str(root), ok=ok, tensors_expected=len(tally.expected), tensors_matching=tally.matching,
                           findings=tally.findings, files=files, bytes_read=bytes_read,
                           seconds=time.perf_counter() - started)  # fmt: skip
+
+
+def require_model_directory(root: Path) -> None:
+    """A usage error (exit 2) unless ``root`` is a readable directory; called before any work."""
+    if root.is_symlink() or not root.is_dir():
+        raise UsageError(f"no such model directory: {root}" if not root.exists() else f"{root} is not a directory (or is a symlink)")
+    try:
+        with os.scandir(root):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot read the model directory {root}: {exc.strerror or exc}") from None

@@ -13,6 +13,11 @@ Memory stays bounded: the output's shard layout comes from the manifest alone
 written header first and then tensor by tensor, and a quantized tensor is
 rebuilt a group of rows at a time (as in ``uc verify``). Nothing appears at the
 output path until everything is written (:func:`atomic_directory`).
+
+The output never holds an input: a directory that is or contains the pack is
+refused, and ``--force`` replaces only a previous export, recognised by the
+marker :data:`EXPORT_MARKER` it writes (what it wrote, file by file) and
+holding nothing else, so that a pack or a key beside it is never deleted.
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..atomic import atomic_directory
+from ..atomic import atomic_directory, refuse_output_holding_inputs
 from ..codec.canonical import digest_header, little_endian_bytes, reconstruct_array
-from ..errors import UsageError, VerificationError
-from ..safe_io import open_regular_fd
+from ..errors import UcError, UsageError, VerificationError
+from ..safe_io import open_regular_fd, read_regular_file
 from .manifest import PassthroughStorage, QuantizedStorage, TensorEntry
 from .reader import Pack, open_pack, read_pack_file
 from .safetensors_strict import (
@@ -41,12 +47,15 @@ from .safetensors_strict import (
     read_header_length,
 )
 from .stream_verify import SAFETENSORS_DTYPE, _rows_per_group
+from .strict_json import loads_strict
 
 DEFAULT_SHARD_BYTES = 2 << 30
 DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F64": 8, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 COPY_CHUNK = 8 << 20
 SINGLE_SHARD_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
+EXPORT_MARKER = "uc-export.json"
+MAX_MARKER_BYTES = 16 << 20
 
 
 class ExportedFile(BaseModel):
@@ -57,12 +66,34 @@ class ExportedFile(BaseModel):
 
 
 class ExportReport(BaseModel):
-    """What ``uc export`` wrote: every file with its SHA-256, and the pack it came from."""
+    """What ``uc export`` wrote: every file with its SHA-256, and the pack it came from.
 
+    The same object is written into the output as :data:`EXPORT_MARKER`, which is how ``--force`` recognises a
+    previous export (and nothing else) as replaceable.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["uc-export"] = "uc-export"
     pack_manifest_sha256: str
     files: list[ExportedFile]
     tensors: int
     tensor_bytes: int
+
+
+def require_previous_export(target: Path) -> None:
+    """``--force`` replaces only a previous ``uc export``: a real directory with its marker and only the files it lists."""
+    refusal = f"--force replaces only a previous uc export, and {target} is not one"
+    if target.is_symlink() or not target.is_dir():
+        raise UsageError(f"{refusal}: not a directory")
+    try:
+        marker = ExportReport.model_validate(loads_strict(bytes(read_regular_file(target / EXPORT_MARKER, MAX_MARKER_BYTES)), EXPORT_MARKER))
+    except (OSError, UcError, ValidationError):
+        raise UsageError(f"{refusal} (no readable {EXPORT_MARKER}); remove it yourself or choose another output") from None
+    listed = {f.path for f in marker.files} | {EXPORT_MARKER}
+    others = sorted(entry.name for entry in os.scandir(target) if entry.name not in listed or entry.is_dir(follow_symlinks=False))
+    if others:
+        raise UsageError(f"{refusal}: it also holds {others[0]}, which the export did not write; remove it yourself or choose another output")
 
 
 def tensor_nbytes(entry: TensorEntry) -> int:
@@ -249,13 +280,14 @@ def export_pack(pack_path: str | os.PathLike[str], out: str | os.PathLike[str], 
         raise UsageError("the shard size must be positive")
     if Path(out).resolve().is_relative_to(pack.root.resolve()):
         raise UsageError(f"{out} is inside the pack; export next to it")
+    refuse_output_holding_inputs(Path(out), [pack.root])
     shards = plan_shards(pack.manifest.tensors, max_shard_bytes)
     names = shard_names(len(shards))
     metadata = {"format": "pt", "uc_attest_pack_manifest_sha256": pack.manifest_sha256}
     reader = _PackReader(pack)
     files: list[ExportedFile] = []
     try:
-        with atomic_directory(out, overwrite=overwrite) as tmp:
+        with atomic_directory(out, overwrite=overwrite, inputs=[pack.root], replaceable=require_previous_export) as tmp:
             files += _copy_model_files(pack, tmp)
             bar = _progress(len(shards), progress)
             for name, entries in zip(names, shards, strict=True):
@@ -264,10 +296,12 @@ def export_pack(pack_path: str | os.PathLike[str], out: str | os.PathLike[str], 
             bar.close()
             if len(shards) > 1:
                 files.append(_write_index(tmp, names, shards))
+            report = ExportReport(pack_manifest_sha256=pack.manifest_sha256, files=files, tensors=len(pack.manifest.tensors),
+                                  tensor_bytes=sum(tensor_nbytes(t) for t in pack.manifest.tensors))  # fmt: skip
+            (tmp / EXPORT_MARKER).write_text(report.model_dump_json(indent=2) + "\n")
     finally:
         reader.close()
-    return ExportReport(pack_manifest_sha256=pack.manifest_sha256, files=files, tensors=len(pack.manifest.tensors),
-                        tensor_bytes=sum(tensor_nbytes(t) for t in pack.manifest.tensors))  # fmt: skip
+    return report
 
 
 def _write_index(target: Path, names: list[str], shards: list[list[TensorEntry]]) -> ExportedFile:

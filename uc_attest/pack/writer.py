@@ -36,22 +36,6 @@ from .strict_json import dumps_canonical
 
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
 
-CONFIG_FILES = ("config.json", "generation_config.json")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.json",
-    "vocab.txt",
-    "merges.txt",
-    "tokenizer.model",
-    "spiece.model",
-    "chat_template.jinja",
-    "chat_template.json",
-)
-
-
 def sha256_file(path: Path) -> str:
     return sha256_regular_file(path)[1]
 
@@ -160,4 +144,4 @@ class PackWriter:
         return manifest
 
 
-__all__ = ["PackWriter", "atomic_directory", "sha256_file", "CONFIG_FILES", "TOKENIZER_FILES"]
+__all__ = ["PackWriter", "atomic_directory", "sha256_file"]
