@@ -73,6 +73,7 @@ class ReportView:
     report_id: str
     metadata: dict[str, str] = field(default_factory=dict)
     verdict_signature: Any = None  # a verdict_signature.VerdictSignatureView: signed by whom, or UNSIGNED
+    probe: Any = None  # a probe_view.ProbeView for the results of attest probe
 
 
 def _signing_time_note(r: Results) -> str:
@@ -348,6 +349,7 @@ def build_view(
     names: dict[str, str],
 ) -> ReportView:
     """Assemble the :class:`ReportView`; ``names`` maps 'bundle'/'results'/'policy' to attachment names."""
+    from .probe_view import probe_view
     from .verdict_signature import describe_verdict_signature
 
     passed = r.verdict is Verdict.PASS
@@ -420,4 +422,5 @@ def build_view(
         report_id=report_id,
         metadata=metadata,
         verdict_signature=describe_verdict_signature(attachments),
+        probe=probe_view(r),
     )
