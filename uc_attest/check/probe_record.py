@@ -9,9 +9,10 @@ the tolerance, and what the probe proves (behaviour, not bytes).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PROBE_PROVES: str = (
     "A probe shows how the endpoint behaves on the attested evaluation windows: the log-probabilities it returns "
@@ -73,6 +74,27 @@ class ProbeRecord(_Model):
     total_tolerance: float
     max_share_outside: float
     min_windows: int
+
+    @model_validator(mode="after")
+    def _follows_from_the_windows(self) -> ProbeRecord:
+        """Every derived figure must be what the windows' NLLs give: a hand-edited NLL, shift or list is refused."""
+        tokens = self.seq_len - 1
+        indexes = [w.index for w in self.windows]
+        if len(set(indexes)) != len(indexes) or any(i >= self.windows_signed for i in indexes):
+            raise ValueError("probe.windows: indexes must be unique and below windows_signed")
+        for w in self.windows:
+            if w.difference_per_token != (w.served_nll - w.signed_nll) / tokens:
+                raise ValueError(f"probe window {w.index}: difference_per_token is not (served_nll - signed_nll) / {tokens}")
+            if w.within_tolerance != (abs(w.difference_per_token) <= self.window_tolerance):
+                raise ValueError(f"probe window {w.index}: within_tolerance contradicts window_tolerance")
+        if self.windows_outside != [w.index for w in self.windows if not w.within_tolerance]:
+            raise ValueError("probe.windows_outside is not the list of windows outside the tolerance")
+        if self.windows:
+            signed = math.exp(math.fsum(w.signed_nll for w in self.windows) / (tokens * len(self.windows)))
+            served = math.exp(math.fsum(w.served_nll for w in self.windows) / (tokens * len(self.windows)))
+            if (self.signed_perplexity, self.served_perplexity, self.perplexity_relative_difference) != (signed, served, served / signed - 1.0):
+                raise ValueError("probe perplexities do not follow from the windows' NLLs")
+        return self
 
 
 __all__ = ["PROBE_PROVES", "ProbeLimits", "ProbeRecord", "ProbeWindow"]

@@ -32,7 +32,7 @@ from typing import Any
 
 from ..check.context import CheckContext, CheckInputs
 from ..check.probe_record import ProbeLimits, ProbeRecord
-from ..check.results import CheckResult, CheckStatus, Results
+from ..check.results import CheckResult, CheckStatus, Results, SignerIdentity
 from ..policy.model import ProbePolicy
 from .api import API_NAMES, ApiName, Scored, offers, request_body, score
 from .client import ClientLimits, EndpointError, EndpointRejected, ProbeClient
@@ -103,7 +103,7 @@ def run_probe(inputs: ProbeInputs) -> ProbeOutcome:
     else:
         record, checks = _probe(ctx, client, inputs)
         ctx.checks += checks
-    results = build_results(ctx, expected_signer)
+    results = build_results(ctx, SignerIdentity(**expected_signer.model_dump(), verified=False))
     if record is not None:
         results = Results.model_validate({**results.model_dump(), "probe": record.model_dump()})
     return ProbeOutcome(results=results, bundle_bytes=ctx.bundle_bytes)
