@@ -66,8 +66,8 @@ class ProbeOutcome:
     bundle_bytes: bytes
 
 
-def _result(name: str, status: CheckStatus, summary: str, details: dict[str, Any] | None = None) -> CheckResult:
-    return CheckResult(name=name, title=TITLES[name], status=status, required=True, summary=summary, details=details or {})
+def _result(name: str, status: CheckStatus, summary: str, details: dict[str, Any] | None = None, required: bool = True) -> CheckResult:
+    return CheckResult(name=name, title=TITLES[name], status=status, required=required, summary=summary, details=details or {})
 
 
 def attestation_steps() -> list[Callable[[CheckContext], CheckResult | None]]:
@@ -99,7 +99,8 @@ def run_probe(inputs: ProbeInputs) -> ProbeOutcome:
     record = None
     if ctx.failed() or ctx.token_ids is None or ctx.verified is None:
         why = "Not probed: an attestation check above failed, so there is nothing trustworthy to compare the endpoint with."
-        ctx.checks += [_result(TOKENS_CHECK, CheckStatus.SKIP, why), _result(BEHAVIOUR_CHECK, CheckStatus.SKIP, why)]
+        required = ctx.policy.probe.required
+        ctx.checks += [_result(TOKENS_CHECK, CheckStatus.SKIP, why, required=required), _result(BEHAVIOUR_CHECK, CheckStatus.SKIP, why, required=required)]
     else:
         record, checks = _probe(ctx, client, inputs)
         ctx.checks += checks
@@ -239,15 +240,16 @@ def _probe(ctx: CheckContext, client: ProbeClient, inputs: ProbeInputs) -> tuple
     how = f"{len(chosen)} windows sent as token ids ({session.api})"
     if ids_equal and tokenizer_equal:
         tokens = _result(TOKENS_CHECK, CheckStatus.PASS, f"{how}: every scored position is the attested token id; {len(text_windows)} windows sent as "
-                                                          "text were tokenised by the endpoint exactly as by the pack's tokenizer.")  # fmt: skip
+                                                          "text were tokenised by the endpoint exactly as by the pack's tokenizer.", required=policy.required)  # fmt: skip
     else:
         what = "the endpoint does not score the attested token ids" if not ids_equal else "the endpoint's tokenizer is not the pack's"
-        tokens = _result(TOKENS_CHECK, CheckStatus.FAIL, f"{how}: {what}: {mismatches[0]}" + (f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""))
+        more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
+        tokens = _result(TOKENS_CHECK, CheckStatus.FAIL, f"{how}: {what}: {mismatches[0]}{more}", required=policy.required)
     unscored = len(chosen) - len(pairs)
     summary = verdict.summary + (f" {unscored} windows could not be scored (their tokens differ)." if unscored else "")
     behaviour = _result(BEHAVIOUR_CHECK, CheckStatus.PASS if verdict.ok and not unscored else CheckStatus.FAIL,
                         summary + " This shows behaviour on the attested windows, not which bytes the endpoint loaded.",
-                        {"windows_outside": ",".join(str(i) for i in verdict.outside)})  # fmt: skip
+                        {"windows_outside": ",".join(str(i) for i in verdict.outside)}, required=policy.required)  # fmt: skip
     return record, [tokens, behaviour]
 
 
