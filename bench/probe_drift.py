@@ -7,7 +7,7 @@ transformers) serving ``uc export``'s directory:
 
 * ``bf16``: the same weights, bfloat16 compute (``dtype=auto``): another kernel;
 * ``float32``: the same weights, float32 compute, whole model at once;
-* ``4-bit``: another quantisation of the same model (data-free, 4 bits);
+* ``original``: the same model unquantised (the bf16 source weights): another quantisation;
 * ``perturbed``: the export with one tensor scaled by 1.02 (``model.layers.10.mlp.down_proj.weight``).
 
 Prints, per variant, the largest and median per-window shift (nats per
@@ -44,21 +44,20 @@ def prepare(work: Path, windows: int) -> dict[str, Path]:
 
     model = materialize_smollm2(ROOT / "build" / "models" / "smollm2-135m")
     work.mkdir(parents=True, exist_ok=True)
-    pack, other = work / "smollm2-5bit.ucpack", work / "smollm2-4bit.ucpack"
+    pack = work / "smollm2-5bit.ucpack"
     if not pack.exists():
+        started = time.perf_counter()
         compress_model(model, pack, CompressOptions(method="datafree", bits=5, block_size=64, source_note=SOURCE_NOTE), progress=False)
-    if not other.exists():
-        compress_model(model, other, CompressOptions(method="datafree", bits=4, block_size=64, source_note=SOURCE_NOTE), progress=False)
+        print(f"compressed in {time.perf_counter() - started:.1f} s", flush=True)
     key = generate_private_key(Algorithm.P256)
     (work / "vendor.pub").write_bytes(public_key_pem(key.public_key()))
     started = time.perf_counter()
     sign_pack(SignOptions(pack=pack, key=key, seq_len=512, max_windows=windows, progress=False))
     print(f"signed {windows} windows in {time.perf_counter() - started:.1f} s", flush=True)
-    served = {"served": work / "served", "4-bit": work / "served-4bit", "perturbed": work / "served-perturbed"}
-    for name, source in (("served", pack), ("4-bit", other)):
-        if served[name].exists():
-            shutil.rmtree(served[name])
-        export_pack(source, served[name])
+    served = {"served": work / "served", "original": model, "perturbed": work / "served-perturbed"}
+    if served["served"].exists():
+        shutil.rmtree(served["served"])
+    export_pack(pack, served["served"])
     if served["perturbed"].exists():
         shutil.rmtree(served["perturbed"])
     shutil.copytree(served["served"], served["perturbed"])
@@ -102,7 +101,7 @@ def probe(url: str, pack: Path, work: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--windows", type=int, default=16)
+    parser.add_argument("--windows", type=int, default=12)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench" / "probe")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -110,7 +109,7 @@ def main() -> None:
     from uc_attest.probe.serve_reference import ReferenceEngine, make_server
 
     paths = prepare(args.work, args.windows)
-    variants = [("bf16", "served", "bfloat16"), ("float32", "served", "float32"), ("4-bit", "4-bit", "bfloat16"), ("perturbed", "perturbed", "bfloat16")]
+    variants = [("bf16", "served", "bfloat16"), ("float32", "served", "float32"), ("original", "original", "bfloat16"), ("perturbed", "perturbed", "bfloat16")]
     table: dict[str, dict[str, object]] = {}
     for label, directory, dtype in variants:
         engine = ReferenceEngine(paths[directory], dtype=dtype, name="smollm2")
