@@ -66,7 +66,6 @@ def prepare(work: Path, windows: int) -> dict[str, Path]:
 
 
 def _scale_tensor(directory: Path, name: str, factor: float) -> None:
-    import torch
     from safetensors.torch import load_file, save_file
 
     path = directory / "model.safetensors"
