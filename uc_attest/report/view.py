@@ -188,7 +188,8 @@ def _perplexity(r: Results) -> tuple[list[Row], str, str | None, str]:
     if mea:
         rows.append(Row("Figure measured here", _num(mea.perplexity), note=f"exact: {mea.perplexity_hex}"))
     else:
-        rows.append(Row("Figure measured here", "not re-measured", note="the policy does not ask for a re-measurement"))
+        why = "attest probe: the endpoint's figure is in section 2a" if r.probe is not None else "the policy does not ask for a re-measurement"
+        rows.append(Row("Figure measured here", "not re-measured", note=why))
     if att and mea:
         if p.bit_identical:
             rows.append(Row("Difference", "none: identical bit for bit"))
