@@ -290,7 +290,12 @@ def test_signed_verdict_and_report_of_a_probe_verify_and_a_forged_probe_section_
     with serving(served_bf16) as url:
         rc, out, err, _results = probe(delivery, url, tmp_path, "--report", tmp_path / "report.pdf", "--sign-key", tmp_path / "customer.key")
     assert rc == 0, out + err
-    assert (tmp_path / "results.vsa.sigstore.json").is_file()
+    vsa = json.loads((tmp_path / "results.vsa.sigstore.json").read_text())
+    import base64
+
+    predicate = json.loads(base64.b64decode(vsa["dsseEnvelope"]["payload"]))["predicate"]
+    assert predicate["verifier"]["id"] == "https://uc-attest.dev/attest-probe"  # never mistaken for an attest check of the bytes
+    assert predicate["verifiedLevels"] == ["UC_ATTEST_POLICY_DEFAULT_ENDPOINT_PROBE"]
     rc, out, err = attest("verify-report", tmp_path / "report.pdf", "--key", delivery / "vendor.pub", "--customer-key", tmp_path / "customer.pub")
     assert rc == 0 and out.strip().splitlines()[-1] == "REPORT: VERIFIED", out + err
     forged = json.loads((tmp_path / "results.json").read_text())
