@@ -2,8 +2,10 @@
 
 The served directory is ``uc export``'s output computed in bfloat16 (the
 signed measurement is float32 compute): another kernel, the same weights,
-which must PASS under the shipped default policy; the same export with one
-tensor scaled by 1.1 must FAIL and name its windows.
+which must PASS under the shipped default policy; the unquantised original
+model behind the same endpoint (another quantisation) must FAIL. A small
+perturbation of one tensor (x1.02) stays inside bf16 kernel drift on this
+model (bench/probe_drift.py, docs/RESULTS.md): a probe sees behaviour only.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "probe"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attest"))
@@ -36,7 +36,7 @@ def _probe(url: str, pack: Path, bundle: Path, vendor: Path, out: Path) -> tuple
     return result.rc, result.out + result.err, json.loads(out.read_text())
 
 
-def test_probe_of_the_served_demo_pack_passes_and_a_perturbed_copy_fails(smollm2_pack: Path, tmp_path: Path) -> None:
+def test_probe_of_the_served_demo_pack_passes_and_the_unquantised_original_fails(smollm2_pack: Path, smollm2_dir: Path, tmp_path: Path) -> None:
     pack = tmp_path / "smollm2.ucpack"
     shutil.copytree(smollm2_pack, pack)
     key = generate_private_key(Algorithm.P256)
@@ -52,13 +52,8 @@ def test_probe_of_the_served_demo_pack_passes_and_a_perturbed_copy_fails(smollm2
     assert probe["api"] == "prompt_logprobs" and len(probe["windows"]) == 12 and probe["tokens_equal"] and probe["tokenizer_equal"]
     assert max(abs(w["difference_per_token"]) for w in probe["windows"]) < probe["window_tolerance"]
 
-    perturbed = tmp_path / "perturbed"
-    shutil.copytree(tmp_path / "served", perturbed)
-    tensors = load_file(str(perturbed / "model.safetensors"))
-    name = "model.layers.10.mlp.down_proj.weight"
-    tensors[name] = (tensors[name].float() * 1.1).to(torch.bfloat16)
-    save_file(tensors, str(perturbed / "model.safetensors"), metadata={"format": "pt"})
-    with serving(ReferenceEngine(perturbed, dtype="bfloat16", name="smollm2")) as url:
-        rc, text, results = _probe(url, pack, bundle, vendor, tmp_path / "perturbed.json")
+    with serving(ReferenceEngine(smollm2_dir, dtype="bfloat16", name="smollm2")) as url:
+        rc, text, results = _probe(url, pack, bundle, vendor, tmp_path / "original.json")
     assert rc == 1, text
     assert next(c for c in results["checks"] if c["name"] == "probe_behaviour")["status"] == "FAIL"
+    assert results["probe"]["windows_outside"]
