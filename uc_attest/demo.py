@@ -95,6 +95,12 @@ def main() -> None:
     audited = run([tool("attest"), "verify-report", str(report), "--key", f"{key}.pub", "--customer-key", f"{customer}.pub"],
                   allow_fail=True)  # fmt: skip
 
+    probed = probe_local_server(work, pack, bundle, key, customer, env=offline)
+
+    print("\n== 9. auditor: verify the probe's report the same way")
+    probe_audited = run([tool("attest"), "verify-report", str(work / "probe-report.pdf"), "--key", f"{key}.pub",
+                         "--customer-key", f"{customer}.pub"], allow_fail=True)  # fmt: skip
+
     print("\n== summary")
     for line in signed.stdout.splitlines():
         if line.startswith(("perplexity", "baseline perplexity")):
@@ -105,9 +111,53 @@ def main() -> None:
     print(f"verdict   {results.with_name(results.stem + '.vsa.sigstore.json')} (signed by the customer)")
     print(f"report    {report}")
     print("VERIFY: PASS")
+    print(f"probe     {work / 'probe-results.json'}, {work / 'probe-report.pdf'}")
     print(checked.stdout.strip().splitlines()[-1] if checked.stdout.strip() else "CHECK: FAIL")
-    print(audited.stdout.strip().splitlines()[-1] if audited.stdout.strip() else "REPORT: NOT VERIFIED")
-    sys.exit(checked.returncode or audited.returncode)
+    print(probed.stdout.strip().splitlines()[-1] if probed.stdout.strip() else "PROBE: FAIL")
+    reports_verified = audited.returncode == 0 and probe_audited.returncode == 0
+    print("REPORT: VERIFIED" if reports_verified else "REPORT: NOT VERIFIED")
+    sys.exit(checked.returncode or probed.returncode or audited.returncode or probe_audited.returncode)
+
+
+def probe_local_server(work: Path, pack: Path, bundle: Path, key: Path, customer: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Export the checked pack, prove the served directory's bytes, serve it on loopback, and probe the endpoint."""
+    import socket
+
+    print("\n== 7. deploy: export the checked pack as a Hugging Face directory and prove its bytes")
+    served = work / "served"
+    run([tool("uc"), "export", str(pack), "-o", str(served), "--force", "--quiet"])
+    run([tool("uc"), "verify", str(pack), "--deployed", str(served), "--quiet"])
+
+    print("\n== 8. customer: probe the running endpoint (reference server over transformers, bf16 compute) with the signed windows")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "uc_attest.probe.serve_reference", str(served), "--port", str(port), "--name", "smollm2"],
+                              env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        _wait_for_port(port, server)
+        return run([tool("attest"), "probe", f"http://127.0.0.1:{port}", "--pack", str(pack), "--bundle", str(bundle), "--key", f"{key}.pub",
+                    "--policy", str(policy_path("strict")), "--json", str(work / "probe-results.json"),
+                    "--report", str(work / "probe-report.pdf"), "--sign-key", f"{customer}.key", "--quiet"], env=env, allow_fail=True)  # fmt: skip
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_for_port(port: int, server: subprocess.Popen[str], seconds: float = 300.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"the reference server stopped: {server.stderr.read() if server.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.5)
+    server.terminate()
+    sys.exit(f"the reference server did not listen on port {port} within {seconds:g} s")
 
 
 def policy_path(name: str) -> Path:

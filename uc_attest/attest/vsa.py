@@ -43,6 +43,7 @@ from .statement import DigestSet, Statement, Subject, parse_statement
 
 VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
 VERIFIER_ID = "https://uc-attest.dev/attest-check"
+PROBE_VERIFIER_ID = "https://uc-attest.dev/attest-probe"  # attest probe: behaviour of an endpoint, not a check of the bytes
 RESULTS_SUBJECT = "results.json"
 """Subject name of the check's results file (whatever the file is called on disk)."""
 PACK_URI_PREFIX = "urn:uc-attest:pack:sha256:"
@@ -106,13 +107,13 @@ def build_vsa_statement(results: Results, results_bytes: bytes, bundle_sha256: s
     subjects.append(Subject(name=RESULTS_SUBJECT, digest=DigestSet(sha256=hashlib.sha256(results_bytes).hexdigest())))
     passed = results.verdict.value == "PASS"
     summary = VerificationSummary(
-        verifier=Verifier(id=VERIFIER_ID, version={"uc_attest": results.tool.version}),
+        verifier=Verifier(id=VERIFIER_ID if results.probe is None else PROBE_VERIFIER_ID, version={"uc_attest": results.tool.version}),
         timeVerified=results.artifact.checked_at,
         resourceUri=PACK_URI_PREFIX + results.artifact.pack_manifest_sha256,
         policy=ResourceDigest(uri=POLICY_URI_PREFIX + results.policy.name, digest=DigestSet(sha256=results.policy.sha256)),
         inputAttestations=[ResourceDigest(uri="attestation.sigstore.json", digest=DigestSet(sha256=bundle_sha256))],
         verificationResult="PASSED" if passed else "FAILED",
-        verifiedLevels=[policy_level(results.policy.name, results.policy.sha256)] if passed else [],
+        verifiedLevels=[policy_level(results.policy.name, results.policy.sha256) + ("" if results.probe is None else "_ENDPOINT_PROBE")] if passed else [],
     )
     return Statement(subject=subjects, predicateType=VSA_PREDICATE_TYPE, predicate=summary.model_dump(by_alias=True, mode="json"))
 

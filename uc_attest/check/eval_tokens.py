@@ -15,6 +15,13 @@ def check_eval_tokens(ctx: CheckContext) -> CheckResult:
         return skipped(NAME, NOT_SIGNED, ctx.policy.perplexity.remeasure)
     if not ctx.policy.perplexity.remeasure:
         return skipped(NAME, "Not needed: the policy does not ask for a re-measurement.", False)
+    return load_signed_tokens(ctx)
+
+
+def load_signed_tokens(ctx: CheckContext) -> CheckResult:
+    """The token file against its signed digest, whatever the policy says of re-measuring (attest probe needs the ids)."""
+    if ctx.predicate is None:
+        return skipped(NAME, NOT_SIGNED)
     from ..evaluate.tokens import load_token_file, token_file_limit
 
     path = ctx.tokens_path

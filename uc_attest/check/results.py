@@ -36,6 +36,7 @@ from pydantic import (
 
 from ..digests import SHA256_HEX_PATTERN, Sha256Hex
 from ..errors import UnreadableInputError
+from .probe_record import ProbeRecord
 
 RESULTS_SCHEMA_VERSION: Final = 1
 
@@ -281,6 +282,7 @@ class Results(_Model):
     reconstruction: Reconstruction
     files: list[FileCheck]
     environments: Environments
+    probe: ProbeRecord | None = Field(default=None, description="attest probe: a live endpoint's log-probabilities on the signed windows (absent for attest check).")
 
     @model_validator(mode="after")
     def _self_consistent(self) -> Results:
@@ -297,7 +299,8 @@ class Results(_Model):
 
     def to_json_bytes(self) -> bytes:
         """Canonical bytes: fixed key order, two-space indent, UTF-8, trailing newline."""
-        return (self.model_dump_json(indent=2) + "\n").encode("utf-8")
+        exclude = {"probe"} if self.probe is None else None  # results of attest check keep their bytes
+        return (self.model_dump_json(indent=2, exclude=exclude) + "\n").encode("utf-8")
 
     def sha256(self) -> str:
         return hashlib.sha256(self.to_json_bytes()).hexdigest()

@@ -215,4 +215,7 @@ def _results(ctx: CheckContext, expected_signer: SignerIdentity) -> Results:
     )
 
 
-__all__ = ["STAGES", "CheckInputs", "CheckOutcome", "run_check"]
+build_context = _context  # attest probe runs the same steps up to the tokens (uc_attest.probe.run)
+build_results = _results
+
+__all__ = ["STAGES", "build_context", "build_results", "CheckInputs", "CheckOutcome", "run_check"]

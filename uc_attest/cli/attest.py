@@ -11,6 +11,7 @@ import click
 from .attest_bom import bom_command
 from .attest_check import check_command
 from .attest_keys import keygen_command
+from .attest_probe import probe_command
 from .attest_report import report_command, verify_report_command
 from .attest_sign import sign_command
 from .common import run_group
@@ -28,6 +29,7 @@ attest_group.add_command(check_command)
 attest_group.add_command(report_command)
 attest_group.add_command(verify_report_command)
 attest_group.add_command(bom_command)
+attest_group.add_command(probe_command)
 
 
 def main() -> None:

@@ -102,6 +102,8 @@ def weakened_checks(policy: Policy) -> list[str]:
         out.append("Perplexity re-measurement is OFF: the quality figure is the vendor's signed claim, not checked here.")
     elif not p.required:
         out.append("Perplexity match is ADVISORY: a re-measured figure outside the tolerance does not fail the verdict.")
+    if not policy.probe.required:
+        out.append("Endpoint probe is ADVISORY: an endpoint outside the probe tolerances does not fail the verdict of attest probe.")
     return out
 
 

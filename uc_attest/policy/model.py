@@ -138,6 +138,30 @@ class VerdictPolicy(_Section):
     require_signature: bool = False
 
 
+MAX_PROBE_WINDOW_TOLERANCE = 1.0  # nats per predicted token: a mean shift of one nat per token is another model, not another kernel
+MAX_PROBE_TOTAL_TOLERANCE = 0.5  # perplexity half again as high is another model
+
+
+class ProbePolicy(_Section):
+    """How ``attest probe`` judges a live endpoint's log-probabilities on the signed windows.
+
+    A serving engine's kernels (another summation order, bf16 or fp16 compute,
+    fused attention) are not the vendor's float32 transformers forward, so the
+    served NLL of a window differs from the signed one by a little even when the
+    weights are identical. Two tolerances bound "a little": per window, the mean
+    difference per predicted token (nats); over all probed windows, the relative
+    difference of the perplexity. A share of windows may exceed the per-window
+    tolerance (outliers of a kernel), but never the total one.
+    """
+
+    required: bool = True
+    window_tolerance: float = Field(default=0.02, gt=0, le=MAX_PROBE_WINDOW_TOLERANCE, allow_inf_nan=False)
+    total_tolerance: float = Field(default=0.01, gt=0, le=MAX_PROBE_TOTAL_TOLERANCE, allow_inf_nan=False)
+    max_share_outside: float = Field(default=0.1, ge=0, lt=1, allow_inf_nan=False)
+    min_windows: int = Field(default=8, ge=1, le=100_000)
+    text_windows: int = Field(default=2, ge=1, le=1000)
+
+
 class Policy(_Section):
     """A whole policy file. ``version`` guards against a future incompatible format."""
 
@@ -149,3 +173,4 @@ class Policy(_Section):
     weights: WeightsPolicy = Field(default_factory=WeightsPolicy)
     perplexity: PerplexityPolicy = Field(default_factory=PerplexityPolicy)
     verdict: VerdictPolicy = Field(default_factory=VerdictPolicy)
+    probe: ProbePolicy = Field(default_factory=ProbePolicy)

@@ -73,6 +73,7 @@ class ReportView:
     report_id: str
     metadata: dict[str, str] = field(default_factory=dict)
     verdict_signature: Any = None  # a verdict_signature.VerdictSignatureView: signed by whom, or UNSIGNED
+    probe: Any = None  # a probe_view.ProbeView for the results of attest probe
 
 
 def _signing_time_note(r: Results) -> str:
@@ -187,7 +188,8 @@ def _perplexity(r: Results) -> tuple[list[Row], str, str | None, str]:
     if mea:
         rows.append(Row("Figure measured here", _num(mea.perplexity), note=f"exact: {mea.perplexity_hex}"))
     else:
-        rows.append(Row("Figure measured here", "not re-measured", note="the policy does not ask for a re-measurement"))
+        why = "attest probe: the endpoint's figure is in section 2a" if r.probe is not None else "the policy does not ask for a re-measurement"
+        rows.append(Row("Figure measured here", "not re-measured", note=why))
     if att and mea:
         if p.bit_identical:
             rows.append(Row("Difference", "none: identical bit for bit"))
@@ -348,6 +350,7 @@ def build_view(
     names: dict[str, str],
 ) -> ReportView:
     """Assemble the :class:`ReportView`; ``names`` maps 'bundle'/'results'/'policy' to attachment names."""
+    from .probe_view import probe_view
     from .verdict_signature import describe_verdict_signature
 
     passed = r.verdict is Verdict.PASS
@@ -420,4 +423,5 @@ def build_view(
         report_id=report_id,
         metadata=metadata,
         verdict_signature=describe_verdict_signature(attachments),
+        probe=probe_view(r),
     )
