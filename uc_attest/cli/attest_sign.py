@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from .common import evaluation_options
+from .common import evaluation_options, say_expected_memory
 from .verdict_options import load_cli_signing_key
 
 
@@ -64,6 +64,11 @@ def sign_command(
         raise UsageError("give exactly one of --key NAME.key or --sigstore")
     if staging and not keyless:
         raise UsageError("--staging only applies to --sigstore")
+    if not quiet:
+        from ..estimate import evaluation_peak_bytes
+
+        say_expected_memory(pack / "config.json", "attest sign",
+                            lambda shape: evaluation_peak_bytes(shape, max_windows, seq_len, streaming=streaming))  # fmt: skip
     key = None
     if key_path is not None:
         key = load_cli_signing_key(key_path, allow_open_key_file)

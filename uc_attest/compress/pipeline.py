@@ -25,6 +25,7 @@ from ..errors import UnreadableInputError
 from ..evaluate.source import SafetensorsSource
 from ..pack.manifest import CompressionInfo, ModelInfo, PackManifest, SourceInfo
 from ..pack.writer import CONFIG_FILES, TOKENIZER_FILES, PackWriter
+from ..progress import bar_disabled
 from .coding import add_datafree, codec_params, passthrough_tensor
 from .options import CompressOptions
 
@@ -79,7 +80,7 @@ def compress_model(
 
             calibration = compress_calibrated(model_dir, source, config, roles, writer, options, Path(out), progress) | allocation
         else:
-            for key in tqdm(source.keys(), desc="compress", unit="tensor", disable=not progress):
+            for key in tqdm(source.keys(), desc="compress", unit="tensor", disable=bar_disabled(progress)):
                 role = roles[key]
                 tensor = source.load(key)
                 if role.quantize:
