@@ -12,7 +12,7 @@ commands, each in a fresh child process:
   uc verify                            uc export, then uc verify --deployed
 
 and records per step: wall time, peak resident memory of the command
-(ru_maxrss of exactly that child, from wait4), the bytes it read and wrote
+(VmHWM of exactly that command's process, read by itself as it exits), the bytes it read and wrote
 through system calls (/proc/PID/io rchar/wchar, read by the child itself as it
 exits; reads through mmap, as safetensors does, are not system calls and are
 not counted), and time per decoder block (wall / blocks, and the marginal
@@ -57,9 +57,11 @@ try:
     main()
 finally:
     io = dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
     with open(stats, "w") as out:
         json.dump({"rchar": int(io["rchar"]), "wchar": int(io["wchar"]), "read_bytes": int(io["read_bytes"]),
-                   "write_bytes": int(io["write_bytes"]), "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, out)
+                   "write_bytes": int(io["write_bytes"]), "vmhwm_kib": int(status["VmHWM"].split()[0]),
+                   "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}, out)
 """
 
 
@@ -130,7 +132,10 @@ def run_step(label: str, group: str, args: list[str], stats: Path, ok_codes: tup
     code = os.waitstatus_to_exitcode(status)
     io = json.loads(stats.read_text()) if stats.is_file() else {}
     lines = text.strip().splitlines()
-    row = {"step": label, "seconds": round(seconds, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    # VmHWM is the peak of the command's own address space; ru_maxrss also counts what the forked child
+    # inherited from this (larger) process before exec, so it is only an upper bound for a small command.
+    peak_kib = io.get("vmhwm_kib", usage.ru_maxrss)
+    row = {"step": label, "seconds": round(seconds, 1), "peak_rss_mib": round(peak_kib / 1024, 1),
            "read_mb": round(io.get("rchar", 0) / 1e6, 1), "written_mb": round(io.get("wchar", 0) / 1e6, 1),
            "exit": code, "last_line": lines[-1] if lines else "", "load_before": load_before, "load_after": load_average()}  # fmt: skip
     print(json.dumps(row), flush=True)

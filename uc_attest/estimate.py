@@ -87,7 +87,7 @@ def compress_peak_bytes(shape: ModelShape, method: str, samples: int, seq_len: i
     """``uc compress``: data-free codes one tensor at a time; calibrated holds one block, activations and Hessians."""
     if method == "datafree":
         largest = max(shape.vocab * shape.hidden, shape.hidden * shape.intermediate)
-        return RUNTIME_BYTES + OPEN_SHARD_BYTES + 4 * 4 * largest  # the tensor in float32 and its working copies
+        return RUNTIME_BYTES + OPEN_SHARD_BYTES + 12 * largest  # the tensor in float32, its codes and the learner's scratch (measured)
     block = 4 * shape.block_params
     activations = 3 * samples * seq_len * shape.hidden * 4  # inputs, targets, replayed outputs
     hessians = 4 * (3 * shape.hidden**2 + shape.intermediate**2)  # q/k/v and gate/up share one input each
