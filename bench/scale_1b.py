@@ -11,7 +11,8 @@ commands, each in a fresh child process:
   uc compress (calibrated, small sample) attest check --policy strict
   uc verify                            uc export, then uc verify --deployed
 
-and records per step: wall time, peak resident memory of the command
+and records per step: wall time, CPU time (user + system, of the command and
+its children: on a shared machine the figure that load does not inflate), peak resident memory of the command
 (VmHWM of exactly that command's process, read by itself as it exits), the bytes it read and wrote
 through system calls (/proc/PID/io rchar/wchar, read by the child itself as it
 exits; reads through mmap, as safetensors does, are not system calls and are
@@ -135,7 +136,7 @@ def run_step(label: str, group: str, args: list[str], stats: Path, ok_codes: tup
     # VmHWM is the peak of the command's own address space; ru_maxrss also counts what the forked child
     # inherited from this (larger) process before exec, so it is only an upper bound for a small command.
     peak_kib = io.get("vmhwm_kib", usage.ru_maxrss)
-    row = {"step": label, "seconds": round(seconds, 1), "peak_rss_mib": round(peak_kib / 1024, 1),
+    row = {"step": label, "seconds": round(seconds, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_rss_mib": round(peak_kib / 1024, 1),
            "read_mb": round(io.get("rchar", 0) / 1e6, 1), "written_mb": round(io.get("wchar", 0) / 1e6, 1),
            "exit": code, "last_line": lines[-1] if lines else "", "load_before": load_before, "load_after": load_average()}  # fmt: skip
     print(json.dumps(row), flush=True)
@@ -146,7 +147,7 @@ def run_step(label: str, group: str, args: list[str], stats: Path, ok_codes: tup
 
 def flow(work: Path, layers: int, args: argparse.Namespace, calibrated: bool) -> list[dict[str, object]]:
     """The flow on the model of ``layers`` blocks; with ``calibrated``, only the calibrated compression (run last: the costliest)."""
-    model = build_model(work / f"tinyllama-shape-{layers}", layers)
+    model = work / f"tinyllama-shape-{layers}" if args.report_only else build_model(work / f"tinyllama-shape-{layers}", layers)
     out = work / f"run-{layers}"
     out.mkdir(exist_ok=True)
     rows: list[dict[str, object]] = []
@@ -154,8 +155,10 @@ def flow(work: Path, layers: int, args: argparse.Namespace, calibrated: bool) ->
     def step(label: str, group: str, argv: list[str], **kw: object) -> None:
         stem = out / label.replace(" ", "_")
         kept = stem.with_suffix(".row.json")
-        if args.reuse and kept.is_file():  # measured by an earlier, interrupted run: its figures stand
+        if (args.reuse or args.report_only) and kept.is_file():  # measured by an earlier, interrupted run: its figures stand
             rows.append(json.loads(kept.read_text()))
+            return
+        if args.report_only:
             return
         row = run_step(label, group, argv, stem.with_suffix(".stats.json"), **kw)  # type: ignore[arg-type]
         row["blocks"] = layers
@@ -172,7 +175,7 @@ def flow(work: Path, layers: int, args: argparse.Namespace, calibrated: bool) ->
     step("compress datafree", "uc", ["compress", str(model), "-o", str(pack), "--method", "datafree", "--force", "--quiet"])
     step("verify", "uc", ["verify", str(pack), "--quiet"])
     key = out / "vendor.key"
-    if not key.exists():
+    if not key.exists() and not args.report_only:
         run_step("keygen", "attest", ["keygen", "-o", str(out / "vendor")], out / "keygen.stats.json")
     bundle = out / "datafree.sigstore.json"
     windows = ["--seq-len", str(args.seq_len), "--max-windows", str(args.max_windows)]
@@ -186,16 +189,21 @@ def flow(work: Path, layers: int, args: argparse.Namespace, calibrated: bool) ->
     return rows
 
 
+def _verdict(row: dict[str, object]) -> str:
+    line = str(row["last_line"]).replace(str(ROOT) + "/", "")
+    return line[:60] if line else f"(exit {row['exit']})"
+
+
 def markdown(rows: list[dict[str, object]], ratios: list[dict[str, object]]) -> str:
-    head = "| blocks | step | wall s | s per block | peak RSS MiB | read MB | written MB | verdict | load avg (before) |\n"
-    head += "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |\n"
-    body = "".join(f"| {r['blocks']} | {r['step']} | {r['seconds']} | {r['s_per_block']} | {r['peak_rss_mib']} | {r['read_mb']} | "
-                   f"{r['written_mb']} | {r['last_line'] or '(exit ' + str(r['exit']) + ')'} | {r['load_before']} |\n" for r in rows)  # fmt: skip
+    head = "| blocks | step | wall s | CPU s | wall s per block | peak RSS MiB | read MB | written MB | verdict | load avg (before) |\n"
+    head += "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |\n"
+    body = "".join(f"| {r['blocks']} | {r['step']} | {r['seconds']} | {r.get('cpu_s', '-')} | {r['s_per_block']} | {r['peak_rss_mib']} | {r['read_mb']} | "
+                   f"{r['written_mb']} | {_verdict(r)} | {r['load_before']} |\n" for r in rows)  # fmt: skip
     if ratios:
-        body += "\n| step | peak RSS 6 blocks | peak RSS 22 blocks | ratio | wall 6 | wall 22 | marginal s per block |\n"
-        body += "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n"
-        body += "".join(f"| {r['step']} | {r['rss_small']} | {r['rss_large']} | {r['rss_ratio']} | {r['s_small']} | {r['s_large']} | "
-                        f"{r['marginal_s_per_block']} |\n" for r in ratios)  # fmt: skip
+        body += "\n| step | blocks | peak RSS MiB | peak ratio | wall s | CPU s | marginal CPU s per block |\n"
+        body += "| --- | --- | ---: | ---: | ---: | ---: | ---: |\n"
+        body += "".join(f"| {r['step']} | {r['depths']} | {r['rss_small']} -> {r['rss_large']} | {r['rss_ratio']} | {r['s_small']} -> {r['s_large']} | "
+                        f"{r['cpu_small']} -> {r['cpu_large']} | {r['marginal_cpu_s_per_block']} |\n" for r in ratios)  # fmt: skip
     return head + body
 
 
@@ -206,10 +214,13 @@ def depth_ratios(rows: list[dict[str, object]], small: int, large: int) -> list[
         if blocks != large or (small, step) not in by:
             continue
         s = by[(small, step)]
-        out.append({"step": step, "rss_small": s["peak_rss_mib"], "rss_large": r["peak_rss_mib"],
+        out.append({"step": step, "depths": f"{small} -> {large}", "rss_small": s["peak_rss_mib"], "rss_large": r["peak_rss_mib"],
                     "rss_ratio": round(float(r["peak_rss_mib"]) / float(s["peak_rss_mib"]), 3),  # type: ignore[arg-type]
                     "s_small": s["seconds"], "s_large": r["seconds"],
-                    "marginal_s_per_block": round((float(r["seconds"]) - float(s["seconds"])) / (large - small), 2)})  # type: ignore[arg-type]  # fmt: skip
+                    "marginal_s_per_block": round((float(r["seconds"]) - float(s["seconds"])) / (large - small), 2),  # type: ignore[arg-type]
+                    "cpu_small": s.get("cpu_s", "-"), "cpu_large": r.get("cpu_s", "-"),
+                    "marginal_cpu_s_per_block": round((float(r["cpu_s"]) - float(s["cpu_s"])) / (large - small), 2)  # type: ignore[arg-type]
+                    if "cpu_s" in r and "cpu_s" in s else "-"})  # fmt: skip
     return out
 
 
@@ -223,6 +234,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=256, help="evaluation window of sign and check")
     parser.add_argument("--max-windows", type=int, default=2)
     parser.add_argument("--reuse", action="store_true", help="keep the figures of steps an earlier run already measured")
+    parser.add_argument("--report-only", action="store_true", help="run nothing: the table of the steps already measured")
     args = parser.parse_args()
     args.calibrated_depths = {int(d) for d in args.calibrated_depths.split(",") if d}
     depths = [int(d) for d in args.depths.split(",")]
@@ -235,7 +247,7 @@ def main() -> None:
     for layers in depths:
         if layers in args.calibrated_depths:
             rows += flow(work, layers, args, calibrated=True)
-    ratios = depth_ratios(rows, min(depths), max(depths)) if len(depths) > 1 else []
+    ratios = [r for i, small in enumerate(depths) for large in depths[i + 1 :] for r in depth_ratios(rows, small, large)]
     settings = {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()}
     result = {"settings": settings, "cores": os.cpu_count(), "rows": rows, "depth": ratios, "load_end": load_average()}
     (work / "scale_1b.json").write_text(json.dumps(result, indent=1))

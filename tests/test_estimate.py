@@ -67,6 +67,10 @@ def test_compress_says_its_forecast_first_on_stderr_and_not_when_quiet(tmp_path:
     assert "expected peak memory" not in loud.stdout
     quiet = uc_inprocess("compress", str(model), "-o", str(tmp_path / "b"), "--method", "datafree", "--quiet")
     assert quiet.returncode == 0 and "expected peak memory" not in quiet.stderr
+    assert "%|" not in loud.stderr  # stderr is not a terminal here: no progress bar, though --quiet was not given
+    verified = uc_inprocess("verify", str(tmp_path / "a"))
+    assert verified.returncode == 0 and verified.stdout.splitlines()[-1] == "VERIFY: PASS"
+    assert "%|" not in verified.stderr
 
 
 def test_bars_show_only_when_asked_and_on_a_terminal() -> None:
