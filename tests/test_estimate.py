@@ -19,7 +19,8 @@ TINYLLAMA = {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers"
 MEASURED_BLOCKS = 6
 MEASURED_MIB = {
     "compress datafree": 1581.1,
-    "sign --baseline (2 x 256)": 1264.2,
+    "sign --baseline (2 x 256)": 1272.2,
+    "compress calibrated (4 x 128)": 2542.2,  # VmHWM during block 0 (the run was stopped there: machine at load 20)
 }
 
 
@@ -45,7 +46,8 @@ def test_forecast_is_within_a_factor_of_the_measured_peak() -> None:
     shape = ModelShape.from_config({**TINYLLAMA, "num_hidden_layers": MEASURED_BLOCKS})
     assert shape is not None
     forecasts = {"compress datafree": compress_peak_bytes(shape, "datafree", 128, 512),
-                 "sign --baseline (2 x 256)": evaluation_peak_bytes(shape, 2, 256)}  # fmt: skip
+                 "sign --baseline (2 x 256)": evaluation_peak_bytes(shape, 2, 256),
+                 "compress calibrated (4 x 128)": compress_peak_bytes(shape, "calibrated", 4, 128)}  # fmt: skip
     for step, measured in MEASURED_MIB.items():
         ratio = forecasts[step] / (measured * 2**20)
         assert 0.67 <= ratio <= 1.5, (step, ratio)

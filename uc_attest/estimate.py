@@ -88,9 +88,9 @@ def compress_peak_bytes(shape: ModelShape, method: str, samples: int, seq_len: i
     if method == "datafree":
         largest = max(shape.vocab * shape.hidden, shape.hidden * shape.intermediate)
         return RUNTIME_BYTES + OPEN_SHARD_BYTES + 12 * largest  # the tensor in float32, its codes and the learner's scratch (measured)
-    block = 4 * shape.block_params
+    block = 4 * 4 * shape.block_params  # float32: the block, its coded copy, GPTQ's working weights and errors
     activations = 3 * samples * seq_len * shape.hidden * 4  # inputs, targets, replayed outputs
-    hessians = 4 * (3 * shape.hidden**2 + shape.intermediate**2)  # q/k/v and gate/up share one input each
+    hessians = 3 * 4 * (3 * shape.hidden**2 + shape.intermediate**2)  # one per input (q/k/v, gate/up share), x3: inverse, Cholesky
     embeddings = 4 * shape.vocab * shape.hidden
     return RUNTIME_BYTES + OPEN_SHARD_BYTES + block + activations + hessians + embeddings
 
