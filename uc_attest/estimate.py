@@ -86,8 +86,11 @@ def evaluation_peak_bytes(shape: ModelShape, windows: int | None, seq_len: int, 
 def compress_peak_bytes(shape: ModelShape, method: str, samples: int, seq_len: int) -> float:
     """``uc compress``: data-free codes one tensor at a time; calibrated holds one block, activations and Hessians."""
     if method == "datafree":
-        largest = max(shape.vocab * shape.hidden, shape.hidden * shape.intermediate)
-        return RUNTIME_BYTES + OPEN_SHARD_BYTES + 12 * largest  # the tensor in float32, its codes and the learner's scratch (measured)
+        # each shard is held whole and serialised whole when it closes (twice its bytes at that moment): the codec
+        # shard up to its cap, and the bf16 tensors kept outside the blocks (embeddings, head; a tensor over the cap
+        # is a shard of its own); plus the coded tensor in float32, its codes and the learner's scratch (measured)
+        passthrough = min(2 * (shape.outside_params - shape.hidden), max(OPEN_SHARD_BYTES, 2 * shape.vocab * shape.hidden))
+        return RUNTIME_BYTES + 2 * OPEN_SHARD_BYTES + 2 * passthrough + 12 * shape.hidden * shape.intermediate
     block = 4 * 4 * shape.block_params  # float32: the block, its coded copy, GPTQ's working weights and errors
     activations = 3 * samples * seq_len * shape.hidden * 4  # inputs, targets, replayed outputs
     hessians = 3 * 4 * (3 * shape.hidden**2 + shape.intermediate**2)  # one per input (q/k/v, gate/up share), x3: inverse, Cholesky
