@@ -35,7 +35,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -92,6 +92,7 @@ class SignOptions:
     progress: bool = True
     streaming: bool = True  # evaluate block by block (same NLL per window as the whole model, one block resident)
     device: str = "cpu"  # where the evaluation runs: cpu or cuda:N (already resolved)
+    on_start: Callable[[], None] | None = field(default=None, repr=False)  # called once every refusal has passed, before any work
 
 
 class SignTimings(BaseModel):
@@ -357,6 +358,8 @@ def sign_pack(options: SignOptions) -> SignResult:
         raise UsageError(f"no such baseline model directory: {options.baseline}")
     text, text_source = read_eval_text(options.eval_text)
     key = _load_key(options)
+    if options.on_start is not None:
+        options.on_start()
 
     t_start = time.perf_counter()
     verified = _verify_pack(Path(options.pack), options.progress)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import evaluation_options
+from .common import evaluation_options, say_expected_memory
 from .verdict_options import cli_key_reference
 
 
@@ -58,6 +58,12 @@ def sign_command(
     from ..attest.acceptance import SignOptions, sign_pack
     from ..evaluate.measure import resolve_device
 
+    from ..estimate import evaluation_peak_bytes
+
+    def say_forecast() -> None:
+        say_expected_memory(pack / "config.json", "attest sign",
+                            lambda shape: evaluation_peak_bytes(shape, max_windows, seq_len, streaming=streaming))  # fmt: skip
+
     result = sign_pack(
         SignOptions(
             pack=pack,
@@ -76,6 +82,7 @@ def sign_command(
             progress=not quiet,
             streaming=streaming,
             device=resolve_device(device),
+            on_start=None if quiet else say_forecast,
         )
     )
     if as_json:

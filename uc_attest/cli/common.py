@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import UcError
+from ..estimate import ModelShape, describe, load_shape
 
 
 def fail_line(message: str) -> None:
@@ -77,3 +79,13 @@ def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         function = option(function)
     return function
+
+
+def say_expected_memory(config_path: Path, what: str, peak_of: Callable[[ModelShape], float]) -> None:
+    """The first line of a long command, on stderr: its expected peak memory for this model (nothing when not estimable).
+
+    The config read here is not yet verified: it only sizes a forecast, nothing is decided by it.
+    """
+    shape = load_shape(config_path)
+    if shape is not None:
+        click.echo(describe(peak_of(shape), shape, what), err=True)

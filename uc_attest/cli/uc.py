@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import evaluation_options, exit_with, run_group
+from .common import evaluation_options, exit_with, run_group, say_expected_memory
 
 
 @click.group(name="uc", context_settings={"help_option_names": ["-h", "--help"]})
@@ -64,6 +64,10 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
                               calibration_file=calibration, samples=samples, seq_len=seq_len,
                               act_order=act_order, refit_grid=refit_grid, tune_epochs=tune_epochs, calibration_dtype=calibration_dtype, resume=resume,  # type: ignore[arg-type]
                               source_note=source_note)  # fmt: skip
+    if not quiet:
+        from ..estimate import compress_peak_bytes
+
+        say_expected_memory(model_dir / "config.json", "uc compress", lambda shape: compress_peak_bytes(shape, method, samples, seq_len))
     compress_model(model_dir, out, options, progress=not quiet, overwrite=force)
     click.echo(format_summary(summarize(open_pack(out))))
     click.echo(f"wrote {out}")

@@ -55,6 +55,7 @@ from ..evaluate.blocks import (
 )
 from ..evaluate.source import SafetensorsSource
 from ..pack.writer import PackWriter
+from ..progress import bar_disabled
 from .blockscale import encode_datafree
 from .coding import add_datafree, codec_params, passthrough_tensor
 from .gptq import gptq_quantize_group
@@ -445,7 +446,7 @@ def compress_calibrated(
     tuning = options.tune_epochs > 0
     reference = (hidden.clone() if done == 0 else work.load_reference().to(dtype)) if tuning else None
 
-    bar = tqdm(total=len(blocks), initial=done, desc="calibrate", unit="block", disable=not progress)
+    bar = tqdm(total=len(blocks), initial=done, desc="calibrate", unit="block", disable=bar_disabled(progress))
     try:
         for i in range(done, len(blocks)):
             block = blocks[i]

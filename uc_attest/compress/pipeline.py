@@ -26,6 +26,7 @@ from ..evaluate.source import SafetensorsSource
 from ..safe_io import is_regular_file
 from ..pack.manifest import MANIFEST_NAME, CompressionInfo, ModelInfo, PackManifest, SourceInfo
 from ..pack.writer import PackWriter
+from ..progress import bar_disabled
 from .coding import add_datafree, codec_params, passthrough_tensor
 from .options import CompressOptions
 
@@ -94,7 +95,7 @@ def compress_model(
 
             calibration = compress_calibrated(model_dir, source, config, roles, writer, options, Path(out), progress) | allocation
         else:
-            for key in tqdm(source.keys(), desc="compress", unit="tensor", disable=not progress):
+            for key in tqdm(source.keys(), desc="compress", unit="tensor", disable=bar_disabled(progress)):
                 role = roles[key]
                 tensor = source.load(key)
                 if role.quantize:

@@ -55,6 +55,7 @@ from .blockscale import absmax_scales, normalise
 from .gptq import single_threaded
 from .options import CompressOptions
 from ..evaluate.source import SafetensorsSource
+from ..progress import bar_disabled
 
 OPTION_BITS = (3, 4, 5, 6, 7, 8)
 OPTION_BLOCKS = (32, 64, 128)
@@ -232,7 +233,7 @@ def measure_sensitivity(
     assert captured.hidden is not None
     hidden = captured.hidden.to(dtype)
     result = Sensitivity()
-    bar = tqdm(total=2 * len(blocks), desc="sensitivity", unit="pass", disable=not progress)
+    bar = tqdm(total=2 * len(blocks), desc="sensitivity", unit="pass", disable=bar_disabled(progress))
     try:
         with tempfile.TemporaryDirectory(prefix=".uc-sensitivity-", dir=work_parent if work_parent.is_dir() else None) as tmp:
             stored = Path(tmp)

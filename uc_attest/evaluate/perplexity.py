@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from ..codec.reconstruct import TORCH_DTYPES
 from ..errors import UnreadableInputError, UsageError
+from ..progress import bar_disabled
 
 METHOD = "uc-ppl-v1"
 
@@ -112,7 +113,7 @@ def evaluate_tokens(
         model = model.to(dtype)  # bf16 -> float32 widening is exact
     device = next(model.parameters()).device
     nlls: list[float] = []
-    for row in tqdm(windows, desc="eval", unit="window", disable=not progress, leave=False):
+    for row in tqdm(windows, desc="eval", unit="window", disable=bar_disabled(progress), leave=False):
         inputs = row.unsqueeze(0).to(device)
         nlls.append(window_nll(model(input_ids=inputs, use_cache=False).logits, inputs))
     return eval_result(nlls, seq_len, compute_dtype, start)

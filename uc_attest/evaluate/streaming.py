@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from ..architecture import CheckpointKeyMapper
 from ..codec.reconstruct import TORCH_DTYPES
+from ..progress import bar_disabled
 from .blocks import (
     block_of,
     build_calibration_skeleton,
@@ -153,7 +154,7 @@ def evaluate_streaming(
     hidden = [_first_block_input(model, blocks, row) for row in rows]
 
     returns_tuple = False
-    bar = tqdm(total=len(blocks), desc="eval (streaming)", unit="block", disable=not progress, leave=False)
+    bar = tqdm(total=len(blocks), desc="eval (streaming)", unit="block", disable=bar_disabled(progress), leave=False)
     for i, block in enumerate(blocks):
         materialise(block, dtype, target)
         load_checkpoint_tensors(model, {k: v.to(target) for k, v in load(per_block[i]).items()}, dtype)

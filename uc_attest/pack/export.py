@@ -315,4 +315,6 @@ def _write_index(target: Path, names: list[str], shards: list[list[TensorEntry]]
 def _progress(total: int, enabled: bool):  # type: ignore[no-untyped-def]
     from tqdm import tqdm
 
-    return tqdm(total=total, desc="export", unit="shard", disable=not enabled)
+    from ..progress import bar_disabled
+
+    return tqdm(total=total, desc="export", unit="shard", disable=bar_disabled(enabled))

@@ -378,8 +378,123 @@ def _check_slot(reader: _Reader, nbytes: int, name: str, problem: str | None,
             jobs.cancel(buffer)
             raise
         pending[name] = jobs.submit(functools.partial(check, held.read), buffer)
-    else:  # streamed: each group's bytes are used before the next read
-        out.tensors[name] = check(reader.read_transient)
+    else:  # streamed: checked on a helper thread while this one reads (and hashes) ahead
+        out.tensors[name] = _check_streamed(reader, nbytes, check)
+
+
+STREAM_BUFFERS = 3  # chunks in flight between the reading thread and a streamed slot's check
+
+
+class _ChunkFeed:
+    """Chunks of one slot handed from the reading thread to the thread checking it, in order, in reused buffers.
+
+    The consumer's ``read(n)`` has the contract of :meth:`_Reader.read_transient`
+    (a view valid until its next read); a buffer goes back to the producer only
+    when the consumer has moved past it. When the consumer stops early (it
+    finished or raised), :meth:`close` hands every buffer back and the producer
+    reads the rest of the slot through the file hash alone.
+    """
+
+    def __init__(self) -> None:
+        self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(STREAM_BUFFERS):
+            self.free.put(bytearray(CHUNK_BYTES))
+        self.full: queue.SimpleQueue[tuple[bytearray, memoryview] | None] = queue.SimpleQueue()
+        self.closed = threading.Event()
+        self.buffer: bytearray | None = None
+        self.view = memoryview(b"")
+        self.offset = 0
+        self.ended = False
+        self.scratch = bytearray()
+
+    def _ensure(self) -> bool:
+        """A current chunk with bytes left, or False at the end of the slot."""
+        if self.offset < len(self.view):
+            return True
+        if self.buffer is not None:
+            self.free.put(self.buffer)
+            self.buffer, self.view = None, memoryview(b"")
+        if self.ended:
+            return False
+        item = self.full.get()
+        if item is None:
+            self.ended = True
+            return False
+        (self.buffer, self.view), self.offset = item, 0
+        return True
+
+    def read(self, n: int) -> memoryview:
+        """Up to ``n`` bytes (fewer only at the end of the slot); a view valid until the next read."""
+        if n <= 0 or not self._ensure():
+            return memoryview(b"")
+        if self.offset + n <= len(self.view):  # inside one chunk: no copy
+            part = self.view[self.offset : self.offset + n]
+            self.offset += n
+            return part
+        if len(self.scratch) < n:
+            self.scratch = bytearray(n)
+        got = 0
+        while got < n and self._ensure():  # across chunks: assembled in scratch
+            take = min(n - got, len(self.view) - self.offset)
+            self.scratch[got : got + take] = self.view[self.offset : self.offset + take]
+            got += take
+            self.offset += take
+        return memoryview(self.scratch)[:got]
+
+    def close(self) -> None:
+        """The consumer is done: every buffer it holds or has not taken goes back to the producer."""
+        self.closed.set()
+        if self.buffer is not None:
+            self.free.put(self.buffer)
+            self.buffer = None
+        while True:
+            try:
+                item = self.full.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                self.free.put(item[0])
+
+
+def _check_streamed(reader: _Reader, nbytes: int, check: Callable[[Callable[[int], bytes | memoryview]], str | None]) -> str | None:
+    """``check`` over a slot too large to hold, on a helper thread, while this thread reads and hashes the file ahead of it.
+
+    The file's SHA-256 and the tensor's check (its digest, and the reconstruction
+    of quantized codes) are independent work over the same bytes; done one after
+    the other on the reading thread they made the largest slot (an embedding
+    kept in bf16) the critical path of ``uc verify``. Memory: STREAM_BUFFERS chunks.
+    """
+    feed = _ChunkFeed()
+    outcome: list[str | None] = []
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            outcome.append(check(feed.read))
+        except BaseException as exc:  # re-raised on the reading thread
+            errors.append(exc)
+        finally:
+            feed.close()
+
+    helper = threading.Thread(target=consume, name="uc-verify-stream", daemon=True)
+    helper.start()
+    try:
+        left = nbytes
+        while left and not feed.closed.is_set():
+            buffer = feed.free.get()
+            data = reader.read_into(buffer, min(left, CHUNK_BYTES))
+            if not data:
+                feed.free.put(buffer)
+                break
+            feed.full.put((buffer, data))
+            left -= len(data)
+        reader.skip(left)  # after the consumer stopped early: the rest still feeds the file hash
+    finally:
+        feed.full.put(None)
+        helper.join()
+    if errors:
+        raise errors[0]
+    return outcome[0]
 
 
 def _codec_state_problem(entry: TensorEntry, codebook: _SmallTensor | None, scales: _SmallTensor | None) -> str | None:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
 from ..errors import UnreadableInputError
+from ..progress import bar_disabled
 from ..safe_io import is_regular_file
 from .manifest import MANIFEST_NAME
 from .reader import Pack, open_pack, read_pack_file
@@ -180,7 +181,7 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
     files = sorted(pack.manifest.files, key=lambda f: -f.size)  # big first: better packing of threads
     total = sum(f.size for f in files)
     results: dict[str, _FileOutcome] = {}
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="verify", disable=not progress, file=None, leave=False)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="verify", disable=bar_disabled(progress), file=None, leave=False)
     config_check: list[list[str]] = []
     consistency = None
     if architecture:  # imports transformers' model class (seconds of CPU): run it beside the hashing

@@ -1,0 +1,107 @@
+"""Expected peak memory of ``uc compress`` and ``attest sign``/``check``, from a model's config.
+
+The formulas are those of docs/SCALE.md ("Memory"), with the fixed costs
+measured on this project's machine (bench/scale_1b.py, a 1.1B-parameter
+model of TinyLlama's shape, and the demo model). They are printed as the
+first line of the long commands so that a user learns before the work starts
+whether it fits; they are estimates, not limits, and nothing is decided by
+them. Only dense decoder models with the usual config keys are estimated;
+for anything else the commands say nothing rather than guess.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+GIB = float(1 << 30)
+RUNTIME_BYTES = 0.6 * GIB  # interpreter, torch, transformers and the tokenizer, resident before any weight (measured)
+OPEN_SHARD_BYTES = 256 << 20  # the pack writer's open shard
+DEFAULT_WINDOWS = 40  # windows of the built-in evaluation text at 512 tokens
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The few numbers of a dense decoder's config that its memory depends on."""
+
+    layers: int
+    hidden: int
+    intermediate: int
+    vocab: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    tied: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ModelShape | None:
+        """The shape, or None when the config is not a dense decoder's with the usual keys (nothing is estimated)."""
+        try:
+            hidden, heads = int(config["hidden_size"]), int(config["num_attention_heads"])
+            return cls(layers=int(config["num_hidden_layers"]), hidden=hidden, intermediate=int(config["intermediate_size"]),
+                       vocab=int(config["vocab_size"]), heads=heads, kv_heads=int(config.get("num_key_value_heads") or heads),
+                       head_dim=int(config.get("head_dim") or hidden // heads), tied=bool(config.get("tie_word_embeddings", False)))  # fmt: skip
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return None
+
+    @property
+    def block_params(self) -> int:
+        attention = self.hidden * self.head_dim * (2 * self.heads + 2 * self.kv_heads)  # q, o; k, v
+        return attention + 3 * self.hidden * self.intermediate + 2 * self.hidden
+
+    @property
+    def outside_params(self) -> int:
+        """Embeddings, final norm and (when untied) the head."""
+        return self.vocab * self.hidden * (1 if self.tied else 2) + self.hidden
+
+    @property
+    def params(self) -> int:
+        return self.layers * self.block_params + self.outside_params
+
+
+def load_shape(config_path: Path) -> ModelShape | None:
+    """The shape from a config.json, or None when it is unreadable or not estimable."""
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return ModelShape.from_config(config) if isinstance(config, dict) else None
+
+
+def evaluation_peak_bytes(shape: ModelShape, windows: int | None, seq_len: int, streaming: bool = True) -> float:
+    """``attest sign``/``check``: streaming, the outside parts and one block in float32, hidden states, one window's logits;
+    ``--no-streaming``, the whole model in float32 plus its bf16 state dict while it is built."""
+    count = windows or DEFAULT_WINDOWS
+    if not streaming:
+        return RUNTIME_BYTES + 1.5 * 4 * shape.params + seq_len * shape.vocab * 4
+    outside = 4 * shape.outside_params
+    block = 1.5 * 4 * shape.block_params  # float32, plus its bf16 reconstruction while it loads
+    states = count * seq_len * shape.hidden * 4
+    logits = seq_len * shape.vocab * 4
+    return RUNTIME_BYTES + outside + block + states + logits
+
+
+def compress_peak_bytes(shape: ModelShape, method: str, samples: int, seq_len: int) -> float:
+    """``uc compress``: data-free codes one tensor at a time; calibrated holds one block, activations and Hessians."""
+    if method == "datafree":
+        # each shard is held whole and serialised whole when it closes (twice its bytes at that moment): the codec
+        # shard up to its cap, and the bf16 tensors kept outside the blocks (embeddings, head; a tensor over the cap
+        # is a shard of its own); plus the coded tensor in float32, its codes and the learner's scratch (measured)
+        passthrough = min(2 * (shape.outside_params - shape.hidden), max(OPEN_SHARD_BYTES, 2 * shape.vocab * shape.hidden))
+        return RUNTIME_BYTES + 2 * OPEN_SHARD_BYTES + 2 * passthrough + 12 * shape.hidden * shape.intermediate
+    block = 4 * 4 * shape.block_params  # float32: the block, its coded copy, GPTQ's working weights and errors
+    activations = 3 * samples * seq_len * shape.hidden * 4  # inputs, targets, replayed outputs
+    hessians = 3 * 4 * (3 * shape.hidden**2 + shape.intermediate**2)  # one per input (q/k/v, gate/up share), x3: inverse, Cholesky
+    embeddings = 4 * shape.vocab * shape.hidden
+    return RUNTIME_BYTES + OPEN_SHARD_BYTES + block + activations + hessians + embeddings
+
+
+def describe(peak: float, shape: ModelShape, what: str) -> str:
+    """The one line the commands print first."""
+    return (f"expected peak memory of {what}: about {peak / GIB:.1f} GiB for this model "
+            f"({shape.params / 1e9:.2f} B parameters, {shape.layers} blocks; formula in docs/SCALE.md)")  # fmt: skip
+
+
+__all__ = ["ModelShape", "load_shape", "evaluation_peak_bytes", "compress_peak_bytes", "describe"]
