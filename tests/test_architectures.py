@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from reference_codec import ref_reconstruct
-from tiny_models import ARCHITECTURES, make_tiny_model
+from support.reference_codec import ref_reconstruct
+from support.models import ARCHITECTURES, make_tiny_model
 from uc_attest import load_model
 from uc_attest.architecture import load_config
 from uc_attest.compress.options import CompressOptions

@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from attest_helpers import SIGNED_AT, make_predicate, make_statement
+from support.statements import SIGNED_AT, make_predicate, make_statement
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from attest_helpers import SIGNED_AT, make_statement
-from fake_sigstore import FakeSigstore
+from support.statements import SIGNED_AT, make_statement
+from support.fake_sigstore import FakeSigstore
 
 from uc_attest.attest import BundleFormatError, IdentityError, SignatureError, StatementError, verify_bundle
 from uc_attest.attest.keyless import verify_keyless
@@ -237,6 +237,7 @@ def test_sign_keyless_glue_with_stand_in_services(monkeypatch: pytest.MonkeyPatc
     assert _verify(bundle, root).payload == payload
 
 
+@pytest.mark.slow
 def test_attest_sign_sigstore_end_to_end_with_stand_in_services(  # type: ignore[no-untyped-def]
     attest_cli, tiny_pack: Path, eval_text: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

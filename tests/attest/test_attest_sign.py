@@ -17,6 +17,8 @@ from uc_attest.attest.subjects import compare_pack_files, split_subjects
 from uc_attest.errors import UsageError
 from uc_attest.evaluate.tokens import load_token_file
 
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
+
 
 def _files(pack: Path) -> dict[str, str]:
     return {p.relative_to(pack).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(pack.rglob("*")) if p.is_file()}

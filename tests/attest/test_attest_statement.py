@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from attest_helpers import make_predicate, make_statement, perplexity_result
+from support.statements import make_predicate, make_statement, perplexity_result
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import calibration_file, fast_options
-from tiny_models import make_tiny_model
+from support.cli import run_cli
+from support.calibration import calibration_file, fast_options
+from support.models import make_tiny_model
 from uc_attest.compress import calibrated, hessian
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
@@ -201,13 +202,11 @@ def test_auto_calibration_dtype_follows_the_cpu_and_the_pack_records_it(tmp_path
 
 def test_refit_grid_is_recorded_changes_the_codes_and_verifies(tmp_path: Path) -> None:
     """``uc compress --refit-grid`` reaches the coder: recorded in the pack, other codec state, still a valid pack."""
-    from test_pack_cli import uc_inprocess
-
     model_dir = make_tiny_model("llama", tmp_path / "model")
     common = ["--samples", "6", "--seq-len", "48", "--calibration", str(calibration_file(tmp_path)), "--quiet"]
     for name, flag in (("plain", "--no-refit-grid"), ("refit", "--refit-grid")):
-        proc = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / name), flag, *common)
-        assert proc.returncode == 0, proc.stderr
+        proc = run_cli("uc", "compress", str(model_dir), "-o", str(tmp_path / name), flag, *common)
+        assert proc.rc == 0, proc.err
         assert verify_pack(tmp_path / name, progress=False).ok
     plain, refit = (open_pack(tmp_path / n).manifest for n in ("plain", "refit"))
     assert plain.compression.calibration["refit_grid"] is False and refit.compression.calibration["refit_grid"] is True

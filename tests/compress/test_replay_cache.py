@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import fast_options
-from tiny_models import make_tiny_model
+from support.calibration import fast_options
+from support.models import make_tiny_model
 from uc_attest.compress import calibrated, hessian
 from uc_attest.compress.pipeline import compress_model
 from uc_attest.compress.replay_cache import ReplayCache

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import fast_options
-from tiny_models import make_tiny_model
+from support.calibration import fast_options
+from support.models import make_tiny_model
 from uc_attest.compress import resume
 from uc_attest.compress.pipeline import compress_model
 
@@ -25,7 +25,7 @@ def _files(root: Path) -> dict[str, bytes]:
                                                                   ("mixtral", 0, True)])  # fmt: skip
 def test_resume_is_byte_identical(arch: str, tune_epochs: int, dead_expert: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With tuning, the full-precision stream is persisted too; fallbacks of the finished blocks stay in the manifest."""
-    from tiny_models import COMMON  # noqa: F401 - the tiny models have two blocks
+    from support.models import COMMON  # noqa: F401 - the tiny models have two blocks
 
     if dead_expert:  # expert 0 never routed: its tensors get a fallback, recorded in the manifest
         from uc_attest.compress import hessian

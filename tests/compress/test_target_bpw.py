@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import calibration_file, fast_options
-from tiny_models import make_tiny_model
+from support.calibration import calibration_file, fast_options
+from support.models import make_tiny_model
 
 from uc_attest.compress import sensitivity
 from uc_attest.compress.allocate import allocate, exact_glob

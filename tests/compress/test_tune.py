@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import calibration_file, fast_options
-from tiny_models import make_tiny_model
+from support.cli import run_cli
+from support.calibration import calibration_file, fast_options
+from support.models import make_tiny_model
 from uc_attest.codec.encoded import EncodedTensor
 from uc_attest.codec.params import CodecParams
 from uc_attest.codec.reconstruct import reconstruct
@@ -169,16 +170,14 @@ def test_tuned_weights_propagated_are_the_canonical_reconstruction(tmp_path: Pat
 
 
 def test_cli_tune_epochs_is_parsed_and_bad_values_exit_2(tmp_path: Path) -> None:
-    from test_pack_cli import uc_inprocess
-
     model_dir = make_tiny_model("llama", tmp_path / "model")
     common = ["--samples", "6", "--seq-len", "48", "--calibration", str(calibration_file(tmp_path)), "--quiet"]
-    proc = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / "p"), "--tune-epochs", "1", *common)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("uc", "compress", str(model_dir), "-o", str(tmp_path / "p"), "--tune-epochs", "1", *common)
+    assert proc.rc == 0, proc.err
     assert open_pack(tmp_path / "p").manifest.compression.calibration["tune_epochs"] == 1
     for wrong in (["--tune-epochs", "-1"], ["--tune-epochs", "2", "--method", "datafree"]):
-        bad = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / "q"), *wrong, *common)
-        assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        bad = run_cli("uc", "compress", str(model_dir), "-o", str(tmp_path / "q"), *wrong, *common)
+        assert bad.rc == 2 and "Traceback" not in bad.err and len(bad.err.strip().splitlines()) == 1, bad.err
         assert not (tmp_path / "q").exists()
     with pytest.raises(ValueError, match="calibrated"):
         fast_options(tmp_path, method="datafree", tune_epochs=1)

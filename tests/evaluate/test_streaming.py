@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_models import ARCHITECTURES, make_tiny_model
+from support.models import ARCHITECTURES, make_tiny_model
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
 from uc_attest.errors import VerificationError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from uc_attest import load_model
@@ -15,6 +16,8 @@ from uc_attest.evaluate.tokens import tokenize_text
 from uc_attest.pack.inspect import summarize
 from uc_attest.pack.reader import open_pack
 from uc_attest.pack.verify import verify_pack
+
+pytestmark = pytest.mark.integration
 
 
 def test_calibration_and_evaluation_text_never_overlap() -> None:

@@ -8,7 +8,6 @@ last then crashed the check with OverflowError), and ``remeasure = false`` with
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,6 @@ from uc_attest.errors import UsageError
 from uc_attest.policy.describe import weakened_checks
 from uc_attest.policy.loader import load_policy, parse_policy
 from uc_attest.policy.resources import shipped_policy_names
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
 
 BASE = 'version = 1\nname = "p"\n'
 
@@ -82,8 +79,7 @@ def test_every_shipped_policy_is_in_range() -> None:
 
 
 def test_the_cli_refuses_an_infinite_tolerance_with_one_line(tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adversarial"))
-    from adversarial_helpers import assert_one_line_error, run_cli
+    from support.cli import assert_one_line_error, run_cli
 
     bad = tmp_path / "bad.toml"
     bad.write_bytes(_policy("perplexity", "absolute_tolerance = inf"))
@@ -105,7 +101,7 @@ def test_weakened_checks_are_listed_for_the_development_policy_and_none_for_defa
 
 
 def test_the_report_says_so_on_page_one_right_under_the_verdict() -> None:
-    from report_samples import make_results, sample_bundle
+    from support.report_samples import make_results, sample_bundle
 
     from uc_attest.report import BUNDLE_ATTACHMENT, render_html
 

@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.cli import run_cli
+from support.models import make_tiny_model
+from support.pack_edit import reseal
 
-from pack_edit import reseal
-from tiny_models import make_tiny_model
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
 
@@ -23,24 +24,6 @@ UC = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()"]
 def uc(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the real console entry point in a subprocess (exit code and streams as a user sees them)."""
     return subprocess.run([*UC, *args], capture_output=True, text=True, timeout=300)
-
-
-def uc_inprocess(*args: str) -> subprocess.CompletedProcess[str]:
-    """The same entry point in this process (no interpreter start-up), for tests that call it often."""
-    import contextlib
-    import io
-
-    from uc_attest.cli.uc import uc_group
-    from uc_attest.cli.common import run_group
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            run_group(uc_group, list(args))
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")
@@ -110,11 +93,11 @@ def test_architecture_check_is_opt_in_and_finds_a_config_that_does_not_fit(pack_
     config = json.loads(config_path.read_bytes())
     config["intermediate_size"] *= 2
     reseal(pack_copy, "config.json", json.dumps(config).encode())
-    plain = uc_inprocess("verify", str(pack_copy), "--quiet")
-    assert plain.returncode == 0 and "not checked against the tensors" in plain.stdout, plain.stdout
-    deep = uc_inprocess("verify", str(pack_copy), "--quiet", "--architecture")
-    assert deep.returncode == 1 and deep.stdout.splitlines()[-1] == "VERIFY: FAIL", deep.stdout
-    assert "does not fit the config" in deep.stdout, deep.stdout
+    plain = run_cli("uc", "verify", str(pack_copy), "--quiet")
+    assert plain.rc == 0 and "not checked against the tensors" in plain.out, plain.out
+    deep = run_cli("uc", "verify", str(pack_copy), "--quiet", "--architecture")
+    assert deep.rc == 1 and deep.out.splitlines()[-1] == "VERIFY: FAIL", deep.out
+    assert "does not fit the config" in deep.out, deep.out
 
 
 def test_every_single_byte_flip_fails(pack_copy: Path) -> None:
@@ -127,9 +110,9 @@ def test_every_single_byte_flip_fails(pack_copy: Path) -> None:
             data = bytearray(original)
             data[pos] ^= 0x01
             path.write_bytes(bytes(data))
-            proc = uc_inprocess("verify", str(pack_copy), "--quiet")
-            assert proc.returncode == 1, (path.name, pos, proc.stdout, proc.stderr)
-            assert proc.stdout.splitlines()[-1] == "VERIFY: FAIL"
+            proc = run_cli("uc", "verify", str(pack_copy), "--quiet")
+            assert proc.rc == 1, (path.name, pos, proc.out, proc.err)
+            assert proc.out.splitlines()[-1] == "VERIFY: FAIL"
             path.write_bytes(original)
 
 
@@ -198,9 +181,9 @@ def test_manifest_paths_outside_the_pack_are_refused(pack_copy: Path, bad_path: 
     manifest = json.loads((pack_copy / "ucpack.json").read_text())
     manifest["files"][0]["path"] = bad_path
     (pack_copy / "ucpack.json").write_text(json.dumps(manifest))
-    proc = uc_inprocess("verify", str(pack_copy), "--quiet")
-    assert proc.returncode == 1 and proc.stdout.splitlines()[-1] == "VERIFY: FAIL"
-    assert "leaves the pack" in proc.stdout or "absolute" in proc.stdout or "normalised" in proc.stdout
+    proc = run_cli("uc", "verify", str(pack_copy), "--quiet")
+    assert proc.rc == 1 and proc.out.splitlines()[-1] == "VERIFY: FAIL"
+    assert "leaves the pack" in proc.out or "absolute" in proc.out or "normalised" in proc.out
 
 
 def test_not_a_pack_and_missing_path(tmp_path: Path) -> None:

@@ -17,6 +17,8 @@ from uc_attest.pack.deployed import verify_deployed
 from uc_attest.pack.export import export_pack
 from uc_attest.pack.reader import open_pack
 
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
+
 
 @pytest.fixture()
 def pack(tiny_pack: Path) -> Path:
