@@ -136,7 +136,8 @@ def test_sign_killed_at_random_moments_leaves_no_partial_bundle_or_token_file(de
 
 
 def test_check_killed_at_random_moments_leaves_no_partial_results_or_report(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
-    pikepdf = pytest.importorskip("pikepdf")
+    import pikepdf  # a dependency of uc_attest: its absence is a failure, not a skip
+
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     results, report = tmp_path / "results.json", tmp_path / "report.pdf"
     total = _run_to_end("check", site.pack, site.bundle, site.tokens, site.key, results, report)

@@ -65,7 +65,11 @@ def test_keyless_bundle_verifies_offline(fake: FakeSigstore, root_file: Path) ->
 def test_uri_identity(fake: FakeSigstore, root_file: Path) -> None:
     workflow = "https://github.com/vendor/models/.github/workflows/release.yml@refs/tags/v1"
     bundle = fake.sign(make_statement().to_payload(), workflow, GITHUB_ISSUER)
-    _verify(bundle, root_file, workflow, GITHUB_ISSUER)
+    verified = _verify(bundle, root_file, workflow, GITHUB_ISSUER)
+    assert verified.signer.mode == "keyless" and verified.signer.identity == workflow and verified.signer.issuer == GITHUB_ISSUER
+    # the identity is compared whole: another tag of the same workflow is another signer
+    with pytest.raises(IdentityError):
+        _verify(bundle, root_file, workflow.replace("@refs/tags/v1", "@refs/tags/v2"), GITHUB_ISSUER)
 
 
 @pytest.mark.parametrize(("identity", "issuer"), [("mallory@example.com", ISSUER), (IDENTITY, "https://evil.example.com")])

@@ -74,8 +74,11 @@ def test_values_at_the_edges_of_the_ranges_are_accepted() -> None:
 
 
 def test_every_shipped_policy_is_in_range() -> None:
-    for name in shipped_policy_names():
-        load_policy(name)
+    names = shipped_policy_names()
+    assert {"default", "strict", "development"} <= set(names)
+    for name in names:
+        loaded = load_policy(name)
+        assert loaded.policy.name == name and "(shipped with uc_attest)" in loaded.source
 
 
 def test_the_cli_refuses_an_infinite_tolerance_with_one_line(tmp_path: Path) -> None:

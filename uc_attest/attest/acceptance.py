@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .. import __version__
+from ..version import __version__
 from ..errors import UnreadableInputError, UsageError
 from ..outputs import Output, check_outputs, write_all
 from .errors import AcceptanceTestError, BundleFormatError

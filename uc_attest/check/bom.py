@@ -41,7 +41,7 @@ from cyclonedx.model.component import Component, ComponentType, Pedigree
 from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
 
-from .. import __version__
+from ..version import __version__
 from ..attest.predicate import AcceptanceTestPredicate
 from ..attest.statement import Statement
 from ..attest.subjects import split_subjects

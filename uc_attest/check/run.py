@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ..version import __version__
 from ..errors import UcError, UsageError, VerificationError
 from ..pack.manifest import MANIFEST_NAME
 from ..safe_io import NotRegularFileError, read_input_file, sha256_regular_file
