@@ -50,10 +50,6 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o
         raise
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"), mode=mode)
-
-
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory that is renamed to ``path`` on success.

@@ -96,13 +96,13 @@ def test_compress_killed_at_random_moments_leaves_no_partial_pack(model_dir: Pat
     from uc_attest.pack.verify import verify_pack
 
     total = _run_to_end("compress", model_dir, tmp_path / "complete.ucpack")
-    assert verify_pack(tmp_path / "complete.ucpack", progress=False).ok
+    assert verify_pack(tmp_path / "complete.ucpack", progress=False).report.ok
     killed = 0
     for i, delay in enumerate(_delays(total, 4, seed=1)):
         out = tmp_path / f"killed-{i}.ucpack"
         killed += _kill_during("compress", delay, model_dir, out)
         if out.exists():  # only if it had finished: then it is whole
-            assert verify_pack(out, progress=False).ok
+            assert verify_pack(out, progress=False).report.ok
         leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".killed-{i}.ucpack")]
         assert all(name.endswith(".partial") for name in leftovers), leftovers
     assert killed >= 1  # the kills did land during the work

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from support.statements import SIGNED_AT, make_predicate, make_statement
@@ -22,7 +22,7 @@ from uc_attest.attest import (
     verify_bundle,
 )
 from uc_attest.attest.dsse import Envelope, pae, sign_envelope, verify_envelope
-from uc_attest.attest.errors import AttestationError, ExpiredError
+from uc_attest.attest.errors import AttestationError
 from uc_attest.attest.keys import Algorithm, fingerprint, generate_private_key, public_key_pem
 from uc_attest.attest.signing import sign_payload, sign_statement
 from uc_attest.attest.statement import canonical_json

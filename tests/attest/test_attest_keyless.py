@@ -13,7 +13,7 @@ from support.statements import SIGNED_AT, make_statement
 from support.fake_sigstore import FakeSigstore
 
 from uc_attest.attest import BundleFormatError, IdentityError, SignatureError, StatementError, verify_bundle
-from uc_attest.attest.keyless import verify_keyless
+from uc_attest.attest.keyless import verify_keyless_logged
 from uc_attest.errors import UnreadableInputError, UsageError
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "attest"
@@ -166,18 +166,18 @@ def test_recorded_sigstore_staging_bundle_verifies_offline() -> None:
     """Real Sigstore staging material (Fulcio cert, Rekor v2 entry, TSA timestamp), verified offline."""
     raw = (THIRD_PARTY / "sigstore-python-staging-dsse.sigstore.json").read_bytes()
     root = THIRD_PARTY / "sigstore-staging-trusted_root.json"
-    payload = verify_keyless(raw, trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
+    payload, _logged_at = verify_keyless_logged(raw, trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
     assert json.loads(payload)["predicateType"] == "https://slsa.dev/provenance/v1"
     with pytest.raises(StatementError, match="predicateType"):  # verified, but not our predicate
         verify_bundle(raw, trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
     with pytest.raises(IdentityError):
-        verify_keyless(raw, trusted_root=root, identity="someone@example.com", issuer=GITHUB_ISSUER)
+        verify_keyless_logged(raw, trusted_root=root, identity="someone@example.com", issuer=GITHUB_ISSUER)
     tampered = json.loads(raw)
     body = bytearray(base64.b64decode(tampered["dsseEnvelope"]["payload"]))
     body[-3] ^= 1
     tampered["dsseEnvelope"]["payload"] = base64.b64encode(bytes(body)).decode()
     with pytest.raises((SignatureError, IdentityError)):
-        verify_keyless(json.dumps(tampered).encode(), trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
+        verify_keyless_logged(json.dumps(tampered).encode(), trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
 
 
 def test_golden_keyless_bundle_still_verifies() -> None:

@@ -23,7 +23,7 @@ from uc_attest.pack.verify import verify_pack
 def test_calibrated_compress_verifies(arch: str, tmp_path: Path) -> None:
     model_dir = make_tiny_model(arch, tmp_path / "model")
     manifest = compress_model(model_dir, tmp_path / "pack", fast_options(tmp_path), progress=False)
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
     assert manifest.compression.method == "calibrated"
     cal = manifest.compression.calibration
     assert cal["algorithm"] == "gptq-codebook-v1" and cal["samples"] == 6 and cal["blocks"] == 2
@@ -99,7 +99,7 @@ def test_dead_expert_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert "all tokens" in fallbacks[f"{base}.w3.weight"]
         assert "data-free" in fallbacks[f"{base}.w2.weight"]
         assert not any(".experts.1." in k for k in fallbacks)
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
 
 
 def test_deterministic(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_per_tensor_widths_follow_bits_for(tmp_path: Path, method: str) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     opts = fast_options(tmp_path).model_copy(update={"method": method, "bits_for": {"*.k_proj.weight": 6, "*.o_proj.*": 3}})
     manifest = compress_model(model_dir, tmp_path / "pack", opts, progress=False)
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
     assert manifest.compression.bits_for == {"*.k_proj.weight": 6, "*.o_proj.*": 3}
     widths = {t.name: t.codec.bits for t in manifest.tensors if t.codec is not None}
     assert {b for n, b in widths.items() if ".k_proj." in n} == {6}
@@ -140,7 +140,7 @@ def test_per_tensor_block_sizes_follow_block_size_for(tmp_path: Path, method: st
     rule = {"*.mlp.*": 32, "*.k_proj.weight": 16}
     opts = fast_options(tmp_path).model_copy(update={"method": method, "block_size_for": rule})
     manifest = compress_model(model_dir, tmp_path / "pack", opts, progress=False)
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
     assert manifest.compression.block_size_for == rule
     sizes = {t.name: t.codec.block_size for t in manifest.tensors if t.codec is not None}
     assert {b for n, b in sizes.items() if ".mlp." in n} == {32}
@@ -207,7 +207,7 @@ def test_refit_grid_is_recorded_changes_the_codes_and_verifies(tmp_path: Path) -
     for name, flag in (("plain", "--no-refit-grid"), ("refit", "--refit-grid")):
         proc = run_cli("uc", "compress", str(model_dir), "-o", str(tmp_path / name), flag, *common)
         assert proc.rc == 0, proc.err
-        assert verify_pack(tmp_path / name, progress=False).ok
+        assert verify_pack(tmp_path / name, progress=False).report.ok
     plain, refit = (open_pack(tmp_path / n).manifest for n in ("plain", "refit"))
     assert plain.compression.calibration["refit_grid"] is False and refit.compression.calibration["refit_grid"] is True
     # same tensors and shapes, but the refit moved codebooks or scales somewhere

@@ -64,7 +64,7 @@ def test_target_bpw_allocation_is_under_the_cap_recorded_and_verifies(arch: str,
     _few_options(monkeypatch)
     model_dir = make_tiny_model(arch, tmp_path / "model")
     manifest = compress_model(model_dir, tmp_path / "pack", fast_options(tmp_path, target_bpw=4.4), progress=False)
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
     assert manifest.stats.effective_bits_per_weight <= 4.4
     cal = manifest.compression.calibration
     assert cal["target_bpw"] == 4.4 and cal["allocated_bpw_estimate"] == pytest.approx(manifest.stats.effective_bits_per_weight, abs=1e-5)

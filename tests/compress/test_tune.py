@@ -120,7 +120,7 @@ def test_uc_compress_tune_epochs_records_lowers_the_output_error_and_verifies(tm
     plain_opts = fast_options(tmp_path, bits=3)
     compress_model(model_dir, tmp_path / "plain", plain_opts, progress=False)
     manifest = compress_model(model_dir, tmp_path / "tuned", plain_opts.model_copy(update={"tune_epochs": 3}), progress=False)
-    assert verify_pack(tmp_path / "tuned", progress=False).ok
+    assert verify_pack(tmp_path / "tuned", progress=False).report.ok
     cal = manifest.compression.calibration
     assert cal["tune_epochs"] == 3 and cal["tuned_blocks"] == 2
     assert open_pack(tmp_path / "plain").manifest.compression.calibration["tune_epochs"] == 0

@@ -233,7 +233,7 @@ def test_reused_read_buffers_keep_each_tensor_its_own_bytes(pack_copy: Path, wor
     from uc_attest.pack.reader import open_pack
     from uc_attest.pack.verify import verify_pack
 
-    assert verify_pack(pack_copy, progress=False, workers=workers).ok
+    assert verify_pack(pack_copy, progress=False, workers=workers).report.ok
     manifest = open_pack(pack_copy).manifest
     quantized = [t for t in manifest.tensors if t.kind == "quantized"]
     assert len(quantized) > 2 * workers  # buffers do get reused
@@ -245,7 +245,7 @@ def test_reused_read_buffers_keep_each_tensor_its_own_bytes(pack_copy: Path, wor
         data = bytearray(original)
         data[8 + header_len + (start + end) // 2] ^= 0x10
         shard.write_bytes(bytes(data))
-        report = verify_pack(pack_copy, progress=False, workers=workers)
+        report = verify_pack(pack_copy, progress=False, workers=workers).report
         shard.write_bytes(original)
         assert not report.ok
         assert [t.name for t in report.tensors if not t.ok] == [entry.name]

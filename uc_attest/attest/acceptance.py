@@ -145,9 +145,8 @@ def _verify_pack(pack_path: Path, progress: bool) -> Any:
     from ..pack.verify import verify_pack
 
     verified = verify_pack(pack_path, progress=progress, architecture=True)
-    if not verified.ok:
-        more = f" (+{len(verified.failures) - 1} more)" if len(verified.failures) > 1 else ""
-        raise AcceptanceTestError(f"pack failed verification, not signed: {verified.failures[0]}{more}")
+    if not verified.report.ok:
+        raise AcceptanceTestError(f"pack failed verification, not signed: {verified.report.failure_summary()}")
     return verified
 
 

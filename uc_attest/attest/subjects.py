@@ -14,7 +14,7 @@ less.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from ..pack.paths import check_relative_path
 from .errors import StatementError
@@ -60,12 +60,3 @@ def split_subjects(statement: Statement) -> tuple[dict[str, str], str]:
     if not pack:
         raise StatementError("the statement has no pack files among its subjects")
     return pack, tokens
-
-
-def compare_pack_files(attested: Mapping[str, str], present: Iterable[tuple[str, str]]) -> list[str]:
-    """Differences between attested ``{path: sha256}`` and the ``(path, sha256)`` present; empty when equal."""
-    found = dict(present)
-    problems = [f"{p}: attested but missing" for p in sorted(set(attested) - set(found))]
-    problems += [f"{p}: present but not attested" for p in sorted(set(found) - set(attested))]
-    problems += [f"{p}: sha256 differs from the attested one" for p in sorted(set(found) & set(attested)) if found[p] != attested[p]]
-    return problems

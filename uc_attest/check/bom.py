@@ -29,7 +29,6 @@ CycloneDX 1.6 JSON schema that the library ships.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -178,7 +177,3 @@ def validate_bom(text: str) -> None:
         return
     if error is not None:
         raise VerificationError(f"internal error: the BOM does not validate against CycloneDX 1.6: {error}")
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -145,7 +145,7 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
 
 def _manifest_sha256(ctx: CheckContext) -> str:
     if ctx.verified is not None:
-        return ctx.verified.manifest_sha256
+        return ctx.verified.report.manifest_sha256
     try:
         return sha256_regular_file(Path(ctx.inputs.pack) / MANIFEST_NAME, follow_symlinks=False)[1]
     except NotRegularFileError as exc:  # a FIFO or device in its place: a tampered pack, refused unread

@@ -16,7 +16,7 @@ def check_weights(ctx: CheckContext) -> CheckResult:
     predicate = ctx.predicate
     if predicate is None:
         return skipped(NAME, "Not checked: without a verified signature there are no signed fingerprints.", required)
-    rebuilt = {t.name: t for t in ctx.verified.tensors} if ctx.verified is not None else {}
+    rebuilt = {t.name: t for t in ctx.verified.report.tensors} if ctx.verified is not None else {}
     signed = {t.name: t for t in predicate.pack.tensors}
     bad: list[str] = []
     for name in sorted(set(signed) | set(rebuilt)):

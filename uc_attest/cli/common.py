@@ -62,7 +62,6 @@ def exit_with(code: int) -> None:
     raise click.exceptions.Exit(code)
 
 
-ProgressCallback = Callable[[str, int, int], Any]
 
 
 def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -158,14 +158,6 @@ def load_model_dir(model_dir: str | os.PathLike[str]) -> Any:
     return model
 
 
-def load_any(path: str | os.PathLike[str]) -> Any:
-    """A pack if the directory holds ucpack.json, else a plain model directory."""
-    root = Path(path)
-    if (root / "ucpack.json").exists():
-        return load_pack_model(root)
-    return load_model_dir(root)
-
-
 def model_dir_config(root: Path) -> Any:
     """The config of a plain model directory (exit 2 when it is not one)."""
     _offline()
