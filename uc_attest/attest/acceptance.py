@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict
 from ..version import __version__
 from ..errors import UnreadableInputError, UsageError
 from ..outputs import Output, check_outputs, write_all
+from ..pack.manifest import MANIFEST_NAME
 from .errors import AcceptanceTestError, BundleFormatError
 from .keys import PrivateKey, fingerprint
 from .paths import default_bundle_path, tokens_path_for_bundle
@@ -164,7 +165,7 @@ def build_predicate(
         pack=PackInfo(
             format=report.format,
             format_version=report.format_version,
-            manifest_path="ucpack.json",
+            manifest_path=MANIFEST_NAME,
             manifest_sha256=report.manifest_sha256,
             model_type=manifest.model.model_type,
             architectures=list(manifest.model.architectures),
@@ -310,7 +311,6 @@ def _output_paths(options: SignOptions) -> tuple[Path, Path]:
 
 def sign_pack(options: SignOptions) -> SignResult:
     """Run the acceptance test on ``options.pack`` and write the signed bundle and token file."""
-    from ..pack.manifest import MANIFEST_NAME
 
     if (options.key is None) == (not options.keyless):
         raise UsageError("give exactly one of a signing key (--key) or --sigstore")

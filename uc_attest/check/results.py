@@ -40,6 +40,7 @@ from ..errors import UnreadableInputError
 RESULTS_SCHEMA_VERSION: Final = 1
 
 _HEX64 = SHA256_HEX_PATTERN
+MAX_RESULTS_BYTES = 256 << 20  # every reader of a results.json (attest report, attest bom) caps it here
 _TENSOR_DIGEST = r"^(sha256:)?[0-9a-f]{64}$"
 
 

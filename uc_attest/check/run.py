@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..attest.bundle import MAX_BUNDLE_BYTES
 from ..version import __version__
 from ..errors import UcError, UsageError, VerificationError
 from ..pack.manifest import MANIFEST_NAME
@@ -60,8 +61,6 @@ from .results import (
 from .signature import check_signature
 from .signer_trust import check_signer_trust
 from .weights import check_weights
-
-MAX_BUNDLE_BYTES = 64 << 20
 
 Check = Callable[[CheckContext], CheckResult | None]
 
