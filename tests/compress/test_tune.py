@@ -142,8 +142,8 @@ def test_tuned_weights_propagated_are_the_canonical_reconstruction(tmp_path: Pat
     seen: dict[str, torch.Tensor] = {}
     original_run = calibrated.BlockCoder.run
 
-    def spy(self, hidden, kwargs, batch, stop_early, replay=True):  # type: ignore[no-untyped-def]
-        out = original_run(self, hidden, kwargs, batch, stop_early, replay)
+    def spy(self, hidden, kwargs, batch, *, stop_early, replay=True):  # type: ignore[no-untyped-def]
+        out = original_run(self, hidden, kwargs, batch, stop_early=stop_early, replay=replay)
         if not stop_early:  # the last full run of a block is the one whose output goes on: keep its parameters
             for name, p in self.block.named_parameters():
                 seen[f"{self.prefix}.{self.block_index}.{name}"] = p.detach().clone()

@@ -225,7 +225,8 @@ def test_group_readable_private_key_is_refused(site: Path) -> None:
     os.chmod(site / "customer.key", 0o640)
     args = ("check", site / "pack", "--key", site / "vendor.pub", "--policy", "development", "--json", site / "k.json", "--sign-key", site / "customer.key", "--quiet")
     rc, _out, err = attest(*args)
-    assert rc == 2 and "accessible by group or others" in err and err.count("\n") == 1
+    assert rc == 2 and err.splitlines()[0].startswith("error: ") and "accessible by group or others" in err.splitlines()[0]
+    assert err.splitlines()[1:] == [f"hint: run chmod 600 {site / 'customer.key'}, or pass --allow-open-key-file to use it anyway"]
     assert not (site / "k.json").exists()
     rc, out, err = attest(*args, "--allow-open-key-file")
     assert rc == 0, out + err

@@ -48,8 +48,9 @@ def run_cli(group: click.Group | str, *args: object, env: dict[str, str | None] 
 
 
 def assert_one_line_error(rc: int, err: str, codes: tuple[int, ...] = (1, 2)) -> None:
-    """The error contract: an expected exit code and one ``error: ...`` line, never a traceback."""
+    """The error contract: an expected exit code and one ``error: ...`` line (then at most a ``hint: ...`` line), never a traceback."""
     assert rc in codes, (rc, err)
     assert "Traceback" not in err and "internal error" not in err, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert 1 <= len(lines) <= 2 and lines[0].startswith("error: "), err
+    assert len(lines) == 1 or lines[1].startswith("hint: "), err

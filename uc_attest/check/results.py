@@ -338,7 +338,7 @@ def verdict_reasons(checks: list[CheckResult]) -> list[str]:
 _BLOCK = re.compile(r"^(.*?\b(?:layers|h|blocks|block|layer)\.\d+)\.")
 
 
-def block_of(tensor_name: str) -> str:
+def block_label(tensor_name: str) -> str:
     """Group a tensor under its transformer block, e.g. 'model.layers.3'; else 'other'."""
     match = _BLOCK.match(tensor_name)
     return match.group(1) if match else "other"

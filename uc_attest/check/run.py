@@ -42,7 +42,7 @@ from .eval_tokens import check_eval_tokens
 from .pack_files import check_pack_files
 from .pack_structure import check_pack_structure
 from .perplexity_match import check_perplexity
-from .records import environment_record, signed_measurement
+from .conversions import environment_record, signed_measurement
 from .results import (
     ArtifactIdentity,
     CheckResult,
