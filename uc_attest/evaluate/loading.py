@@ -97,7 +97,7 @@ def pack_config(pack: Pack) -> Any:
 def opened_pack(pack: str | os.PathLike[str] | Pack | VerifiedPack, expected_manifest_sha256: str | None = None) -> Pack:
     """The opened pack (from a verified pack: the very manifest that was verified), pinned to a manifest digest."""
     if isinstance(pack, VerifiedPack):
-        if not pack.ok:
+        if not pack.report.ok:
             raise VerificationError("the pack did not verify; it is not loaded")
         opened = pack.pack
     else:
