@@ -19,6 +19,7 @@ from uc_attest.pack.reader import open_pack
 from uc_attest.pack.verify import verify_pack
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize("arch", ["llama", "mixtral", "mamba", "gpt2", "qwen3_moe"])
 def test_calibrated_compress_verifies(arch: str, tmp_path: Path) -> None:
     model_dir = make_tiny_model(arch, tmp_path / "model")
@@ -48,6 +49,7 @@ def _output_error(model_dir: Path, pack: Path, ids: torch.Tensor) -> float:
     return float(((ref - got) ** 2).mean())
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_calibrated_beats_datafree(tmp_path: Path) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     opts = fast_options(tmp_path, bits=3, samples=12)
@@ -58,6 +60,7 @@ def test_calibrated_beats_datafree(tmp_path: Path) -> None:
     assert _output_error(model_dir, tmp_path / "cal", ids) < _output_error(model_dir, tmp_path / "df", ids)
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_propagated_weights_are_the_canonical_reconstruction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What the next block's inputs were computed with is bit-identical to what the pack rebuilds."""
     model_dir = make_tiny_model("llama", tmp_path / "model")
@@ -81,6 +84,7 @@ def test_propagated_weights_are_the_canonical_reconstruction(tmp_path: Path, mon
         assert torch.equal(seen[name], rebuilt[name].to(torch.float32)), name
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_dead_expert_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An expert no token reaches: gate/up from all the layer's tokens, down data-free; recorded."""
     model_dir = make_tiny_model("mixtral", tmp_path / "model")
@@ -102,6 +106,7 @@ def test_dead_expert_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert verify_pack(tmp_path / "pack", progress=False).report.ok
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_deterministic(tmp_path: Path) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     opts = fast_options(tmp_path)
@@ -117,6 +122,7 @@ def test_options_default_to_calibrated() -> None:
     assert CompressOptions().method == "calibrated"
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize("method", ["calibrated", "datafree"])
 def test_per_tensor_widths_follow_bits_for(tmp_path: Path, method: str) -> None:
     """q/k/v of one group are swept together with different widths; each tensor records its own."""
@@ -133,6 +139,7 @@ def test_per_tensor_widths_follow_bits_for(tmp_path: Path, method: str) -> None:
     assert uniform.stats.effective_bits_per_weight != manifest.stats.effective_bits_per_weight
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize("method", ["calibrated", "datafree"])
 def test_per_tensor_block_sizes_follow_block_size_for(tmp_path: Path, method: str) -> None:
     """A tensor's block size comes from the glob that matches it; each tensor's codec records its own, and the pack verifies."""
@@ -184,6 +191,7 @@ def test_bits_for_refuses_a_tensor_that_two_widths_claim(tmp_path: Path) -> None
     assert not (tmp_path / "pack").exists()
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_auto_calibration_dtype_follows_the_cpu_and_the_pack_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """bf16 replays only where the CPU multiplies bf16 natively (AVX512-BF16 or AMX); the resolved dtype is recorded."""
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
@@ -200,6 +208,7 @@ def test_auto_calibration_dtype_follows_the_cpu_and_the_pack_records_it(tmp_path
     assert manifest.compression.calibration["compute_dtype"] == "bfloat16"
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_refit_grid_is_recorded_changes_the_codes_and_verifies(tmp_path: Path) -> None:
     """``uc compress --refit-grid`` reaches the coder: recorded in the pack, other codec state, still a valid pack."""
     model_dir = make_tiny_model("llama", tmp_path / "model")

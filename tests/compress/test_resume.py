@@ -21,6 +21,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize(("arch", "tune_epochs", "dead_expert"), [("llama", 0, False), ("mixtral", 0, False), ("gpt2", 2, False),
                                                                   ("mixtral", 0, True)])  # fmt: skip
 def test_resume_is_byte_identical(arch: str, tune_epochs: int, dead_expert: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -76,6 +77,7 @@ def test_resume_is_byte_identical(arch: str, tune_epochs: int, dead_expert: bool
         assert "model.layers.0.block_sparse_moe.experts.0.w2.weight" in str(manifest.compression.calibration["fallbacks"])
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_resume_ignores_a_different_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     work = tmp_path / "out.partial-work"

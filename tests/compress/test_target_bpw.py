@@ -58,6 +58,7 @@ def _few_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sensitivity, "OPTION_BLOCKS", (32, 64))
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize("arch", ["llama", "qwen3_moe", "mamba"])
 def test_target_bpw_allocation_is_under_the_cap_recorded_and_verifies(arch: str, tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
@@ -82,6 +83,7 @@ def test_target_bpw_allocation_is_under_the_cap_recorded_and_verifies(arch: str,
     assert summary.tensor_codings == {k: f"{c.bits} bits / block {c.block_size}" for k, c in quantized.items()}
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_target_bpw_spends_more_bits_on_a_higher_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _few_options(monkeypatch)
     model_dir = make_tiny_model("llama", tmp_path / "model")

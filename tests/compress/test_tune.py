@@ -114,6 +114,7 @@ def test_zero_epochs_changes_nothing() -> None:
     assert not result.accepted and result.error_after == result.error_before
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_uc_compress_tune_epochs_records_lowers_the_output_error_and_verifies(tmp_path: Path) -> None:
     """GPT-2 (Conv1D maps with biases): tuned grids and biases in the pack, canonical, closer to the original model."""
     model_dir = make_tiny_model("gpt2", tmp_path / "model")
@@ -136,6 +137,7 @@ def test_uc_compress_tune_epochs_records_lowers_the_output_error_and_verifies(tm
     assert errors["tuned"] < errors["plain"]
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_tuned_weights_propagated_are_the_canonical_reconstruction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After tuning, the weights and biases the next block's inputs come from are those the pack rebuilds."""
     model_dir = make_tiny_model("gpt2", tmp_path / "model")
@@ -169,6 +171,7 @@ def test_tuned_weights_propagated_are_the_canonical_reconstruction(tmp_path: Pat
     assert checked >= 16  # c_attn, c_proj, c_fc, mlp.c_proj: weight and bias, in both blocks
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_cli_tune_epochs_is_parsed_and_bad_values_exit_2(tmp_path: Path) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     common = ["--samples", "6", "--seq-len", "48", "--calibration", str(calibration_file(tmp_path)), "--quiet"]
