@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from support.calibration import calibration_file, fast_options
+from support.cli import assert_one_line_error, run_cli
 from support.models import make_tiny_model
 
 from uc_attest.compress import sensitivity
@@ -99,9 +98,6 @@ def test_target_bpw_refuses_rules_and_datafree() -> None:
         CompressOptions(target_bpw=1.0)
 
 
-UC = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()"]
-
-
 @pytest.mark.parametrize("extra", [
     ["--target-bpw", "abc"],
     ["--target-bpw", "1.5"],
@@ -112,10 +108,7 @@ UC = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()"]
 def test_bad_target_bpw_exits_2_with_one_line(extra: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     cal = calibration_file(tmp_path)
-    proc = subprocess.run([*UC, "compress", str(model_dir), "-o", str(tmp_path / "pack"), "--samples", "4", "--seq-len", "32",
-                           "--calibration", str(cal), "--quiet", *extra], capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1, proc.stderr
+    r = run_cli("uc", "compress", model_dir, "-o", tmp_path / "pack", "--samples", "4", "--seq-len", "32", "--calibration", cal, "--quiet", *extra)
+    assert_one_line_error(r.rc, r.err, (2,))
     assert not (tmp_path / "pack").exists()
     assert not list(tmp_path.glob(".uc-sensitivity-*"))
