@@ -29,7 +29,7 @@ from uc_attest.safe_io import NotRegularFileError, read_regular_file, sha256_reg
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 CHILD = r"""
-import json
+import json, sys
 from support.cli import run_cli
 cases = json.loads(sys.argv[1])
 out = {}
