@@ -32,7 +32,7 @@ lint: venv
 	$(PY) -m mypy
 
 test-fast: venv
-	$(PY) -m pytest -q -m "not integration"
+	$(PY) -m pytest -q -m "not integration and not slow"
 
 bench: venv
 	# peers of the quality benchmark, without their dependency trees (torch stays the pinned CPU wheel)

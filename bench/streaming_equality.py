@@ -34,8 +34,8 @@ def main() -> None:
     from uc_attest.pack.verify import verify_pack
 
     verified = verify_pack(args.pack, progress=False, architecture=True)
-    if not verified.ok:
-        sys.exit(f"the pack does not verify: {verified.failures[0]}")
+    if not verified.report.ok:
+        sys.exit(f"the pack does not verify: {verified.report.failure_summary()}")
     ids = tokenize_text(Path(args.pack), default_eval_text())
     runs = {"pack": lambda streaming: measure_pack(verified, ids, seq_len=args.seq_len, max_windows=args.windows, progress=False,
                                                    streaming=streaming).result}  # fmt: skip

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from reference_codec import ref_reconstruct
-from tiny_models import ARCHITECTURES, make_tiny_model
+from support.reference_codec import ref_reconstruct
+from support.models import ARCHITECTURES, make_tiny_model
 from uc_attest import load_model
 from uc_attest.architecture import load_config
 from uc_attest.compress.options import CompressOptions
@@ -46,7 +46,7 @@ def test_compress_verify_load_matches_direct_reconstruction(arch: str, tmp_path:
     model_dir = make_tiny_model(arch, tmp_path / "model")
     pack = tmp_path / "pack"
     manifest = compress_model(model_dir, pack, FAST, progress=False)
-    report = verify_pack(pack, progress=False, architecture=True)
+    report = verify_pack(pack, progress=False, architecture=True).report
     assert report.ok, report.failures
     quantized = [t for t in manifest.tensors if t.kind == "quantized"]
     assert quantized, "every architecture has linear maps to quantize"
@@ -107,6 +107,6 @@ def test_missing_extra_or_renamed_tensor_fails(change: str, tmp_path: Path) -> N
         t = next(t for t in tensors if t["name"].endswith("k_proj.weight"))
         t["name"] = t["name"].replace("k_proj", "kk_proj")
     (pack / "ucpack.json").write_bytes(dumps_canonical(data))
-    report = verify_pack(pack, progress=False, architecture=True)
+    report = verify_pack(pack, progress=False, architecture=True).report
     assert not report.ok
     assert report.failures

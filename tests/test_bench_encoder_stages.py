@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from bench import encoder_mix as mix  # noqa: E402
-from bench import encoder_stages as stages  # noqa: E402
+from bench import encoder_mix as mix
+from support.paths import REPO
+from bench import encoder_stages as stages
 
 
 def _tiny_bert_statistics() -> tuple[dict[str, torch.nn.Parameter], dict[str, torch.Tensor], int]:

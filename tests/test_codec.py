@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reference_codec import ref_digest, ref_pack, ref_reconstruct, ref_unpack
+from support.reference_codec import ref_digest, ref_pack, ref_reconstruct, ref_unpack
 from uc_attest.codec import CodecParams, pack_codes, tensor_digest, unpack_codes
 from uc_attest.codec import native
 from uc_attest.codec.reconstruct import reconstruct, tensor_bytes

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from test_pack_cli import uc_inprocess
-from tiny_models import make_tiny_model
+from support.cli import run_cli
+from support.models import make_tiny_model
 from uc_attest.estimate import ModelShape, compress_peak_bytes, evaluation_peak_bytes, load_shape
 from uc_attest.progress import bar_disabled
 
@@ -63,16 +63,16 @@ def test_forecast_grows_with_what_is_resident_not_with_depth() -> None:
 
 def test_compress_says_its_forecast_first_on_stderr_and_not_when_quiet(tmp_path: Path) -> None:
     model = make_tiny_model("llama", tmp_path / "model")
-    loud = uc_inprocess("compress", str(model), "-o", str(tmp_path / "a"), "--method", "datafree")
-    assert loud.returncode == 0, loud.stderr
-    assert loud.stderr.splitlines()[0].startswith("expected peak memory of uc compress: about ")
-    assert "expected peak memory" not in loud.stdout
-    quiet = uc_inprocess("compress", str(model), "-o", str(tmp_path / "b"), "--method", "datafree", "--quiet")
-    assert quiet.returncode == 0 and "expected peak memory" not in quiet.stderr
-    assert "%|" not in loud.stderr  # stderr is not a terminal here: no progress bar, though --quiet was not given
-    verified = uc_inprocess("verify", str(tmp_path / "a"))
-    assert verified.returncode == 0 and verified.stdout.splitlines()[-1] == "VERIFY: PASS"
-    assert "%|" not in verified.stderr
+    loud = run_cli("uc", "compress", str(model), "-o", str(tmp_path / "a"), "--method", "datafree")
+    assert loud.rc == 0, loud.err
+    assert loud.err.splitlines()[0].startswith("expected peak memory of uc compress: about ")
+    assert "expected peak memory" not in loud.out
+    quiet = run_cli("uc", "compress", str(model), "-o", str(tmp_path / "b"), "--method", "datafree", "--quiet")
+    assert quiet.rc == 0 and "expected peak memory" not in quiet.err
+    assert "%|" not in loud.err  # stderr is not a terminal here: no progress bar, though --quiet was not given
+    verified = run_cli("uc", "verify", str(tmp_path / "a"))
+    assert verified.rc == 0 and verified.out.splitlines()[-1] == "VERIFY: PASS"
+    assert "%|" not in verified.err
 
 
 def test_bars_show_only_when_asked_and_on_a_terminal() -> None:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pack_edit import reseal
-from tiny_models import make_tiny_model
+from support.pack_edit import reseal
+from support.models import make_tiny_model
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
 from uc_attest.pack import stream_verify

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 
 def load_model(pack: Any, **kwargs: Any) -> Any:

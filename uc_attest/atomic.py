@@ -50,10 +50,6 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes, mode: int = 0o
         raise
 
 
-def write_text_atomic(path: str | os.PathLike[str], text: str, mode: int = 0o644) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"), mode=mode)
-
-
 def refuse_output_holding_inputs(target: Path, inputs: Iterable[str | os.PathLike[str] | None]) -> None:
     """A usage error when the output directory is, or contains, one of the inputs: replacing it would delete them."""
     real = target.resolve()

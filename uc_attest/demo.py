@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__
+from .version import __version__
 from .demo_model import SOURCE_NOTE, materialize_smollm2
 
 # Each block tensor's width and block size chosen by the compressor from measured sensitivity on

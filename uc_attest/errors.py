@@ -4,7 +4,9 @@ Exit codes are part of the contract with customers' automation:
 0 success, 1 a verification failure (the artifact was tampered with or does not
 match what was attested), 2 usage errors or input that cannot be read at all.
 Every error the CLI can meet is one of these, so that it prints one line and
-never a traceback.
+never a traceback. Line 1 (``error: ...``) and the exit code are the contract;
+an error may add a second line, ``hint: ...``, saying what to do about it
+(automation keeps reading line 1 only).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ class UcError(Exception):
 
     exit_code: int = 2
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.hint = " ".join(hint.split()) if hint else None
 
     def __str__(self) -> str:  # one line, always
         return " ".join(self.message.split())

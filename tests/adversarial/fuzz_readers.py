@@ -9,9 +9,10 @@ any other exception, a hang or a traceback is a finding.
 
 Standalone:
 
-    .venv/bin/python tests/adversarial/fuzz_readers.py --iterations 20000 [--seed N] [--reader manifest]
+    PYTHONPATH=tests .venv/bin/python tests/adversarial/fuzz_readers.py --iterations 20000 [--seed N] [--reader manifest]
 
-It builds a small signed delivery in a temporary directory for its seeds, and
+It builds a small signed delivery in a temporary directory for its seeds (or reads one laid out as
+``support.delivery.build_delivery`` writes it: ``--delivery DIR``), and
 prints per reader how many inputs were accepted, refused and crashed; it exits
 1 when anything crashed and writes each crashing input under --crash-dir.
 tests/adversarial/test_adv_parsers.py runs it with a few hundred iterations.
@@ -32,8 +33,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 READERS = ("manifest", "bundle", "safetensors", "tokens")
 
@@ -273,15 +272,15 @@ def readers(seeds: Seeds) -> dict[str, tuple[Callable[[bytes, Seeds], Any], list
     }
 
 
-def make_seeds(workdir: Path) -> Seeds:
-    """A small signed delivery in ``workdir`` (model, pack, bundle, tokens, public key)."""
+def make_seeds(workdir: Path, delivery_dir: Path | None = None) -> Seeds:
+    """Seeds from the signed delivery in ``delivery_dir``, or from a small one built in ``workdir``."""
     import shutil
 
-    from adversarial_helpers import build_delivery
+    from support.delivery import build_delivery, delivery_at
 
     from uc_attest.attest import verify_bundle
 
-    delivery, _key = build_delivery(workdir / "delivery", seed=3)
+    delivery = delivery_at(delivery_dir) if delivery_dir is not None else build_delivery(workdir / "delivery", seed=3)[0]
     fuzz_pack = workdir / "fuzz-pack"
     shutil.copytree(delivery.pack, fuzz_pack)
     shards = [p.read_bytes() for p in sorted(delivery.pack.glob("*.safetensors"))]
@@ -336,9 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reader", action="append", choices=READERS, help="only this reader (repeatable)")
     ap.add_argument("--crash-dir", type=Path, default=Path("build/fuzz-crashes"))
+    ap.add_argument("--delivery", type=Path, help="seed from this signed delivery (as support.delivery lays it out) instead of building one")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="uc-fuzz-") as tmp:
-        seeds = make_seeds(Path(tmp))
+        seeds = make_seeds(Path(tmp), args.delivery)
         start = time.perf_counter()
         stats = fuzz(seeds, args.iterations, args.seed, args.reader)
         seconds = time.perf_counter() - start

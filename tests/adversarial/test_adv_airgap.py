@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_helpers import REPO
+from support.paths import REPO
 
 
 def _unshare_reason() -> str | None:
@@ -36,7 +36,7 @@ def _unshare_cmd() -> list[str]:
 
 
 REASON = _unshare_reason()
-pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+pytestmark = [pytest.mark.skipif(REASON is not None, reason=REASON or ""), pytest.mark.slow]  # slow: the shared signed delivery
 
 PROBE = r"""
 import socket, sys
@@ -95,8 +95,7 @@ def _keyless_delivery(site: Any, tmp_path: Path) -> tuple[Path, str, str]:
     import base64
     from datetime import datetime, timedelta, timezone
 
-    sys.path.insert(0, str(REPO / "tests" / "attest"))
-    from fake_sigstore import FakeSigstore
+    from support.fake_sigstore import FakeSigstore
 
     identity, issuer = "vendor@example.com", "https://accounts.example.com"
     payload = base64.b64decode(json.loads(site.bundle.read_bytes())["dsseEnvelope"]["payload"])

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_helpers import run_cli
 from fuzz_readers import mutate
+from support.cli import run_cli
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 DEEP = 100_000
 RANGE_VALUES = ["-1", str(2**63), "1e308", "NaN", "Infinity", "-0.0", "1e-320"]

@@ -15,12 +15,16 @@ from typing import Any
 
 import pytest
 import torch
-from adversarial_helpers import TEXT, assert_one_line_error, compress, new_key, run_cli
+from support.cli import assert_one_line_error, run_cli
+from support.delivery import compress, new_key
+from support.models import TEXT, build_tokenized_model
 
 from uc_attest.check.results import load_results
 from uc_attest.errors import UnreadableInputError
 from uc_attest.evaluate.tokens import save_token_file
 from uc_attest.policy.loader import parse_policy
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 DEEP = 100_000
 
@@ -70,21 +74,9 @@ def test_eval_with_a_token_id_outside_the_vocabulary_is_a_one_line_error(site: A
 
 def test_sign_with_a_tokenizer_larger_than_the_vocabulary_is_a_one_line_error(tmp_path: Path) -> None:
     """A 300-id tokenizer saved beside a model with 280 embeddings: sign refuses before writing anything."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
     from uc_attest.attest.keys import private_key_pem
 
-    model_dir = tmp_path / "model"
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([TEXT], trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<eos>"]))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=280, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True)  # fmt: skip
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(model_dir, safe_serialization=True)
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(model_dir)
+    model_dir = build_tokenized_model(tmp_path / "model", vocab=300, embeddings=280, layers=1)
     pack = compress(model_dir, tmp_path / "pack")
     key = tmp_path / "vendor.key"
     key.write_bytes(private_key_pem(new_key(), None))

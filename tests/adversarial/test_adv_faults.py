@@ -20,13 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_helpers import REPO, assert_one_line_error, build_model, copy_delivery, run_cli
+from support.cli import assert_one_line_error, run_cli
+from support.delivery import copy_delivery
+from support.models import build_tokenized_model
+from support.paths import REPO, child_env
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 CHILD = r"""
-import os, sys, time
-sys.path.insert(0, {tests!r})
+import sys, time
 from pathlib import Path
-import adversarial_helpers as h
+from support.cli import run_cli
+from support.delivery import sign
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
 import uc_attest.attest.acceptance, uc_attest.check.run, uc_attest.report  # imports before the clock starts
@@ -37,9 +42,9 @@ if what == "compress":
     compress_model(Path(args[0]), Path(args[1]), CompressOptions(method="datafree", bits=4, block_size=32, shard_bytes=64 << 10), progress=False)
 elif what == "sign":
     from uc_attest.attest.keys import load_private_key
-    h.sign(Path(args[0]), load_private_key(args[1], None), Path(args[2]), name="killed")
+    sign(Path(args[0]), load_private_key(args[1], None), Path(args[2]), name="killed")
 elif what == "check":
-    rc, out, err = h.run_cli("attest", "check", args[0], "--bundle", args[1], "--tokens", args[2], "--key", args[3],
+    rc, out, err = run_cli("attest", "check", args[0], "--bundle", args[1], "--tokens", args[2], "--key", args[3],
                              "--json", args[4], "--report", args[5], "--quiet")
     assert rc == 0, out + err
 print("done %.3f" % (time.perf_counter() - t0), flush=True)
@@ -47,9 +52,8 @@ print("done %.3f" % (time.perf_counter() - t0), flush=True)
 
 
 def _spawn(what: str, *args: object) -> subprocess.Popen[str]:
-    code = CHILD.format(tests=str(Path(__file__).parent))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-c", code, what, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    env = child_env({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    return subprocess.Popen([sys.executable, "-c", CHILD, what, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=REPO, env=env)  # fmt: skip
 
 
@@ -85,20 +89,20 @@ def _delays(total: float, n: int, seed: int) -> list[float]:
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_model(tmp_path_factory.mktemp("fault-model") / "model", seed=5)
+    return build_tokenized_model(tmp_path_factory.mktemp("fault-model") / "model", seed=5)
 
 
 def test_compress_killed_at_random_moments_leaves_no_partial_pack(model_dir: Path, tmp_path: Path) -> None:
     from uc_attest.pack.verify import verify_pack
 
     total = _run_to_end("compress", model_dir, tmp_path / "complete.ucpack")
-    assert verify_pack(tmp_path / "complete.ucpack", progress=False).ok
+    assert verify_pack(tmp_path / "complete.ucpack", progress=False).report.ok
     killed = 0
     for i, delay in enumerate(_delays(total, 4, seed=1)):
         out = tmp_path / f"killed-{i}.ucpack"
         killed += _kill_during("compress", delay, model_dir, out)
         if out.exists():  # only if it had finished: then it is whole
-            assert verify_pack(out, progress=False).ok
+            assert verify_pack(out, progress=False).report.ok
         leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(f".killed-{i}.ucpack")]
         assert all(name.endswith(".partial") for name in leftovers), leftovers
     assert killed >= 1  # the kills did land during the work
@@ -132,7 +136,8 @@ def test_sign_killed_at_random_moments_leaves_no_partial_bundle_or_token_file(de
 
 
 def test_check_killed_at_random_moments_leaves_no_partial_results_or_report(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
-    pikepdf = pytest.importorskip("pikepdf")
+    import pikepdf  # a dependency of uc_attest: its absence is a failure, not a skip
+
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     results, report = tmp_path / "results.json", tmp_path / "report.pdf"
     total = _run_to_end("check", site.pack, site.bundle, site.tokens, site.key, results, report)

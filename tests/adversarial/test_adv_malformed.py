@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_helpers import assert_one_line_error, check, failed_checks, run_cli
+from support.cli import assert_one_line_error, run_cli
+from support.delivery import check, failed_checks
+from support.pack_edit import read_manifest as _manifest
+from support.pack_edit import reseal
 
-from pack_edit import read_manifest as _manifest
-from pack_edit import reseal
 from uc_attest.pack.strict_json import dumps_canonical
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 
 def _split(data: bytes) -> tuple[dict[str, Any], bytes]:
@@ -107,8 +110,8 @@ def codebook_too_short(pack: Path) -> None:
 
 
 def codes_one_byte_long(pack: Path) -> None:
-    from safetensors.torch import load, save
     import torch
+    from safetensors.torch import load, save
 
     rel = next(f["path"] for f in _manifest(pack)["files"] if f["role"] == "codec")
     tensors = load((pack / rel).read_bytes())

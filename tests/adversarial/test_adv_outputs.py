@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_helpers import assert_one_line_error, run_cli
+from support.cli import assert_one_line_error, run_cli
 
 from uc_attest.errors import UsageError
 from uc_attest.outputs import Output, check_outputs, write_all
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 UNWRITABLE = Path("/proc")
 

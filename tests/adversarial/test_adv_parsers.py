@@ -190,12 +190,13 @@ def test_every_known_dtype_has_a_size() -> None:
 
 
 @pytest.fixture(scope="module")
-def seeds(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def seeds(delivery_root: tuple[Path, Any], tmp_path_factory: pytest.TempPathFactory) -> Any:
     from fuzz_readers import make_seeds
 
-    return make_seeds(tmp_path_factory.mktemp("fuzz"))
+    return make_seeds(tmp_path_factory.mktemp("fuzz"), delivery_root[0])
 
 
+@pytest.mark.slow
 @FAST
 @given(st.data())
 def test_manifest_reader_with_json_aware_mutations(seeds: Any, data: Any) -> None:
@@ -211,6 +212,7 @@ def test_manifest_reader_with_json_aware_mutations(seeds: Any, data: Any) -> Non
         pass
 
 
+@pytest.mark.slow
 @FAST
 @given(st.data())
 def test_bundle_reader_with_json_aware_mutations(seeds: Any, data: Any) -> None:
@@ -230,6 +232,7 @@ def test_bundle_reader_with_json_aware_mutations(seeds: Any, data: Any) -> None:
     assert verified.payload == verify_bundle(seeds.bundle, public_key=seeds.public_key).payload
 
 
+@pytest.mark.slow
 @FAST
 @given(st.data())
 def test_token_file_reader_with_header_mutations(seeds: Any, data: Any) -> None:
@@ -244,6 +247,7 @@ def test_token_file_reader_with_header_mutations(seeds: Any, data: Any) -> None:
         pass
 
 
+@pytest.mark.slow
 def test_fuzz_harness_short_run_finds_no_crash(seeds: Any) -> None:
     from fuzz_readers import fuzz
 
@@ -253,12 +257,15 @@ def test_fuzz_harness_short_run_finds_no_crash(seeds: Any) -> None:
         assert stats.refused[reader] > 0  # the mutations do reach the readers' checks
 
 
-def test_fuzz_harness_runs_standalone(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_fuzz_harness_runs_standalone(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
     import subprocess
     import sys
 
+    from support.paths import child_env
+
     script = Path(__file__).with_name("fuzz_readers.py")
-    proc = subprocess.run([sys.executable, str(script), "--iterations", "20", "--reader", "safetensors", "--crash-dir", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run([sys.executable, str(script), "--iterations", "20", "--reader", "safetensors", "--crash-dir", str(tmp_path),
+                           "--delivery", str(delivery_root[0])], capture_output=True, text=True, timeout=300, env=child_env())  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "| safetensors | 20 |" in proc.stdout

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_helpers import check
-from test_adv_substitutions import _resign
+from support.delivery import check, resign
 
 from uc_attest.attest import verify_bundle
 from uc_attest.attest.errors import StatementError
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 
 def _set(node: dict[str, Any], key: str, value: float) -> None:
@@ -52,7 +53,7 @@ def _consistent_lower_perplexity(statement: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("field", sorted(EDITS))
 def test_a_statement_whose_numbers_disagree_is_refused(site: Any, vendor_key: Any, tmp_path: Path, field: str) -> None:
-    _resign(site.bundle, vendor_key, edit=EDITS[field])
+    resign(site.bundle, vendor_key, edit=EDITS[field])
     with pytest.raises(StatementError, match="malformed acceptance-test predicate"):
         verify_bundle(site.bundle, public_key=site.key)
     rc, _out, _err, results = check(site, tmp_path / "r.json")
@@ -62,13 +63,13 @@ def test_a_statement_whose_numbers_disagree_is_refused(site: Any, vendor_key: An
 
 
 def test_the_unedited_statement_resigned_still_verifies(site: Any, vendor_key: Any) -> None:
-    _resign(site.bundle, vendor_key)
+    resign(site.bundle, vendor_key)
     assert verify_bundle(site.bundle, public_key=site.key).predicate.measurement.ratio is not None
 
 
 def test_a_consistent_forgery_passes_the_cross_checks_but_not_the_re_measurement(site: Any, vendor_key: Any, tmp_path: Path) -> None:
     """The cross-checks prove coherence, not truth: the re-measured perplexity catches a coherent lie."""
-    _resign(site.bundle, vendor_key, edit=_consistent_lower_perplexity)
+    resign(site.bundle, vendor_key, edit=_consistent_lower_perplexity)
     verify_bundle(site.bundle, public_key=site.key)
     rc, _out, _err, results = check(site, tmp_path / "r.json")
     assert rc == 1

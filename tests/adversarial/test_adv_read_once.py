@@ -17,6 +17,8 @@ import pytest
 
 from uc_attest.codec.reconstruct import tensor_digest
 
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
+
 
 def _swap_in(src_pack: Path, dest_pack: Path) -> None:
     """Replace every file of ``dest_pack`` by the file of the same name in ``src_pack`` (another model)."""

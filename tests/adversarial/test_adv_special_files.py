@@ -20,30 +20,31 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_helpers import REPO
+from support.paths import REPO, child_env
 
 from uc_attest.pack.manifest import MANIFEST_NAME
 from uc_attest.pack.reader import open_pack, read_pack_file
 from uc_attest.safe_io import NotRegularFileError, read_regular_file, sha256_regular_file
 
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
+
 CHILD = r"""
 import json, sys
-sys.path.insert(0, {tests!r})
-from adversarial_helpers import run_cli
+from support.cli import run_cli
 cases = json.loads(sys.argv[1])
-out = {{}}
+out = {}
 for name, (group, args) in cases.items():
     rc, _stdout, err = run_cli(group, *args)
     out[name] = [rc, err]
-    print(json.dumps({{name: out[name]}}), flush=True)
+    print(json.dumps({name: out[name]}), flush=True)
 """
 
 
 def _run_cases(cases: dict[str, tuple[str, list[str]]], timeout: int = 240) -> dict[str, tuple[int, str]]:
     """Run every case in one child; a case that blocks makes the child time out and the test fail."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = child_env()
     try:
-        proc = subprocess.run([sys.executable, "-c", CHILD.format(tests=str(REPO / "tests" / "adversarial")), json.dumps(cases)],
+        proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cases)],
                               capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)  # fmt: skip
     except subprocess.TimeoutExpired as exc:
         done = (exc.stdout or b"").decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
@@ -147,7 +148,7 @@ def test_a_sparse_pack_member_is_refused_before_it_is_read(site: Any) -> None:
 
 
 def test_a_sparse_token_file_is_refused_by_the_signed_token_count(site: Any, tmp_path: Path) -> None:
-    from adversarial_helpers import check as run_check
+    from support.delivery import check as run_check
 
     with open(site.tokens, "r+b") as handle:
         handle.truncate(2 << 30)

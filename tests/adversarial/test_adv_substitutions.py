@@ -7,7 +7,6 @@ must FAIL naming the check that catches it.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -15,9 +14,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from adversarial_helpers import check, copy_delivery, failed_checks, new_key, sign, write_public_key
+import pytest
+from support.delivery import check, copy_delivery, failed_checks, new_key, resign, sign, write_public_key
 
 from uc_attest.pack.strict_json import dumps_canonical
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 
 def _statuses(results: dict[str, Any]) -> dict[str, str]:
@@ -84,33 +86,18 @@ def test_bundle_of_another_vendor_replayed(site: Any, other_delivery_root: tuple
     assert "KeyMismatch" in next(c for c in results["checks"] if c["name"] == "signature")["summary"]
 
 
-def _resign(bundle: Path, key: Any, hint: str | None = None, edit: Any = None) -> None:
-    from uc_attest.attest.bundle import KeyModeBundle
-    from uc_attest.attest.dsse import sign_envelope
-    from uc_attest.attest.keys import fingerprint
-
-    data = json.loads(bundle.read_bytes())
-    payload = base64.b64decode(data["dsseEnvelope"]["payload"])
-    if edit is not None:
-        statement = json.loads(payload)
-        edit(statement)
-        payload = json.dumps(statement).encode()
-    envelope = sign_envelope(payload, key)
-    bundle.write_bytes(KeyModeBundle.build(envelope, hint or fingerprint(key.public_key())).to_json_bytes())
-
-
 def test_bundle_resigned_with_an_untrusted_key(site: Any, tmp_path: Path) -> None:
     def better(statement: dict[str, Any]) -> None:
         statement["predicate"]["measurement"]["pack"]["perplexity"] = 1.0
 
-    _resign(site.bundle, new_key(), edit=better)
+    resign(site.bundle, new_key(), edit=better)
     _expect_fail(site, tmp_path, {"signature"})
 
 
 def test_bundle_resigned_with_an_untrusted_key_claiming_the_vendors_hint(site: Any, tmp_path: Path) -> None:
     from uc_attest.attest.keys import fingerprint, load_public_key
 
-    _resign(site.bundle, new_key(), hint=fingerprint(load_public_key(site.key)))
+    resign(site.bundle, new_key(), hint=fingerprint(load_public_key(site.key)))
     results = _expect_fail(site, tmp_path, {"signature"})
     assert "SignatureError" in next(c for c in results["checks"] if c["name"] == "signature")["summary"]
 
@@ -120,7 +107,7 @@ def test_customer_given_an_attackers_public_key_is_out_of_scope_but_a_pinned_pol
     from uc_attest.attest.keys import fingerprint
 
     attacker = new_key()
-    _resign(site.bundle, attacker)
+    resign(site.bundle, attacker)
     write_public_key(attacker, site.key)
     policy = tmp_path / "pinned.toml"
     policy.write_text(f'version = 1\nname = "pinned"\n[signer]\nkey_fingerprints = ["{fingerprint(vendor_key.public_key())}"]\n')
@@ -270,7 +257,7 @@ def test_a_signed_statement_naming_a_path_outside_the_pack(site: Any, vendor_key
     def outside(statement: dict[str, Any]) -> None:
         statement["subject"].append({"name": "pack/../../etc/passwd", "digest": {"sha256": "0" * 64}})
 
-    _resign(site.bundle, vendor_key, edit=outside)
+    resign(site.bundle, vendor_key, edit=outside)
     rc, out, err, results = check(site, tmp_path / "r.json")
     assert "Traceback" not in err and "internal error" not in err, err
     assert rc == 1, out + err

@@ -11,7 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from adversarial_helpers import load_campaign
+import pytest
+from support.delivery import load_campaign
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 REGIONS_EXPECTED = {
     "manifest JSON", "JSON", "safetensors header length", "safetensors header", "codes", "scales", "codebooks",

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from adversarial_helpers import check, failed_checks
+from support.delivery import check, failed_checks
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 
 def _allowing_policy(tmp_path: Path) -> Path:

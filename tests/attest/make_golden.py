@@ -1,6 +1,6 @@
 """Write the golden attestation files of this version (run once per new format version, by hand).
 
-    .venv/bin/python tests/attest/make_golden.py tests/golden/attest/v1
+    PYTHONPATH=tests .venv/bin/python tests/attest/make_golden.py tests/golden/attest/v1
 
 Golden files are never regenerated in place: every later version of uc_attest
 must still verify what this version wrote, so the script refuses to overwrite.
@@ -14,11 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-
-from attest_helpers import make_statement  # noqa: E402
-from fake_sigstore import FakeSigstore  # noqa: E402
+from support.fake_sigstore import FakeSigstore
+from support.statements import make_statement
 
 from uc_attest.atomic import write_bytes_atomic  # noqa: E402
 from uc_attest.attest.keys import Algorithm, generate_private_key, private_key_pem, public_key_pem  # noqa: E402

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
-from attest_helpers import SIGNED_AT, make_predicate, make_statement
+from support.statements import SIGNED_AT, make_predicate, make_statement
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -257,7 +257,14 @@ def test_envelope_model_round_trips() -> None:
     assert again == env
 
 
-def test_naive_at_is_accepted(p256_key) -> None:  # type: ignore[no-untyped-def]
-    bundle = sign_statement(make_statement(), p256_key)
-    verify_bundle(bundle, public_key=p256_key.public_key(), at=datetime(2026, 1, 1))
-    verify_bundle(bundle, public_key=p256_key.public_key(), at=datetime(2026, 1, 1, tzinfo=timezone.utc))
+def test_naive_at_is_accepted_and_still_checked_against_expiry(p256_key) -> None:  # type: ignore[no-untyped-def]
+    """A naive ``at`` is a local time: it verifies inside the validity window and is refused after it, as an aware one."""
+    statement = make_statement(valid_days=1)
+    bundle = sign_statement(statement, p256_key)
+    naive = SIGNED_AT.replace(tzinfo=None)
+    for at in (naive + timedelta(hours=12), SIGNED_AT + timedelta(hours=12)):  # within a day whatever the local offset
+        verified = verify_bundle(bundle, public_key=p256_key.public_key(), at=at)
+        assert verified.statement == statement and verified.signer.key_fingerprint == fingerprint(p256_key.public_key())
+    for at in (naive + timedelta(days=3), SIGNED_AT + timedelta(days=3)):
+        with pytest.raises(ExpiredError):
+            verify_bundle(bundle, public_key=p256_key.public_key(), at=at)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from attest_helpers import make_statement
+from support.statements import make_statement
 
 from uc_attest.attest import PREDICATE_TYPE, KeyMismatchError, SignatureError, verify_bundle
 from uc_attest.attest.errors import AttestationError, KeyFileError

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -65,6 +64,7 @@ def _flip_one_payload_byte(bundle: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algorithm", list(Algorithm))
 def test_sigstore_js_verifies_attest_sign_bundle(sigstore_js, tiny_pack: Path, eval_text: Path, tmp_path: Path, algorithm: Algorithm) -> None:  # type: ignore[no-untyped-def]
     key = generate_private_key(algorithm)
@@ -96,8 +96,7 @@ def test_sigstore_js_verifies_golden_bundles(sigstore_js, name: str) -> None:  #
 
 def test_sigstore_js_verifies_the_customers_signed_verdict(sigstore_js, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The customer's VSA bundle (key mode) is a standard Sigstore bundle: sigstore-js verifies it, and refuses a flipped byte."""
-    sys.path.insert(0, str(HERE.parent / "report"))
-    from report_samples import make_results, sample_bundle
+    from support.report_samples import make_results, sample_bundle
 
     from uc_attest.attest.signing import sign_statement
     from uc_attest.attest.vsa import VSA_PREDICATE_TYPE, build_vsa_statement

@@ -9,11 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from attest_helpers import SIGNED_AT, make_statement
-from fake_sigstore import FakeSigstore
+from support.statements import SIGNED_AT, make_statement
+from support.fake_sigstore import FakeSigstore
 
 from uc_attest.attest import BundleFormatError, IdentityError, SignatureError, StatementError, verify_bundle
-from uc_attest.attest.keyless import verify_keyless
+from uc_attest.attest.keyless import verify_keyless_logged
 from uc_attest.errors import UnreadableInputError, UsageError
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "attest"
@@ -65,7 +65,11 @@ def test_keyless_bundle_verifies_offline(fake: FakeSigstore, root_file: Path) ->
 def test_uri_identity(fake: FakeSigstore, root_file: Path) -> None:
     workflow = "https://github.com/vendor/models/.github/workflows/release.yml@refs/tags/v1"
     bundle = fake.sign(make_statement().to_payload(), workflow, GITHUB_ISSUER)
-    _verify(bundle, root_file, workflow, GITHUB_ISSUER)
+    verified = _verify(bundle, root_file, workflow, GITHUB_ISSUER)
+    assert verified.signer.mode == "keyless" and verified.signer.identity == workflow and verified.signer.issuer == GITHUB_ISSUER
+    # the identity is compared whole: another tag of the same workflow is another signer
+    with pytest.raises(IdentityError):
+        _verify(bundle, root_file, workflow.replace("@refs/tags/v1", "@refs/tags/v2"), GITHUB_ISSUER)
 
 
 @pytest.mark.parametrize(("identity", "issuer"), [("mallory@example.com", ISSUER), (IDENTITY, "https://evil.example.com")])
@@ -162,18 +166,18 @@ def test_recorded_sigstore_staging_bundle_verifies_offline() -> None:
     """Real Sigstore staging material (Fulcio cert, Rekor v2 entry, TSA timestamp), verified offline."""
     raw = (THIRD_PARTY / "sigstore-python-staging-dsse.sigstore.json").read_bytes()
     root = THIRD_PARTY / "sigstore-staging-trusted_root.json"
-    payload = verify_keyless(raw, trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
+    payload, _logged_at = verify_keyless_logged(raw, trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
     assert json.loads(payload)["predicateType"] == "https://slsa.dev/provenance/v1"
     with pytest.raises(StatementError, match="predicateType"):  # verified, but not our predicate
         verify_bundle(raw, trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
     with pytest.raises(IdentityError):
-        verify_keyless(raw, trusted_root=root, identity="someone@example.com", issuer=GITHUB_ISSUER)
+        verify_keyless_logged(raw, trusted_root=root, identity="someone@example.com", issuer=GITHUB_ISSUER)
     tampered = json.loads(raw)
     body = bytearray(base64.b64decode(tampered["dsseEnvelope"]["payload"]))
     body[-3] ^= 1
     tampered["dsseEnvelope"]["payload"] = base64.b64encode(bytes(body)).decode()
     with pytest.raises((SignatureError, IdentityError)):
-        verify_keyless(json.dumps(tampered).encode(), trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
+        verify_keyless_logged(json.dumps(tampered).encode(), trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
 
 
 def test_golden_keyless_bundle_still_verifies() -> None:
@@ -237,6 +241,7 @@ def test_sign_keyless_glue_with_stand_in_services(monkeypatch: pytest.MonkeyPatc
     assert _verify(bundle, root).payload == payload
 
 
+@pytest.mark.slow
 def test_attest_sign_sigstore_end_to_end_with_stand_in_services(  # type: ignore[no-untyped-def]
     attest_cli, tiny_pack: Path, eval_text: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

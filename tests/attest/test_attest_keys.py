@@ -161,6 +161,7 @@ def test_private_key_readable_by_others_is_refused_like_ssh(tmp_path: Path, mode
     assert load_signing_key(key_path) is not None
 
 
+@pytest.mark.slow
 def test_attest_sign_refuses_an_open_key_file(attest_cli, tiny_pack: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     key_path, _, _ = write_keypair(tmp_path / "vendor")
     key_path.chmod(0o644)

@@ -15,6 +15,8 @@ from uc_attest.attest.paths import default_bundle_path, oms_path_for_bundle
 from uc_attest.attest.subjects import split_subjects
 from uc_attest.attest.verify import verify_bundle
 
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
+
 pytest.importorskip("model_signing", reason="model-signing is part of the dev extra CI installs")
 MODEL_SIGNING = Path(sys.executable).with_name("model_signing")
 

@@ -13,14 +13,14 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from support.cli import CliResult, run_cli
 
 from uc_attest.attest import verify_bundle
 from uc_attest.attest.keys import generate_private_key, public_key_pem
 from uc_attest.attest.pkcs11 import Pkcs11Uri, TokenPrivateKey
-from uc_attest.cli.attest import attest_group
-from uc_attest.cli.common import run_group
 from uc_attest.errors import UsageError
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 MODULE_CANDIDATES = ["/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so", "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"]
 PIN = "246810"
@@ -61,15 +61,8 @@ def token(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"pkcs11:token=uc-attest-test;object=verdict?module-path={module}"
 
 
-def attest(*args: object, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation(env={"UC_ATTEST_PKCS11_PIN": PIN, **(env or {})}) as (out, err, _):
-        try:
-            run_group(attest_group, [str(a) for a in args])
-            rc = 0
-        except SystemExit as exc:
-            rc = int(exc.code or 0)
-        return rc, out.getvalue().decode(), err.getvalue().decode()
+def attest(*args: object, env: dict[str, str] | None = None) -> CliResult:
+    return run_cli("attest", *args, env={"UC_ATTEST_PKCS11_PIN": PIN, **(env or {})})
 
 
 def _token_key(uri: str) -> TokenPrivateKey:

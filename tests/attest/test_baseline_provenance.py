@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adversarial"))
-from adversarial_helpers import TEXT, assert_one_line_error, build_model, compress, new_key, run_cli  # noqa: E402
+from support.models import TEXT, build_tokenized_model  # noqa: E402
+from support.cli import assert_one_line_error, run_cli  # noqa: E402
+from support.delivery import compress, new_key  # noqa: E402
 
 from uc_attest.attest import verify_bundle  # noqa: E402
 from uc_attest.attest.keys import private_key_pem, public_key_pem  # noqa: E402
@@ -41,8 +41,8 @@ def _as_hf_cache(model: Path, cache: Path) -> Path:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("provenance")
-    model = build_model(root / "model", seed=5)
-    other = build_model(root / "other", seed=6)
+    model = build_tokenized_model(root / "model", seed=5)
+    other = build_tokenized_model(root / "other", seed=6)
     snapshot = _as_hf_cache(model, root / "hub")
     pack = compress(snapshot, root / "pack")
     key = new_key()

@@ -18,6 +18,8 @@ from uc_attest.attest.subjects import AttestedFiles
 from uc_attest.attest.verify import verify_bundle
 from uc_attest.errors import UsageError, VerificationError
 
+pytestmark = pytest.mark.slow
+
 SECRET = "S3CRET-PIN-4711"
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import calibration_file, fast_options
-from tiny_models import make_tiny_model
+from support.cli import run_cli
+from support.calibration import calibration_file, fast_options
+from support.models import make_tiny_model
 from uc_attest.compress import calibrated, hessian
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
@@ -18,11 +19,12 @@ from uc_attest.pack.reader import open_pack
 from uc_attest.pack.verify import verify_pack
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize("arch", ["llama", "mixtral", "mamba", "gpt2", "qwen3_moe"])
 def test_calibrated_compress_verifies(arch: str, tmp_path: Path) -> None:
     model_dir = make_tiny_model(arch, tmp_path / "model")
     manifest = compress_model(model_dir, tmp_path / "pack", fast_options(tmp_path), progress=False)
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
     assert manifest.compression.method == "calibrated"
     cal = manifest.compression.calibration
     assert cal["algorithm"] == "gptq-codebook-v1" and cal["samples"] == 6 and cal["blocks"] == 2
@@ -47,6 +49,7 @@ def _output_error(model_dir: Path, pack: Path, ids: torch.Tensor) -> float:
     return float(((ref - got) ** 2).mean())
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_calibrated_beats_datafree(tmp_path: Path) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     opts = fast_options(tmp_path, bits=3, samples=12)
@@ -57,6 +60,7 @@ def test_calibrated_beats_datafree(tmp_path: Path) -> None:
     assert _output_error(model_dir, tmp_path / "cal", ids) < _output_error(model_dir, tmp_path / "df", ids)
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_propagated_weights_are_the_canonical_reconstruction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """What the next block's inputs were computed with is bit-identical to what the pack rebuilds."""
     model_dir = make_tiny_model("llama", tmp_path / "model")
@@ -80,6 +84,7 @@ def test_propagated_weights_are_the_canonical_reconstruction(tmp_path: Path, mon
         assert torch.equal(seen[name], rebuilt[name].to(torch.float32)), name
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_dead_expert_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An expert no token reaches: gate/up from all the layer's tokens, down data-free; recorded."""
     model_dir = make_tiny_model("mixtral", tmp_path / "model")
@@ -98,9 +103,10 @@ def test_dead_expert_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert "all tokens" in fallbacks[f"{base}.w3.weight"]
         assert "data-free" in fallbacks[f"{base}.w2.weight"]
         assert not any(".experts.1." in k for k in fallbacks)
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_deterministic(tmp_path: Path) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     opts = fast_options(tmp_path)
@@ -116,13 +122,14 @@ def test_options_default_to_calibrated() -> None:
     assert CompressOptions().method == "calibrated"
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize("method", ["calibrated", "datafree"])
 def test_per_tensor_widths_follow_bits_for(tmp_path: Path, method: str) -> None:
     """q/k/v of one group are swept together with different widths; each tensor records its own."""
     model_dir = make_tiny_model("llama", tmp_path / "model")
     opts = fast_options(tmp_path).model_copy(update={"method": method, "bits_for": {"*.k_proj.weight": 6, "*.o_proj.*": 3}})
     manifest = compress_model(model_dir, tmp_path / "pack", opts, progress=False)
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
     assert manifest.compression.bits_for == {"*.k_proj.weight": 6, "*.o_proj.*": 3}
     widths = {t.name: t.codec.bits for t in manifest.tensors if t.codec is not None}
     assert {b for n, b in widths.items() if ".k_proj." in n} == {6}
@@ -132,6 +139,7 @@ def test_per_tensor_widths_follow_bits_for(tmp_path: Path, method: str) -> None:
     assert uniform.stats.effective_bits_per_weight != manifest.stats.effective_bits_per_weight
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize("method", ["calibrated", "datafree"])
 def test_per_tensor_block_sizes_follow_block_size_for(tmp_path: Path, method: str) -> None:
     """A tensor's block size comes from the glob that matches it; each tensor's codec records its own, and the pack verifies."""
@@ -139,7 +147,7 @@ def test_per_tensor_block_sizes_follow_block_size_for(tmp_path: Path, method: st
     rule = {"*.mlp.*": 32, "*.k_proj.weight": 16}
     opts = fast_options(tmp_path).model_copy(update={"method": method, "block_size_for": rule})
     manifest = compress_model(model_dir, tmp_path / "pack", opts, progress=False)
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
     assert manifest.compression.block_size_for == rule
     sizes = {t.name: t.codec.block_size for t in manifest.tensors if t.codec is not None}
     assert {b for n, b in sizes.items() if ".mlp." in n} == {32}
@@ -183,6 +191,7 @@ def test_bits_for_refuses_a_tensor_that_two_widths_claim(tmp_path: Path) -> None
     assert not (tmp_path / "pack").exists()
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_auto_calibration_dtype_follows_the_cpu_and_the_pack_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """bf16 replays only where the CPU multiplies bf16 natively (AVX512-BF16 or AMX); the resolved dtype is recorded."""
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
@@ -199,16 +208,15 @@ def test_auto_calibration_dtype_follows_the_cpu_and_the_pack_records_it(tmp_path
     assert manifest.compression.calibration["compute_dtype"] == "bfloat16"
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_refit_grid_is_recorded_changes_the_codes_and_verifies(tmp_path: Path) -> None:
     """``uc compress --refit-grid`` reaches the coder: recorded in the pack, other codec state, still a valid pack."""
-    from test_pack_cli import uc_inprocess
-
     model_dir = make_tiny_model("llama", tmp_path / "model")
     common = ["--samples", "6", "--seq-len", "48", "--calibration", str(calibration_file(tmp_path)), "--quiet"]
     for name, flag in (("plain", "--no-refit-grid"), ("refit", "--refit-grid")):
-        proc = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / name), flag, *common)
-        assert proc.returncode == 0, proc.stderr
-        assert verify_pack(tmp_path / name, progress=False).ok
+        proc = run_cli("uc", "compress", str(model_dir), "-o", str(tmp_path / name), flag, *common)
+        assert proc.rc == 0, proc.err
+        assert verify_pack(tmp_path / name, progress=False).report.ok
     plain, refit = (open_pack(tmp_path / n).manifest for n in ("plain", "refit"))
     assert plain.compression.calibration["refit_grid"] is False and refit.compression.calibration["refit_grid"] is True
     # same tensors and shapes, but the refit moved codebooks or scales somewhere

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_models import make_tiny_model
+from support.models import make_tiny_model
 from uc_attest.architecture import load_config
 from uc_attest.codec.encoded import reconstruct_encoded
 from uc_attest.codec.params import CodecParams

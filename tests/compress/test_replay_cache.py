@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import fast_options
-from tiny_models import make_tiny_model
+from support.calibration import fast_options
+from support.models import make_tiny_model
 from uc_attest.compress import calibrated, hessian
 from uc_attest.compress.pipeline import compress_model
 from uc_attest.compress.replay_cache import ReplayCache
@@ -19,6 +19,7 @@ def _pack_bytes(pack: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(pack.iterdir())}
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize("arch", ["llama", "mixtral", "mamba", "gpt2", "qwen3_moe"])
 def test_replay_and_shared_statistics_give_the_pack_of_full_recomputation(
     arch: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import fast_options
-from tiny_models import make_tiny_model
+from support.calibration import fast_options
+from support.models import make_tiny_model
 from uc_attest.compress import resume
 from uc_attest.compress.pipeline import compress_model
 
@@ -21,11 +21,12 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize(("arch", "tune_epochs", "dead_expert"), [("llama", 0, False), ("mixtral", 0, False), ("gpt2", 2, False),
                                                                   ("mixtral", 0, True)])  # fmt: skip
 def test_resume_is_byte_identical(arch: str, tune_epochs: int, dead_expert: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With tuning, the full-precision stream is persisted too; fallbacks of the finished blocks stay in the manifest."""
-    from tiny_models import COMMON  # noqa: F401 - the tiny models have two blocks
+    from support.models import COMMON  # noqa: F401 - the tiny models have two blocks
 
     if dead_expert:  # expert 0 never routed: its tensors get a fallback, recorded in the manifest
         from uc_attest.compress import hessian
@@ -76,6 +77,7 @@ def test_resume_is_byte_identical(arch: str, tune_epochs: int, dead_expert: bool
         assert "model.layers.0.block_sparse_moe.experts.0.w2.weight" in str(manifest.compression.calibration["fallbacks"])
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_resume_ignores_a_different_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     work = tmp_path / "out.partial-work"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import calibration_file, fast_options
-from tiny_models import make_tiny_model
+from support.calibration import calibration_file, fast_options
+from support.cli import assert_one_line_error, run_cli
+from support.models import make_tiny_model
 
 from uc_attest.compress import sensitivity
 from uc_attest.compress.allocate import allocate, exact_glob
@@ -58,13 +57,14 @@ def _few_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sensitivity, "OPTION_BLOCKS", (32, 64))
 
 
+@pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize("arch", ["llama", "qwen3_moe", "mamba"])
 def test_target_bpw_allocation_is_under_the_cap_recorded_and_verifies(arch: str, tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     _few_options(monkeypatch)
     model_dir = make_tiny_model(arch, tmp_path / "model")
     manifest = compress_model(model_dir, tmp_path / "pack", fast_options(tmp_path, target_bpw=4.4), progress=False)
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
     assert manifest.stats.effective_bits_per_weight <= 4.4
     cal = manifest.compression.calibration
     assert cal["target_bpw"] == 4.4 and cal["allocated_bpw_estimate"] == pytest.approx(manifest.stats.effective_bits_per_weight, abs=1e-5)
@@ -82,6 +82,7 @@ def test_target_bpw_allocation_is_under_the_cap_recorded_and_verifies(arch: str,
     assert summary.tensor_codings == {k: f"{c.bits} bits / block {c.block_size}" for k, c in quantized.items()}
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_target_bpw_spends_more_bits_on_a_higher_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _few_options(monkeypatch)
     model_dir = make_tiny_model("llama", tmp_path / "model")
@@ -97,9 +98,6 @@ def test_target_bpw_refuses_rules_and_datafree() -> None:
         CompressOptions(target_bpw=1.0)
 
 
-UC = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()"]
-
-
 @pytest.mark.parametrize("extra", [
     ["--target-bpw", "abc"],
     ["--target-bpw", "1.5"],
@@ -110,10 +108,7 @@ UC = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()"]
 def test_bad_target_bpw_exits_2_with_one_line(extra: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     cal = calibration_file(tmp_path)
-    proc = subprocess.run([*UC, "compress", str(model_dir), "-o", str(tmp_path / "pack"), "--samples", "4", "--seq-len", "32",
-                           "--calibration", str(cal), "--quiet", *extra], capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    assert len([line for line in proc.stderr.splitlines() if line.startswith("error:")]) == 1, proc.stderr
+    r = run_cli("uc", "compress", model_dir, "-o", tmp_path / "pack", "--samples", "4", "--seq-len", "32", "--calibration", cal, "--quiet", *extra)
+    assert_one_line_error(r.rc, r.err, (2,))
     assert not (tmp_path / "pack").exists()
     assert not list(tmp_path.glob(".uc-sensitivity-*"))

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from helpers import calibration_file, fast_options
-from tiny_models import make_tiny_model
+from support.cli import run_cli
+from support.calibration import calibration_file, fast_options
+from support.models import make_tiny_model
 from uc_attest.codec.encoded import EncodedTensor
 from uc_attest.codec.params import CodecParams
 from uc_attest.codec.reconstruct import reconstruct
@@ -113,13 +114,14 @@ def test_zero_epochs_changes_nothing() -> None:
     assert not result.accepted and result.error_after == result.error_before
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_uc_compress_tune_epochs_records_lowers_the_output_error_and_verifies(tmp_path: Path) -> None:
     """GPT-2 (Conv1D maps with biases): tuned grids and biases in the pack, canonical, closer to the original model."""
     model_dir = make_tiny_model("gpt2", tmp_path / "model")
     plain_opts = fast_options(tmp_path, bits=3)
     compress_model(model_dir, tmp_path / "plain", plain_opts, progress=False)
     manifest = compress_model(model_dir, tmp_path / "tuned", plain_opts.model_copy(update={"tune_epochs": 3}), progress=False)
-    assert verify_pack(tmp_path / "tuned", progress=False).ok
+    assert verify_pack(tmp_path / "tuned", progress=False).report.ok
     cal = manifest.compression.calibration
     assert cal["tune_epochs"] == 3 and cal["tuned_blocks"] == 2
     assert open_pack(tmp_path / "plain").manifest.compression.calibration["tune_epochs"] == 0
@@ -135,14 +137,15 @@ def test_uc_compress_tune_epochs_records_lowers_the_output_error_and_verifies(tm
     assert errors["tuned"] < errors["plain"]
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_tuned_weights_propagated_are_the_canonical_reconstruction(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After tuning, the weights and biases the next block's inputs come from are those the pack rebuilds."""
     model_dir = make_tiny_model("gpt2", tmp_path / "model")
     seen: dict[str, torch.Tensor] = {}
     original_run = calibrated.BlockCoder.run
 
-    def spy(self, hidden, kwargs, batch, stop_early, replay=True):  # type: ignore[no-untyped-def]
-        out = original_run(self, hidden, kwargs, batch, stop_early, replay)
+    def spy(self, hidden, kwargs, batch, *, stop_early, replay=True):  # type: ignore[no-untyped-def]
+        out = original_run(self, hidden, kwargs, batch, stop_early=stop_early, replay=replay)
         if not stop_early:  # the last full run of a block is the one whose output goes on: keep its parameters
             for name, p in self.block.named_parameters():
                 seen[f"{self.prefix}.{self.block_index}.{name}"] = p.detach().clone()
@@ -168,17 +171,16 @@ def test_tuned_weights_propagated_are_the_canonical_reconstruction(tmp_path: Pat
     assert checked >= 16  # c_attn, c_proj, c_fc, mlp.c_proj: weight and bias, in both blocks
 
 
+@pytest.mark.slow  # the calibrated compressor
 def test_cli_tune_epochs_is_parsed_and_bad_values_exit_2(tmp_path: Path) -> None:
-    from test_pack_cli import uc_inprocess
-
     model_dir = make_tiny_model("llama", tmp_path / "model")
     common = ["--samples", "6", "--seq-len", "48", "--calibration", str(calibration_file(tmp_path)), "--quiet"]
-    proc = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / "p"), "--tune-epochs", "1", *common)
-    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("uc", "compress", str(model_dir), "-o", str(tmp_path / "p"), "--tune-epochs", "1", *common)
+    assert proc.rc == 0, proc.err
     assert open_pack(tmp_path / "p").manifest.compression.calibration["tune_epochs"] == 1
     for wrong in (["--tune-epochs", "-1"], ["--tune-epochs", "2", "--method", "datafree"]):
-        bad = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / "q"), *wrong, *common)
-        assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        bad = run_cli("uc", "compress", str(model_dir), "-o", str(tmp_path / "q"), *wrong, *common)
+        assert bad.rc == 2 and "Traceback" not in bad.err and len(bad.err.strip().splitlines()) == 1, bad.err
         assert not (tmp_path / "q").exists()
     with pytest.raises(ValueError, match="calibrated"):
         fast_options(tmp_path, method="datafree", tune_epochs=1)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tiny_models import ARCHITECTURES, make_tiny_model
+from support.models import ARCHITECTURES, make_tiny_model
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
 from uc_attest.errors import VerificationError
@@ -36,7 +36,7 @@ def model_and_pack(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
 def test_streaming_equals_whole_model_for_a_pack(model_and_pack: tuple[str, Path, Path]) -> None:
     _arch, _model_dir, pack = model_and_pack
     verified = verify_pack(pack, progress=False, architecture=True)
-    assert verified.ok, verified.failures
+    assert verified.report.ok, verified.report.failures
     whole = measure_pack(verified, IDS, seq_len=24, max_windows=None, progress=False, streaming=False).result
     streamed = measure_pack(verified, IDS, seq_len=24, max_windows=None, progress=False, streaming=True).result
     assert whole.windows == streamed.windows == 3
@@ -58,7 +58,7 @@ def test_a_shard_swapped_after_verification_is_refused_by_the_streaming_path(tmp
     compress_model(model_a, tmp_path / "pack-a", FAST, progress=False)
     compress_model(model_b, tmp_path / "pack-b", FAST, progress=False)
     verified = verify_pack(tmp_path / "pack-a", progress=False)
-    assert verified.ok
+    assert verified.report.ok
     for shard in (tmp_path / "pack-b").glob("*.safetensors"):
         shutil.copyfile(shard, tmp_path / "pack-a" / shard.name)
     with pytest.raises(VerificationError, match="changed after it was verified|no longer|cannot be rebuilt"):

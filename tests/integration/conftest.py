@@ -19,12 +19,6 @@ from uc_attest.demo_model import SOURCE_NOTE, materialize_smollm2
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/integration" in str(item.fspath):
-            item.add_marker(pytest.mark.integration)
-
-
 @pytest.fixture(scope="session")
 def smollm2_dir() -> Path:
     return materialize_smollm2(ROOT / "build" / "models" / "smollm2-135m")

@@ -12,6 +12,8 @@ import pytest
 
 from uc_attest.policy.resources import policies_dir
 
+pytestmark = pytest.mark.integration
+
 ATTEST = [sys.executable, "-c", "from uc_attest.cli.attest import main; main()"]
 
 

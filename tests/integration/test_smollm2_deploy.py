@@ -6,12 +6,15 @@ import json
 import struct
 from pathlib import Path
 
+import pytest
 import torch
 
 import uc_attest
 from uc_attest.pack.deployed import verify_deployed
 from uc_attest.pack.export import export_pack
 from uc_attest.pack.reader import open_pack
+
+pytestmark = pytest.mark.integration
 
 
 def test_export_of_smollm2_loads_in_transformers_and_proves_equal(smollm2_pack: Path, tmp_path: Path) -> None:

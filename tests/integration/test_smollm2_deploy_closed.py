@@ -9,6 +9,9 @@ from pathlib import Path
 from uc_attest.pack.deployed import verify_deployed
 from uc_attest.pack.export import export_pack
 from uc_attest.pack.reader import open_pack
+import pytest
+
+pytestmark = pytest.mark.integration
 
 
 def check_closed_directory_on(pack_dir: Path, served: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from uc_attest import load_model
@@ -16,6 +17,8 @@ from uc_attest.pack.inspect import summarize
 from uc_attest.pack.reader import open_pack
 from uc_attest.pack.verify import verify_pack
 
+pytestmark = pytest.mark.integration
+
 
 def test_calibration_and_evaluation_text_never_overlap() -> None:
     calibration = set(default_calibration_text().split("\n\n"))
@@ -25,7 +28,7 @@ def test_calibration_and_evaluation_text_never_overlap() -> None:
 
 
 def test_pack_verifies_and_spends_about_five_bits(smollm2_pack: Path) -> None:
-    report = verify_pack(smollm2_pack, progress=False)
+    report = verify_pack(smollm2_pack, progress=False).report
     assert report.ok, report.failures
     summary = summarize(open_pack(smollm2_pack))
     assert summary.model_type == "llama"
@@ -73,7 +76,7 @@ def test_one_flipped_byte_in_a_real_shard_fails(smollm2_pack: Path, tmp_path: Pa
         byte = handle.read(1)
         handle.seek(-1, 1)
         handle.write(bytes([byte[0] ^ 0x10]))
-    report = verify_pack(copy, progress=False)
+    report = verify_pack(copy, progress=False).report
     assert not report.ok
     assert any(shard.name in f for f in report.failures)
     assert any("reconstruction digest" in f for f in report.failures)
@@ -91,7 +94,7 @@ def test_calibrated_beats_datafree_on_real_weights(smollm2_head_dir: Path, tmp_p
         for method in ("datafree", "calibrated"):
             pack = tmp_path / method
             compress_model(smollm2_head_dir, pack, CompressOptions(method=method, samples=16, seq_len=256), progress=False)
-            assert verify_pack(pack, progress=False).ok
+            assert verify_pack(pack, progress=False).report.ok
             logits = load_model(pack)(input_ids=ids).logits.float()
             errors[method] = float((logits - base).norm() / base.norm())
     assert errors["calibrated"] < errors["datafree"], errors

@@ -12,24 +12,23 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "probe"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attest"))
+from support.probe import serving
 
-from probe_helpers import serving  # noqa: E402
+from uc_attest.attest.acceptance import SignOptions, sign_pack
+from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
+from uc_attest.cli.attest import attest_group
+from uc_attest.pack.export import export_pack
+from uc_attest.probe.serve_reference import ReferenceEngine
+import pytest
 
-from uc_attest.attest.acceptance import SignOptions, sign_pack  # noqa: E402
-from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem  # noqa: E402
-from uc_attest.cli.attest import attest_group  # noqa: E402
-from uc_attest.pack.export import export_pack  # noqa: E402
-from uc_attest.probe.serve_reference import ReferenceEngine  # noqa: E402
+pytestmark = pytest.mark.integration
 
 
 def _probe(url: str, pack: Path, bundle: Path, vendor: Path, out: Path) -> tuple[int, str, dict]:
-    from tests_cli import run_cli
+    from support.cli import run_cli
 
     result = run_cli(attest_group, "probe", url, "--pack", pack, "--bundle", bundle, "--key", vendor, "--json", out, "--quiet")
     assert "Traceback" not in result.err

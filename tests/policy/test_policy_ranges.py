@@ -8,7 +8,6 @@ last then crashed the check with OverflowError), and ``remeasure = false`` with
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,6 @@ from uc_attest.errors import UsageError
 from uc_attest.policy.describe import weakened_checks
 from uc_attest.policy.loader import load_policy, parse_policy
 from uc_attest.policy.resources import shipped_policy_names
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
 
 BASE = 'version = 1\nname = "p"\n'
 
@@ -77,13 +74,15 @@ def test_values_at_the_edges_of_the_ranges_are_accepted() -> None:
 
 
 def test_every_shipped_policy_is_in_range() -> None:
-    for name in shipped_policy_names():
-        load_policy(name)
+    names = shipped_policy_names()
+    assert {"default", "strict", "development"} <= set(names)
+    for name in names:
+        loaded = load_policy(name)
+        assert loaded.policy.name == name and "(shipped with uc_attest)" in loaded.source
 
 
 def test_the_cli_refuses_an_infinite_tolerance_with_one_line(tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "adversarial"))
-    from adversarial_helpers import assert_one_line_error, run_cli
+    from support.cli import assert_one_line_error, run_cli
 
     bad = tmp_path / "bad.toml"
     bad.write_bytes(_policy("perplexity", "absolute_tolerance = inf"))
@@ -105,7 +104,7 @@ def test_weakened_checks_are_listed_for_the_development_policy_and_none_for_defa
 
 
 def test_the_report_says_so_on_page_one_right_under_the_verdict() -> None:
-    from report_samples import make_results, sample_bundle
+    from support.report_samples import make_results, sample_bundle
 
     from uc_attest.report import BUNDLE_ATTACHMENT, render_html
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-sys.path.insert(0, str(Path(__file__).parents[1] / "attest"))  # tests_cli: the CLI runner with the real error plumbing
-
-from probe_helpers import build_delivery  # noqa: E402
+from support.probe import build_delivery
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from probe_helpers import serving, train_tokenizer
+from support.probe import serving, train_tokenizer
 from safetensors.torch import load_file, save_file
 
 from uc_attest.check.results import load_results
@@ -28,11 +28,13 @@ from uc_attest.compress.pipeline import compress_model
 from uc_attest.pack.export import export_pack
 from uc_attest.probe.serve_reference import ReferenceEngine
 
+pytestmark = pytest.mark.slow
+
 SHIPPED = "default"
 
 
 def attest(*args: object, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    from tests_cli import run_cli
+    from support.cli import run_cli
 
     result = run_cli(attest_group, *args, env=env)
     return result.rc, result.out, result.err

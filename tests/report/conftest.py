@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from report_samples import make_results, sample_bundle
+from support.report_samples import make_results, sample_bundle
 
 from uc_attest.check.results import Results
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from report_samples import make_results, sample_bundle
+from support.report_samples import make_results, sample_bundle
 
 from uc_attest.attest.certificates import self_signed_certificate
 from uc_attest.attest.keys import Algorithm, generate_private_key

@@ -12,12 +12,14 @@ import json
 from pathlib import Path
 
 import pytest
-from test_check_pipeline import build_delivery
-from test_signed_verdict import attest
+from support.cli import run_cli
+from support.delivery import copy_delivery
 
 from uc_attest.attest.vsa import parse_vsa
 from uc_attest.policy.levels import CUSTOM_LEVEL_PREFIX, is_shipped_policy, policy_level, recorded_policy_name, shipped_policy_digests
 from uc_attest.policy.resources import shipped_policy_path
+
+pytestmark = pytest.mark.slow
 
 
 def test_levels_are_tied_to_the_shipped_bytes() -> None:
@@ -33,14 +35,15 @@ def test_levels_are_tied_to_the_shipped_bytes() -> None:
 
 
 @pytest.fixture(scope="module")
-def renamed_check(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = build_delivery(tmp_path_factory.mktemp("renamed-policy"))
+def renamed_check(delivery_root: tuple[Path, object], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("renamed-policy") / "d"
+    copy_delivery(delivery_root[0], root)
     text = shipped_policy_path("development").read_text(encoding="utf-8").replace('name = "development"', 'name = "strict"')
     assert 'name = "strict"' in text
     (root / "policy.toml").write_text(text, encoding="utf-8")
-    rc, out, err = attest("keygen", "-o", root / "customer", "--organization", "Example Hospital")
+    rc, out, err = run_cli("attest", "keygen", "-o", root / "customer", "--organization", "Example Hospital")
     assert rc == 0, err
-    rc, out, err = attest("check", root / "pack", "--key", root / "vendor.pub", "--policy", root / "policy.toml", "--json", root / "results.json",
+    rc, out, err = run_cli("attest", "check", root / "pack", "--key", root / "vendor.pub", "--policy", root / "policy.toml", "--json", root / "results.json",
                           "--report", root / "report.pdf", "--sign-key", root / "customer.key", "--quiet")  # fmt: skip
     assert rc == 0, out + err
     assert "(policy strict (custom, sha256 " in out
@@ -57,7 +60,7 @@ def test_a_renamed_copy_earns_its_own_level_in_the_signed_verdict(renamed_check:
 
 
 def test_verify_report_does_not_call_it_strict(renamed_check: Path) -> None:
-    rc, out, err = attest("verify-report", renamed_check / "report.pdf", "--key", renamed_check / "vendor.pub",
+    rc, out, err = run_cli("attest", "verify-report", renamed_check / "report.pdf", "--key", renamed_check / "vendor.pub",
                           "--customer-key", renamed_check / "customer.pub")  # fmt: skip
     assert rc == 0, out + err
     assert "policy strict (custom, sha256 " in out and "policy strict)" not in out

@@ -2,41 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pikepdf
 import pytest
-from click.testing import CliRunner
-from report_samples import make_results, signed_sample
+from support.cli import CliResult, assert_one_line_error, run_cli
+from support.report_samples import make_results, signed_sample
 
-from uc_attest.cli.attest import attest_group
-from uc_attest.cli.common import run_group
 from uc_attest.report import BUNDLE_ATTACHMENT, RESULTS_ATTACHMENT, render_report
 
 
-@dataclass
-class Run:
-    rc: int
-    out: str
-    err: str
-
-
 @pytest.fixture
-def attest() -> Callable[..., Run]:
-    def run(*args: object) -> Run:
-        runner = CliRunner()
-        with runner.isolation() as (out, err, _):
-            try:
-                run_group(attest_group, [str(a) for a in args])
-                rc = 0
-            except SystemExit as exc:
-                rc = int(exc.code or 0)
-            return Run(rc, out.getvalue().decode(), err.getvalue().decode())
-
-    return run
+def attest() -> Callable[..., CliResult]:
+    return functools.partial(run_cli, "attest")
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +34,11 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, 
     return pub, bundle_path, results_path, report
 
 
-def _one_line_error(run: Run) -> None:
-    assert run.err.count("\n") == 1 and run.err.startswith("error: ") and "Traceback" not in run.err
+def _one_line_error(run: CliResult) -> None:
+    assert_one_line_error(run.rc, run.err)
 
 
-def test_report_rerenders_the_same_bytes(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+def test_report_rerenders_the_same_bytes(attest: Callable[..., CliResult], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
     _pub, bundle, results, report = signed
     out = tmp_path / "again.pdf"
     run = attest("report", results, "-o", out, "--bundle", bundle)
@@ -66,7 +47,7 @@ def test_report_rerenders_the_same_bytes(attest: Callable[..., Run], signed: tup
     assert out.read_bytes() == report.read_bytes()
 
 
-def test_verify_report_accepts_an_authentic_report(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path]) -> None:
+def test_verify_report_accepts_an_authentic_report(attest: Callable[..., CliResult], signed: tuple[Path, Path, Path, Path]) -> None:
     pub, _bundle, _results, report = signed
     run = attest("verify-report", report, "--key", pub)
     # the vendor's evidence and the pages verify, but nobody signed the verdict: not evidence, exit 1
@@ -77,7 +58,7 @@ def test_verify_report_accepts_an_authentic_report(attest: Callable[..., Run], s
     assert "recorded verdict: PASS" in run.out and run.out.rstrip().endswith("REPORT: NOT VERIFIED")
 
 
-def test_verify_report_with_another_key_fails(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+def test_verify_report_with_another_key_fails(attest: Callable[..., CliResult], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
     _pub, _bundle, _results, report = signed
     other, _b, _r = signed_sample(tmp_path)
     run = attest("verify-report", report, "--key", other)
@@ -85,7 +66,7 @@ def test_verify_report_with_another_key_fails(attest: Callable[..., Run], signed
     assert run.out.rstrip().endswith("REPORT: NOT VERIFIED") and run.err == ""
 
 
-def test_results_that_contradict_the_bundle_fail(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+def test_results_that_contradict_the_bundle_fail(attest: Callable[..., CliResult], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
     pub, bundle, results_path, _report = signed
     data = json.loads(results_path.read_bytes())
     data["artifact"]["pack_manifest_sha256"] = data["digests"]["pack_manifest_sha256"] = "0" * 64
@@ -97,7 +78,7 @@ def test_results_that_contradict_the_bundle_fail(attest: Callable[..., Run], sig
     assert run.rc == 1 and "FAIL  the pack manifest digest in the results is not the one the attestation signs" in run.out
 
 
-def test_swapped_bundle_is_detected(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+def test_swapped_bundle_is_detected(attest: Callable[..., CliResult], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
     pub, _bundle, _results, report = signed
     _other_pub, other_bundle, _r = signed_sample(tmp_path)
     swapped = tmp_path / "swapped.pdf"
@@ -108,7 +89,7 @@ def test_swapped_bundle_is_detected(attest: Callable[..., Run], signed: tuple[Pa
     assert run.rc == 1 and "not made for the embedded attestation" in run.out
 
 
-def test_edited_results_are_detected(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+def test_edited_results_are_detected(attest: Callable[..., CliResult], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
     pub, _bundle, results_path, report = signed
     data = json.loads(results_path.read_bytes())
     data["checks"][0]["summary"] = "edited"
@@ -121,7 +102,7 @@ def test_edited_results_are_detected(attest: Callable[..., Run], signed: tuple[P
     assert "FAIL  pages: not byte-identical" in run.out  # the pages are no longer the rendering of the results
 
 
-def test_a_report_without_bundle_cannot_be_verified(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
+def test_a_report_without_bundle_cannot_be_verified(attest: Callable[..., CliResult], signed: tuple[Path, Path, Path, Path], tmp_path: Path) -> None:
     pub, _bundle, results, _report = signed
     out = tmp_path / "nobundle.pdf"
     run = attest("report", results, "-o", out)
@@ -134,7 +115,7 @@ def test_a_report_without_bundle_cannot_be_verified(attest: Callable[..., Run], 
     "content",
     [b"", b"{not json", b'{"verdict": "PASS"}', json.dumps({"schema_version": 1}).encode()],
 )
-def test_report_refuses_unreadable_results(attest: Callable[..., Run], tmp_path: Path, content: bytes) -> None:
+def test_report_refuses_unreadable_results(attest: Callable[..., CliResult], tmp_path: Path, content: bytes) -> None:
     results = tmp_path / "results.json"
     results.write_bytes(content)
     out = tmp_path / "report.pdf"
@@ -144,7 +125,7 @@ def test_report_refuses_unreadable_results(attest: Callable[..., Run], tmp_path:
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
 
 
-def test_report_refuses_a_bundle_that_is_not_the_results_one(attest: Callable[..., Run], tmp_path: Path) -> None:
+def test_report_refuses_a_bundle_that_is_not_the_results_one(attest: Callable[..., CliResult], tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     results.write_bytes(make_results("PASS").to_json_bytes())
     bundle = tmp_path / "b.json"
@@ -154,7 +135,7 @@ def test_report_refuses_a_bundle_that_is_not_the_results_one(attest: Callable[..
     assert not (tmp_path / "r.pdf").exists()
 
 
-def test_usage_errors(attest: Callable[..., Run], tmp_path: Path, signed: tuple[Path, Path, Path, Path]) -> None:
+def test_usage_errors(attest: Callable[..., CliResult], tmp_path: Path, signed: tuple[Path, Path, Path, Path]) -> None:
     pub, _bundle, _results, report = signed
     assert attest("report", tmp_path / "absent.json", "-o", tmp_path / "r.pdf").rc == 2
     run = attest("verify-report", report)
@@ -172,7 +153,7 @@ def test_usage_errors(attest: Callable[..., Run], tmp_path: Path, signed: tuple[
     assert run.rc == 2 and "not a uc_attest report" in run.err
 
 
-def test_report_never_overwrites_its_input(attest: Callable[..., Run], signed: tuple[Path, Path, Path, Path]) -> None:
+def test_report_never_overwrites_its_input(attest: Callable[..., CliResult], signed: tuple[Path, Path, Path, Path]) -> None:
     _pub, bundle, results, _report = signed
     before = results.read_bytes()
     run = attest("report", results, "-o", results)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pikepdf
 import pytest
-from report_samples import REPO, make_results, sample_bundle
+from support.paths import REPO, child_env
+from support.report_samples import make_results, sample_bundle
 
 from uc_attest.check.results import Results
 from uc_attest.errors import UsageError
@@ -101,13 +102,13 @@ def test_two_renders_are_byte_identical(pass_pdf: bytes) -> None:
 
 def test_another_process_renders_the_same_bytes(pass_pdf: bytes) -> None:
     code = (
-        "import hashlib, sys; sys.path.insert(0, sys.argv[1]);"
-        "from report_samples import make_results, sample_bundle;"
+        "import hashlib;"
+        "from support.report_samples import make_results, sample_bundle;"
         "from uc_attest.report import render_report_bytes;"
         "print(hashlib.sha256(render_report_bytes(make_results('PASS'), {'attestation.sigstore.json': sample_bundle()})).hexdigest())"
     )
-    env = {**os.environ, "PYTHONHASHSEED": "12345", "SOURCE_DATE_EPOCH": "1"}
-    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], capture_output=True, text=True, env=env, check=True)
+    env = child_env({"PYTHONHASHSEED": "12345", "SOURCE_DATE_EPOCH": "1"})
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == hashlib.sha256(pass_pdf).hexdigest()
 
 

@@ -14,7 +14,7 @@ from uc_attest.check.results import (
     Results,
     TensorCheck,
     Verdict,
-    block_of,
+    block_label,
     derive_verdict,
     load_results,
     results_json_schema_text,
@@ -90,13 +90,13 @@ def test_verdict_rules() -> None:
 
 
 def test_blocks_group_and_sort_numerically() -> None:
-    assert block_of("model.layers.12.mlp.up_proj.weight") == "model.layers.12"
-    assert block_of("transformer.h.3.attn.c_attn.weight") == "transformer.h.3"
-    assert block_of("backbone.layers.0.mixer.in_proj.weight") == "backbone.layers.0"
-    assert block_of("lm_head.weight") == "other"
+    assert block_label("model.layers.12.mlp.up_proj.weight") == "model.layers.12"
+    assert block_label("transformer.h.3.attn.c_attn.weight") == "transformer.h.3"
+    assert block_label("backbone.layers.0.mixer.in_proj.weight") == "backbone.layers.0"
+    assert block_label("lm_head.weight") == "other"
     names = ["lm_head.weight", "model.layers.10.a", "model.layers.2.a", "model.layers.2.b"]
     tensors = [
-        TensorCheck(name=n, block=block_of(n), kind="quantized", status=CheckStatus.FAIL if n.endswith("b") else CheckStatus.PASS)
+        TensorCheck(name=n, block=block_label(n), kind="quantized", status=CheckStatus.FAIL if n.endswith("b") else CheckStatus.PASS)
         for n in names
     ]
     blocks = summarize_blocks(tensors)

@@ -16,36 +16,30 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pikepdf
 import pytest
-from click.testing import CliRunner
-from test_check_pipeline import build_delivery
+from support.cli import CliResult, run_cli
 
 from uc_attest.attest.keys import generate_private_key, private_key_pem, public_key_pem
 from uc_attest.attest.vsa import VSA_PREDICATE_TYPE, parse_vsa
-from uc_attest.cli.attest import attest_group
-from uc_attest.cli.common import run_group
 from uc_attest.report import BUNDLE_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
+
+pytestmark = pytest.mark.slow
 
 ENV = {"UC_ATTEST_KEY_PASSPHRASE": ""}
 
 
-def attest(*args: object) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation(env=ENV) as (out, err, _):
-        try:
-            run_group(attest_group, [str(a) for a in args])
-            rc = 0
-        except SystemExit as exc:
-            rc = int(exc.code or 0)
-        return rc, out.getvalue().decode(), err.getvalue().decode()
+def attest(*args: object) -> CliResult:
+    return run_cli("attest", *args, env=ENV)
 
 
 @pytest.fixture(scope="module")
-def checked(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checked(delivery_root: tuple[Path, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A delivery checked and signed by the customer: results.json, results.vsa.sigstore.json, report.pdf."""
-    root = build_delivery(tmp_path_factory.mktemp("signed-verdict"))
+    root = tmp_path_factory.mktemp("signed-verdict") / "d"
+    shutil.copytree(delivery_root[0], root)
     rc, out, err = attest("keygen", "-o", root / "customer", "--organization", "Example Hospital")
     assert rc == 0, err
     rc, out, err = attest(
@@ -231,7 +225,8 @@ def test_group_readable_private_key_is_refused(site: Path) -> None:
     os.chmod(site / "customer.key", 0o640)
     args = ("check", site / "pack", "--key", site / "vendor.pub", "--policy", "development", "--json", site / "k.json", "--sign-key", site / "customer.key", "--quiet")
     rc, _out, err = attest(*args)
-    assert rc == 2 and "accessible by group or others" in err and err.count("\n") == 1
+    assert rc == 2 and err.splitlines()[0].startswith("error: ") and "accessible by group or others" in err.splitlines()[0]
+    assert err.splitlines()[1:] == [f"hint: run chmod 600 {site / 'customer.key'}, or pass --allow-open-key-file to use it anyway"]
     assert not (site / "k.json").exists()
     rc, out, err = attest(*args, "--allow-open-key-file")
     assert rc == 0, out + err
@@ -290,11 +285,9 @@ def test_edit_after_signing_breaks_the_pdf_signature(site: Path) -> None:
 
 def test_keyless_customer_verdict_verifies_with_the_log_time(site: Path) -> None:
     """A customer who signs keyless: the VSA verifies under the Sigstore root and identity, and the time shown is the log's."""
-    import sys
     from datetime import datetime, timezone
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attest"))
-    from fake_sigstore import FakeSigstore
+    from support.fake_sigstore import FakeSigstore
 
     from uc_attest.attest.vsa import build_vsa_statement
     from uc_attest.check.results import load_results
@@ -320,11 +313,9 @@ def test_keyless_customer_verdict_verifies_with_the_log_time(site: Path) -> None
 
 def test_keyless_vendor_age_uses_the_log_time_not_signed_at(site: Path) -> None:
     """A keyless vendor bundle logged long ago whose predicate claims a fresh signedAt: the age check uses the log's time."""
-    import sys
     from datetime import datetime, timezone
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attest"))
-    from fake_sigstore import FakeSigstore
+    from support.fake_sigstore import FakeSigstore
 
     fake = FakeSigstore()
     (site / "trusted_root.json").write_text(json.dumps(fake.trusted_root()))

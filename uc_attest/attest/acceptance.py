@@ -39,9 +39,10 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict
 
-from .. import __version__
+from ..version import __version__
 from ..errors import UnreadableInputError, UsageError
 from ..outputs import Output, check_outputs, write_all
+from ..pack.manifest import MANIFEST_NAME
 from .errors import AcceptanceTestError, BundleFormatError
 from .key_reference import KeyReference
 from .oms import NEEDS_KEY_FILE, NEEDS_VENDOR_KEY
@@ -158,9 +159,8 @@ def _verify_pack(pack_path: Path, progress: bool) -> Any:
     from ..pack.verify import verify_pack
 
     verified = verify_pack(pack_path, progress=progress, architecture=True)
-    if not verified.ok:
-        more = f" (+{len(verified.failures) - 1} more)" if len(verified.failures) > 1 else ""
-        raise AcceptanceTestError(f"pack failed verification, not signed: {verified.failures[0]}{more}")
+    if not verified.report.ok:
+        raise AcceptanceTestError(f"pack failed verification, not signed: {verified.report.failure_summary()}")
     return verified
 
 
@@ -178,7 +178,7 @@ def build_predicate(
         pack=PackInfo(
             format=report.format,
             format_version=report.format_version,
-            manifest_path="ucpack.json",
+            manifest_path=MANIFEST_NAME,
             manifest_sha256=report.manifest_sha256,
             model_type=manifest.model.model_type,
             architectures=list(manifest.model.architectures),
@@ -350,7 +350,6 @@ def _output_paths(options: SignOptions) -> tuple[Path, Path, Path | None]:
 
 def sign_pack(options: SignOptions) -> SignResult:
     """Run the acceptance test on ``options.pack`` and write the signed bundle and token file."""
-    from ..pack.manifest import MANIFEST_NAME
 
     _check_signing_mode(options)
     bundle_path, tokens_path, oms_path = _output_paths(options)

@@ -22,13 +22,12 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import UnreadableInputError
-from ..pack.strict_json import loads_strict
-from .dsse import Envelope
+from ..pack.strict_json import first_validation_error, loads_strict_as
+from .dsse import Envelope, b64decode_strict
 from .errors import BundleFormatError
 
 BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
-MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+MAX_BUNDLE_BYTES = 64 << 20  # every reader of a bundle (attest check, verify-report, report) caps it here
 
 
 class BundleMode(StrEnum):
@@ -74,10 +73,7 @@ def load_bundle_json(raw: bytes) -> dict[str, Any]:
     """Parse bundle bytes strictly (no duplicate keys, no NaN) into a JSON object."""
     if len(raw) > MAX_BUNDLE_BYTES:
         raise BundleFormatError(f"bundle is larger than {MAX_BUNDLE_BYTES} bytes")
-    try:
-        data = loads_strict(raw, "bundle")
-    except UnreadableInputError as exc:
-        raise BundleFormatError(str(exc)) from None
+    data = loads_strict_as(raw, "bundle", BundleFormatError)
     if not isinstance(data, dict):
         raise BundleFormatError("bundle is not a JSON object")
     media_type = data.get("mediaType")
@@ -86,6 +82,15 @@ def load_bundle_json(raw: bytes) -> dict[str, Any]:
     if "dsseEnvelope" not in data:
         raise BundleFormatError("bundle carries no DSSE envelope (a message-signature bundle is not an attestation)")
     return data
+
+
+def unverified_payload(raw: bytes) -> bytes:
+    """The DSSE payload of a bundle, read WITHOUT checking its signature: for a caller that labels what it shows unverified."""
+    data = load_bundle_json(raw)
+    try:
+        return b64decode_strict(data["dsseEnvelope"]["payload"], "DSSE payload")
+    except (KeyError, TypeError) as exc:
+        raise BundleFormatError("bundle has no DSSE envelope payload") from exc
 
 
 def bundle_mode(data: dict[str, Any]) -> BundleMode:
@@ -104,9 +109,7 @@ def parse_key_bundle(data: dict[str, Any]) -> KeyModeBundle:
     try:
         bundle = KeyModeBundle.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err.get("loc", ()))
-        raise BundleFormatError(f"malformed key-mode bundle at {where}: {err.get('msg', 'invalid')}") from None
+        raise BundleFormatError(f"malformed key-mode bundle: {first_validation_error(exc)}") from None
     if bundle.verification_material.tlog_entries:
         raise BundleFormatError("key-mode bundle carries transparency-log entries; this verifier accepts only an empty tlogEntries")
     return bundle

@@ -92,12 +92,3 @@ def check_certificate_matches(certificate: x509.Certificate, key: PrivateKey, so
         raise KeyFileError(f"{source}: certificate key type {type(cert_key).__name__} is not supported")
     if fingerprint(cert_key) != fingerprint(key.public_key()):  # type: ignore[arg-type]
         raise KeyFileError(f"{source} certifies another key than the signing key")
-
-
-def organization_of(certificate: x509.Certificate) -> str:
-    """The certificate's organisation (else its common name), for people."""
-    for oid in (NameOID.ORGANIZATION_NAME, NameOID.COMMON_NAME):
-        values = certificate.subject.get_attributes_for_oid(oid)
-        if values:
-            return str(values[0].value)
-    return certificate.subject.rfc4514_string()

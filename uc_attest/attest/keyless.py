@@ -37,11 +37,6 @@ def _read_trusted_root(path: str | os.PathLike[str]):  # type: ignore[no-untyped
         raise UnreadableInputError(f"{p} is not a Sigstore trusted_root.json ({type(exc).__name__}: {exc})") from None
 
 
-def verify_keyless(raw_bundle: bytes, *, trusted_root: str | os.PathLike[str], identity: str, issuer: str) -> bytes:
-    """Verify a keyless bundle offline; return the DSSE payload bytes (not yet parsed)."""
-    return verify_keyless_logged(raw_bundle, trusted_root=trusted_root, identity=identity, issuer=issuer)[0]
-
-
 def verify_keyless_logged(
     raw_bundle: bytes, *, trusted_root: str | os.PathLike[str], identity: str, issuer: str
 ) -> tuple[bytes, datetime]:

@@ -232,8 +232,8 @@ def check_private_key_permissions(path: str | os.PathLike[str]) -> None:
         return  # reading it reports the problem
     if mode & 0o077:
         raise UsageError(
-            f"private key {path} is accessible by group or others (mode {mode & 0o777:04o}); "
-            f"run chmod 600 {path}, or pass --allow-open-key-file to use it anyway"
+            f"private key {path} is accessible by group or others (mode {mode & 0o777:04o})",
+            hint=f"run chmod 600 {path}, or pass --allow-open-key-file to use it anyway",
         )
 
 

@@ -14,8 +14,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..digests import Sha256Hex
-from ..errors import UnreadableInputError
-from ..pack.strict_json import loads_strict
+from ..pack.strict_json import first_validation_error, loads_strict_as
 from .errors import StatementError
 
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
@@ -70,10 +69,7 @@ def canonical_json(obj: Any) -> bytes:
 
 def parse_statement(payload: bytes) -> Statement:
     """Parse verified payload bytes as a Statement, refusing duplicate keys, NaN and unknown fields."""
-    try:
-        data = loads_strict(payload, "attestation payload")
-    except UnreadableInputError as exc:
-        raise StatementError(str(exc)) from None
+    data = loads_strict_as(payload, "attestation payload", StatementError)
     if not isinstance(data, dict):
         raise StatementError("attestation payload is not a JSON object")
     if data.get("_type") != STATEMENT_TYPE:
@@ -81,10 +77,4 @@ def parse_statement(payload: bytes) -> Statement:
     try:
         return Statement.model_validate(data)
     except ValidationError as exc:
-        raise StatementError(f"malformed in-toto statement: {_first_error(exc)}") from None
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))
+        raise StatementError(f"malformed in-toto statement: {first_validation_error(exc)}") from None

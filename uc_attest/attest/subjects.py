@@ -14,11 +14,10 @@ less.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ..digests import diff_files
 from ..pack.paths import check_relative_path
 from .errors import StatementError
 from .predicate import PACK_SUBJECT_PREFIX, TOKENS_SUBJECT
@@ -83,11 +82,3 @@ class AttestedFiles:
         files, tokens = split_subjects(statement)
         return cls(files=MappingProxyType(files), tokens_sha256=tokens)
 
-
-def compare_pack_files(attested: Mapping[str, str], present: Iterable[tuple[str, str]]) -> list[str]:
-    """Differences between attested ``{path: sha256}`` and the ``(path, sha256)`` present; empty when equal."""
-    diff = diff_files(attested, dict(present))
-    problems = [f"{p}: attested but missing" for p in diff.missing]
-    problems += [f"{p}: present but not attested" for p in diff.extra]
-    problems += [f"{p}: sha256 differs from the attested one" for p in diff.differ]
-    return problems

@@ -30,7 +30,6 @@ CycloneDX 1.6 JSON schema that the library ships.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,7 +41,7 @@ from cyclonedx.model.component import Component, ComponentType, Pedigree
 from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
 
-from .. import __version__
+from ..version import __version__
 from ..attest.predicate import AcceptanceTestPredicate
 from ..attest.statement import Statement
 from ..attest.subjects import AttestedFiles
@@ -182,7 +181,3 @@ def validate_bom(text: str) -> None:
         return
     if error is not None:
         raise VerificationError(f"internal error: the BOM does not validate against CycloneDX 1.6: {error}")
-
-
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

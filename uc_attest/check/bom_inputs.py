@@ -6,27 +6,15 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..attest.bundle import load_bundle_json
-from ..attest.dsse import b64decode_strict
-from ..attest.errors import BundleFormatError
+from ..attest.bundle import unverified_payload
 from ..attest.paths import BUNDLE_SUFFIX
 from ..attest.statement import parse_statement
 from ..attest.verify import parse_predicate, read_bundle_bytes
 from ..pack.reader import open_pack
 from ..safe_io import read_input_file
 from .bom import BomInputs
-from .results import load_results
+from .results import MAX_RESULTS_BYTES, load_results
 
-MAX_RESULTS_BYTES = 256 << 20
-
-
-def _unverified_payload(raw: bytes) -> bytes:
-    """The DSSE payload of a bundle, read without checking its signature (the BOM then says so)."""
-    data = load_bundle_json(raw)
-    try:
-        return b64decode_strict(data["dsseEnvelope"]["payload"], "DSSE payload")
-    except (KeyError, TypeError) as exc:
-        raise BundleFormatError("bundle has no DSSE envelope payload") from exc
 
 
 def default_pack_for(bundle: Path) -> Path | None:
@@ -47,7 +35,7 @@ def collect_bom_inputs(bundle: Path, trust: Any | None, pack: Path | None, resul
         signer = verified.signer
         verified_by = f"key {signer.key_fingerprint}" if signer.mode == "key" else f"keyless {signer.identity} ({signer.issuer})"
     else:
-        statement = parse_statement(_unverified_payload(raw))
+        statement = parse_statement(unverified_payload(raw))  # the BOM then says the signature was not verified
         predicate, verified_by = parse_predicate(statement), None
     manifest = manifest_sha256 = None
     pack_dir = pack if pack is not None else default_pack_for(bundle)

@@ -106,7 +106,7 @@ class CheckContext:
     def pack_is_the_signed_one(self) -> bool:
         """The pack verified and its manifest is the one the signature covers."""
         v, p = self.verified, self.predicate
-        return v is not None and v.ok and p is not None and p.pack.manifest_sha256 == v.manifest_sha256
+        return v is not None and v.report.ok and p is not None and p.pack.manifest_sha256 == v.report.manifest_sha256
 
 
 def result(name: str, status: CheckStatus, required: bool, summary: str, details: dict[str, Any] | None = None) -> CheckResult:

@@ -18,5 +18,4 @@ def check_pack_structure(ctx: CheckContext) -> CheckResult:
         tolerated = f"; {len(report.tolerated)} unlisted entries tolerated by the policy, never read." if report.tolerated else "."
         return passed(NAME, f"Manifest {report.format} {report.format_version} read strictly; {len(report.files)} files and {len(report.tensors)} tensors verified against it{tolerated}",
                       {"files": len(report.files), "tensors": len(report.tensors), "tolerated": len(report.tolerated)})  # fmt: skip
-    more = f" (+{len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
-    return failed(NAME, f"{report.failures[0]}{more}", {"failures": len(report.failures)})
+    return failed(NAME, report.failure_summary(), {"failures": len(report.failures)})

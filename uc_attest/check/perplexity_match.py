@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..errors import UcError
 from ..policy.rules import judge_perplexity
 from .context import NOT_SIGNED, CheckContext, decided, failed, skipped
-from .records import environment_record, measured_here, signed_measurement
+from .conversions import environment_record, measured_here, signed_measurement
 from .results import CheckResult
 
 NAME = "perplexity_match"

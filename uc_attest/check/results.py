@@ -41,6 +41,7 @@ from .probe_record import ProbeRecord
 RESULTS_SCHEMA_VERSION: Final = 1
 
 _HEX64 = SHA256_HEX_PATTERN
+MAX_RESULTS_BYTES = 256 << 20  # every reader of a results.json (attest report, attest bom) caps it here
 _TENSOR_DIGEST = r"^(sha256:)?[0-9a-f]{64}$"
 
 
@@ -340,7 +341,7 @@ def verdict_reasons(checks: list[CheckResult]) -> list[str]:
 _BLOCK = re.compile(r"^(.*?\b(?:layers|h|blocks|block|layer)\.\d+)\.")
 
 
-def block_of(tensor_name: str) -> str:
+def block_label(tensor_name: str) -> str:
     """Group a tensor under its transformer block, e.g. 'model.layers.3'; else 'other'."""
     match = _BLOCK.match(tensor_name)
     return match.group(1) if match else "other"

@@ -29,7 +29,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ..attest.bundle import MAX_BUNDLE_BYTES
+from ..version import __version__
 from ..errors import UcError, UsageError, VerificationError
 from ..pack.deployed import require_model_directory
 from ..pack.manifest import MANIFEST_NAME
@@ -43,7 +44,7 @@ from .eval_tokens import check_eval_tokens
 from .pack_files import check_pack_files
 from .pack_structure import check_pack_structure
 from .perplexity_match import check_perplexity
-from .records import environment_record, signed_measurement
+from .conversions import environment_record, signed_measurement
 from .results import (
     ArtifactIdentity,
     CheckResult,
@@ -62,8 +63,6 @@ from .results import (
 from .signature import check_signature
 from .signer_trust import check_signer_trust
 from .weights import check_weights
-
-MAX_BUNDLE_BYTES = 64 << 20
 
 Check = Callable[[CheckContext], CheckResult | None]
 
@@ -149,7 +148,7 @@ def run_check(inputs: CheckInputs) -> CheckOutcome:
 
 def _manifest_sha256(ctx: CheckContext) -> str:
     if ctx.verified is not None:
-        return ctx.verified.manifest_sha256
+        return ctx.verified.report.manifest_sha256
     try:
         return sha256_regular_file(Path(ctx.inputs.pack) / MANIFEST_NAME, follow_symlinks=False)[1]
     except NotRegularFileError as exc:  # a FIFO or device in its place: a tampered pack, refused unread

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .context import FAIL_FAST, CheckContext, failed, passed, skipped
-from .results import CheckResult, CheckStatus, TensorCheck, block_of
+from .results import CheckResult, CheckStatus, TensorCheck, block_label
 
 NAME = "weights_bit_exact"
 
@@ -16,7 +16,7 @@ def check_weights(ctx: CheckContext) -> CheckResult:
     predicate = ctx.predicate
     if predicate is None:
         return skipped(NAME, "Not checked: without a verified signature there are no signed fingerprints.", required)
-    rebuilt = {t.name: t for t in ctx.verified.tensors} if ctx.verified is not None else {}
+    rebuilt = {t.name: t for t in ctx.verified.report.tensors} if ctx.verified is not None else {}
     signed = {t.name: t for t in predicate.pack.tensors}
     bad: list[str] = []
     for name in sorted(set(signed) | set(rebuilt)):
@@ -26,7 +26,7 @@ def check_weights(ctx: CheckContext) -> CheckResult:
         if not ok:
             bad.append(name)
         kind = s.kind if s is not None else (r.kind if r is not None else "unknown")
-        ctx.tensors.append(TensorCheck(name=name, block=block_of(name), kind=kind, attested_digest=s.digest if s else None,
+        ctx.tensors.append(TensorCheck(name=name, block=block_label(name), kind=kind, attested_digest=s.digest if s else None,
                                        computed_digest=computed, status=CheckStatus.PASS if ok else CheckStatus.FAIL))  # fmt: skip
     details = {"tensors": len(ctx.tensors), "mismatched": len(bad)}
     total = len(ctx.tensors)

@@ -14,11 +14,12 @@ from .attest_keys import keygen_command
 from .attest_probe import probe_command
 from .attest_report import report_command, verify_report_command
 from .attest_sign import sign_command
-from .common import run_group
+from .common import debug_option, run_group
 
 
 @click.group(name="attest", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="uc_attest")
+@debug_option
 def attest_group() -> None:
     """Sign a pack's acceptance test (vendor) and check it air-gapped (customer)."""
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import click
 
+from ..attest.bundle import MAX_BUNDLE_BYTES
+from ..check.results import MAX_RESULTS_BYTES
 from ..errors import UsageError
 from ..outputs import check_outputs
 from ..safe_io import read_input_file
 from .attest_check import trust_options
 
-MAX_RESULTS_BYTES = 256 << 20
-MAX_BUNDLE_BYTES = 64 << 20
 MAX_REPORT_BYTES = 512 << 20
 
 

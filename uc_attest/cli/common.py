@@ -14,20 +14,50 @@ from ..errors import UcError
 from ..estimate import ModelShape, describe, load_shape
 
 
-def fail_line(message: str) -> None:
-    """Print one error line on stderr."""
+def fail_line(message: str, hint: str | None = None) -> None:
+    """Print the error line on stderr, and the optional ``hint:`` line after it."""
     click.echo(f"error: {' '.join(str(message).split())}", err=True)
+    if hint:
+        click.echo(f"hint: {' '.join(hint.split())}", err=True)
+
+
+DEBUG_ENV = "UC_ATTEST_DEBUG"
+DEBUG_HINT = "run again with --debug (or UC_ATTEST_DEBUG=1) for the traceback"
+
+
+def debug_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--debug`` on a command group: an unexpected error shows its traceback instead of one line.
+
+    The flag is read by :func:`run_group` from the arguments before the command
+    (the option itself only documents and accepts it), as UC_ATTEST_DEBUG is.
+    """
+    return click.option("--debug", is_flag=True, expose_value=False, is_eager=True,
+                        help=f"show the traceback of an unexpected error (as {DEBUG_ENV}=1 does)")(function)  # fmt: skip
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    """``--debug`` among the group's own options (before the command name), or UC_ATTEST_DEBUG set."""
+    if os.environ.get(DEBUG_ENV):
+        return True
+    for arg in argv:
+        if arg == "--debug":
+            return True
+        if not arg.startswith("-"):
+            return False  # the command's name: what follows is the command's own arguments
+    return False
 
 
 def run_group(group: click.Group, argv: list[str] | None = None) -> None:
     """Run a click group, mapping every failure to one line and an exit code.
 
-    click's own usage errors exit 2; our UcError carries its exit code; anything
-    else unexpected is still reported on one line (exit 2) unless UC_ATTEST_DEBUG
-    asks for the traceback.
+    click's own usage errors exit 2; our UcError carries its exit code (and may
+    add a ``hint:`` line); anything else unexpected is still reported on one line
+    (exit 2) unless ``--debug`` or UC_ATTEST_DEBUG asks for the traceback.
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(args)
     try:
-        rc = group.main(args=argv, standalone_mode=False, prog_name=group.name)
+        rc = group.main(args=args, standalone_mode=False, prog_name=group.name)
     except click.exceptions.Abort:
         fail_line("aborted")
         sys.exit(2)
@@ -37,7 +67,7 @@ def run_group(group: click.Group, argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except UcError as exc:
-        fail_line(str(exc))
+        fail_line(str(exc), exc.hint)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         fail_line("interrupted")
@@ -46,14 +76,14 @@ def run_group(group: click.Group, argv: list[str] | None = None) -> None:
         fail_line("out of memory")
         sys.exit(2)
     except OSError as exc:
-        if os.environ.get("UC_ATTEST_DEBUG"):
+        if debug:
             raise
         fail_line(f"{exc.strerror or exc}{': ' + str(exc.filename) if exc.filename else ''}")
         sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - last line of defence: no tracebacks for users
-        if os.environ.get("UC_ATTEST_DEBUG"):
+        if debug:
             raise
-        fail_line(f"internal error: {type(exc).__name__}: {exc}")
+        fail_line(f"internal error: {type(exc).__name__}: {exc}", DEBUG_HINT)
         sys.exit(2)
     sys.stdout.flush()
     sys.exit(rc if isinstance(rc, int) else 0)
@@ -62,9 +92,6 @@ def run_group(group: click.Group, argv: list[str] | None = None) -> None:
 def exit_with(code: int) -> None:
     """Exit from inside a command with ``code`` (standalone_mode=False needs this)."""
     raise click.exceptions.Exit(code)
-
-
-ProgressCallback = Callable[[str, int, int], Any]
 
 
 def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
-from .common import evaluation_options, exit_with, run_group, say_expected_memory
+from .common import debug_option, evaluation_options, exit_with, run_group, say_expected_memory
 
 
 @click.group(name="uc", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="uc_attest")
+@debug_option
 def uc_group() -> None:
     """Compress a Hugging Face causal LM into a bit-reproducible pack, and verify packs."""
 

@@ -203,7 +203,7 @@ class BlockCoder:
         return [name for name, keys in self.child_keys.items() if keys <= self.loaded]
 
     def run(self, hidden: torch.Tensor, kwargs: dict[int, tuple[tuple[Any, ...], dict[str, Any]]], batch: int,
-            stop_early: bool, replay: bool = True) -> torch.Tensor | None:  # fmt: skip
+            *, stop_early: bool, replay: bool = True) -> torch.Tensor | None:  # fmt: skip
         """The block over every calibration batch; finished children replay their outputs (see replay_cache)."""
         outs = []
         with self.cache.replaying(self.finished_children() if replay else []):
@@ -219,7 +219,7 @@ class BlockCoder:
     @torch.no_grad()
     def code(self, hidden: torch.Tensor, kwargs: dict[int, tuple[tuple[Any, ...], dict[str, Any]]], batch: int,
              source: SafetensorsSource, bar: Any = None) -> dict[str, tuple[EncodedTensor, str, str]]:  # fmt: skip
-        groups = discover_groups(self.block, self.units, lambda: self.run(hidden[:batch], kwargs, batch, False, replay=False))
+        groups = discover_groups(self.block, self.units, lambda: self.run(hidden[:batch], kwargs, batch, stop_early=False, replay=False))
         results: dict[str, tuple[EncodedTensor, str, str]] = {}
         for group in groups:
             if bar is not None:
@@ -228,7 +228,7 @@ class BlockCoder:
             shared = all(is_dense_unit(self.units[u]) for u in group)  # one input tensor: see discover_groups
             handles = attach({u: self.units[u] for u in group}, stats, stop_when_done=True, shared_input=shared)
             try:
-                self.run(hidden, kwargs, batch, True)
+                self.run(hidden, kwargs, batch, stop_early=True)
             finally:
                 for h in handles:
                     h.remove()
@@ -465,7 +465,7 @@ def compress_calibrated(
                                replay_budget_bytes=hidden.numel() * hidden.element_size())
             with torch.no_grad():
                 # the block still holds its original weights: the full-precision stream's next inputs
-                target = coder.run(reference, captured.kwargs[i], batch, False, replay=False) if reference is not None else None
+                target = coder.run(reference, captured.kwargs[i], batch, stop_early=False, replay=False) if reference is not None else None
                 results = coder.code(hidden, captured.kwargs[i], batch, source, bar)
                 replay, tuned = True, False
                 if target is not None:
@@ -476,7 +476,7 @@ def compress_calibrated(
                         coder.cache.clear()  # outputs kept while coding came from the untuned weights
                         replay = False
                     reference = target
-                hidden = coder.run(hidden, captured.kwargs[i], batch, False, replay=replay)
+                hidden = coder.run(hidden, captured.kwargs[i], batch, stop_early=False, replay=replay)
             coder.cache.clear()  # the kept outputs go before the block is written, not after
             assert hidden is not None
             # what finished blocks record (tuned, fallbacks) is kept with them, so a resumed run reports all of it

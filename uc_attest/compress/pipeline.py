@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import __version__
+from ..version import __version__
 from ..architecture import (
     CheckpointKeyMapper,
     TensorRole,

@@ -97,7 +97,7 @@ def pack_config(pack: Pack) -> Any:
 def opened_pack(pack: str | os.PathLike[str] | Pack | VerifiedPack, expected_manifest_sha256: str | None = None) -> Pack:
     """The opened pack (from a verified pack: the very manifest that was verified), pinned to a manifest digest."""
     if isinstance(pack, VerifiedPack):
-        if not pack.ok:
+        if not pack.report.ok:
             raise VerificationError("the pack did not verify; it is not loaded")
         opened = pack.pack
     else:
@@ -156,14 +156,6 @@ def load_model_dir(model_dir: str | os.PathLike[str]) -> Any:
         raise UnreadableInputError(f"cannot load the model in {root}: {type(exc).__name__}: {exc}") from None
     model.eval()
     return model
-
-
-def load_any(path: str | os.PathLike[str]) -> Any:
-    """A pack if the directory holds ucpack.json, else a plain model directory."""
-    root = Path(path)
-    if (root / "ucpack.json").exists():
-        return load_pack_model(root)
-    return load_model_dir(root)
 
 
 def model_dir_config(root: Path) -> Any:

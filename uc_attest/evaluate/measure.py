@@ -97,8 +97,7 @@ def measure_any(path: str | os.PathLike[str], ids: Any, *, seq_len: int, max_win
         return measure_model_dir(root, ids, seq_len=seq_len, max_windows=max_windows, progress=progress, streaming=streaming,
                                  device=device, compute_dtype=compute_dtype)  # fmt: skip
     verified = verify_pack(root, progress=progress)
-    if not verified.ok:
-        more = f" (+{len(verified.failures) - 1} more)" if len(verified.failures) > 1 else ""
-        raise VerificationError(f"the pack does not verify, not measured: {verified.failures[0]}{more}")
+    if not verified.report.ok:
+        raise VerificationError(f"the pack does not verify, not measured: {verified.report.failure_summary()}")
     return measure_pack(verified, ids, seq_len=seq_len, max_windows=max_windows, progress=progress, streaming=streaming,
                         device=device, compute_dtype=compute_dtype)  # fmt: skip

@@ -26,7 +26,6 @@ from .text import default_calibration_text, default_eval_text
 
 LICENCE_DIR = Path("/usr/share/common-licenses")
 DOC_DIR = Path("/usr/share/doc")
-LICENCE_SOURCE_NAME = "licence texts of /usr/share/common-licenses (deduplicated paragraphs)"
 CALIBRATION_SOURCE_NAME = "python-stdlib-docstrings (calibration split) + /usr/share/doc prose"
 SHINGLE_WORDS = 8  # a calibration paragraph sharing this many consecutive words with an evaluation text is dropped
 DOC_NAMES = re.compile(r"^(readme|news|changes|faq|history|.*\.(txt|md|rst))(\.gz)?$", re.IGNORECASE)

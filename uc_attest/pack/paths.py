@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9._+\-]+$")
 
@@ -25,12 +25,3 @@ def check_relative_path(name: str) -> str:
         if part in (".", "..") or part.startswith(".") or not _SAFE_COMPONENT.match(part):
             raise ValueError(f"path {name!r} leaves the pack or uses a forbidden component")
     return name
-
-
-def resolve_inside(root: Path, name: str) -> Path:
-    """Join a checked relative name to the pack root and make sure it stays inside."""
-    check_relative_path(name)
-    path = root / name
-    if root.resolve() not in path.resolve().parents and path.resolve() != root.resolve():
-        raise ValueError(f"path {name!r} resolves outside the pack")
-    return path

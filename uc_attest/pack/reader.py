@@ -18,15 +18,9 @@ from ..errors import UnreadableInputError, UsageError, VerificationError
 from ..safe_io import FileSizeMismatchError, NotRegularFileError, read_regular_file
 from .manifest import MANIFEST_NAME, SUPPORTED_MAJOR, FileEntry, PackManifest, TensorEntry
 from .paths import check_relative_path
-from .strict_json import loads_strict
+from .strict_json import first_validation_error, loads_strict_as
 
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{where}: {err.get('msg')}" if where else str(err.get("msg"))
 
 
 @dataclass
@@ -68,10 +62,7 @@ def open_pack(path: str | os.PathLike[str]) -> Pack:
     # A directory with a ucpack.json is a pack; a manifest that does not parse or
     # validate is a tampered pack (exit 1), unless it declares a major version this
     # reader does not know (exit 2: not readable here, not necessarily tampered).
-    try:
-        raw = loads_strict(bytes(data), MANIFEST_NAME)
-    except UnreadableInputError as exc:
-        raise VerificationError(str(exc)) from exc
+    raw = loads_strict_as(bytes(data), MANIFEST_NAME, VerificationError)
     if not isinstance(raw, dict) or raw.get("format") != "uc-pack":
         raise VerificationError(f"{MANIFEST_NAME} does not declare format 'uc-pack'")
     version = raw.get("format_version")
@@ -80,7 +71,7 @@ def open_pack(path: str | os.PathLike[str]) -> Pack:
     try:
         manifest = PackManifest.model_validate(raw)
     except ValidationError as exc:
-        raise VerificationError(f"{MANIFEST_NAME} is invalid: {_first_error(exc)}") from exc
+        raise VerificationError(f"{MANIFEST_NAME} is invalid: {first_validation_error(exc)}") from exc
     return Pack(root=root, manifest=manifest, manifest_bytes=bytes(data))
 
 

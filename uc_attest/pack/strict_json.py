@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import UnreadableInputError
+from pydantic import ValidationError
+
+from ..errors import UcError, UnreadableInputError
 
 MAX_DEPTH = 64
 
@@ -63,6 +65,21 @@ def loads_strict(data: bytes | str, what: str, max_depth: int = MAX_DEPTH) -> An
         return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:
         raise UnreadableInputError(f"{what}: invalid JSON ({exc})") from exc
+
+
+def loads_strict_as(data: bytes | str, what: str, error: type[UcError]) -> Any:
+    """:func:`loads_strict`, its refusal retyped as ``error`` (a bundle is a bundle error, a payload a statement error)."""
+    try:
+        return loads_strict(data, what)
+    except UnreadableInputError as exc:
+        raise error(str(exc)) from None
+
+
+def first_validation_error(exc: ValidationError) -> str:
+    """A pydantic refusal of parsed JSON as one line: ``where: why`` of its first error."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))
 
 
 def dumps_canonical(obj: Any) -> bytes:

@@ -50,7 +50,7 @@ class VerifiedTensorReader:
     """Tensors of a :class:`VerifiedPack`, by manifest name, rebuilt on demand and checked against the verified digests."""
 
     def __init__(self, verified: VerifiedPack) -> None:
-        if not verified.ok:
+        if not verified.report.ok:
             raise VerificationError("the pack did not verify; its tensors are not handed out")
         self.verified = verified
         self.entries = {t.name: t for t in verified.pack.manifest.tensors}

@@ -1,4 +1,4 @@
-"""A pack after one verification pass: what every later stage uses instead of reading again.
+"""A pack after one verification pass (``pack/verify.py`` runs the pass; this module holds what it found).
 
 ``verify_pack`` reads each file once, hashes it, and rebuilds every tensor
 from those same bytes. What it learnt is kept here: the opened pack (the
@@ -16,15 +16,58 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict
 
 from ..errors import VerificationError
 from .manifest import MANIFEST_NAME
 from .reader import Pack
 from .safetensors_strict import TensorSlot
 
-if TYPE_CHECKING:
-    from .verify import FileCheck, TensorCheck, VerifyReport
+
+class FileCheck(BaseModel):
+    """One listed file: its size and SHA-256 as read, and whether both match the manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+    path: str
+    size: int
+    sha256: str
+    ok: bool
+
+
+class TensorCheck(BaseModel):
+    """One tensor: its digest as rebuilt from the verified bytes, and whether it matches the manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    kind: str
+    role: str
+    digest: str
+    ok: bool
+
+
+class VerifyReport(BaseModel):
+    """What ``uc verify`` found; ``ok`` is true only when ``failures`` is empty."""
+
+    model_config = ConfigDict(extra="forbid")
+    ok: bool
+    failures: list[str]
+    format: str
+    format_version: str
+    manifest_sha256: str
+    files: list[FileCheck]
+    tensors: list[TensorCheck]
+    bytes_read: int
+    seconds: float
+    architecture_checked: bool = False
+    tolerated: list[str] = []  # unlisted files and directories the caller's policy tolerates (never read)
+
+    def failure_summary(self) -> str:
+        """The first failure and how many more there are: the one line an error or a check row shows."""
+        if not self.failures:
+            return "no failure"
+        more = f" (+{len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
+        return f"{self.failures[0]}{more}"
 
 
 @dataclass(frozen=True)
@@ -39,8 +82,9 @@ class FileDigest:
 class VerifiedPack:
     """The result of ``verify_pack``: the report, the opened pack and the digests as read.
 
-    ``ok`` is true only when every file and every tensor matched the manifest
-    (and, when asked, the tensor set matched the config).
+    ``report.ok`` is true only when every file and every tensor matched the manifest
+    (and, when asked, the tensor set matched the config). What the pass found is
+    read from ``report`` (one place), what later stages use through the methods here.
     """
 
     pack: Pack
@@ -51,26 +95,6 @@ class VerifiedPack:
     @property
     def root(self) -> Path:
         return self.pack.root
-
-    @property
-    def ok(self) -> bool:
-        return self.report.ok
-
-    @property
-    def failures(self) -> list[str]:
-        return self.report.failures
-
-    @property
-    def files(self) -> list[FileCheck]:
-        return self.report.files
-
-    @property
-    def tensors(self) -> list[TensorCheck]:
-        return self.report.tensors
-
-    @property
-    def manifest_sha256(self) -> str:
-        return self.report.manifest_sha256
 
     def file_digests(self) -> dict[str, FileDigest]:
         """``{path: digest}`` of every listed file that could be read, plus the manifest itself."""
@@ -103,4 +127,4 @@ class VerifiedPack:
         self._digests = {t.name: t.digest for t in self.report.tensors if t.ok}
 
 
-__all__ = ["FileDigest", "VerifiedPack"]
+__all__ = ["FileCheck", "FileDigest", "TensorCheck", "VerifiedPack", "VerifyReport"]

@@ -26,51 +26,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
-from ..errors import UnreadableInputError
 from ..progress import bar_disabled
 from ..safe_io import is_regular_file
 from .manifest import MANIFEST_NAME
 from .reader import Pack, open_pack, read_pack_file
 from .safetensors_strict import TensorSlot
 from .stream_verify import TensorJobs, verify_shard_streaming
-from .verified import VerifiedPack
-
-
-class FileCheck(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    path: str
-    size: int
-    sha256: str
-    ok: bool
-
-
-class TensorCheck(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    kind: str
-    role: str
-    digest: str
-    ok: bool
-
-
-class VerifyReport(BaseModel):
-    """What ``uc verify`` found; ``ok`` is true only when ``failures`` is empty."""
-
-    model_config = ConfigDict(extra="forbid")
-    ok: bool
-    failures: list[str]
-    format: str
-    format_version: str
-    manifest_sha256: str
-    files: list[FileCheck]
-    tensors: list[TensorCheck]
-    bytes_read: int
-    seconds: float
-    architecture_checked: bool = False
-    tolerated: list[str] = []  # unlisted files and directories the caller's policy tolerates (never read)
+from .verified import FileCheck, TensorCheck, VerifiedPack, VerifyReport
 
 
 def walk_problems(pack: Pack, tolerate_unlisted: bool = False) -> tuple[list[str], list[str]]:
@@ -236,4 +200,4 @@ def verify_pack(path: str | os.PathLike[str], progress: bool = True, workers: in
     return VerifiedPack(pack=pack, report=report, small_files=kept, shard_slots=shard_slots)
 
 
-__all__ = ["VerifiedPack", "VerifyReport", "verify_pack", "UnreadableInputError"]
+__all__ = ["verify_pack"]

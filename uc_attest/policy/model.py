@@ -22,7 +22,6 @@ from pydantic import (
     model_validator,
 )
 
-POLICY_SCHEMA_VERSION = 1
 
 # Every number a policy holds has a finite, sane range: TOML accepts inf, nan and
 # 1e308, and a tolerance of 1e308 or an age limit of inf switches a check off

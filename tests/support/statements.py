@@ -1,10 +1,9 @@
-"""Builders shared by the attestation tests: a small, valid statement without a real pack."""
+"""A small, valid statement and predicate without a real pack (attestation format tests, golden files)."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from uc_attest.attest.predicate import (
     PREDICATE_TYPE,
@@ -100,45 +99,3 @@ def make_statement(**kwargs: object) -> Statement:
         predicateType=PREDICATE_TYPE,
         predicate=predicate.to_json_dict(),
     )
-
-
-TINY_TEXT = (
-    "The pack is verified before it is signed. Every file is hashed and every tensor is rebuilt. "
-    "A customer checks the signature offline and measures the same tokens again. "
-) * 30
-
-
-def build_tiny_model(root: Path) -> Path:
-    """A two-layer random Llama with a small byte-level BPE tokenizer, saved as a HF directory."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<eos>"])
-    tok.train_from_iterator([TINY_TEXT], trainer)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(root, safe_serialization=True)
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(root)
-    return root
-
-
-def build_tiny_pack(model_dir: Path, out: Path) -> Path:
-    """The tiny model compressed data-free (fast) into a pack."""
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
-
-    compress_model(model_dir, out, CompressOptions(method="datafree", bits=4, block_size=32), progress=False)
-    return out

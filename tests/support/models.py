@@ -1,4 +1,11 @@
-"""Tiny random-weight models built from transformers configs (no downloads)."""
+"""Tiny random-weight models built from transformers configs (no downloads): the one model builder of the tests.
+
+``make_tiny_model`` saves a model of any architecture the compressor supports
+(no tokenizer: enough for compressing, loading and measuring on token ids).
+``build_tokenized_model`` saves a two-layer Llama with a byte-level BPE tokenizer
+trained on ``TEXT``: what signing and checking need (the evaluation text is
+tokenized by the pack's own tokenizer).
+"""
 
 from __future__ import annotations
 
@@ -50,3 +57,30 @@ def make_tiny_model(name: str, target: Path, seed: int = 0, dtype: torch.dtype =
     model = model.to(dtype)
     model.save_pretrained(str(target))
     return target
+
+
+TEXT = (
+    "A customer who cannot reach the internet still checks every byte of the model. "
+    "The signature, the hashes, the rebuilt weights and the measured perplexity all agree or the check fails. "
+) * 20
+
+
+def build_tokenized_model(root: Path, seed: int = 0, vocab: int = 300, *, embeddings: int | None = None, layers: int = 2) -> Path:
+    """A random Llama with a byte-level BPE tokenizer of ``vocab`` ids trained on ``TEXT``, saved as a Hugging Face directory.
+
+    ``embeddings`` (default: the tokenizer's size) lets a test build a model whose vocabulary the tokenizer overruns.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<eos>"])
+    tok.train_from_iterator([TEXT], trainer)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=embeddings or tok.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=True)  # fmt: skip
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(root, safe_serialization=True)
+    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(root)
+    return root

@@ -32,7 +32,7 @@ from uc_attest.check.results import (
     SignerIdentity,
     TensorCheck,
     ToolInfo,
-    block_of,
+    block_label,
     derive_verdict,
     summarize_blocks,
     verdict_reasons,
@@ -124,7 +124,7 @@ def make_results(verdict: str = "PASS", policy_name: str = "default") -> Results
         tensors.append(
             TensorCheck(
                 name=name,
-                block=block_of(name),
+                block=block_label(name),
                 kind=kind,
                 attested_digest=digest,
                 computed_digest="sha256:" + _h(name + "x") if bad else digest,

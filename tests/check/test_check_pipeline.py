@@ -1,92 +1,33 @@
 """``attest check`` end to end on a tiny random model: sign, check, tamper, re-verify the report.
 
 A two-layer Llama with a small byte-level tokenizer is compressed, signed by the
-vendor's acceptance test, and checked by the CLI as a customer would. Slower
-than the rest of tests/report (a few seconds per check), so one pack is built
-per module and copied when a test tampers with it.
+vendor's acceptance test, and checked by the CLI as a customer would: the
+session's shared delivery (tests/conftest.py), copied when a test tampers with it.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
+from typing import Any
 
 import pikepdf
 import pytest
-from click.testing import CliRunner
+from support.cli import run_cli
 
-from uc_attest.cli.attest import attest_group
-from uc_attest.cli.common import run_group
 from uc_attest.report import RESULTS_ATTACHMENT
 
-TEXT = (
-    "An auditor reads the verdict on the first page, then the table of checks. "
-    "Every file of the pack is hashed, every tensor is rebuilt and the perplexity is measured again. "
-) * 25
-
-
-def _build_model(root: Path) -> Path:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator([TEXT], trainers.BpeTrainer(vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), special_tokens=["<eos>"]))
-    torch.manual_seed(1)
-    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True)  # fmt: skip
-    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(root, safe_serialization=True)
-    PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>").save_pretrained(root)
-    return root
-
-
-@pytest.fixture(scope="module")
-def delivery(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_delivery(tmp_path_factory.mktemp("delivery"))
-
-
-def build_delivery(root: Path) -> Path:
-    """A folder with model/, pack/, pack.sigstore.json, its token file and vendor.pub, signed with a baseline."""
-    from uc_attest.attest.acceptance import SignOptions, sign_pack
-    from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
-
-    model = _build_model(root / "model")
-    compress_model(model, root / "pack", CompressOptions(method="datafree", bits=4, block_size=32), progress=False)
-    (root / "eval.txt").write_text(TEXT, encoding="utf-8")
-    key = generate_private_key(Algorithm.P256)
-    (root / "vendor.pub").write_bytes(public_key_pem(key.public_key()))
-    sign_pack(SignOptions(pack=root / "pack", key=key, baseline=model, eval_text=root / "eval.txt", seq_len=24, progress=False))
-    return root
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def site(delivery: Path, tmp_path: Path) -> Path:
-    """A private copy of the delivery that a test may tamper with."""
-    dest = tmp_path / "site"
-    shutil.copytree(delivery, dest)
-    return dest
-
-
-def _attest(*args: object) -> tuple[int, str, str]:
-    runner = CliRunner()
-    with runner.isolation() as (out, err, _):
-        try:
-            run_group(attest_group, [str(a) for a in args])
-            rc = 0
-        except SystemExit as exc:
-            rc = int(exc.code or 0)
-        return rc, out.getvalue().decode(), err.getvalue().decode()
-
-
+def site(site: Any) -> Path:
+    """The folder of a private copy of the shared delivery (tests/conftest.py)."""
+    return site.pack.parent
 
 
 def _check(site: Path, *extra: object) -> tuple[int, dict, bytes]:
-    rc, out, err = _attest("check", site / "pack", "--key", site / "vendor.pub", "--json", site / "results.json", "--report", site / "report.pdf", "--quiet", *extra)
+    rc, out, err = run_cli("attest", "check", site / "pack", "--key", site / "vendor.pub", "--json", site / "results.json", "--report", site / "report.pdf", "--quiet", *extra)
     assert "Traceback" not in err
     return rc, json.loads((site / "results.json").read_bytes()), (site / "report.pdf").read_bytes()
 
@@ -103,10 +44,10 @@ def test_strict_policy_passes_on_the_same_machine_and_the_report_verifies(site: 
     assert results["reconstruction"]["blocks"][0]["block"] == "model.layers.0"
     with pikepdf.open(site / "report.pdf") as pdf:
         assert pdf.attachments[RESULTS_ATTACHMENT].get_file().read_bytes() == (site / "results.json").read_bytes()
-    rc, out, err = _attest("verify-report", site / "report.pdf", "--key", site / "vendor.pub")
+    rc, out, err = run_cli("attest", "verify-report", site / "report.pdf", "--key", site / "vendor.pub")
     assert rc == 1 and "FAIL  verdict UNSIGNED" in out, out + err  # checked without --sign-key
     assert "ok    pages: byte for byte a fresh rendering" in out
-    rc, _out, err = _attest("report", site / "results.json", "-o", site / "again.pdf", "--bundle", site / "pack.sigstore.json")
+    rc, _out, err = run_cli("attest", "report", site / "results.json", "-o", site / "again.pdf", "--bundle", site / "pack.sigstore.json")
     assert rc == 0 and (site / "again.pdf").read_bytes() == report
 
 
@@ -192,7 +133,7 @@ def test_bad_invocations_are_one_line_exit_2(site: Path) -> None:
         ("check", site / "pack", "--key", site / "vendor.pub", "--report", site / "vendor.pub"),
     ]
     for args in cases:
-        rc, _out, err = _attest(*args)
+        rc, _out, err = run_cli("attest", *args)
         assert rc == 2, (args, err)
         assert err.count("\n") == 1 and err.startswith("error: "), err
     assert not (site / "results.json").exists() and not (site / "report.pdf").exists()

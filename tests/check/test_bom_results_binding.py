@@ -8,12 +8,14 @@ from pathlib import Path
 
 import click
 import pytest
-from tests_cli import run_cli
+from support.cli import run_cli
 
 from uc_attest.attest.keys import write_keypair
 from uc_attest.cli.attest_bom import bom_command
 from uc_attest.cli.attest_check import check_command
 from uc_attest.cli.attest_sign import sign_command
+
+pytestmark = pytest.mark.slow
 
 GROUP = click.Group("attest", commands=[sign_command, check_command, bom_command])
 

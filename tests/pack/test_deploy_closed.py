@@ -15,7 +15,7 @@ import click
 import pytest
 import torch
 from safetensors.torch import save_file
-from tests_cli import run_cli
+from support.cli import run_cli
 
 import uc_attest
 from uc_attest.attest.keys import write_keypair
@@ -25,6 +25,8 @@ from uc_attest.cli.uc import uc_group
 from uc_attest.pack.deployed import INERT_FILES, verify_deployed
 from uc_attest.pack.export import EXPORT_MARKER, export_pack
 from uc_attest.pack.reader import open_pack
+
+pytestmark = pytest.mark.slow
 
 ATTEST = click.Group("attest", commands=[sign_command, check_command])
 INDEX = "model.safetensors.index.json"
@@ -155,7 +157,7 @@ def test_generation_config_the_pack_does_not_ship_fails(tiny_model_dir: Path, tm
     """A pack compressed from a source without generation_config.json: an added one changes how generate() samples."""
     from transformers import AutoModelForCausalLM
 
-    from attest_helpers import build_tiny_pack
+    from support.delivery import compress as build_tiny_pack
 
     source = tmp_path / "source"
     shutil.copytree(tiny_model_dir, source)
@@ -273,7 +275,7 @@ def test_what_the_vendor_serves_travels_in_the_pack(tiny_model_dir: Path, tmp_pa
     """The source's loader files are copied into the pack (signed there) and written by the export, which then passes."""
     from transformers import AutoTokenizer
 
-    from attest_helpers import build_tiny_pack
+    from support.delivery import compress as build_tiny_pack
     from uc_attest.model_files import LOADER_FILES
 
     source = tmp_path / "source"

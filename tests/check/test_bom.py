@@ -5,28 +5,26 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
-from tests_cli import run_cli
+from support.cli import run_cli
 
-from uc_attest.attest.keys import write_keypair
 from uc_attest.cli.attest_bom import bom_command
 from uc_attest.cli.attest_check import check_command
-from uc_attest.cli.attest_sign import sign_command
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
-def delivery(tmp_path_factory: pytest.TempPathFactory, tiny_pack_master: Path, tiny_model_dir: Path) -> Path:
-    """A pack signed with a baseline measurement and checked once: bundle, tokens, results.json."""
-    root = tmp_path_factory.mktemp("bom")
-    shutil.copytree(tiny_pack_master, root / "pack")
-    key, _, _ = write_keypair(root / "vendor")
-    group = click.Group("attest", commands=[sign_command, check_command, bom_command])
-    signed = run_cli(group, "sign", root / "pack", "--key", key, "--baseline", tiny_model_dir, "--seq-len", "16", "--max-windows", "2", "--quiet")
-    assert signed.rc == 0, signed.err
+def delivery(tmp_path_factory: pytest.TempPathFactory, delivery_root: tuple[Path, Any]) -> Path:
+    """The shared delivery (signed with a baseline measurement) checked once: bundle, tokens, results.json."""
+    root = tmp_path_factory.mktemp("bom") / "d"
+    shutil.copytree(delivery_root[0], root)
+    group = click.Group("attest", commands=[check_command, bom_command])
     checked = run_cli(group, "check", root / "pack", "--key", root / "vendor.pub", "--json", root / "results.json", "--quiet")
     assert checked.rc == 0, checked.out + checked.err
     return root

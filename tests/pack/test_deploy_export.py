@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from support.cli import CliResult, run_cli
 
 import uc_attest
 from uc_attest.pack.deployed import verify_deployed
 from uc_attest.pack.export import export_pack
 from uc_attest.pack.reader import open_pack
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 
 @pytest.fixture()
@@ -24,8 +29,8 @@ def pack(tiny_pack: Path) -> Path:
 
 
 @pytest.fixture()
-def uc(uc_cli):  # type: ignore[no-untyped-def]
-    return uc_cli
+def uc() -> Callable[..., CliResult]:
+    return functools.partial(run_cli, "uc")
 
 
 def _tensors(directory: Path) -> dict[str, torch.Tensor]:

@@ -11,11 +11,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests_cli import run_cli
+from support.cli import run_cli
 
 from uc_attest.attest.keys import write_keypair
 from uc_attest.cli.uc import uc_group
 from uc_attest.pack.export import EXPORT_MARKER, export_pack
+
+pytestmark = pytest.mark.slow
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:

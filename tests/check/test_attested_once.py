@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 import pytest
-from tests_cli import run_cli
+from support.cli import run_cli
 
 import uc_attest.attest.subjects as subjects
 from uc_attest.attest.keys import write_keypair
@@ -14,6 +14,8 @@ from uc_attest.cli.attest_check import check_command
 from uc_attest.cli.attest_sign import sign_command
 from uc_attest.digests import diff_files
 from uc_attest.pack.export import export_pack
+
+pytestmark = pytest.mark.slow
 
 ATTEST = click.Group("attest", commands=[sign_command, check_command])
 

@@ -1,4 +1,4 @@
-"""Our results' view of records made elsewhere: environments and perplexity measurements."""
+"""Conversions into the results model of records made elsewhere: environments and perplexity measurements."""
 
 from __future__ import annotations
 

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import click
 import pytest
-from tests_cli import run_cli
+from support.cli import run_cli
 
 from uc_attest.attest.keys import write_keypair
 from uc_attest.cli.attest_check import check_command
 from uc_attest.cli.attest_sign import sign_command
 from uc_attest.pack.export import export_pack
+
+pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 pytest.importorskip("model_signing", reason="model-signing is part of the extras CI installs")
 ATTEST = click.Group("attest", commands=[sign_command, check_command])
