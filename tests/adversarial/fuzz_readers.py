@@ -238,9 +238,9 @@ def read_manifest(data: bytes, seeds: Seeds) -> Any:
 
 
 def read_bundle(data: bytes, seeds: Seeds) -> Any:
-    from uc_attest.attest import verify_bundle
+    from uc_attest.attest import KeyAnchor, verify_bundle
 
-    verified = verify_bundle(data, public_key=seeds.public_key)
+    verified = verify_bundle(data, KeyAnchor(seeds.public_key))
     if verified.payload != seeds.signed_payload:  # accepted must mean: exactly what the vendor signed
         raise AssertionError("a mutated bundle verified with a payload the vendor did not sign")
     return verified
@@ -279,7 +279,7 @@ def make_seeds(workdir: Path) -> Seeds:
 
     from adversarial_helpers import build_delivery
 
-    from uc_attest.attest import verify_bundle
+    from uc_attest.attest import KeyAnchor, verify_bundle
 
     delivery, _key = build_delivery(workdir / "delivery", seed=3)
     fuzz_pack = workdir / "fuzz-pack"
@@ -287,7 +287,7 @@ def make_seeds(workdir: Path) -> Seeds:
     shards = [p.read_bytes() for p in sorted(delivery.pack.glob("*.safetensors"))]
     return Seeds(workdir=workdir, manifest=(delivery.pack / "ucpack.json").read_bytes(), bundle=delivery.bundle.read_bytes(),
                  shards=shards, tokens=delivery.tokens.read_bytes(), pack=fuzz_pack, public_key=delivery.key,
-                 signed_payload=verify_bundle(delivery.bundle.read_bytes(), public_key=delivery.key).payload)  # fmt: skip
+                 signed_payload=verify_bundle(delivery.bundle.read_bytes(), KeyAnchor(delivery.key)).payload)  # fmt: skip
 
 
 @dataclass

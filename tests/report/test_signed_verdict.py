@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ from click.testing import CliRunner
 from test_check_pipeline import build_delivery
 
 from uc_attest.attest.keys import generate_private_key, private_key_pem, public_key_pem
-from uc_attest.attest.vsa import VSA_PREDICATE_TYPE, parse_vsa
+from uc_attest.check.vsa import VSA_PREDICATE_TYPE, parse_vsa
 from uc_attest.cli.attest import attest_group
 from uc_attest.cli.common import run_group
 from uc_attest.report import BUNDLE_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
@@ -77,16 +76,33 @@ def assert_not_verified(result: tuple[int, str, str], why: str) -> None:
     assert "Traceback" not in err
 
 
+def rerender(site: Path, name: str, swap: dict[str, bytes]) -> Path:
+    """The report rendered again by our renderer with the attachments in ``swap`` forced in (unvalidated), unsigned.
+
+    A pikepdf re-save is refused by the layout check before anything else; this
+    forgery is laid out exactly as our renderer writes, so it reaches the checks
+    of what is embedded.
+    """
+    from unittest import mock
+
+    from uc_attest.check.results import load_results
+    from uc_attest.report import render_report_bytes
+
+    with pikepdf.open(site / "report.pdf") as pdf:
+        files = {str(n): bytes(spec.get_file().read_bytes()) for n, spec in pdf.attachments.items()}
+    results = load_results(files[RESULTS_ATTACHMENT])
+    files.update(swap)
+    with mock.patch("uc_attest.report.render.report_attachments", lambda _results, extra: dict(extra)):
+        (site / name).write_bytes(render_report_bytes(results, files))
+    return site / name
+
+
 def embed_customer_vsa(site: Path, statement, name: str) -> Path:  # type: ignore[no-untyped-def]
     """The genuine report with its VSA replaced by ``statement`` signed with the genuine customer key."""
     from uc_attest.attest.keys import load_private_key
     from uc_attest.attest.signing import sign_statement
 
-    vsa = sign_statement(statement, load_private_key(site / "customer.key", None))
-    with pikepdf.open(site / "report.pdf") as pdf:
-        pdf.attachments[VSA_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, vsa, filename=VSA_ATTACHMENT)
-        pdf.save(site / name)
-    return site / name
+    return rerender(site, name, {VSA_ATTACHMENT: sign_statement(statement, load_private_key(site / "customer.key", None))})
 
 
 def test_genuine_signed_report_verifies(site: Path) -> None:
@@ -94,7 +110,7 @@ def test_genuine_signed_report_verifies(site: Path) -> None:
     assert rc == 0, out + err
     assert out.rstrip().endswith("REPORT: VERIFIED")
     assert "customer's signed verdict: PASSED signed by key sha256:" in out
-    assert "PDF signature (PAdES): intact, covers the whole file" in out
+    assert "PDF signature (PAdES): by the customer's key" in out and "over every byte of the file but its own /Contents" in out
     assert "pages: byte for byte a fresh rendering" in out
     assert "the signer's own claim" in out
 
@@ -139,12 +155,10 @@ def test_forged_results_rerendered_are_not_verified(site: Path) -> None:
 
 def test_forged_results_with_the_genuine_vsa_are_not_verified(site: Path) -> None:
     """... and forced in with pikepdf, the VSA's results digest no longer matches."""
-    with pikepdf.open(site / "report.pdf") as pdf:
-        data = json.loads(pdf.attachments[RESULTS_ATTACHMENT].get_file().read_bytes())
-        data["verdict_reasons"] = ["Every check the policy requires passed (forged)."]
-        pdf.attachments[RESULTS_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, (json.dumps(data, indent=2) + "\n").encode(), filename=RESULTS_ATTACHMENT)
-        pdf.save(site / "forged.pdf")
-    assert_not_verified(verify(site, site / "forged.pdf"), "is not the one the customer signed")
+    data = json.loads((site / "results.json").read_bytes())
+    data["verdict_reasons"] = ["Every check the policy requires passed (forged)."]
+    forged = rerender(site, "forged.pdf", {RESULTS_ATTACHMENT: (json.dumps(data, indent=2) + "\n").encode()})
+    assert_not_verified(verify(site, forged), "is not the one the customer signed")
 
 
 def test_painted_page_is_not_verified(site: Path) -> None:
@@ -156,8 +170,7 @@ def test_painted_page_is_not_verified(site: Path) -> None:
         page.contents_add(pdf.make_stream(b"q 1 0 0 rg BT /Paint 48 Tf 80 500 Td (REJECTED) Tj ET Q"), prepend=False)
         pdf.save(site / "painted.pdf")
     rc, out, _err = verify(site, site / "painted.pdf")
-    assert_not_verified((rc, out, _err), "pages: not byte-identical")
-    assert "PDF signature" in out
+    assert_not_verified((rc, out, _err), "structure:")
 
 
 def test_report_resigned_by_another_key_is_not_verified(site: Path, tmp_path: Path) -> None:
@@ -179,7 +192,7 @@ def test_report_resigned_by_another_key_is_not_verified(site: Path, tmp_path: Pa
 
 def test_vsa_from_another_delivery_is_not_verified(site: Path) -> None:
     """A genuine customer VSA for another vendor bundle, embedded with these results, does not verify."""
-    from uc_attest.attest.vsa import build_vsa_statement
+    from uc_attest.check.vsa import build_vsa_statement
     from uc_attest.check.results import load_results
 
     results_bytes = (site / "results.json").read_bytes()
@@ -192,15 +205,12 @@ def test_vsa_from_another_delivery_is_not_verified(site: Path) -> None:
 
 
 def test_extra_attachment_is_not_verified(site: Path) -> None:
-    with pikepdf.open(site / "report.pdf") as pdf:
-        pdf.attachments["note.txt"] = pikepdf.AttachedFileSpec(pdf, b"trust me", filename="note.txt")
-        pdf.save(site / "extra.pdf")
-    assert_not_verified(verify(site, site / "extra.pdf"), "unexpected embedded file(s) note.txt")
+    assert_not_verified(verify(site, rerender(site, "extra.pdf", {"note.txt": b"trust me"})), "unexpected embedded file(s) note.txt")
 
 
 def test_vsa_whose_results_digest_mismatches_is_not_verified(site: Path) -> None:
     """A VSA signed by the customer key over other results bytes (one byte changed)."""
-    from uc_attest.attest.vsa import build_vsa_statement
+    from uc_attest.check.vsa import build_vsa_statement
     from uc_attest.check.results import load_results
 
     results_bytes = (site / "results.json").read_bytes()
@@ -264,25 +274,19 @@ def test_attachment_bomb_is_capped(site: Path) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rc, out, err = verify(site, site / "bomb.pdf")
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert rc == 1 and "inflates to more than" in out + err, out + err
+    assert rc == 1 and "structure:" in out, out + err  # a re-saved file is refused before any attachment is inflated
     assert grown_kib < 300 << 10  # far below the 300 MiB the attachment would inflate to
 
 
 def test_deeply_nested_results_is_one_line(site: Path) -> None:
-    with pikepdf.open(site / "report.pdf") as pdf:
-        pdf.attachments[RESULTS_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, b"[" * 200_000 + b"]" * 200_000, filename=RESULTS_ATTACHMENT)
-        pdf.save(site / "deep.pdf")
-    rc, out, err = verify(site, site / "deep.pdf")
+    rc, out, err = verify(site, rerender(site, "deep.pdf", {RESULTS_ATTACHMENT: b"[" * 200_000 + b"]" * 200_000}))
     assert rc == 2 and "nested too deeply" in err and "internal error" not in err, out + err
 
 
 def test_edit_after_signing_breaks_the_pdf_signature(site: Path) -> None:
     data = bytearray((site / "report.pdf").read_bytes())
-    with pikepdf.open(io.BytesIO(bytes(data))) as pdf:
-        start, length = int(pdf.Root.AcroForm.Fields[0].V.ByteRange[0]), int(pdf.Root.AcroForm.Fields[0].V.ByteRange[1])
-    position = data.rfind(b"/Producer", start, start + length)
-    assert position > 0
-    data[position + 1] ^= 0x20  # /Producer -> /producer inside the signed bytes
+    assert data.startswith(b"%PDF-1.7")
+    data[7] = ord("6")  # %PDF-1.7 -> %PDF-1.6: one signed byte, the layout unchanged
     (site / "edited.pdf").write_bytes(bytes(data))
     rc, out, _err = verify(site, site / "edited.pdf")
     assert_not_verified((rc, out, _err), "PDF signature")
@@ -296,7 +300,7 @@ def test_keyless_customer_verdict_verifies_with_the_log_time(site: Path) -> None
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attest"))
     from fake_sigstore import FakeSigstore
 
-    from uc_attest.attest.vsa import build_vsa_statement
+    from uc_attest.check.vsa import build_vsa_statement
     from uc_attest.check.results import load_results
     from uc_attest.report import render_report_bytes
 

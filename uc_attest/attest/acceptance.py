@@ -283,9 +283,10 @@ def _sign(options: SignOptions, payload: bytes, signed_at: datetime) -> tuple[by
     if options.key is not None:
         from .signing import sign_payload
         from .verify import verify_bundle
+        from .trust import KeyAnchor
 
         bundle = sign_payload(payload, options.key)
-        if verify_bundle(bundle, public_key=options.key.public_key(), at=signed_at).payload != payload:
+        if verify_bundle(bundle, KeyAnchor(options.key.public_key()), at=signed_at).payload != payload:
             raise BundleFormatError("internal error: the signed payload differs from the statement")
         return bundle, f"key {fingerprint(options.key.public_key())}"
     from .keyless import sign_keyless

@@ -112,8 +112,9 @@ def _sign_oms(pack: Path, key: Any, bundle: Path) -> Path:
     from ..attest.paths import oms_path_for_bundle
     from ..attest.subjects import split_subjects
     from ..attest.verify import verify_bundle
+    from ..attest.trust import KeyAnchor
 
-    attested, _ = split_subjects(verify_bundle(bundle, public_key=key.public_key()).statement)
+    attested, _ = split_subjects(verify_bundle(bundle, KeyAnchor(key.public_key())).statement)
     return sign_oms(pack, key, oms_path_for_bundle(bundle), attested)
 
 
