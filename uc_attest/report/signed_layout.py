@@ -109,8 +109,9 @@ def _last_startxref(pdf: bytes) -> int:
     eof = pdf.rfind(b"%%EOF")
     if eof < 0:
         raise LayoutError("the file has no %%EOF marker: it is truncated, or not a whole PDF")
-    rest = len(pdf) - eof - len(b"%%EOF")
-    raise LayoutError(f"{rest} byte(s) follow the last %%EOF (a report ends there)" if rest else "the file does not end with startxref and %%EOF as a report does")
+    after = pdf[eof + len(b"%%EOF") :]
+    rest = len(after) - len(re.match(rb"\r?\n?", after).group())  # type: ignore[union-attr]
+    raise LayoutError(f"{rest} byte(s) follow the last %%EOF and its end of line (a report ends there)" if rest else "the file does not end with startxref and %%EOF as a report does")
 
 
 def _decode_xref_rows(obj: IndirectObject) -> bytes:
@@ -137,6 +138,8 @@ def read_xref_section(pdf: bytes, offset: int) -> XrefSection:
     """The cross-reference stream object at exactly ``offset`` (our renderer and signer write streams, never tables)."""
     if not 0 < offset < len(pdf):
         raise LayoutError(f"startxref points outside the file (offset {offset})")
+    if pdf.startswith(b"xref", offset):
+        raise LayoutError(f"a cross-reference table at offset {offset}: our renderer and signer write only cross-reference streams, so it was added by something else")
     try:
         obj = parse_indirect_object(pdf, offset)
     except PdfSyntaxError as exc:
