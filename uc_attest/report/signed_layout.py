@@ -61,12 +61,12 @@ class XrefSection:
     @property
     def prev(self) -> int | None:
         value = self.trailer.get("Prev")
-        return value if isinstance(value, int) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     @property
     def size(self) -> int:
         value = self.trailer.get("Size")
-        if not isinstance(value, int) or not 0 < value <= MAX_XREF_ENTRIES:
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_XREF_ENTRIES:
             raise LayoutError("a cross-reference stream has no usable /Size")
         return value
 
@@ -123,7 +123,7 @@ def _decode_xref_rows(obj: IndirectObject) -> bytes:
     if filters is None:
         return obj.stream
     if filters != Name("FlateDecode"):
-        raise LayoutError(f"the cross-reference stream at offset {obj.start} uses filter {filters}, not FlateDecode")
+        raise LayoutError(f"the cross-reference stream at offset {obj.start} uses filter {filters!r}, not FlateDecode")
     inflater = zlib.decompressobj()
     try:
         out = inflater.decompress(obj.stream, MAX_XREF_ENTRIES * 24)
@@ -132,6 +132,14 @@ def _decode_xref_rows(obj: IndirectObject) -> bytes:
     if inflater.unconsumed_tail:
         raise LayoutError(f"the cross-reference stream at offset {obj.start} is too large")
     return out
+
+
+def _ints(value: PdfValue) -> list[int] | None:
+    """The value as a list of integers (booleans are not integers here), or None."""
+    if not isinstance(value, list):
+        return None
+    ints = [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+    return ints if len(ints) == len(value) else None
 
 
 def read_xref_section(pdf: bytes, offset: int) -> XrefSection:
@@ -147,23 +155,22 @@ def read_xref_section(pdf: bytes, offset: int) -> XrefSection:
     data = obj.value
     if not isinstance(data, dict) or data.get("Type") != Name("XRef") or obj.stream is None or obj.gen != 0:
         raise LayoutError(f"the object at offset {offset} is not a cross-reference stream")
-    widths = data.get("W")
-    if not (isinstance(widths, list) and len(widths) == 3 and all(isinstance(w, int) and 0 <= w <= 8 for w in widths) and widths[1]):
+    widths = _ints(data.get("W"))
+    if widths is None or len(widths) != 3 or not all(0 <= w <= 8 for w in widths) or not widths[1]:
         raise LayoutError(f"the cross-reference stream at offset {offset} has an unusable /W")
     section = XrefSection(offset, obj.end, {}, {k: v for k, v in data.items() if k in ("Size", "Prev", "Root", "Info", "ID")})
-    index = data.get("Index", [0, section.size])
-    if not (isinstance(index, list) and len(index) % 2 == 0 and all(isinstance(i, int) and i >= 0 for i in index)):
+    index = _ints(data.get("Index", [0, section.size]))
+    if index is None or len(index) % 2 or any(i < 0 for i in index):
         raise LayoutError(f"the cross-reference stream at offset {offset} has an unusable /Index")
     rows = _decode_xref_rows(obj)
-    row_len = sum(widths)  # type: ignore[arg-type]
-    count = sum(index[1::2])  # type: ignore[arg-type]
+    row_len, count = sum(widths), sum(index[1::2])
     if count > MAX_XREF_ENTRIES or len(rows) != count * row_len:
         raise LayoutError(f"the cross-reference stream at offset {offset} holds {len(rows)} bytes, not {count} entries")
     pos = 0
     for first, n in zip(index[::2], index[1::2], strict=True):
-        for num in range(first, first + n):  # type: ignore[operator]
+        for num in range(first, first + n):
             fields = []
-            for width in widths:  # type: ignore[union-attr]
+            for width in widths:
                 fields.append(int.from_bytes(rows[pos : pos + width], "big") if width else 1)
                 pos += width
             if num in section.entries:
@@ -328,9 +335,10 @@ def _signature_dictionary(pdf: bytes, obj: IndirectObject, field_num: int, touch
     contents, byte_range = sig.get("Contents"), sig.get("ByteRange")
     if not isinstance(contents, HexString):
         raise LayoutError("the signature's /Contents is not a hex string")
-    if not (isinstance(byte_range, list) and len(byte_range) == 4 and all(isinstance(v, int) for v in byte_range)):
+    ints = _ints(byte_range)
+    if ints is None or len(ints) != 4:
         raise LayoutError("the signature's /ByteRange is not four integers")
-    zero, a, b, c = byte_range  # type: ignore[misc]
+    zero, a, b, c = ints
     if (zero, a, b, b + c) != (0, contents.start, contents.end, len(pdf)):
         raise LayoutError(
             f"the signature's /ByteRange [{zero} {a} {b} {c}] is not [0 {contents.start} {contents.end} {len(pdf) - contents.end}]: "
