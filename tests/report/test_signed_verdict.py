@@ -19,6 +19,7 @@ from pathlib import Path
 import pikepdf
 import pytest
 from click.testing import CliRunner
+from report_samples import rerender_report
 from test_check_pipeline import build_delivery
 
 from uc_attest.attest.keys import generate_private_key, private_key_pem, public_key_pem
@@ -77,24 +78,8 @@ def assert_not_verified(result: tuple[int, str, str], why: str) -> None:
 
 
 def rerender(site: Path, name: str, swap: dict[str, bytes]) -> Path:
-    """The report rendered again by our renderer with the attachments in ``swap`` forced in (unvalidated), unsigned.
-
-    A pikepdf re-save is refused by the layout check before anything else; this
-    forgery is laid out exactly as our renderer writes, so it reaches the checks
-    of what is embedded.
-    """
-    from unittest import mock
-
-    from uc_attest.check.results import load_results
-    from uc_attest.report import render_report_bytes
-
-    with pikepdf.open(site / "report.pdf") as pdf:
-        files = {str(n): bytes(spec.get_file().read_bytes()) for n, spec in pdf.attachments.items()}
-    results = load_results(files[RESULTS_ATTACHMENT])
-    files.update(swap)
-    with mock.patch("uc_attest.report.render.report_attachments", lambda _results, extra: dict(extra)):
-        (site / name).write_bytes(render_report_bytes(results, files))
-    return site / name
+    """``report.pdf`` rendered again by our renderer with ``swap`` forced in (see report_samples.rerender_report)."""
+    return rerender_report(site / "report.pdf", site / name, swap)
 
 
 def embed_customer_vsa(site: Path, statement, name: str) -> Path:  # type: ignore[no-untyped-def]

@@ -48,6 +48,10 @@ class LayoutError(ValueError):
     """The file is not laid out as our renderer and signer write a report; the message says what was found."""
 
 
+class DamagedPdfError(LayoutError):
+    """Not a whole PDF at all (no end marker): unreadable input rather than a report laid out otherwise."""
+
+
 @dataclass(frozen=True)
 class XrefSection:
     """One cross-reference stream: where it is, its entries and the trailer keys it carries."""
@@ -108,7 +112,7 @@ def _last_startxref(pdf: bytes) -> int:
         return int(tail.group(1))
     eof = pdf.rfind(b"%%EOF")
     if eof < 0:
-        raise LayoutError("the file has no %%EOF marker: it is truncated, or not a whole PDF")
+        raise DamagedPdfError("the file has no %%EOF marker: it is truncated, or not a whole PDF")
     after = pdf[eof + len(b"%%EOF") :]
     rest = len(after) - len(re.match(rb"\r?\n?", after).group())  # type: ignore[union-attr]
     raise LayoutError(f"{rest} byte(s) follow the last %%EOF and its end of line (a report ends there)" if rest else "the file does not end with startxref and %%EOF as a report does")

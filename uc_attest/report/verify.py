@@ -40,7 +40,7 @@ from ..check.results import Results, load_results
 from ..errors import UnreadableInputError, UsageError, VerificationError
 from .attachments import read_attachments
 from .names import BUNDLE_ATTACHMENT, POLICY_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
-from .signed_layout import LayoutError, ReportLayout, read_report_layout
+from .signed_layout import DamagedPdfError, LayoutError, ReportLayout, read_report_layout
 
 MAX_REPORT_BYTES = 512 << 20
 ATTACHMENT_CAPS = {RESULTS_ATTACHMENT: 64 << 20, BUNDLE_ATTACHMENT: 64 << 20, POLICY_ATTACHMENT: 1 << 20, VSA_ATTACHMENT: 64 << 20}
@@ -255,6 +255,8 @@ def verify_report_bytes(
         raise UnreadableInputError(f"{source} is not a PDF file (it does not start with %PDF-)")
     try:
         layout = read_report_layout(pdf_bytes)
+    except DamagedPdfError as exc:
+        raise UnreadableInputError(f"{source} is a damaged or truncated PDF: {exc}") from None
     except LayoutError as exc:
         outcome.fail(f"structure: {exc}")
         return outcome
