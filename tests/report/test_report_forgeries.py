@@ -328,3 +328,17 @@ def test_attachments_are_read_from_the_signed_revision(site: Path) -> None:
     layout = read_report_layout(data)
     files = read_attachments(layout.rendered(data), ATTACHMENT_CAPS)
     assert files[RESULTS_ATTACHMENT] == (site / "results.json").read_bytes()
+
+
+def test_genuine_report_verifies_in_a_fresh_process(site: Path) -> None:
+    """Without pyHanko imported first (it registers CMS attribute names in asn1crypto), as an auditor runs it."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")) if p))
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "attest"), "verify-report", str(site / "report.pdf"), "--key", str(site / "vendor.pub"), "--customer-key", str(site / "customer.pub")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.rstrip().endswith("REPORT: VERIFIED"), proc.stdout + proc.stderr

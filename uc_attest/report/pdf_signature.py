@@ -119,7 +119,8 @@ class PdfSignatureCheck:
     """The signature dictionary's /M: the signer's own claim (no timestamp authority in PAdES B-B)."""
 
 
-SIGNED_ATTRIBUTES = ("content_type", "message_digest", "signing_certificate_v2")
+SIGNED_ATTRIBUTES = {"1.2.840.113549.1.9.3": "content-type", "1.2.840.113549.1.9.4": "message-digest", "1.2.840.113549.1.9.16.2.47": "signing-certificate-v2"}
+"""By OID: asn1crypto names signing-certificate-v2 only once pyHanko has registered it, so names would depend on imports."""
 _ALGORITHMS = {"sha256_ecdsa": "sha256", "ed25519": "sha512"}
 
 
@@ -147,7 +148,7 @@ def check_pdf_signature(pdf: bytes, update: SignatureUpdate, customer_key: Publi
     is not the signer's shape, names another key, or does not verify over
     every byte of the file but its own /Contents.
     """
-    from asn1crypto import cms
+    from asn1crypto import cms, tsp
 
     info = cms.ContentInfo.load(update.cms)
     if info["content_type"].native != "signed_data":
@@ -177,15 +178,17 @@ def check_pdf_signature(pdf: bytes, update: SignatureUpdate, customer_key: Publi
     if signer["unsigned_attrs"].native is not None:
         raise ValueError("the PDF signature carries unsigned attributes, which the signer never adds")
     attributes = signer["signed_attrs"]
-    found = [a["type"].native for a in attributes]
+    found = [a["type"].dotted for a in attributes]
     if sorted(found) != sorted(SIGNED_ATTRIBUTES):
-        raise ValueError(f"the PDF signature's signed attributes are {', '.join(found)}, not {', '.join(SIGNED_ATTRIBUTES)}")
-    values = {a["type"].native: _one(a["values"], f"values of {a['type'].native}") for a in attributes}
-    if values["content_type"].native != "data":
+        names = ", ".join(SIGNED_ATTRIBUTES.get(oid, oid) for oid in found)
+        raise ValueError(f"the PDF signature's signed attributes are {names}, not {', '.join(SIGNED_ATTRIBUTES.values())}")
+    values = {a["type"].dotted: _one(a["values"], f"values of {a['type'].dotted}") for a in attributes}
+    content_type = cms.ContentType.load(values["1.2.840.113549.1.9.3"].dump())
+    if content_type.native != "data":
         raise ValueError("the PDF signature's signed content type is not data")
-    if values["message_digest"].native != hashlib.new(digest_name, update.signed_bytes(pdf)).digest():
+    if cms.OctetString.load(values["1.2.840.113549.1.9.4"].dump()).native != hashlib.new(digest_name, update.signed_bytes(pdf)).digest():
         raise ValueError("the PDF signature does not verify: the file was changed after signing")
-    certs = values["signing_certificate_v2"]["certs"]
+    certs = tsp.SigningCertificateV2.load(values["1.2.840.113549.1.9.16.2.47"].dump())["certs"]
     if len(certs) != 1 or certs[0]["hash_algorithm"]["algorithm"].native != "sha256" or certs[0]["cert_hash"].native != hashlib.sha256(cert_der).digest():
         raise ValueError("the PDF signature's signed certificate reference is not its certificate")
     try:
