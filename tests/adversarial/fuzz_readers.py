@@ -237,9 +237,9 @@ def read_manifest(data: bytes, seeds: Seeds) -> Any:
 
 
 def read_bundle(data: bytes, seeds: Seeds) -> Any:
-    from uc_attest.attest import verify_bundle
+    from uc_attest.attest import KeyAnchor, verify_bundle
 
-    verified = verify_bundle(data, public_key=seeds.public_key)
+    verified = verify_bundle(data, KeyAnchor(seeds.public_key))
     if verified.payload != seeds.signed_payload:  # accepted must mean: exactly what the vendor signed
         raise AssertionError("a mutated bundle verified with a payload the vendor did not sign")
     return verified
@@ -278,7 +278,7 @@ def make_seeds(workdir: Path, delivery_dir: Path | None = None) -> Seeds:
 
     from support.delivery import build_delivery, delivery_at
 
-    from uc_attest.attest import verify_bundle
+    from uc_attest.attest import KeyAnchor, verify_bundle
 
     delivery = delivery_at(delivery_dir) if delivery_dir is not None else build_delivery(workdir / "delivery", seed=3)[0]
     fuzz_pack = workdir / "fuzz-pack"
@@ -286,7 +286,7 @@ def make_seeds(workdir: Path, delivery_dir: Path | None = None) -> Seeds:
     shards = [p.read_bytes() for p in sorted(delivery.pack.glob("*.safetensors"))]
     return Seeds(workdir=workdir, manifest=(delivery.pack / "ucpack.json").read_bytes(), bundle=delivery.bundle.read_bytes(),
                  shards=shards, tokens=delivery.tokens.read_bytes(), pack=fuzz_pack, public_key=delivery.key,
-                 signed_payload=verify_bundle(delivery.bundle.read_bytes(), public_key=delivery.key).payload)  # fmt: skip
+                 signed_payload=verify_bundle(delivery.bundle.read_bytes(), KeyAnchor(delivery.key)).payload)  # fmt: skip
 
 
 @dataclass

@@ -3,12 +3,16 @@
 Inputs and the command that reads each: the policy (``attest check --policy``),
 results.json (``attest report``), the bundle (``attest check --bundle``), the
 token file (``uc eval --tokens``), the manifest (``uc verify``), a model's
-config.json (``uc eval MODEL_DIR``) and a report PDF (``attest verify-report``).
+config.json (``uc eval MODEL_DIR``) and a customer-signed report PDF (``attest verify-report``).
 Each gets deterministic mutations (nested 100k deep, grown past its size cap,
 every number swapped for -1, 2**63, 1e308, NaN, Infinity) and seeded random ones
 (byte flips, cuts, splices, JSON-aware edits from fuzz_readers.py). A command
 may accept the input or refuse it with a one-line error (exit 1 or 2); an
 uncaught exception, which the CLI reports as "internal error", is a failure.
+The signed report is stricter: the genuine one verifies, and any byte change
+to it (every mutation, and one flipped byte in each region of the file: the
+rendered part, the signature's /Contents hex, the signature update) must end
+in exit 1 or 2, never 0.
 """
 
 from __future__ import annotations
@@ -70,12 +74,15 @@ def _assert_no_internal_error(name: str, i: int, rc: int, err: str) -> None:
 
 @pytest.fixture(scope="module")
 def report_pdf(delivery_root: tuple[Path, Any], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """results.json and report.pdf of a passing check of the shared delivery."""
+    """results.json and report.pdf of a passing check of the shared delivery, verdict and PDF signed by the customer."""
     root = delivery_root[0]
     out = tmp_path_factory.mktemp("fuzz-report")
+    env = {"UC_ATTEST_KEY_PASSPHRASE": ""}
+    rc, _out, err = run_cli("attest", "keygen", "-o", out / "customer", "--organization", "Example Hospital", env=env)
+    assert rc == 0, err
     rc, _out, err = run_cli("attest", "check", root / "pack", "--bundle", root / "pack.sigstore.json", "--tokens",
                             root / "pack.eval-tokens.safetensors", "--key", root / "vendor.pub", "--json", out / "r.json",
-                            "--report", out / "r.pdf", "--quiet")  # fmt: skip
+                            "--report", out / "r.pdf", "--sign-key", out / "customer.key", "--quiet", env=env)  # fmt: skip
     assert rc == 0, err
     return out / "r.json", out / "r.pdf"
 
@@ -177,5 +184,26 @@ def test_report_pdf(report_pdf: tuple[Path, Path], delivery_root: tuple[Path, An
     pdf = tmp_path / "r.pdf"
     shutil.copyfile(report_pdf[1], pdf)
     data = pdf.read_bytes()
+    from uc_attest.report.signed_layout import read_report_layout
+
+    def verify() -> tuple[int, str, str]:
+        return run_cli("attest", "verify-report", pdf, "--key", delivery_root[0] / "vendor.pub", "--customer-key", report_pdf[1].parent / "customer.pub")
+
+    rc, out, err = verify()
+    assert rc == 0 and out.rstrip().endswith("REPORT: VERIFIED"), out + err
+    layout = read_report_layout(data)
+    assert layout.signature is not None
+    _zero, a, b, _c = layout.signature.byte_range
+    flips = [9, layout.rendered_end // 2, layout.rendered_end - 3, a + 1, a + 40, (a + b) // 2, b - 2, b + 5, len(data) - 30]
     variants = [b"not a pdf", data[: len(data) // 2], data[:1024], b"%PDF-1.7\n" + b"[" * DEEP, *_random(data, 7)]
-    _run_all("pdf", pdf, iter(variants), lambda: run_cli("attest", "verify-report", pdf, "--key", delivery_root[0] / "vendor.pub"))
+    variants += [data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1 :] for i in flips]
+    variants += [data + b"\n", data[:-1]]
+    pristine = pdf.read_bytes()
+    try:
+        for i, variant in enumerate(v for v in variants if v != data):
+            pdf.write_bytes(variant)
+            rc, out, err = verify()
+            _assert_no_internal_error("pdf", i, rc, err)
+            assert rc in (1, 2), ("a changed signed report must not verify", i, out)
+    finally:
+        pdf.write_bytes(pristine)

@@ -109,7 +109,7 @@ def test_compress_killed_at_random_moments_leaves_no_partial_pack(model_dir: Pat
 
 
 def test_sign_killed_at_random_moments_leaves_no_partial_bundle_or_token_file(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
-    from uc_attest.attest import verify_bundle
+    from uc_attest.attest import KeyAnchor, verify_bundle
     from uc_attest.attest.keys import private_key_pem
     from uc_attest.evaluate.tokens import load_token_file
 
@@ -126,7 +126,7 @@ def test_sign_killed_at_random_moments_leaves_no_partial_bundle_or_token_file(de
         killed += _kill_during("sign", delay, site.pack, key_file, out_dir)
         bundle, tokens = out_dir / "killed.sigstore.json", out_dir / "killed.eval-tokens.safetensors"
         if bundle.exists():
-            verify_bundle(bundle.read_bytes(), public_key=site.key)
+            verify_bundle(bundle.read_bytes(), KeyAnchor(site.key))
         if tokens.exists():
             load_token_file(tokens)
         for p in out_dir.glob("killed.*"):

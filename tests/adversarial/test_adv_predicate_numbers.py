@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from support.delivery import check, resign
 
-from uc_attest.attest import verify_bundle
+from uc_attest.attest import KeyAnchor, verify_bundle
 from uc_attest.attest.errors import StatementError
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
@@ -55,7 +55,7 @@ def _consistent_lower_perplexity(statement: dict[str, Any]) -> None:
 def test_a_statement_whose_numbers_disagree_is_refused(site: Any, vendor_key: Any, tmp_path: Path, field: str) -> None:
     resign(site.bundle, vendor_key, edit=EDITS[field])
     with pytest.raises(StatementError, match="malformed acceptance-test predicate"):
-        verify_bundle(site.bundle, public_key=site.key)
+        verify_bundle(site.bundle, KeyAnchor(site.key))
     rc, _out, _err, results = check(site, tmp_path / "r.json")
     assert rc == 1 and results is not None
     signature = next(c for c in results["checks"] if c["name"] == "signature")
@@ -64,13 +64,13 @@ def test_a_statement_whose_numbers_disagree_is_refused(site: Any, vendor_key: An
 
 def test_the_unedited_statement_resigned_still_verifies(site: Any, vendor_key: Any) -> None:
     resign(site.bundle, vendor_key)
-    assert verify_bundle(site.bundle, public_key=site.key).predicate.measurement.ratio is not None
+    assert verify_bundle(site.bundle, KeyAnchor(site.key)).predicate.measurement.ratio is not None
 
 
 def test_a_consistent_forgery_passes_the_cross_checks_but_not_the_re_measurement(site: Any, vendor_key: Any, tmp_path: Path) -> None:
     """The cross-checks prove coherence, not truth: the re-measured perplexity catches a coherent lie."""
     resign(site.bundle, vendor_key, edit=_consistent_lower_perplexity)
-    verify_bundle(site.bundle, public_key=site.key)
+    verify_bundle(site.bundle, KeyAnchor(site.key))
     rc, _out, _err, results = check(site, tmp_path / "r.json")
     assert rc == 1
     assert {c["name"] for c in results["checks"] if c["status"] == "FAIL"} == {"perplexity_match"}

@@ -16,6 +16,8 @@ from uc_attest.attest import (
     IN_TOTO_PAYLOAD_TYPE,
     BundleFormatError,
     ExpiredError,
+    KeyAnchor,
+    KeylessAnchor,
     KeyMismatchError,
     SignatureError,
     StatementError,
@@ -113,7 +115,7 @@ def test_verify_bundle_returns_the_statement(algorithm: Algorithm, tmp_path) -> 
     path = tmp_path / "b.json"
     path.write_bytes(bundle)
     for public_key in (key.public_key(), pub, str(pub), pub.read_bytes()):
-        verified = verify_bundle(path, public_key=public_key, at=AT)
+        verified = verify_bundle(path, KeyAnchor(public_key), at=AT)
         assert verified.statement == statement
         assert verified.payload == statement.to_payload()
         assert verified.predicate == make_predicate()
@@ -123,41 +125,41 @@ def test_verify_bundle_returns_the_statement(algorithm: Algorithm, tmp_path) -> 
 def test_payload_byte_flip_is_a_signature_error(p256_key) -> None:  # type: ignore[no-untyped-def]
     bundle = sign_statement(make_statement(), p256_key)
     with pytest.raises(SignatureError):
-        verify_bundle(_mutate(bundle, _flip_payload_byte), public_key=p256_key.public_key(), at=AT)
+        verify_bundle(_mutate(bundle, _flip_payload_byte), KeyAnchor(p256_key.public_key()), at=AT)
 
 
 def test_signature_byte_flip_is_a_signature_error(ed25519_key, p256_key) -> None:  # type: ignore[no-untyped-def]
     for key in (ed25519_key, p256_key):
         bundle = sign_statement(make_statement(), key)
         with pytest.raises(SignatureError):
-            verify_bundle(_mutate(bundle, _flip_sig_byte), public_key=key.public_key(), at=AT)
+            verify_bundle(_mutate(bundle, _flip_sig_byte), KeyAnchor(key.public_key()), at=AT)
 
 
 def test_other_key_is_a_key_mismatch(p256_key) -> None:  # type: ignore[no-untyped-def]
     bundle = sign_statement(make_statement(), p256_key)
     other = generate_private_key()
     with pytest.raises(KeyMismatchError):
-        verify_bundle(bundle, public_key=other.public_key(), at=AT)
+        verify_bundle(bundle, KeyAnchor(other.public_key()), at=AT)
 
     # A forged hint naming the other key does not help: the signature is checked with that key.
     def forge(d: dict) -> None:  # type: ignore[type-arg]
         d["verificationMaterial"]["publicKey"]["hint"] = fingerprint(other.public_key())
 
     with pytest.raises(SignatureError):
-        verify_bundle(_mutate(bundle, forge), public_key=other.public_key(), at=AT)
+        verify_bundle(_mutate(bundle, forge), KeyAnchor(other.public_key()), at=AT)
 
 
 def test_signature_is_checked_before_the_payload_is_parsed(p256_key) -> None:  # type: ignore[no-untyped-def]
     """Unsigned garbage must be reported as a bad signature, never reach the JSON parser."""
     bundle = sign_payload(b"not json at all", p256_key)
     with pytest.raises(StatementError):
-        verify_bundle(bundle, public_key=p256_key.public_key(), at=AT)  # signed garbage: parsed, refused
+        verify_bundle(bundle, KeyAnchor(p256_key.public_key()), at=AT)  # signed garbage: parsed, refused
 
     def swap(d: dict) -> None:  # type: ignore[type-arg]
         d["dsseEnvelope"]["payload"] = base64.b64encode(b'{"_type": 1, "_type": 2}').decode()
 
     with pytest.raises(SignatureError):
-        verify_bundle(_mutate(bundle, swap), public_key=p256_key.public_key(), at=AT)
+        verify_bundle(_mutate(bundle, swap), KeyAnchor(p256_key.public_key()), at=AT)
 
 
 @pytest.mark.parametrize(
@@ -179,7 +181,7 @@ def test_signature_is_checked_before_the_payload_is_parsed(p256_key) -> None:  #
 def test_bundle_mutations_are_typed_errors(p256_key, mutation, error) -> None:  # type: ignore[no-untyped-def]
     bundle = sign_statement(make_statement(), p256_key)
     with pytest.raises(error):
-        verify_bundle(_mutate(bundle, mutation), public_key=p256_key.public_key(), at=AT)
+        verify_bundle(_mutate(bundle, mutation), KeyAnchor(p256_key.public_key()), at=AT)
 
 
 def test_unparseable_bundles(p256_key) -> None:  # type: ignore[no-untyped-def]
@@ -187,17 +189,17 @@ def test_unparseable_bundles(p256_key) -> None:  # type: ignore[no-untyped-def]
     dup = bundle.replace(b'"mediaType"', b'"mediaType": "x", "mediaType"', 1)
     for raw in (b"", b"[]", b"\xff\xfe", bundle[:-10], dup):
         with pytest.raises(BundleFormatError):
-            verify_bundle(raw, public_key=p256_key.public_key(), at=AT)
+            verify_bundle(raw, KeyAnchor(p256_key.public_key()), at=AT)
 
 
 def test_expiry(p256_key) -> None:  # type: ignore[no-untyped-def]
     bundle = sign_statement(make_statement(valid_days=10), p256_key)
-    verify_bundle(bundle, public_key=p256_key.public_key(), at=SIGNED_AT + timedelta(days=9))
+    verify_bundle(bundle, KeyAnchor(p256_key.public_key()), at=SIGNED_AT + timedelta(days=9))
     with pytest.raises(ExpiredError):
-        verify_bundle(bundle, public_key=p256_key.public_key(), at=SIGNED_AT + timedelta(days=11))
-    verify_bundle(bundle, public_key=p256_key.public_key(), at=SIGNED_AT + timedelta(days=11), allow_expired=True)
+        verify_bundle(bundle, KeyAnchor(p256_key.public_key()), at=SIGNED_AT + timedelta(days=11))
+    verify_bundle(bundle, KeyAnchor(p256_key.public_key()), at=SIGNED_AT + timedelta(days=11), allow_expired=True)
     with pytest.raises(ExpiredError):  # default: now, long after 2025
-        verify_bundle(bundle, public_key=p256_key.public_key())
+        verify_bundle(bundle, KeyAnchor(p256_key.public_key()))
 
 
 def test_validly_signed_but_wrong_statements(p256_key) -> None:  # type: ignore[no-untyped-def]
@@ -221,13 +223,13 @@ def test_validly_signed_but_wrong_statements(p256_key) -> None:  # type: ignore[
     for case in cases:
         bundle = sign_payload(canonical_json(case), p256_key)
         with pytest.raises(StatementError):
-            verify_bundle(bundle, public_key=p256_key.public_key(), at=AT)
+            verify_bundle(bundle, KeyAnchor(p256_key.public_key()), at=AT)
 
 
 def test_wrong_mode_material_is_a_usage_error(p256_key) -> None:  # type: ignore[no-untyped-def]
     bundle = sign_statement(make_statement(), p256_key)
     with pytest.raises(UsageError):
-        verify_bundle(bundle, trusted_root="x.json", identity="a", issuer="b", at=AT)
+        verify_bundle(bundle, KeylessAnchor("x.json", "a", "b"), at=AT)
 
 
 def test_error_hierarchy_exit_codes() -> None:
@@ -244,7 +246,7 @@ def test_any_single_bit_flip_is_refused(p256_key, position: int, bit: int) -> No
     mutated = bytearray(bundle)
     mutated[position % len(mutated)] ^= 1 << bit
     with pytest.raises(AttestationError):
-        verify_bundle(bytes(mutated), public_key=key.public_key(), at=AT)
+        verify_bundle(bytes(mutated), KeyAnchor(key.public_key()), at=AT)
 
 
 _SIGNED: dict[str, object] = {}
@@ -263,8 +265,8 @@ def test_naive_at_is_accepted_and_still_checked_against_expiry(p256_key) -> None
     bundle = sign_statement(statement, p256_key)
     naive = SIGNED_AT.replace(tzinfo=None)
     for at in (naive + timedelta(hours=12), SIGNED_AT + timedelta(hours=12)):  # within a day whatever the local offset
-        verified = verify_bundle(bundle, public_key=p256_key.public_key(), at=at)
+        verified = verify_bundle(bundle, KeyAnchor(p256_key.public_key()), at=at)
         assert verified.statement == statement and verified.signer.key_fingerprint == fingerprint(p256_key.public_key())
     for at in (naive + timedelta(days=3), SIGNED_AT + timedelta(days=3)):
         with pytest.raises(ExpiredError):
-            verify_bundle(bundle, public_key=p256_key.public_key(), at=at)
+            verify_bundle(bundle, KeyAnchor(p256_key.public_key()), at=at)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support.statements import make_statement
 
-from uc_attest.attest import PREDICATE_TYPE, KeyMismatchError, SignatureError, verify_bundle
+from uc_attest.attest import KeyAnchor, PREDICATE_TYPE, KeyMismatchError, SignatureError, verify_bundle
 from uc_attest.attest.errors import AttestationError, KeyFileError
 from uc_attest.attest.keys import fingerprint, load_private_key, load_public_key
 
@@ -25,7 +25,7 @@ AT = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 @pytest.mark.parametrize("name", ["p256", "ed25519"])
 def test_golden_key_bundles_verify(name: str) -> None:
-    verified = verify_bundle(V1 / f"{name}.sigstore.json", public_key=V1 / f"{name}.pub", at=AT)
+    verified = verify_bundle(V1 / f"{name}.sigstore.json", KeyAnchor(V1 / f"{name}.pub"), at=AT)
     assert verified.payload == (V1 / "statement.json").read_bytes()
     assert verified.statement == make_statement()
     assert verified.statement.predicate_type == PREDICATE_TYPE
@@ -48,12 +48,12 @@ def test_golden_bundles_refuse_one_changed_payload_byte(name: str) -> None:
     payload[len(payload) // 2] ^= 0x01
     data["dsseEnvelope"]["payload"] = base64.b64encode(bytes(payload)).decode()
     with pytest.raises(SignatureError):
-        verify_bundle(json.dumps(data).encode(), public_key=V1 / f"{name}.pub", at=AT)
+        verify_bundle(json.dumps(data).encode(), KeyAnchor(V1 / f"{name}.pub"), at=AT)
 
 
 def test_golden_bundle_with_the_other_golden_key() -> None:
     with pytest.raises(KeyMismatchError):
-        verify_bundle(V1 / "p256.sigstore.json", public_key=V1 / "ed25519.pub", at=AT)
+        verify_bundle(V1 / "p256.sigstore.json", KeyAnchor(V1 / "ed25519.pub"), at=AT)
 
 
 def test_golden_keys_load() -> None:
@@ -70,4 +70,4 @@ def test_golden_bundles_are_attestation_errors_when_truncated() -> None:
     raw = (V1 / "p256.sigstore.json").read_bytes()
     for cut in (1, len(raw) // 3, len(raw) - 3):
         with pytest.raises(AttestationError):
-            verify_bundle(raw[:cut], public_key=V1 / "p256.pub", at=AT)
+            verify_bundle(raw[:cut], KeyAnchor(V1 / "p256.pub"), at=AT)

@@ -99,7 +99,7 @@ def test_sigstore_js_verifies_the_customers_signed_verdict(sigstore_js, tmp_path
     from support.report_samples import make_results, sample_bundle
 
     from uc_attest.attest.signing import sign_statement
-    from uc_attest.attest.vsa import VSA_PREDICATE_TYPE, build_vsa_statement
+    from uc_attest.check.vsa import VSA_PREDICATE_TYPE, build_vsa_statement
 
     results = make_results("PASS")
     vendor_bundle = sample_bundle()

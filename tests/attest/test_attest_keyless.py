@@ -12,7 +12,8 @@ import pytest
 from support.statements import SIGNED_AT, make_statement
 from support.fake_sigstore import FakeSigstore
 
-from uc_attest.attest import BundleFormatError, IdentityError, SignatureError, StatementError, verify_bundle
+from uc_attest.attest.trust import trust_anchor
+from uc_attest.attest import KeylessAnchor, KeyAnchor, BundleFormatError, IdentityError, SignatureError, StatementError, verify_bundle
 from uc_attest.attest.keyless import verify_keyless_logged
 from uc_attest.errors import UnreadableInputError, UsageError
 
@@ -51,7 +52,7 @@ def root_file(fake: FakeSigstore, tmp_path: Path) -> Path:
 
 
 def _verify(bundle: bytes, root: Path, identity: str = IDENTITY, issuer: str = ISSUER):  # type: ignore[no-untyped-def]
-    return verify_bundle(bundle, trusted_root=root, identity=identity, issuer=issuer, at=AT)
+    return verify_bundle(bundle, KeylessAnchor(root, identity, issuer), at=AT)
 
 
 def test_keyless_bundle_verifies_offline(fake: FakeSigstore, root_file: Path) -> None:
@@ -140,9 +141,9 @@ def test_signing_outside_certificate_validity_is_refused(fake: FakeSigstore, roo
 def test_missing_material_and_bad_roots(fake: FakeSigstore, root_file: Path, tmp_path: Path) -> None:
     bundle = fake.sign(make_statement().to_payload(), IDENTITY, ISSUER)
     with pytest.raises(UsageError):
-        verify_bundle(bundle, trusted_root=root_file, identity=IDENTITY, at=AT)
+        trust_anchor(trusted_root=root_file, identity=IDENTITY)
     with pytest.raises(UsageError):
-        verify_bundle(bundle, public_key=b"x", at=AT)
+        verify_bundle(bundle, KeyAnchor(b"x"), at=AT)
     with pytest.raises(UnreadableInputError):
         _verify(bundle, tmp_path / "absent.json")
     junk = tmp_path / "junk.json"
@@ -169,7 +170,7 @@ def test_recorded_sigstore_staging_bundle_verifies_offline() -> None:
     payload, _logged_at = verify_keyless_logged(raw, trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
     assert json.loads(payload)["predicateType"] == "https://slsa.dev/provenance/v1"
     with pytest.raises(StatementError, match="predicateType"):  # verified, but not our predicate
-        verify_bundle(raw, trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
+        verify_bundle(raw, KeylessAnchor(root, STAGING_IDENTITY, GITHUB_ISSUER))
     with pytest.raises(IdentityError):
         verify_keyless_logged(raw, trusted_root=root, identity="someone@example.com", issuer=GITHUB_ISSUER)
     tampered = json.loads(raw)
@@ -184,7 +185,7 @@ def test_golden_keyless_bundle_still_verifies() -> None:
     """A keyless bundle this version accepted (built with the local fake CA) must stay verifiable."""
     raw = (GOLDEN / "v1" / "keyless-fake-ca.sigstore.json").read_bytes()
     root = GOLDEN / "v1" / "keyless-fake-ca.trusted_root.json"
-    verified = verify_bundle(raw, trusted_root=root, identity=IDENTITY, issuer=ISSUER, at=AT)
+    verified = verify_bundle(raw, KeylessAnchor(root, IDENTITY, ISSUER), at=AT)
     assert verified.statement == make_statement()
 
 
@@ -254,6 +255,6 @@ def test_attest_sign_sigstore_end_to_end_with_stand_in_services(  # type: ignore
     assert "signed by sigstore keyless" in r.out
     root = tmp_path / "root.json"
     root.write_text(json.dumps(fake.trusted_root()))
-    verified = verify_bundle(tiny_pack.parent / "pack.sigstore.json", trusted_root=root, identity=IDENTITY, issuer=ISSUER)
+    verified = verify_bundle(tiny_pack.parent / "pack.sigstore.json", KeylessAnchor(root, IDENTITY, ISSUER))
     assert verified.signer.mode == "keyless"
     assert verified.predicate.measurement.windows == 1

@@ -14,6 +14,7 @@ from uc_attest.attest.oms import oms_file_digests, verify_oms
 from uc_attest.attest.paths import default_bundle_path, oms_path_for_bundle
 from uc_attest.attest.subjects import split_subjects
 from uc_attest.attest.verify import verify_bundle
+from uc_attest.attest.trust import KeyAnchor
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -54,7 +55,7 @@ def test_model_signing_accepts_the_pack_and_refuses_a_changed_byte(oms_signed) -
 
 def test_oms_covers_exactly_the_attested_files(oms_signed) -> None:  # type: ignore[no-untyped-def]
     pack, bundle, signature, pub = oms_signed
-    attested, _ = split_subjects(verify_bundle(bundle, public_key=pub).statement)
+    attested, _ = split_subjects(verify_bundle(bundle, KeyAnchor(pub)).statement)
     assert oms_file_digests(signature.read_bytes()) == attested
     assert "ucpack.json" in attested
     status = verify_oms(pack, signature, pub, attested)
@@ -63,7 +64,7 @@ def test_oms_covers_exactly_the_attested_files(oms_signed) -> None:  # type: ign
 
 def test_advisory_status_after_tampering(oms_signed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     pack, bundle, signature, pub = oms_signed
-    attested, _ = split_subjects(verify_bundle(bundle, public_key=pub).statement)
+    attested, _ = split_subjects(verify_bundle(bundle, KeyAnchor(pub)).statement)
     original = (pack / "config.json").read_bytes()
     (pack / "config.json").write_bytes(original.replace(b"silu", b"gelu"))
     assert verify_oms(pack, signature, pub, attested).status == "invalid"
@@ -95,7 +96,7 @@ def test_the_advisory_row_of_attest_check(oms_signed) -> None:  # type: ignore[n
     from uc_attest.check.results import CheckStatus
 
     pack, bundle, signature, pub = oms_signed
-    verified = AttestedFiles.of(verify_bundle(bundle, public_key=pub).statement).files
+    verified = AttestedFiles.of(verify_bundle(bundle, KeyAnchor(pub)).statement).files
     [row] = oms_rows(pack, bundle, pub, verified)
     assert (row.name, row.status, row.required) == ("oms_signature", CheckStatus.PASS, False)
     assert oms_rows(pack, bundle, None, verified)[0].status is CheckStatus.SKIP  # keyless trust: not checked

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from support.cli import CliResult, run_cli
 
-from uc_attest.attest import verify_bundle
+from uc_attest.attest import KeyAnchor, verify_bundle
 from uc_attest.attest.keys import generate_private_key, public_key_pem
 from uc_attest.attest.pkcs11 import Pkcs11Uri, TokenPrivateKey
 from uc_attest.errors import UsageError
@@ -86,12 +86,12 @@ def test_attest_sign_with_a_token_key(token: str, tiny_pack: Path, eval_text: Pa
     assert rc == 0, out + err
     pub = tmp_path / "token.pub"
     pub.write_bytes(public_key_pem(_token_key(token).public_key()))
-    verified = verify_bundle(bundle, public_key=pub)
+    verified = verify_bundle(bundle, KeyAnchor(pub))
     assert verified.signer.key_fingerprint is not None
     other = tmp_path / "other.pub"
     other.write_bytes(public_key_pem(generate_private_key().public_key()))
     with pytest.raises(Exception, match="not by the given key"):
-        verify_bundle(bundle, public_key=other)
+        verify_bundle(bundle, KeyAnchor(other))
 
 
 def test_attest_check_signs_the_verdict_with_a_token_key(token: str, tiny_pack: Path, eval_text: Path, tmp_path: Path) -> None:

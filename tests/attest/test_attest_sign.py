@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from uc_attest.attest import PREDICATE_TYPE, verify_bundle
+from uc_attest.attest import KeyAnchor, PREDICATE_TYPE, verify_bundle
 from uc_attest.attest.acceptance import SignOptions, sign_pack
 from uc_attest.attest.keys import public_key_pem, write_keypair
 from uc_attest.attest.paths import default_bundle_path, tokens_path_for_bundle
@@ -32,7 +32,7 @@ def test_sign_pack_with_baseline(tiny_pack: Path, tiny_model_dir: Path, eval_tex
     result = sign_pack(SignOptions(pack=tiny_pack, key=p256_key, baseline=tiny_model_dir, eval_text=eval_text, seq_len=32, max_windows=3, progress=False))
     assert result.bundle == default_bundle_path(tiny_pack) == tiny_pack.parent / "pack.sigstore.json"
     assert result.tokens == tokens_path_for_bundle(result.bundle) == tiny_pack.parent / "pack.eval-tokens.safetensors"
-    verified = verify_bundle(result.bundle, public_key=p256_key.public_key())
+    verified = verify_bundle(result.bundle, KeyAnchor(p256_key.public_key()))
     assert verified.statement.predicate_type == PREDICATE_TYPE
 
     # subjects: exactly the files of the pack plus the token file
@@ -71,7 +71,7 @@ def test_cli_sign_ed25519_default_text_custom_outputs(attest_cli, tiny_pack: Pat
     assert result["bundle"] == str(out / "release.sigstore.json")
     assert result["tokens"] == str(out / "release.eval-tokens.safetensors")
     assert set(result["timings"]) >= {"verify", "evaluation", "signing", "total"}
-    verified = verify_bundle(out / "release.sigstore.json", public_key=pub_path)
+    verified = verify_bundle(out / "release.sigstore.json", KeyAnchor(pub_path))
     assert verified.signer.key_fingerprint == fp
     assert verified.predicate.measurement.dataset.text_source.startswith("built-in:")
     assert verified.predicate.measurement.baseline is None and verified.predicate.measurement.ratio is None

@@ -18,7 +18,7 @@ from support.models import TEXT, build_tokenized_model  # noqa: E402
 from support.cli import assert_one_line_error, run_cli  # noqa: E402
 from support.delivery import compress, new_key  # noqa: E402
 
-from uc_attest.attest import verify_bundle  # noqa: E402
+from uc_attest.attest import KeyAnchor, verify_bundle  # noqa: E402
 from uc_attest.attest.keys import private_key_pem, public_key_pem  # noqa: E402
 from uc_attest.errors import UnreadableInputError  # noqa: E402
 from uc_attest.model_files import model_files  # noqa: E402
@@ -71,7 +71,7 @@ def test_sign_with_the_matching_baseline_records_the_match(world: dict[str, Path
     bundle = tmp_path / "b.sigstore.json"
     rc, err = _sign(world, world["model"], bundle)  # a copy outside the cache with the same bytes matches
     assert rc == 0, err
-    baseline = verify_bundle(bundle, public_key=world["root"] / "vendor.pub").predicate.measurement.baseline
+    baseline = verify_bundle(bundle, KeyAnchor(world["root"] / "vendor.pub")).predicate.measurement.baseline
     assert baseline is not None and baseline.model.matches_pack_source is True and baseline.model.source_override is None
     assert len(baseline.model.files) == len(open_pack(world["pack"]).manifest.model.source.files)
 
@@ -84,7 +84,7 @@ def test_sign_refuses_a_different_baseline_unless_overridden_and_signs_the_overr
     assert not bundle.exists()
     rc, err = _sign(world, world["other"], bundle, "--baseline-mismatch-reason", "original weights re-downloaded")
     assert rc == 0, err
-    baseline = verify_bundle(bundle, public_key=world["root"] / "vendor.pub").predicate.measurement.baseline
+    baseline = verify_bundle(bundle, KeyAnchor(world["root"] / "vendor.pub")).predicate.measurement.baseline
     assert baseline is not None and baseline.model.matches_pack_source is False
     assert baseline.model.source_override == "original weights re-downloaded"
 

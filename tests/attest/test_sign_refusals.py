@@ -15,6 +15,7 @@ from uc_attest.attest.oms import NEEDS_KEY_FILE, NEEDS_VENDOR_KEY, refusal_reaso
 from uc_attest.attest.paths import default_bundle_path, oms_path_for_bundle, tokens_path_for_bundle
 from uc_attest.attest.pkcs11 import Pkcs11Uri
 from uc_attest.attest.subjects import AttestedFiles
+from uc_attest.attest.trust import KeyAnchor
 from uc_attest.attest.verify import verify_bundle
 from uc_attest.errors import UsageError, VerificationError
 
@@ -94,7 +95,7 @@ def test_oms_is_signed_over_the_attested_files_and_written_with_the_bundle(attes
     assert result.rc == 0, result.err
     assert len(calls) == 1  # the in-memory check of the fresh bundle; the written bundle is not read back for OMS
     bundle = default_bundle_path(tiny_pack)
-    attested = AttestedFiles.of(verify_bundle(bundle, public_key=pub).statement).files
+    attested = AttestedFiles.of(verify_bundle(bundle, KeyAnchor(pub)).statement).files
     assert verify_oms(tiny_pack, oms_path_for_bundle(bundle), pub, attested).status == "valid"
 
 
@@ -135,7 +136,7 @@ def test_an_oms_refusal_always_has_a_reason(tiny_pack: Path, tmp_path: Path, att
     _, other, _ = write_keypair(tmp_path / "other")
     assert attest_cli("sign", tiny_pack, "--key", key, "--seq-len", "16", "--max-windows", "1", "--oms", "--quiet").rc == 0
     bundle = default_bundle_path(tiny_pack)
-    attested = AttestedFiles.of(verify_bundle(bundle, public_key=pub).statement).files
+    attested = AttestedFiles.of(verify_bundle(bundle, KeyAnchor(pub)).statement).files
     status = verify_oms(tiny_pack, oms_path_for_bundle(bundle), other, attested)
     assert status.status == "invalid" and status.detail.startswith("model_signing refuses it: ")
     assert status.detail.removeprefix("model_signing refuses it: ").strip()

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+from typing import Any
+
 import pytest
 from support.report_samples import make_results, sample_bundle
+from support.signed_report import attest
 
 from uc_attest.check.results import Results
 
@@ -21,3 +26,20 @@ def fail_results() -> Results:
 @pytest.fixture
 def bundle_bytes() -> bytes:
     return sample_bundle()
+
+
+@pytest.fixture(scope="session")
+def checked(delivery_root: tuple[Path, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A delivery checked and signed by the customer: results.json, results.vsa.sigstore.json, report.pdf."""
+    root = tmp_path_factory.mktemp("signed-verdict") / "d"
+    shutil.copytree(delivery_root[0], root)
+    rc, out, err = attest("keygen", "-o", root / "customer", "--organization", "Example Hospital")
+    assert rc == 0, err
+    rc, out, err = attest(
+        "check", root / "pack", "--key", root / "vendor.pub", "--policy", "development", "--json", root / "results.json",
+        "--report", root / "report.pdf", "--sign-key", root / "customer.key", "--quiet",
+    )  # fmt: skip
+    assert rc == 0, out + err
+    assert "verdict signature: key sha256:" in out and "signer's own claim" in out
+    assert (root / "results.vsa.sigstore.json").is_file()
+    return root

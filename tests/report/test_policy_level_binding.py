@@ -15,7 +15,7 @@ import pytest
 from support.cli import run_cli
 from support.delivery import copy_delivery
 
-from uc_attest.attest.vsa import parse_vsa
+from uc_attest.check.vsa import parse_vsa
 from uc_attest.policy.levels import CUSTOM_LEVEL_PREFIX, is_shipped_policy, policy_level, recorded_policy_name, shipped_policy_digests
 from uc_attest.policy.resources import shipped_policy_path
 

@@ -25,7 +25,7 @@ from uc_attest.report import (
     render_report_bytes,
 )
 from uc_attest.report.chart import window_diff_svg
-from uc_attest.report.view import report_identifier
+from uc_attest.report.names import report_identifier
 
 
 @pytest.fixture(scope="module")

@@ -10,57 +10,28 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pikepdf
 import pytest
-from support.cli import CliResult, run_cli
+from support.report_samples import rerender_report
+from support.signed_report import attest, verify
 
 from uc_attest.attest.keys import generate_private_key, private_key_pem, public_key_pem
-from uc_attest.attest.vsa import VSA_PREDICATE_TYPE, parse_vsa
+from uc_attest.check.vsa import VSA_PREDICATE_TYPE, parse_vsa
 from uc_attest.report import BUNDLE_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
 
 pytestmark = pytest.mark.slow
-
-ENV = {"UC_ATTEST_KEY_PASSPHRASE": ""}
-
-
-def attest(*args: object) -> CliResult:
-    return run_cli("attest", *args, env=ENV)
-
-
-@pytest.fixture(scope="module")
-def checked(delivery_root: tuple[Path, Any], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A delivery checked and signed by the customer: results.json, results.vsa.sigstore.json, report.pdf."""
-    root = tmp_path_factory.mktemp("signed-verdict") / "d"
-    shutil.copytree(delivery_root[0], root)
-    rc, out, err = attest("keygen", "-o", root / "customer", "--organization", "Example Hospital")
-    assert rc == 0, err
-    rc, out, err = attest(
-        "check", root / "pack", "--key", root / "vendor.pub", "--policy", "development", "--json", root / "results.json",
-        "--report", root / "report.pdf", "--sign-key", root / "customer.key", "--quiet",
-    )  # fmt: skip
-    assert rc == 0, out + err
-    assert "verdict signature: key sha256:" in out and "signer's own claim" in out
-    assert (root / "results.vsa.sigstore.json").is_file()
-    return root
-
 
 @pytest.fixture
 def site(checked: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "site"
     shutil.copytree(checked, dest)
     return dest
-
-
-def verify(site: Path, report: Path | None = None, customer: Path | None = None) -> tuple[int, str, str]:
-    return attest("verify-report", report or site / "report.pdf", "--key", site / "vendor.pub", "--customer-key", customer or site / "customer.pub")
 
 
 def assert_not_verified(result: tuple[int, str, str], why: str) -> None:
@@ -71,16 +42,17 @@ def assert_not_verified(result: tuple[int, str, str], why: str) -> None:
     assert "Traceback" not in err
 
 
+def rerender(site: Path, name: str, swap: dict[str, bytes]) -> Path:
+    """``report.pdf`` rendered again by our renderer with ``swap`` forced in (see report_samples.rerender_report)."""
+    return rerender_report(site / "report.pdf", site / name, swap)
+
+
 def embed_customer_vsa(site: Path, statement, name: str) -> Path:  # type: ignore[no-untyped-def]
     """The genuine report with its VSA replaced by ``statement`` signed with the genuine customer key."""
     from uc_attest.attest.keys import load_private_key
     from uc_attest.attest.signing import sign_statement
 
-    vsa = sign_statement(statement, load_private_key(site / "customer.key", None))
-    with pikepdf.open(site / "report.pdf") as pdf:
-        pdf.attachments[VSA_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, vsa, filename=VSA_ATTACHMENT)
-        pdf.save(site / name)
-    return site / name
+    return rerender(site, name, {VSA_ATTACHMENT: sign_statement(statement, load_private_key(site / "customer.key", None))})
 
 
 def test_genuine_signed_report_verifies(site: Path) -> None:
@@ -88,7 +60,7 @@ def test_genuine_signed_report_verifies(site: Path) -> None:
     assert rc == 0, out + err
     assert out.rstrip().endswith("REPORT: VERIFIED")
     assert "customer's signed verdict: PASSED signed by key sha256:" in out
-    assert "PDF signature (PAdES): intact, covers the whole file" in out
+    assert "PDF signature (PAdES): by the customer's key" in out and "over every byte of the file but its own /Contents" in out
     assert "pages: byte for byte a fresh rendering" in out
     assert "the signer's own claim" in out
 
@@ -133,12 +105,10 @@ def test_forged_results_rerendered_are_not_verified(site: Path) -> None:
 
 def test_forged_results_with_the_genuine_vsa_are_not_verified(site: Path) -> None:
     """... and forced in with pikepdf, the VSA's results digest no longer matches."""
-    with pikepdf.open(site / "report.pdf") as pdf:
-        data = json.loads(pdf.attachments[RESULTS_ATTACHMENT].get_file().read_bytes())
-        data["verdict_reasons"] = ["Every check the policy requires passed (forged)."]
-        pdf.attachments[RESULTS_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, (json.dumps(data, indent=2) + "\n").encode(), filename=RESULTS_ATTACHMENT)
-        pdf.save(site / "forged.pdf")
-    assert_not_verified(verify(site, site / "forged.pdf"), "is not the one the customer signed")
+    data = json.loads((site / "results.json").read_bytes())
+    data["verdict_reasons"] = ["Every check the policy requires passed (forged)."]
+    forged = rerender(site, "forged.pdf", {RESULTS_ATTACHMENT: (json.dumps(data, indent=2) + "\n").encode()})
+    assert_not_verified(verify(site, forged), "is not the one the customer signed")
 
 
 def test_painted_page_is_not_verified(site: Path) -> None:
@@ -150,8 +120,7 @@ def test_painted_page_is_not_verified(site: Path) -> None:
         page.contents_add(pdf.make_stream(b"q 1 0 0 rg BT /Paint 48 Tf 80 500 Td (REJECTED) Tj ET Q"), prepend=False)
         pdf.save(site / "painted.pdf")
     rc, out, _err = verify(site, site / "painted.pdf")
-    assert_not_verified((rc, out, _err), "pages: not byte-identical")
-    assert "PDF signature" in out
+    assert_not_verified((rc, out, _err), "structure:")
 
 
 def test_report_resigned_by_another_key_is_not_verified(site: Path, tmp_path: Path) -> None:
@@ -173,7 +142,7 @@ def test_report_resigned_by_another_key_is_not_verified(site: Path, tmp_path: Pa
 
 def test_vsa_from_another_delivery_is_not_verified(site: Path) -> None:
     """A genuine customer VSA for another vendor bundle, embedded with these results, does not verify."""
-    from uc_attest.attest.vsa import build_vsa_statement
+    from uc_attest.check.vsa import build_vsa_statement
     from uc_attest.check.results import load_results
 
     results_bytes = (site / "results.json").read_bytes()
@@ -186,15 +155,12 @@ def test_vsa_from_another_delivery_is_not_verified(site: Path) -> None:
 
 
 def test_extra_attachment_is_not_verified(site: Path) -> None:
-    with pikepdf.open(site / "report.pdf") as pdf:
-        pdf.attachments["note.txt"] = pikepdf.AttachedFileSpec(pdf, b"trust me", filename="note.txt")
-        pdf.save(site / "extra.pdf")
-    assert_not_verified(verify(site, site / "extra.pdf"), "unexpected embedded file(s) note.txt")
+    assert_not_verified(verify(site, rerender(site, "extra.pdf", {"note.txt": b"trust me"})), "unexpected embedded file(s) note.txt")
 
 
 def test_vsa_whose_results_digest_mismatches_is_not_verified(site: Path) -> None:
     """A VSA signed by the customer key over other results bytes (one byte changed)."""
-    from uc_attest.attest.vsa import build_vsa_statement
+    from uc_attest.check.vsa import build_vsa_statement
     from uc_attest.check.results import load_results
 
     results_bytes = (site / "results.json").read_bytes()
@@ -259,25 +225,19 @@ def test_attachment_bomb_is_capped(site: Path) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rc, out, err = verify(site, site / "bomb.pdf")
     grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    assert rc == 1 and "inflates to more than" in out + err, out + err
+    assert rc == 1 and "structure:" in out, out + err  # a re-saved file is refused before any attachment is inflated
     assert grown_kib < 300 << 10  # far below the 300 MiB the attachment would inflate to
 
 
 def test_deeply_nested_results_is_one_line(site: Path) -> None:
-    with pikepdf.open(site / "report.pdf") as pdf:
-        pdf.attachments[RESULTS_ATTACHMENT] = pikepdf.AttachedFileSpec(pdf, b"[" * 200_000 + b"]" * 200_000, filename=RESULTS_ATTACHMENT)
-        pdf.save(site / "deep.pdf")
-    rc, out, err = verify(site, site / "deep.pdf")
+    rc, out, err = verify(site, rerender(site, "deep.pdf", {RESULTS_ATTACHMENT: b"[" * 200_000 + b"]" * 200_000}))
     assert rc == 2 and "nested too deeply" in err and "internal error" not in err, out + err
 
 
 def test_edit_after_signing_breaks_the_pdf_signature(site: Path) -> None:
     data = bytearray((site / "report.pdf").read_bytes())
-    with pikepdf.open(io.BytesIO(bytes(data))) as pdf:
-        start, length = int(pdf.Root.AcroForm.Fields[0].V.ByteRange[0]), int(pdf.Root.AcroForm.Fields[0].V.ByteRange[1])
-    position = data.rfind(b"/Producer", start, start + length)
-    assert position > 0
-    data[position + 1] ^= 0x20  # /Producer -> /producer inside the signed bytes
+    assert data.startswith(b"%PDF-1.7")
+    data[7] = ord("6")  # %PDF-1.7 -> %PDF-1.6: one signed byte, the layout unchanged
     (site / "edited.pdf").write_bytes(bytes(data))
     rc, out, _err = verify(site, site / "edited.pdf")
     assert_not_verified((rc, out, _err), "PDF signature")
@@ -289,7 +249,7 @@ def test_keyless_customer_verdict_verifies_with_the_log_time(site: Path) -> None
 
     from support.fake_sigstore import FakeSigstore
 
-    from uc_attest.attest.vsa import build_vsa_statement
+    from uc_attest.check.vsa import build_vsa_statement
     from uc_attest.check.results import load_results
     from uc_attest.report import render_report_bytes
 

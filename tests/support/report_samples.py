@@ -291,3 +291,26 @@ def signed_sample(tmp: Path, verdict: str = "PASS") -> tuple[Path, bytes, Result
     data["digests"]["bundle_sha256"] = hashlib.sha256(bundle).hexdigest()
     data["artifact"]["signer"]["key_fingerprint"] = fingerprint(key.public_key())
     return pub, bundle, Results.model_validate(data)
+
+
+def rerender_report(report: Path, out: Path, swap: dict[str, bytes]) -> Path:
+    """``report`` rendered again by our renderer with the attachments in ``swap`` forced in (unvalidated), unsigned.
+
+    A pikepdf re-save is refused by verify-report's layout check before anything
+    else; this forgery is laid out exactly as our renderer writes, so it reaches
+    the checks of what is embedded. The pages are those of the original results.
+    """
+    from unittest import mock
+
+    import pikepdf
+
+    from uc_attest.check.results import load_results
+    from uc_attest.report import RESULTS_ATTACHMENT, render_report_bytes
+
+    with pikepdf.open(report) as pdf:
+        files = {str(n): bytes(spec.get_file().read_bytes()) for n, spec in pdf.attachments.items()}
+    results = load_results(files[RESULTS_ATTACHMENT])
+    files.update(swap)
+    with mock.patch("uc_attest.report.render.report_attachments", lambda _results, extra: dict(extra)):
+        out.write_bytes(render_report_bytes(results, files))
+    return out

@@ -2,8 +2,8 @@
 
 Public API::
 
-    from uc_attest.attest import verify_bundle
-    verified = verify_bundle("pack.sigstore.json", public_key="vendor.pub")
+    from uc_attest.attest import KeyAnchor, verify_bundle
+    verified = verify_bundle("pack.sigstore.json", KeyAnchor("vendor.pub"))
     verified.predicate.measurement.pack.perplexity
 
 Importing this package is cheap (no torch); :func:`sign_pack` (the vendor's
@@ -30,6 +30,7 @@ from .errors import (
 from .keys import PASSPHRASE_ENV, Algorithm, fingerprint, load_private_key, load_public_key, write_keypair
 from .predicate import PACK_SUBJECT_PREFIX, PREDICATE_TYPE, TOKENS_SUBJECT, AcceptanceTestPredicate
 from .statement import STATEMENT_TYPE, Statement
+from .trust import KeyAnchor, KeylessAnchor, TrustAnchor
 from .verify import SignerInfo, VerifiedAttestation, verify_bundle
 
 if TYPE_CHECKING:
@@ -50,14 +51,17 @@ __all__ = [
     "BundleFormatError",
     "ExpiredError",
     "IdentityError",
+    "KeyAnchor",
     "KeyFileError",
     "KeyMismatchError",
+    "KeylessAnchor",
     "SignOptions",
     "SignResult",
     "SignatureError",
     "SignerInfo",
     "Statement",
     "StatementError",
+    "TrustAnchor",
     "VerifiedAttestation",
     "fingerprint",
     "load_private_key",

@@ -292,9 +292,10 @@ def _sign(options: SignOptions, key: PrivateKey | None, payload: bytes, signed_a
     if key is not None:
         from .signing import sign_payload
         from .verify import verify_bundle
+        from .trust import KeyAnchor
 
         bundle = sign_payload(payload, key)
-        if verify_bundle(bundle, public_key=key.public_key(), at=signed_at).payload != payload:
+        if verify_bundle(bundle, KeyAnchor(key.public_key()), at=signed_at).payload != payload:
             raise BundleFormatError("internal error: the signed payload differs from the statement")
         return bundle, f"key {fingerprint(key.public_key())}"
     from .keyless import sign_keyless

@@ -13,44 +13,18 @@ from __future__ import annotations
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import UnreadableInputError, UsageError
 from ..safe_io import read_input_file
-from .bundle import MAX_BUNDLE_BYTES, BundleMode, bundle_mode, load_bundle_json, parse_key_bundle
-from .dsse import verify_envelope
-from .errors import ExpiredError, KeyMismatchError, StatementError
-from .keys import PublicKey, fingerprint, load_public_key, load_public_key_pem
+from .bundle import MAX_BUNDLE_BYTES
+from .errors import ExpiredError, StatementError
 from .predicate import PREDICATE_TYPE, AcceptanceTestPredicate
 from .statement import Statement, parse_statement
+from .trust import SignedPayload, SignerInfo, TrustAnchor
 
-PublicKeyInput = PublicKey | str | os.PathLike[str] | bytes
-"""A public key object, a path to ``NAME.pub``, or SPKI PEM bytes."""
-
-
-class SignerInfo(BaseModel):
-    """Who signed: a key (by fingerprint) or a Sigstore identity."""
-
-    model_config = ConfigDict(frozen=True)
-
-    mode: Literal["key", "keyless"]
-    key_fingerprint: str | None = None
-    identity: str | None = None
-    issuer: str | None = None
-
-
-class SignedPayload(BaseModel):
-    """A bundle whose signature verified: the payload bytes (not yet parsed), the signer, and the log time."""
-
-    model_config = ConfigDict(frozen=True)
-
-    payload: bytes
-    signer: SignerInfo
-    logged_at: datetime | None = None
-    """Keyless only: the transparency log's verified integrated time, which the signer does not choose."""
-
+__all__ = ["SignedPayload", "SignerInfo", "VerifiedAttestation", "check_validity", "parse_predicate", "read_bundle_bytes", "verify_bundle", "verify_signed_payload"]
 
 class VerifiedAttestation(BaseModel):
     """What :func:`verify_bundle` returns: the verified statement, its typed predicate and the signer."""
@@ -68,14 +42,6 @@ class VerifiedAttestation(BaseModel):
         return self.statement.subject_digests()
 
 
-def _as_public_key(value: PublicKeyInput) -> PublicKey:
-    if isinstance(value, bytes):
-        return load_public_key_pem(value)
-    if isinstance(value, (str, os.PathLike)):
-        return load_public_key(value)
-    return value
-
-
 def read_bundle_bytes(bundle: bytes | str | os.PathLike[str]) -> bytes:
     """Bundle bytes from bytes or a path; a missing or unreadable file is an input error (exit 2)."""
     if isinstance(bundle, bytes):
@@ -89,19 +55,16 @@ def read_bundle_bytes(bundle: bytes | str | os.PathLike[str]) -> bytes:
 
 def verify_bundle(
     bundle: bytes | str | os.PathLike[str],
+    anchor: TrustAnchor,
     *,
-    public_key: PublicKeyInput | None = None,
-    trusted_root: str | os.PathLike[str] | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
     at: datetime | None = None,
     allow_expired: bool = False,
 ) -> VerifiedAttestation:
-    """Verify an attestation bundle and return the verified statement, or raise a typed error.
+    """Verify an attestation bundle under ``anchor`` and return the verified statement, or raise a typed error.
 
-    Key mode needs ``public_key`` (the vendor's ``NAME.pub``); keyless mode
-    needs ``trusted_root`` (a copied Sigstore ``trusted_root.json``),
-    ``identity`` and ``issuer``. Giving the material of the wrong mode is a
+    ``anchor`` is a :class:`~.trust.KeyAnchor` (the vendor's ``NAME.pub``) or a
+    :class:`~.trust.KeylessAnchor` (a copied Sigstore ``trusted_root.json``, the
+    identity and the issuer); an anchor of the other mode than the bundle's is a
     :class:`~uc_attest.errors.UsageError`. ``at`` is the time against which
     ``expiresAt`` is checked (default: now); ``allow_expired`` skips that check
     (for auditing old attestations: the signature is still verified).
@@ -109,10 +72,9 @@ def verify_bundle(
     Errors: :class:`~.errors.BundleFormatError`, :class:`~.errors.KeyMismatchError`,
     :class:`~.errors.SignatureError`, :class:`~.errors.IdentityError`,
     :class:`~.errors.StatementError`, :class:`~.errors.ExpiredError` (all
-    :class:`~.errors.AttestationError`, exit 1); unreadable files and missing
-    arguments are exit-2 errors.
+    :class:`~.errors.AttestationError`, exit 1); unreadable files are exit-2 errors.
     """
-    signed = verify_signed_payload(bundle, public_key=public_key, trusted_root=trusted_root, identity=identity, issuer=issuer)
+    signed = verify_signed_payload(bundle, anchor)
     payload, signer = signed.payload, signed.signer
     statement = parse_statement(payload)
     predicate = parse_predicate(statement)
@@ -120,40 +82,15 @@ def verify_bundle(
     return VerifiedAttestation(statement=statement, predicate=predicate, signer=signer, payload=payload, logged_at=signed.logged_at)
 
 
-def verify_signed_payload(
-    bundle: bytes | str | os.PathLike[str],
-    *,
-    public_key: PublicKeyInput | None = None,
-    trusted_root: str | os.PathLike[str] | None = None,
-    identity: str | None = None,
-    issuer: str | None = None,
-) -> SignedPayload:
-    """Check a bundle's DSSE signature and signer; return the payload bytes (not yet parsed) and the signer.
+def verify_signed_payload(bundle: bytes | str | os.PathLike[str], anchor: TrustAnchor) -> SignedPayload:
+    """Check a bundle's DSSE signature and signer under ``anchor``; return the payload bytes (not yet parsed) and the signer.
 
     Shared by the vendor's attestation and the customer's verification summary:
     the two differ only in the predicate they carry. In keyless mode
     ``logged_at`` is the transparency log's integrated time, which
     the verifier has checked (the signer cannot choose it).
     """
-    raw = read_bundle_bytes(bundle)
-    data = load_bundle_json(raw)
-    mode = bundle_mode(data)
-    if mode is BundleMode.KEY:
-        if public_key is None:
-            raise UsageError("this bundle was signed with a key: give the signer's public key (NAME.pub)")
-        key = _as_public_key(public_key)
-        parsed = parse_key_bundle(data)
-        expected = fingerprint(key)
-        hint = parsed.verification_material.public_key.hint
-        if hint != expected:
-            raise KeyMismatchError(f"bundle was signed by key {hint[:16]}…, not by the given key {expected[:16]}…")
-        return SignedPayload(payload=verify_envelope(parsed.dsse_envelope, key), signer=SignerInfo(mode="key", key_fingerprint=expected))
-    if trusted_root is None or not identity or not issuer:
-        raise UsageError("this bundle is keyless (Sigstore): give a trusted_root.json, the expected identity and the OIDC issuer")
-    from .keyless import verify_keyless_logged
-
-    payload, logged_at = verify_keyless_logged(raw, trusted_root=trusted_root, identity=identity, issuer=issuer)
-    return SignedPayload(payload=payload, signer=SignerInfo(mode="keyless", identity=identity, issuer=issuer), logged_at=logged_at)
+    return anchor.verify_payload(read_bundle_bytes(bundle))
 
 
 def parse_predicate(statement: Statement) -> AcceptanceTestPredicate:

@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,18 @@ def check_deployed(ctx: CheckContext) -> CheckResult | None:
 
 def check_oms_signature(ctx: CheckContext) -> CheckResult | None:
     """Stage step: the advisory ``oms_signature`` row, only when an OMS signature lies beside the bundle."""
-    public_key = ctx.trust.public_key if isinstance(ctx.trust, KeyAnchor) else None  # keyless trust has no key: not checked
-    rows = oms_rows(Path(ctx.inputs.pack), ctx.bundle_path, public_key, _attested_files(ctx))
+    if not isinstance(ctx.trust, KeyAnchor):  # keyless trust has no key: not checked
+        rows = oms_rows(Path(ctx.inputs.pack), ctx.bundle_path, None, _attested_files(ctx))
+        return rows[0] if rows else None
+    anchor_key = ctx.trust.public_key
+    if isinstance(anchor_key, (str, os.PathLike)):
+        rows = oms_rows(Path(ctx.inputs.pack), ctx.bundle_path, Path(anchor_key), _attested_files(ctx))
+        return rows[0] if rows else None
+    # an anchor built from PEM bytes or a key object (the Python API): model_signing reads a PEM file
+    from ..attest.keys import public_key_pem
+
+    with tempfile.TemporaryDirectory(prefix="uc-oms-key-") as tmp:
+        key_file = Path(tmp) / "vendor.pub"
+        key_file.write_bytes(public_key_pem(ctx.trust.key()))
+        rows = oms_rows(Path(ctx.inputs.pack), ctx.bundle_path, key_file, _attested_files(ctx))
     return rows[0] if rows else None

@@ -59,6 +59,8 @@ def report_command(results_path: Path, output: Path, bundle: Path | None, vsa: P
 @click.option("--customer-key", type=click.Path(path_type=Path, dir_okay=False), help="customer's public key CUSTOMER.pub (verdict signed with --sign-key)")
 @click.option("--customer-identity", help="keyless verdict: the customer's expected signer identity (with --trusted-root)")
 @click.option("--customer-issuer", help="keyless verdict: the customer's expected OIDC issuer")
+@click.option("--pack", "pack_dir", type=click.Path(path_type=Path, file_okay=False), help="the pack you hold: the report must be about it")
+@click.option("--manifest-sha256", help="the SHA-256 of the pack manifest (ucpack.json) the report must be about")
 def verify_report_command(
     report_path: Path,
     key: Path | None,
@@ -68,33 +70,31 @@ def verify_report_command(
     customer_key: Path | None,
     customer_identity: str | None,
     customer_issuer: str | None,
+    pack_dir: Path | None,
+    manifest_sha256: str | None,
 ) -> None:
-    """Verify REPORT.pdf offline: the vendor's attestation, the customer's signed verdict, the pages.
+    """Verify REPORT.pdf offline: its structure, the vendor's attestation, the customer's signed verdict, the pages.
 
     Needs the vendor's trust anchor (--key, or --trusted-root/--identity/--issuer)
     and the customer's (--customer-key, or --customer-identity/--customer-issuer
-    with --trusted-root). Ends with REPORT: VERIFIED (exit 0) or REPORT: NOT
-    VERIFIED (exit 1; 2 when the input cannot be read). A report whose verdict
-    is unsigned is never VERIFIED.
+    with --trusted-root); the two must be different signers. With --pack DIR or
+    --manifest-sha256 HEX a report about any other pack is NOT VERIFIED. Ends
+    with REPORT: VERIFIED (exit 0) or REPORT: NOT VERIFIED (exit 1; 2 when the
+    input cannot be read). A report whose verdict is unsigned is never VERIFIED.
     """
+    from ..attest.trust import same_signer, trust_anchor
     from ..errors import UcError
-    from ..report.verify import CustomerTrust, verify_report_bytes
+    from ..report.verify import verify_report_bytes
     from .common import exit_with
 
-    from ..attest.trust import trust_anchor
-
     try:
-        if (customer_identity is None) != (customer_issuer is None):
-            raise UsageError("a keyless customer verdict needs both --customer-identity and --customer-issuer")
-        if customer_key is not None and customer_identity is not None:
-            raise UsageError("give either --customer-key or --customer-identity/--customer-issuer, not both")
-        if customer_identity is not None and trusted_root is None:
-            raise UsageError("--customer-identity needs --trusted-root (the Sigstore trusted_root.json)")
+        customer = _customer_anchor(customer_key, trusted_root, customer_identity, customer_issuer)
         trust = trust_anchor(key=key, trusted_root=trusted_root if key is None else None, identity=identity, issuer=issuer)
-        customer = CustomerTrust(key=customer_key, trusted_root=trusted_root, identity=customer_identity, issuer=customer_issuer)
+        if customer is not None and same_signer(trust, customer):
+            raise UsageError("the vendor's and the customer's anchors name the same signer: a verdict the vendor signed for itself is not the customer's")
+        expected_pack = _expected_manifest(pack_dir, manifest_sha256)
         pdf = _read(report_path, "report", MAX_REPORT_BYTES)
-        # Expiry is judged at check time by the policy; an auditor verifies authenticity, possibly years later.
-        outcome = verify_report_bytes(pdf, lambda bundle: trust.verify(bundle, allow_expired=True), customer, source=str(report_path))
+        outcome = verify_report_bytes(pdf, trust, customer, source=str(report_path), pack_manifest_sha256=expected_pack)
     except UcError:
         click.echo("REPORT: NOT VERIFIED")
         raise
@@ -102,13 +102,51 @@ def verify_report_command(
         click.echo(line)
     r = outcome.results
     if r is not None:
-        click.echo(f"recorded verdict: {r.verdict.value} (checked {r.artifact.checked_at.isoformat()}, policy {r.policy.name})")
+        click.echo(
+            f"recorded verdict: {r.verdict.value} for model {r.artifact.model_name}, pack manifest sha256 {r.artifact.pack_manifest_sha256} "
+            f"(checked {r.artifact.checked_at.isoformat()}, policy {r.policy.name})"
+        )
     if outcome.verified:
         click.echo("REPORT: VERIFIED")
         return
     click.echo(f"{len(outcome.problems)} problem(s): the verdict in this report is not evidence")
     click.echo("REPORT: NOT VERIFIED")
     exit_with(1)
+
+
+def _customer_anchor(key: Path | None, trusted_root: Path | None, identity: str | None, issuer: str | None):  # noqa: ANN202 - TrustAnchor | None
+    """The customer's anchor from its options, or None when none was given."""
+    from ..attest.trust import KeyAnchor, KeylessAnchor
+
+    if (identity is None) != (issuer is None):
+        raise UsageError("a keyless customer verdict needs both --customer-identity and --customer-issuer")
+    if key is not None and identity is not None:
+        raise UsageError("give either --customer-key or --customer-identity/--customer-issuer, not both")
+    if key is not None:
+        return KeyAnchor(key)
+    if identity is None or issuer is None:
+        return None
+    if trusted_root is None:
+        raise UsageError("--customer-identity needs --trusted-root (the Sigstore trusted_root.json)")
+    return KeylessAnchor(trusted_root, identity, issuer)
+
+
+def _expected_manifest(pack_dir: Path | None, manifest_sha256: str | None) -> str | None:
+    """The manifest digest the report must name, from --pack DIR or --manifest-sha256 HEX (not both)."""
+    import hashlib
+    import re
+
+    from ..pack.manifest import MANIFEST_NAME
+
+    if pack_dir is not None and manifest_sha256 is not None:
+        raise UsageError("give either --pack or --manifest-sha256, not both")
+    if manifest_sha256 is not None:
+        if not re.fullmatch(r"[0-9a-fA-F]{64}", manifest_sha256):
+            raise UsageError(f"--manifest-sha256 must be 64 hex digits, not {manifest_sha256[:80]!r}")
+        return manifest_sha256.lower()
+    if pack_dir is None:
+        return None
+    return hashlib.sha256(_read(pack_dir / MANIFEST_NAME, "pack manifest", 16 << 20)).hexdigest()
 
 
 __all__ = ["report_command", "verify_report_command"]

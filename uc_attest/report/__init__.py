@@ -3,11 +3,8 @@
 Importing this package is cheap; WeasyPrint is imported only when rendering.
 """
 
+from .names import BUNDLE_ATTACHMENT, POLICY_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
 from .render import (
-    BUNDLE_ATTACHMENT,
-    POLICY_ATTACHMENT,
-    RESULTS_ATTACHMENT,
-    VSA_ATTACHMENT,
     RenderError,
     render_html,
     render_report,

@@ -57,7 +57,7 @@ def default_vsa_path(json_path: Path | None, report_path: Path | None) -> Path:
 def sign_verdict(results: Results, results_bytes: bytes, bundle_bytes: bytes, signing: VerdictSigning) -> bytes:
     """The customer's VSA bundle over ``results_bytes`` (DSSE, key mode or keyless)."""
     from ..attest.signing import sign_statement
-    from ..attest.vsa import build_vsa_statement
+    from ..check.vsa import build_vsa_statement
 
     statement = build_vsa_statement(results, results_bytes, hashlib.sha256(bundle_bytes).hexdigest())
     if signing.key is not None:
@@ -82,7 +82,7 @@ def build_check_outputs(
     if json_path is not None:
         outputs[json_path] = results_bytes
     attachments: dict[str, bytes] = {}
-    from .render import BUNDLE_ATTACHMENT, VSA_ATTACHMENT
+    from .names import BUNDLE_ATTACHMENT, VSA_ATTACHMENT
 
     attachments[BUNDLE_ATTACHMENT] = bundle_bytes
     if signing.enabled:

@@ -29,12 +29,8 @@ from ..check.results import Results
 from ..errors import UsageError
 from .determinism import FONTTOOLS_NOTICE, deterministic_fonts
 from .resources import REPORT_TEMPLATE, templates_dir
+from .names import BUNDLE_ATTACHMENT, POLICY_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT, report_identifier
 from .view import build_view
-
-RESULTS_ATTACHMENT = "results.json"
-BUNDLE_ATTACHMENT = "attestation.sigstore.json"
-POLICY_ATTACHMENT = "policy.toml"
-VSA_ATTACHMENT = "verdict.sigstore.json"
 
 ATTACHMENT_DESCRIPTIONS = {
     RESULTS_ATTACHMENT: "Machine-readable results of this check",
@@ -226,8 +222,6 @@ def render_report_bytes(results: Results, attachments: dict[str, bytes] | None =
 
 def build_identifier(files: dict[str, bytes]) -> bytes:
     """The PDF /ID: 32 hex digits of the content-derived report identifier."""
-    from .view import report_identifier
-
     return report_identifier(files)[:32].encode("ascii")
 
 
@@ -236,3 +230,22 @@ def render_report(results: Results, attachments: dict[str, bytes] | None, out_pa
     pdf = render_report_bytes(results, attachments)
     write_bytes_atomic(out_path, pdf)
     return pdf
+
+
+def renderer_version() -> str:
+    """The renderer on this machine, as WeasyPrint names itself in a PDF's /Producer (e.g. ``WeasyPrint 70.0``)."""
+    return f"WeasyPrint {_import_weasyprint().__version__}"
+
+
+def recorded_renderer(rendered: bytes) -> str:
+    """The renderer named in the rendered revision's /Producer, or a phrase saying none is named."""
+    import io
+
+    import pikepdf
+
+    try:
+        with pikepdf.open(io.BytesIO(rendered)) as pdf:
+            producer = pdf.docinfo.get("/Producer")
+            return str(producer) if producer is not None else "an unnamed renderer (no /Producer)"
+    except pikepdf.PdfError:
+        return "an unreadable renderer name"

@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 
 from ..errors import UsageError
-from .render import VSA_ATTACHMENT
+from .names import VSA_ATTACHMENT
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def _unverified_vsa(bundle: bytes):  # noqa: ANN202 - (bundle dict, SignedVerdic
     """Parse a VSA bundle without verifying it (for wording and render-time consistency only)."""
     from ..attest.bundle import load_bundle_json
     from ..attest.errors import AttestationError
-    from ..attest.vsa import parse_vsa
+    from ..check.vsa import parse_vsa
 
     try:
         data = load_bundle_json(bundle)

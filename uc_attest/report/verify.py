@@ -1,19 +1,29 @@
-"""``attest verify-report``: is this report's verdict genuine, and are its pages the ones it claims?
+"""``attest verify-report``: is this report's verdict genuine, about this pack, and are its pages the ones it claims?
 
 An auditor (today, or in ten years) holds a PDF and two trust anchors: the
 vendor's (who signed the acceptance test) and the customer's (who signed the
 verdict). The report is VERIFIED only when all of these hold:
 
+0. its bytes are laid out exactly as our renderer and signer write them: the
+   rendered report, then (key-signed verdict) exactly one incremental update
+   holding the PDF signature, nothing else (:mod:`.signed_layout`); every
+   embedded file is read from the rendered revision, never from a later one;
 1. its embedded files are exactly results.json, the vendor's bundle, the
    policy and the customer's signed verdict (VSA), each read with a size cap;
 2. the vendor's bundle verifies under the vendor's anchor, and the results
    were made for that bundle and agree with what it signs;
 3. the VSA verifies under the customer's anchor, pins results.json's exact
    bytes, this pack, this vendor bundle, this policy and this verdict;
-4. (key mode) the PDF carries one PAdES signature by the customer's key that
-   covers the whole file;
+4. (key mode) the one update is a PAdES signature by the customer's key over
+   every byte of the file but its own /Contents;
 5. the pages are byte for byte a fresh rendering of the embedded (signed)
-   results: a page that differs is a FAIL, not a remark.
+   results; where this machine's renderer is another version than the one
+   that rendered the report, a key-signed report's pages are bound by the
+   customer's PDF signature instead (and the output names both versions),
+   while pages no signature covers are NOT BOUND, and the report is not
+   VERIFIED (re-verify with the recorded renderer version);
+6. when the auditor names the pack (``--pack``/``--manifest-sha256``), the
+   report is about that pack.
 
 A report whose verdict nobody signed can at best show the vendor's
 attestation; it ends NOT VERIFIED because its verdict is not evidence.
@@ -22,33 +32,19 @@ attestation; it ends NOT VERIFIED because its verdict is not evidence.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ..attest.trust import KeyAnchor, TrustAnchor
 from ..check.results import Results, load_results
 from ..errors import UnreadableInputError, UsageError, VerificationError
 from .attachments import read_attachments
-from .render import BUNDLE_ATTACHMENT, POLICY_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
+from .names import BUNDLE_ATTACHMENT, POLICY_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
+from .signed_layout import DamagedPdfError, LayoutError, ReportLayout, read_report_layout
 
 ATTACHMENT_CAPS = {RESULTS_ATTACHMENT: 64 << 20, BUNDLE_ATTACHMENT: 64 << 20, POLICY_ATTACHMENT: 1 << 20, VSA_ATTACHMENT: 64 << 20}
 """Bytes each embedded file may inflate to. results.json of a 30-layer model is about 0.3 MB (one row per
 tensor and per evaluation window), so 64 MiB leaves room for models hundreds of times larger."""
-
-
-@dataclass(frozen=True)
-class CustomerTrust:
-    """The customer's trust anchor: its public key, or a Sigstore root with identity and issuer."""
-
-    key: Path | None = None
-    trusted_root: Path | None = None
-    identity: str | None = None
-    issuer: str | None = None
-
-    @property
-    def given(self) -> bool:
-        return self.key is not None or self.identity is not None
 
 
 @dataclass
@@ -69,6 +65,10 @@ class ReportVerification:
     def fail(self, text: str) -> None:
         self.lines.append(f"FAIL  {text}")
         self.problems.append(text)
+
+    def note(self, text: str) -> None:
+        """A line that neither passes nor fails anything: what was not checked, and why."""
+        self.lines.append(f"note  {text}")
 
 
 def _consistency_problems(results: Results, verified: Any) -> list[str]:
@@ -108,7 +108,7 @@ def _consistency_problems(results: Results, verified: Any) -> list[str]:
     return problems
 
 
-def _check_vendor(outcome: ReportVerification, files: dict[str, bytes], results: Results, verify_vendor: Callable[[bytes], Any]) -> None:
+def _check_vendor(outcome: ReportVerification, files: dict[str, bytes], results: Results, vendor: TrustAnchor) -> None:
     bundle = files.get(BUNDLE_ATTACHMENT)
     if bundle is None:
         outcome.fail(f"no {BUNDLE_ATTACHMENT} embedded: the vendor's attestation cannot be verified")
@@ -123,7 +123,8 @@ def _check_vendor(outcome: ReportVerification, files: dict[str, bytes], results:
     from ..attest.errors import AttestationError
 
     try:
-        verified = verify_vendor(bundle)
+        # Expiry is judged at check time by the policy; an auditor verifies authenticity, possibly years later.
+        verified = vendor.verify(bundle, allow_expired=True)
     except AttestationError as exc:
         outcome.fail(f"vendor attestation: {exc}")
         return
@@ -135,20 +136,20 @@ def _check_vendor(outcome: ReportVerification, files: dict[str, bytes], results:
     outcome.ok(f"vendor attestation: signature valid ({results.artifact.signer.describe()}); the results agree with it (pack manifest, {len(results.files)} file hashes, signer)")
 
 
-def _check_customer(outcome: ReportVerification, files: dict[str, bytes], results: Results, customer: CustomerTrust) -> bool:
+def _check_customer(outcome: ReportVerification, files: dict[str, bytes], results: Results, customer: TrustAnchor | None) -> bool:
     """Verify the customer's signed verdict; True when it verified and matches."""
     from ..attest.errors import AttestationError
     from ..attest.verify import verify_signed_payload
-    from ..attest.vsa import describe_time, parse_vsa, verdict_mismatches
+    from ..check.vsa import describe_time, parse_vsa, verdict_mismatches
 
     vsa = files.get(VSA_ATTACHMENT)
     if vsa is None:
         outcome.fail("verdict UNSIGNED: the customer did not sign this verdict (attest check without --sign-key), so it is not evidence")
         return False
-    if not customer.given:
+    if customer is None:
         raise UsageError("this report's verdict is signed: give the customer's trust anchor (--customer-key CUSTOMER.pub, or --trusted-root with --customer-identity and --customer-issuer)")
     try:
-        signed = verify_signed_payload(vsa, public_key=customer.key, trusted_root=customer.trusted_root, identity=customer.identity, issuer=customer.issuer)
+        signed = verify_signed_payload(vsa, customer)
         verdict = parse_vsa(signed.payload)
     except AttestationError as exc:
         outcome.fail(f"customer's signed verdict: {exc}")
@@ -167,48 +168,107 @@ def _check_customer(outcome: ReportVerification, files: dict[str, bytes], result
     return True
 
 
-def _check_pages(outcome: ReportVerification, pdf_bytes: bytes, files: dict[str, bytes], results: Results, customer: CustomerTrust, source: str) -> None:
-    """The PAdES signature (key mode) and the byte-for-byte re-rendering of the pages."""
-    from .render import RenderError, render_report_bytes
+def _check_pdf_signature(outcome: ReportVerification, pdf_bytes: bytes, layout: ReportLayout, files: dict[str, bytes], customer: TrustAnchor | None) -> bool:
+    """The customer's PAdES signature (key-signed verdicts only); True when it binds the signed revision."""
+    expected = VSA_ATTACHMENT in files and isinstance(customer, KeyAnchor)
+    if layout.signature is None:
+        if expected:
+            outcome.fail("PDF signature: none, but a report whose verdict is signed with a key carries the customer's PDF signature")
+        return False
+    if not expected:
+        why = "its verdict is unsigned" if VSA_ATTACHMENT not in files else "its verdict is signed keyless, and keyless verdicts carry no PDF signature"
+        outcome.fail(f"structure: an update with a PDF signature follows the rendered report, but {why}: something was added after rendering")
+        return False
+    from .pdf_signature import check_pdf_signature
 
-    expect_pdf_signature = VSA_ATTACHMENT in files and customer.key is not None
-    if expect_pdf_signature:
-        from ..attest.keys import load_public_key
-        from .pdf_signature import check_pdf_signature
+    assert isinstance(customer, KeyAnchor)
+    try:
+        check = check_pdf_signature(pdf_bytes, layout.signature, customer.key())
+    except (ValueError, TypeError, KeyError) as exc:  # asn1crypto raises these for malformed CMS
+        outcome.fail(f"PDF signature: {' '.join(str(exc).split())[:200]}")
+        return False
+    outcome.ok(
+        f"PDF signature (PAdES): by the customer's key ({check.signer_subject}), over every byte of the file but its own /Contents; "
+        f"its time {check.signing_time} is the signer's own claim"
+    )
+    return True
 
-        try:
-            check = check_pdf_signature(pdf_bytes, load_public_key(customer.key), source)  # type: ignore[arg-type]
-            outcome.ok(f"PDF signature (PAdES): intact, covers the whole file, by the customer's key ({check.signer_subject}); its time {check.signing_time} is the signer's own claim")
-        except ValueError as exc:
-            outcome.fail(f"PDF signature: {exc}")
+
+def _check_pages(outcome: ReportVerification, rendered: bytes, files: dict[str, bytes], results: Results, pages_signed: bool) -> None:
+    """The pages: re-rendered byte for byte, or (another renderer version) bound by the customer's PDF signature, or not bound."""
+    from . import render
+
+    recorded = render.recorded_renderer(rendered)
+    current = render.renderer_version()
     extra = {name: files[name] for name in (BUNDLE_ATTACHMENT, VSA_ATTACHMENT) if name in files}
     try:
-        rendered = render_report_bytes(results, extra)
-    except (RenderError, UsageError) as exc:
-        outcome.fail(f"pages: the embedded results cannot be rendered again here ({exc})")
-        return
-    same = pdf_bytes.startswith(rendered) and len(pdf_bytes) > len(rendered) if expect_pdf_signature else pdf_bytes == rendered
-    if same:
-        outcome.ok("pages: byte for byte a fresh rendering of the embedded results" + (" (the signature is an update appended to them)" if expect_pdf_signature else ""))
+        fresh: bytes | None = render.render_report_bytes(results, extra)
+        why = ""
+    except (render.RenderError, UsageError) as exc:
+        fresh, why = None, f" (rendering failed here: {exc})"
+    if fresh == rendered:
+        tail = "; the PDF signature is the one update after them" if pages_signed else ""
+        outcome.ok(f"pages: byte for byte a fresh rendering of the embedded results by {current}{tail}")
+    elif recorded == current:
+        outcome.fail(f"pages: not byte-identical to a fresh rendering of the embedded results by the same renderer ({current}): the pages were edited{why}")
+    elif pages_signed:
+        outcome.ok(
+            f"pages: bound by the customer's PDF signature over the one signed revision, not re-rendered: "
+            f"the report was rendered by {recorded}, this machine has {current}"
+        )
     else:
-        outcome.fail("pages: not byte-identical to a fresh rendering of the embedded results (edited pages, or another renderer version)")
+        outcome.fail(
+            f"pages: NOT BOUND: rendered by {recorded}, this machine has {current}, and no PDF signature covers them "
+            f"(only a key-signed verdict carries one); the embedded results and signatures above are what verified, "
+            f"so re-verify the pages with {recorded}{why}"
+        )
+
+
+def _check_pack(outcome: ReportVerification, results: Results, pack_manifest_sha256: str | None) -> None:
+    """Whether the report is about the pack the auditor holds (the manifest digest is signed by both parties)."""
+    about = results.artifact.pack_manifest_sha256
+    if pack_manifest_sha256 is None:
+        outcome.note(f"pack: not compared with a pack here (give --pack DIR or --manifest-sha256 HEX); the report is about manifest sha256 {about}")
+    elif pack_manifest_sha256 == about:
+        outcome.ok(f"pack: the report is about the given pack (manifest sha256 {about})")
+    else:
+        outcome.fail(f"pack: the report is about another pack (manifest sha256 {about}), not the given one ({pack_manifest_sha256})")
 
 
 def verify_report_bytes(
     pdf_bytes: bytes,
-    verify_vendor: Callable[[bytes], Any],
-    customer: CustomerTrust,
+    vendor: TrustAnchor,
+    customer: TrustAnchor | None,
     *,
     source: str = "report",
+    pack_manifest_sha256: str | None = None,
 ) -> ReportVerification:
     """Check everything listed in the module docstring; problems are collected, not raised.
 
-    ``verify_vendor`` is called with the vendor bundle's bytes and returns a
-    verified attestation (raising an AttestationError on a bad one). Input that
-    is not a uc_attest report at all raises UnreadableInputError (exit 2).
+    Input that is not a uc_attest report at all raises UnreadableInputError
+    (exit 2); a report laid out otherwise than our signer writes it is a
+    problem (NOT VERIFIED), reported with what was found.
     """
     outcome = ReportVerification()
-    files = read_attachments(pdf_bytes, ATTACHMENT_CAPS, source)
+    if not pdf_bytes.startswith(b"%PDF-"):
+        raise UnreadableInputError(f"{source} is not a PDF file (it does not start with %PDF-)")
+    try:
+        layout = read_report_layout(pdf_bytes)
+    except DamagedPdfError as exc:
+        raise UnreadableInputError(f"{source} is a damaged or truncated PDF: {exc}") from None
+    except LayoutError as exc:
+        outcome.fail(f"structure: {exc}")
+        return outcome
+    if layout.signature is None:
+        outcome.ok("structure: one revision (the rendered report), nothing appended")
+    else:
+        touched = ", ".join(str(n) for n in layout.signature.touched)
+        outcome.ok(
+            f"structure: the rendered report (bytes 0..{layout.rendered_end}) and exactly one signature update ending the file; "
+            f"it redefines only the catalog and the signed page (objects {touched}); attachments are read from the rendered revision"
+        )
+    rendered = layout.rendered(pdf_bytes)
+    files = read_attachments(rendered, ATTACHMENT_CAPS, source)
     if RESULTS_ATTACHMENT not in files:
         raise UnreadableInputError(f"{source}: no {RESULTS_ATTACHMENT} embedded; this is not a uc_attest report")
     results = load_results(files[RESULTS_ATTACHMENT], f"{source}: embedded {RESULTS_ATTACHMENT}")
@@ -218,9 +278,9 @@ def verify_report_bytes(
         outcome.fail(f"unexpected embedded file(s) {', '.join(unexpected)}: a uc_attest report embeds only {', '.join(sorted(ATTACHMENT_CAPS))}")
     else:
         outcome.ok(f"embedded files: {', '.join(sorted(files))}")
-    _check_vendor(outcome, files, results, verify_vendor)
+    _check_vendor(outcome, files, results, vendor)
     _check_customer(outcome, files, results, customer)
-    _check_pages(outcome, pdf_bytes, files, results, customer, source)
+    pages_signed = _check_pdf_signature(outcome, pdf_bytes, layout, files, customer)
+    _check_pages(outcome, rendered, files, results, pages_signed)
+    _check_pack(outcome, results, pack_manifest_sha256)
     return outcome
-
-

@@ -20,6 +20,9 @@ from ..policy.describe import describe_policy, weakened_checks
 from ..policy.loader import parse_policy
 from ..policy.model import Policy
 from .chart import format_nats, window_diff_svg
+from .names import VSA_ATTACHMENT, report_identifier
+from .probe_view import probe_view
+from .verdict_signature import describe_verdict_signature
 
 
 @dataclass(frozen=True)
@@ -335,14 +338,6 @@ def attachment_infos(attachments: dict[str, bytes], descriptions: dict[str, str]
     ]
 
 
-def report_identifier(attachments: dict[str, bytes]) -> str:
-    """A content-derived document identifier: SHA-256 over the names and digests of the attachments."""
-    h = hashlib.sha256(b"uc-attest/report-id/v1\n")
-    for name, data in sorted(attachments.items()):
-        h.update(f"{name}\n{hashlib.sha256(data).hexdigest()}\n".encode())
-    return h.hexdigest()
-
-
 def build_view(
     r: Results,
     attachments: dict[str, bytes],
@@ -350,8 +345,6 @@ def build_view(
     names: dict[str, str],
 ) -> ReportView:
     """Assemble the :class:`ReportView`; ``names`` maps 'bundle'/'results'/'policy' to attachment names."""
-    from .probe_view import probe_view
-    from .verdict_signature import describe_verdict_signature
 
     passed = r.verdict is Verdict.PASS
     ppl_rows, ppl_note, chart, caption = _perplexity(r)
@@ -367,7 +360,7 @@ def build_view(
     policy_name = names.get("policy", "policy.toml")
     results_name = names.get("results", "results.json")
     commands = {
-        "verify_report": f"attest verify-report report.pdf {key_arg}" + (" --customer-key customer.pub" if "verdict.sigstore.json" in attachments else ""),
+        "verify_report": f"attest verify-report report.pdf {key_arg}" + (" --customer-key customer.pub" if VSA_ATTACHMENT in attachments else ""),
         "extract": f"qpdf --show-attachment={results_name} report.pdf > {results_name}",
         "extract_all": "pdfdetach -saveall report.pdf",
         "check": f"attest check PACK_DIR --bundle {bundle_name} {key_arg} --policy {policy_name} --json results.json --report report.pdf",

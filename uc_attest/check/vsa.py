@@ -34,12 +34,12 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..check.results import Results
+from .results import Results
 from ..pack.manifest import MANIFEST_NAME
 from ..policy.levels import LEVEL_PREFIX, policy_level
-from .errors import StatementError
-from .predicate import PACK_SUBJECT_PREFIX
-from .statement import DigestSet, Statement, Subject, parse_statement
+from ..attest.errors import StatementError
+from ..attest.predicate import PACK_SUBJECT_PREFIX
+from ..attest.statement import DigestSet, Statement, Subject, parse_statement
 
 VSA_PREDICATE_TYPE = "https://slsa.dev/verification_summary/v1"
 VERIFIER_ID = "https://uc-attest.dev/attest-check"
