@@ -58,7 +58,7 @@ def test_off_is_the_coder_of_before() -> None:
     w, h = _problem()
     p = CodecParams(bits=5, block_size=32, block_axis=1)
     (a, ca), (b, cb) = gptq_quantize_group([w], [p], h)[0], gptq_quantize_group([w], [p], h, incoherence="off")[0]
-    assert a.params.transform is None and torch.equal(ca, cb)
+    assert a.params.transform is None and b.params.transform is None and torch.equal(ca, cb)
     with pytest.raises(ValueError):
         gptq_quantize_group([w], [p], h, incoherence="always")
 
