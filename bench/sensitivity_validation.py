@@ -92,7 +92,7 @@ def main() -> None:
         assert axis is not None
         weight = source.load(key)
         for option in test_options:
-            coded = sens.coded_rows(sens.as_rows(weight, axis).to(torch.float32), option, fit.hessian(key), options)  # type: ignore[arg-type]
+            coded, _ = sens.coded_rows(sens.as_rows(weight, axis).to(torch.float32), option, fit.hessian(key), options)  # type: ignore[arg-type]
             measured = test.kl_increase(key, sens.from_rows(coded, tuple(weight.shape), axis).to(weight.dtype))
             rows.append({"tensor": key, "option": f"{option[0]}x{option[1]}", "coefficient": est.coefficient,
                          "error": est.errors[option], "predicted": est.coefficient * est.errors[option],  # type: ignore[index]

@@ -61,6 +61,8 @@ def test_off_is_the_coder_of_before() -> None:
     assert a.params.transform is None and b.params.transform is None and torch.equal(ca, cb)
     with pytest.raises(ValueError):
         gptq_quantize_group([w], [p], h, incoherence="always")
+    on, _ = gptq_quantize_group([w], [p], h, incoherence="on")[0]  # the rotated coding only (the sensitivity's sweeps)
+    assert on.params.transform is not None
 
 
 @pytest.fixture(scope="module")

@@ -159,25 +159,26 @@ def gptq_quantize_group(
     (q, k, v; gate, up) are stacked along their rows and swept once; each keeps
     its own codebook and scales. ``hessian`` is the input second moment over the
     block axis (None: identity, i.e. nearest-entry coding after the same scale
-    and codebook search). ``incoherence``: "off", or "auto" to also code the
+    and codebook search). ``incoherence``: "off"; "auto" to also code the
     group in the incoherence domain and keep, per weight, the coding with the
-    lower Hessian error (see the module docstring). Returns (encoded, unpacked
+    lower Hessian error (see the module docstring); "on" to code it only there
+    (where the width allows a transform and there is a Hessian). Returns (encoded, unpacked
     codes) per weight.
     """
     with single_threaded():
-        plain = _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit)
-        if incoherence == "off" or hessian is None:
-            return plain
-        if incoherence != "auto":
-            raise ValueError(f"incoherence must be 'off' or 'auto', not {incoherence!r}")
+        if incoherence not in ("off", "auto", "on"):
+            raise ValueError(f"incoherence must be 'off', 'auto' or 'on', not {incoherence!r}")
         transform = hadamard_for_width(int(weights[0].shape[params[0].block_axis]), seed)
-        if transform is None:
-            return plain
+        if incoherence == "off" or hessian is None or transform is None:
+            return _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit)
         rotated = _gptq_quantize_group(
             [forward_transform(w, transform, p.block_axis) for w, p in zip(weights, params, strict=True)],
             [p.model_copy(update={"transform": transform}) for p in params], transform_hessian(hessian, transform),
             damp, act_order, seed, refit,
         )  # fmt: skip
+        if incoherence == "on":
+            return rotated
+        plain = _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit)
         h = prepared_hessian(hessian, damp)
         return [min(pair, key=lambda coded: canonical_error(w, p.block_axis, coded, h))
                 for w, p, pair in zip(weights, params, zip(plain, rotated, strict=True), strict=True)]  # fmt: skip

@@ -3,8 +3,9 @@
 damage(tensor, option) = coefficient(tensor) x error(tensor, option), where
 
 * ``error`` is the Hessian-weighted error tr(D H D^T) of the *real* coder
-  (gptq.py: the clip search, the importance candidates, the GPTQ sweep, the
-  incoherence choice as ``uc compress`` runs them) in that option, on an
+  (gptq.py: the clip search, the importance candidates, the GPTQ sweep, as
+  ``uc compress`` runs them; the incoherence transform where the tensor's
+  reference coding chose it) in that option, on an
   evenly strided sample of the tensor's rows (rows are independent for a
   fixed H, so the sum over a sample, scaled, estimates the whole), under the
   input Hessian H the tensor sees in the original model; and
@@ -132,18 +133,22 @@ def from_rows(rows: torch.Tensor, shape: tuple[int, ...], block_axis: int) -> to
     return rows.reshape(moved).movedim(-1, block_axis)
 
 
-def coded_rows(rows: torch.Tensor, option: Option, hessian: torch.Tensor | None, options: CompressOptions) -> torch.Tensor:
-    """The canonical reconstruction (float32) of ``rows`` coded by the real coder in ``option`` (blocks along axis 1)."""
+def coded_rows(rows: torch.Tensor, option: Option, hessian: torch.Tensor | None, options: CompressOptions,
+               incoherence: str | None = None) -> tuple[torch.Tensor, bool]:  # fmt: skip
+    """The canonical reconstruction (float32) of ``rows`` coded by the real coder in ``option`` (blocks along axis 1),
+    and whether it kept the incoherence transform. ``incoherence`` overrides the options' choice ("on"/"off")."""
     params = CodecParams(bits=option[0], block_size=option[1], block_axis=1, dtype=options.dtype)
     enc, codes = gptq_quantize(rows, params, hessian, damp=options.damp, act_order=options.act_order, seed=options.seed,
-                               incoherence=options.incoherence if hessian is not None else "off")  # fmt: skip
-    return reconstruct_from_codes(codes, enc.codebook, enc.scales, enc.params).to(torch.float32)
+                               incoherence=incoherence or options.incoherence)  # fmt: skip
+    rebuilt = reconstruct_from_codes(codes, enc.codebook, enc.scales, enc.params).to(torch.float32)
+    return rebuilt, enc.params.transform is not None
 
 
-def option_error(rows: torch.Tensor, option: Option, hessian: torch.Tensor | None, options: CompressOptions) -> float:
+def option_error(rows: torch.Tensor, option: Option, hessian: torch.Tensor | None, options: CompressOptions,
+                 incoherence: str | None = None) -> float:  # fmt: skip
     """tr(D H D^T) of the real coder's canonical reconstruction of ``rows`` in ``option`` (H = identity if None)."""
     h = prepared_hessian(hessian if hessian is not None else torch.eye(rows.shape[1]), options.damp)
-    return hessian_error(rows.to(torch.float32), coded_rows(rows, option, hessian, options), h)
+    return hessian_error(rows.to(torch.float32), coded_rows(rows, option, hessian, options, incoherence)[0], h)
 
 
 class KLProbe:
@@ -275,13 +280,14 @@ def estimate_tensor(probe: KLProbe, key: str, options: CompressOptions, option_l
     rows = as_rows(weight, role.block_axis).to(torch.float32)
     hessian = probe.hessian(key)
     with single_threaded():
-        coded = coded_rows(rows, REFERENCE_OPTION, hessian, options)
+        coded, rotated = coded_rows(rows, REFERENCE_OPTION, hessian, options)
         h = prepared_hessian(hessian if hessian is not None else torch.eye(rows.shape[1]), options.damp)
         error_reference = hessian_error(rows, coded, h)
     kl = probe.kl_increase(key, from_rows(coded, shape, role.block_axis).to(weight.dtype))
     sample, factor = sampled_rows(rows, 1)
     with single_threaded():
-        errors = {o: factor * option_error(sample, o, hessian, options) for o in option_list}
+        # the incoherence choice of the reference coding holds for the other options: one sweep per option, not two
+        errors = {o: factor * option_error(sample, o, hessian, options, "on" if rotated else "off") for o in option_list}
     coefficient = max(kl, MIN_COEFFICIENT_KL) / max(error_reference, 1e-30)
     return TensorEstimate(coefficient, kl, error_reference, errors)
 
