@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--layers", default="0,9,19,29", help="comma-separated block indices whose tensors are sampled")
     parser.add_argument("--options", default="3x128,6x32", help="BITSxBLOCK options to predict (not the reference one)")
     parser.add_argument("--windows", type=int, default=sens.KL_WINDOWS)
+    parser.add_argument("--tokens", type=int, default=sens.KL_SEQ_LEN, help="tokens per window (compress uses KL_SEQ_LEN)")
     parser.add_argument("--json", type=Path, help="write every pair's figures here")
     args = parser.parse_args()
     if not (args.model / "config.json").is_file():
@@ -75,6 +76,7 @@ def main() -> None:
 
     start = time.perf_counter()
     torch.manual_seed(0)
+    sens.KL_SEQ_LEN = args.tokens
     config = transformers.AutoConfig.from_pretrained(args.model)
     source = SafetensorsSource(args.model)
     roles = tensor_roles(source, config)
