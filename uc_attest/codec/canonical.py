@@ -34,7 +34,7 @@ import numpy as np
 
 from . import native
 from .bitpack import unpack_codes
-from .incoherence import check_transform, inverse_transform
+from .incoherence import check_transform, inverse_scale_exponent, inverse_transform, signs
 from .params import CodecParams
 
 DIGEST_DOMAIN = b"uc-attest/tensor-digest/v1\n"
@@ -152,6 +152,13 @@ def reconstruct_array(
         check_codec_state(cb, sc, shape, params)
         if params.transform is not None:  # the kernel's float32 products, then the transform and the rounding here
             products = native.decode(packed_codes, cb, sc, shape, params.model_copy(update={"dtype": "float32"}))
+            kernel = native.hadamard_kernel()
+            if kernel is not None and params.dtype == "bfloat16":  # transform and rounding fused, one pass
+                assert params.transform is not None
+                rounded = np.empty(products.size, dtype=np.uint16)
+                kernel(products, signs(params.transform.seed, shape[-1]), params.transform.size, shape[-1],
+                       float(2.0 ** -inverse_scale_exponent(params.transform.size)), rounded)  # fmt: skip
+                return rounded.reshape(shape)
             values = inverse_transform(products.reshape(shape), params)
             return round_float32_to(params.dtype, values)
         return native.decode(packed_codes, cb, sc, shape, params, out=out).reshape(shape)
