@@ -90,7 +90,10 @@ def _quantisation(manifest: PackManifest | None) -> dict[str, Any]:
         "quantization.effective_bits_per_weight": stats.effective_bits_per_weight,
         "quantization.quantized_params": stats.quantized_params, "quantization.passthrough_params": stats.passthrough_params,
         "quantization.codec_bytes": stats.codec_bytes, "quantization.reconstruction_dtype": ",".join(dtypes),
-        "quantization.reconstruction_rule": "codebook value x block scale: one float32 multiply, one rounding",
+        "quantization.reconstruction_rule": "codebook value x block scale: one float32 multiply, one rounding"
+        + (f"; {sum(t.codec is not None and t.codec.transform is not None for t in manifest.tensors)} tensors add a seeded "
+           "random-sign Hadamard transform before the rounding (elementwise float32, docs/FORMAT.md 1.1)"
+           if manifest.uses_transform() else ""),
         "model.source": manifest.model.source.name, "model.source_note": manifest.model.source.note or None,
     }  # fmt: skip
 

@@ -37,6 +37,8 @@ def uc_group() -> None:
 @click.option("--act-order/--no-act-order", default=True, show_default=True)
 @click.option("--refit-grid/--no-refit-grid", default=False, show_default=True,
               help="refit each tensor's codebook and block scales by least squares under the full Hessian, with new sweeps (slower)")
+@click.option("--incoherence", default="auto", show_default=True, type=click.Choice(["auto", "off"]),
+              help="auto: also code each map after a seeded random-sign Hadamard rotation of its inputs, keep the lower error")
 @click.option("--tune-epochs", default=0, show_default=True, type=click.IntRange(0, 100),
               help="epochs of tuning each block's codebooks, scales and biases against the full-precision outputs, codes fixed (0: off)")
 @click.option("--calibration-dtype", default="auto", show_default=True, type=click.Choice(["auto", "bfloat16", "float32"]),
@@ -47,7 +49,7 @@ def uc_group() -> None:
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...], block_size: int, block_size_for: tuple[str, ...],
                  target_bpw: float | None, dtype: str, method: str,
-                 calibration: Path | None, samples: int, seq_len: int, act_order: bool, refit_grid: bool, tune_epochs: int, calibration_dtype: str,
+                 calibration: Path | None, samples: int, seq_len: int, act_order: bool, refit_grid: bool, incoherence: str, tune_epochs: int, calibration_dtype: str,
                  resume: bool, source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
     """Compress MODEL_DIR (safetensors) into a pack at OUTPUT."""
     from ..compress.options import CompressOptions
@@ -63,7 +65,7 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
                               block_size_for=parse_glob_rule(block_size_for, "--block-size-for", "SIZE", 8, 4096),
                               target_bpw=target_bpw, dtype=dtype, method=method,  # type: ignore[arg-type]
                               calibration_file=calibration, samples=samples, seq_len=seq_len,
-                              act_order=act_order, refit_grid=refit_grid, tune_epochs=tune_epochs, calibration_dtype=calibration_dtype, resume=resume,  # type: ignore[arg-type]
+                              act_order=act_order, refit_grid=refit_grid, incoherence=incoherence, tune_epochs=tune_epochs, calibration_dtype=calibration_dtype, resume=resume,  # type: ignore[arg-type]
                               source_note=source_note)  # fmt: skip
     if not quiet:
         from ..estimate import compress_peak_bytes

@@ -390,6 +390,71 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     return result;
 }
 
+/*
+ * The incoherence transform's steps 1-4 (uc_attest/codec/incoherence.py, docs/FORMAT.md 1.1), in place on float32
+ * rows of `width` elements: per run of `size` elements, the butterfly stages h = 1, 2, ..., size/2 in this order
+ * (each pair: one float32 addition and one subtraction of the values before the update), then one multiply by the
+ * power of two `scale`, one by the sign of the position (+1.0 or -1.0), and every NaN set to 0x7FC00000. With an
+ * optional uint16 buffer, each result is also rounded once to bf16 into it (the canonical rounding). The numpy
+ * definition stays the reference; the tests hold both bit-identical.
+ */
+static PyObject *hadamard(PyObject *self, PyObject *args) {
+    Py_buffer values, signs, rounded = {0};
+    Py_ssize_t size, width;
+    float scale;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "w*y*nnf|w*", &values, &signs, &size, &width, &scale, &rounded)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t count = values.len / (Py_ssize_t)sizeof(float);
+    if (size < 2 || (size & (size - 1)) || width <= 0 || width % size || values.len % (Py_ssize_t)sizeof(float) ||
+        count % width || signs.len != width * (Py_ssize_t)sizeof(float) ||
+        (rounded.buf != NULL && rounded.len != count * (Py_ssize_t)sizeof(uint16_t))) {
+        PyErr_SetString(PyExc_ValueError, "bad hadamard parameters");
+    } else {
+        float *x = (float *)values.buf;
+        const float *sg = (const float *)signs.buf;
+        uint16_t *bf16 = (uint16_t *)rounded.buf; /* given: also the one rounding to bf16, fused */
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t r0 = 0; r0 < count; r0 += width) {
+            float *row = x + r0;
+            for (Py_ssize_t run = 0; run < width; run += size) {
+                float *v = row + run;
+                for (Py_ssize_t h = 1; h < size; h <<= 1) {
+                    for (Py_ssize_t i0 = 0; i0 < size; i0 += 2 * h) {
+                        for (Py_ssize_t k = 0; k < h; k++) {
+                            float a = v[i0 + k], b = v[i0 + k + h];
+                            v[i0 + k] = a + b;
+                            v[i0 + k + h] = a - b;
+                        }
+                    }
+                }
+            }
+            for (Py_ssize_t j = 0; j < width; j++) {
+                float w = (row[j] * scale) * sg[j];
+                if (w != w) {
+                    uint32_t nan = 0x7FC00000u;
+                    memcpy(&w, &nan, sizeof w);
+                }
+                row[j] = w;
+                if (bf16 != NULL) {
+                    bf16[r0 + j] = bf16_round(w);
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+        result = Py_None;
+        Py_INCREF(result);
+    }
+    PyBuffer_Release(&values);
+    PyBuffer_Release(&signs);
+    if (rounded.buf != NULL) {
+        PyBuffer_Release(&rounded);
+    }
+    return result;
+}
+
 static PyObject *vector_level_py(PyObject *self, PyObject *unused) {
     (void)self;
     (void)unused;
@@ -399,6 +464,7 @@ static PyObject *vector_level_py(PyObject *self, PyObject *unused) {
 static PyMethodDef methods[] = {
     {"vector_level", vector_level_py, METH_NOARGS, "Best vector path this CPU runs: 2 AVX-512 VBMI, 1 AVX2, 0 none."},
     {"decode", decode, METH_VARARGS, "Fused canonical reconstruction of packed codes (see the module source)."},
+    {"hadamard", hadamard, METH_VARARGS, "The incoherence transform in place on float32 rows (see the module source)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -5,7 +5,10 @@ The one rule the whole project rests on:
     w[..] = round_to(dtype, fp32(codebook[code[..]]) * fp32(scale[.. block ..]))
 
 one IEEE-754 float32 multiply, one round-to-nearest-even to the reconstruction
-dtype. Nothing is fused or reordered, so every IEEE machine produces the same
+dtype. A tensor whose codec names an incoherence ``transform`` (format 1.1)
+puts the float32 products through it before that one rounding: additions,
+subtractions and exact multiplies, elementwise in a fixed order
+(incoherence.py). Nothing is fused or reordered, so every IEEE machine produces the same
 bits; the compressor computes its final weights with this same function, so what
 the vendor measured is what the customer rebuilds.
 
@@ -31,6 +34,7 @@ import numpy as np
 
 from . import native
 from .bitpack import unpack_codes
+from .incoherence import check_transform, inverse_scale_exponent, inverse_transform, signs
 from .params import CodecParams
 
 DIGEST_DOMAIN = b"uc-attest/tensor-digest/v1\n"
@@ -63,6 +67,8 @@ def check_codec_state(codebook: np.ndarray, scales: np.ndarray, shape: Sequence[
         raise ValueError("scales must be float16")
     if tuple(scales.shape) != scales_shape(shape, params):
         raise ValueError(f"scales shape {tuple(scales.shape)} does not match {scales_shape(shape, params)}")
+    if params.transform is not None:
+        check_transform(params.transform, shape[params.block_axis])
 
 
 def round_float32_to_bfloat16_bits(values: np.ndarray) -> np.ndarray:
@@ -118,6 +124,8 @@ def reconstruct_codes_array(codes: np.ndarray, codebook: np.ndarray, scales: np.
     check_codec_state(np.asarray(codebook), scales16, shape, params)
     values = np.asarray(codebook)[codes.astype(np.uint8, copy=False)]  # float32 gather
     _multiply_blocks(values, scales16.astype(np.float32), params)  # float16 -> float32 is exact
+    if params.transform is not None:
+        values = inverse_transform(values, params)
     return round_float32_to(params.dtype, values)
 
 
@@ -142,6 +150,17 @@ def reconstruct_array(
     cb, sc = np.asarray(codebook), np.asarray(scales)
     if native.applies(params, shape):
         check_codec_state(cb, sc, shape, params)
+        if params.transform is not None:  # the kernel's float32 products, then the transform and the rounding here
+            products = native.decode(packed_codes, cb, sc, shape, params.model_copy(update={"dtype": "float32"}))
+            kernel = native.hadamard_kernel()
+            if kernel is not None and params.dtype == "bfloat16":  # transform and rounding fused, one pass
+                assert params.transform is not None
+                rounded = np.empty(products.size, dtype=np.uint16)
+                kernel(products, signs(params.transform.seed, shape[-1]), params.transform.size, shape[-1],
+                       float(2.0 ** -inverse_scale_exponent(params.transform.size)), rounded)  # fmt: skip
+                return rounded.reshape(shape)
+            values = inverse_transform(products.reshape(shape), params)
+            return round_float32_to(params.dtype, values)
         return native.decode(packed_codes, cb, sc, shape, params, out=out).reshape(shape)
     codes = unpack_codes(packed_codes, params.bits, math.prod(shape)).reshape(shape)
     return reconstruct_codes_array(codes, cb, sc, params)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -54,6 +54,13 @@ def vector_path() -> str:
 def applies(params: CodecParams, shape: Sequence[int]) -> bool:
     """The kernel covers blocks along the last axis and bf16/float32 output (every linear map uc_attest writes)."""
     return available() and len(shape) >= 1 and params.block_axis == len(shape) - 1 and params.dtype in _OUT_KIND
+
+
+def hadamard_kernel() -> Callable[..., None] | None:
+    """The kernel's in-place incoherence transform (incoherence.py's steps 1-4), or None (numpy path)."""
+    if not available():
+        return None
+    return getattr(_native, "hadamard", None)  # a kernel built before the transform existed lacks it
 
 
 def decode(packed: np.ndarray, codebook: np.ndarray, scales: np.ndarray, shape: Sequence[int], params: CodecParams,

@@ -362,7 +362,7 @@ class BlockCoder:
             coded = gptq_quantize_group(
                 [source.load(k) for k in ks], [params[k] for k in ks], h,
                 damp=self.options.damp, act_order=self.options.act_order, seed=self.options.seed,
-                refit=self.options.refit_grid,
+                refit=self.options.refit_grid, incoherence=self.options.incoherence,
             )  # fmt: skip
             for k, (enc, _) in zip(ks, coded):
                 out[k] = self._finish(k, enc)
@@ -521,6 +521,7 @@ def compress_calibrated(
         "act_order": options.act_order,
         "damp": options.damp,
         "refit_grid": options.refit_grid,
+        "incoherence": options.incoherence,
         "tune_epochs": options.tune_epochs,
         "compute_dtype": compute_dtype,
         "blocks": len(blocks),

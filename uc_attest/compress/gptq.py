@@ -28,6 +28,15 @@ change D is tr(D H D^T). The coder
 
 Block scales are fixed before step 3, so act-order never changes which scale a
 weight uses.
+
+With ``incoherence="auto"`` the group is also coded in the incoherence domain
+(codec/incoherence.py): every map's rows are rotated by a seeded random-sign
+block Hadamard transform, the coder runs unchanged on the rotated weights
+under the rotated Hessian ``M H M^T`` (the same objective, since the
+reconstruction is ``w = v M``), and each map keeps whichever coding has the
+lower Hessian error of its canonical reconstruction, transform included; the
+chosen transform is part of the map's codec parameters, so the manifest
+records it.
 """
 
 from __future__ import annotations
@@ -39,12 +48,15 @@ import torch
 
 from ..codec.codebook import learn_codebook, nearest_codes
 from ..codec.encoded import EncodedTensor
-from ..codec.params import CodecParams
-from ..codec.reconstruct import TORCH_DTYPES
+from ..codec.incoherence_torch import forward_transform, transform_hessian
+from ..codec.params import CodecParams, HadamardTransform
+from ..codec.reconstruct import TORCH_DTYPES, reconstruct_from_codes
 from .least_squares import refit_block_scales, refit_codebook
 
 CLIP_GRID = tuple(1.0 - 0.03 * i for i in range(9))  # 1.00 .. 0.76
 COLUMN_BLOCK = 128
+MIN_HADAMARD = 16  # below this a rotation mixes too few weights to flatten a row's outliers
+MAX_HADAMARD = 4096
 SCALE_REFITS = 3  # scale refits, with a new sweep between two (measured: 6 rounds gain nothing more)
 
 
@@ -139,6 +151,7 @@ def gptq_quantize_group(
     act_order: bool = True,
     seed: int = 0,
     refit: bool = False,
+    incoherence: str = "off",
 ) -> list[tuple[EncodedTensor, torch.Tensor]]:
     """Encode 2-D weights that read the same input (one Hessian) with error feedback.
 
@@ -146,10 +159,59 @@ def gptq_quantize_group(
     (q, k, v; gate, up) are stacked along their rows and swept once; each keeps
     its own codebook and scales. ``hessian`` is the input second moment over the
     block axis (None: identity, i.e. nearest-entry coding after the same scale
-    and codebook search). Returns (encoded, unpacked codes) per weight.
+    and codebook search). ``incoherence``: "off"; "auto" to also code the
+    group in the incoherence domain and keep, per weight, the coding with the
+    lower Hessian error (see the module docstring); "on" to code it only there
+    (where the width allows a transform and there is a Hessian). Returns (encoded, unpacked
+    codes) per weight.
     """
     with single_threaded():
-        return _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit)
+        if incoherence not in ("off", "auto", "on"):
+            raise ValueError(f"incoherence must be 'off', 'auto' or 'on', not {incoherence!r}")
+        transform = hadamard_for_width(int(weights[0].shape[params[0].block_axis]), seed)
+        if incoherence == "off" or hessian is None or transform is None:
+            return _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit)
+        rotated = _gptq_quantize_group(
+            [forward_transform(w, transform, p.block_axis) for w, p in zip(weights, params, strict=True)],
+            [p.model_copy(update={"transform": transform}) for p in params], transform_hessian(hessian, transform),
+            damp, act_order, seed, refit,
+        )  # fmt: skip
+        if incoherence == "on":
+            return rotated
+        plain = _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit)
+        h = prepared_hessian(hessian, damp)
+        return [min(pair, key=lambda coded: canonical_error(w, p.block_axis, coded, h))
+                for w, p, pair in zip(weights, params, zip(plain, rotated, strict=True), strict=True)]  # fmt: skip
+
+
+def hadamard_for_width(width: int, seed: int) -> HadamardTransform | None:
+    """The transform the coder tries for an input width: the largest power of 4 dividing it (orthonormal, exact scaling).
+
+    A power of 4 makes the reconstruction's normalisation 2**-(m/2) exactly
+    1/sqrt(size); widths with no such factor of at least MIN_HADAMARD get none.
+    """
+    size = 1
+    while size * 4 <= MAX_HADAMARD and width % (size * 4) == 0:
+        size *= 4
+    return HadamardTransform(size=size, seed=seed) if size >= MIN_HADAMARD else None
+
+
+def prepared_hessian(hessian: torch.Tensor, damp: float) -> torch.Tensor:
+    """The Hessian the coder's objective uses (float64): dead inputs given unit weight, plus relative damping."""
+    h = hessian.to(torch.float64).clone()
+    dead = h.diagonal() <= 0
+    h[dead, dead] = 1.0
+    h += damp * float(h.diagonal().mean()) * torch.eye(h.shape[0], dtype=torch.float64)
+    return h
+
+
+def canonical_error(weight: torch.Tensor, block_axis: int, coded: tuple[EncodedTensor, torch.Tensor], h: torch.Tensor) -> float:
+    """Hessian error of the canonical reconstruction (transform and rounding included) against the original weight."""
+    enc, codes = coded
+    rebuilt = reconstruct_from_codes(codes, enc.codebook, enc.scales, enc.params).to(torch.float32)
+    if block_axis == 0:
+        return hessian_error(weight.to(torch.float32).t(), rebuilt.t(), h)
+    return hessian_error(weight.to(torch.float32), rebuilt, h)
 
 
 def _gptq_quantize_group(
@@ -161,7 +223,8 @@ def _gptq_quantize_group(
     seed: int,
     refit: bool,
 ) -> list[tuple[EncodedTensor, torch.Tensor]]:
-    dtype = TORCH_DTYPES[params[0].dtype]
+    # in the incoherence domain the one rounding comes after the inverse transform: the coder sees float32 products
+    dtype = torch.float32 if params[0].transform is not None else TORCH_DTYPES[params[0].dtype]
     mats = []
     for weight, p in zip(weights, params, strict=True):
         if weight.ndim != 2:
@@ -171,10 +234,7 @@ def _gptq_quantize_group(
     if any(m.shape[1] != cols for m in mats) or any(p.block_size != params[0].block_size for p in params):
         raise ValueError("weights of one group must share their input dimension and block size")
     block = params[0].block_size
-    h = torch.eye(cols, dtype=torch.float64) if hessian is None else hessian.to(torch.float64).clone()
-    dead = h.diagonal() <= 0
-    h[dead, dead] = 1.0
-    h += damp * float(h.diagonal().mean()) * torch.eye(cols, dtype=torch.float64)
+    h = prepared_hessian(torch.eye(cols, dtype=torch.float64) if hessian is None else hessian, damp)
     diag = h.diagonal().clone()
     hinv = None
     perm = torch.argsort(diag, descending=True, stable=True) if act_order else torch.arange(cols)
@@ -348,6 +408,7 @@ def gptq_quantize(
     act_order: bool = True,
     seed: int = 0,
     refit: bool = False,
+    incoherence: str = "off",
 ) -> tuple[EncodedTensor, torch.Tensor]:
     """One weight: see :func:`gptq_quantize_group`."""
-    return gptq_quantize_group([weight], [params], hessian, damp, act_order, seed, refit)[0]
+    return gptq_quantize_group([weight], [params], hessian, damp, act_order, seed, refit, incoherence)[0]

@@ -36,6 +36,9 @@ class CompressOptions(BaseModel):
     # least-squares refit of codebook and block scales under the full Hessian, with new sweeps (gptq._refine_grid):
     # never worse on the coder's objective; off by default because it costs coding time (see docs/COMPRESSION.md)
     refit_grid: bool = False
+    # incoherence processing (codec/incoherence.py): "auto" also codes each calibrated map in the random-sign Hadamard
+    # domain and keeps, per map, whichever canonical reconstruction has the lower Hessian error (gptq.py); "off": never
+    incoherence: Literal["auto", "off"] = "auto"
     # epochs of tuning each coded block's codebooks, scales and biases against the full-precision model's outputs,
     # codes fixed (compress/tune.py); 0 = off. Kept per block only if it lowers that block's output error.
     tune_epochs: int = Field(0, ge=0, le=100)

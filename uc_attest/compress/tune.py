@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..codec.encoded import EncodedTensor
+from ..codec.incoherence_torch import inverse_transform
 from ..codec.reconstruct import expand_scales, reconstruct_from_codes
 
 CODEBOOK_LR = 1e-4  # Adam step for codebook entries (block-normalised units, about [-1, 1])
@@ -65,8 +66,10 @@ class TuneResult:
 
 
 def _differentiable_weight(codes: torch.Tensor, codebook: torch.Tensor, scales: torch.Tensor, enc: EncodedTensor) -> torch.Tensor:
-    """codebook[code] * scale in float32, the canonical formula before its final rounding, with gradients."""
-    return codebook[codes] * expand_scales(scales, enc.shape, enc.params)
+    """codebook[code] * scale in float32 (then the incoherence transform, if any): the canonical formula before its
+    final rounding, with gradients."""
+    products = codebook[codes] * expand_scales(scales, enc.shape, enc.params)
+    return products if enc.params.transform is None else inverse_transform(products, enc.params)
 
 
 @contextlib.contextmanager

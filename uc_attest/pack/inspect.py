@@ -34,6 +34,7 @@ class InspectSummary(BaseModel):
     codings: dict[str, int] = {}
     target_bpw: float | None = None  # the cap --target-bpw gave, when the allocation was chosen by the compressor
     tensor_codings: dict[str, str] = {}  # each quantized tensor's "B bits / block S", from its own codec parameters
+    transformed_tensors: int = 0  # quantized tensors whose reconstruction includes the incoherence transform (format 1.1)
 
 
 def summarize(pack: Pack) -> InspectSummary:
@@ -67,6 +68,7 @@ def summarize(pack: Pack) -> InspectSummary:
         codings=dict(sorted(Counter(tensor_codings.values()).items(), key=lambda kv: _coding_order(kv[0]))),
         target_bpw=float(target) if isinstance(target, (int, float)) and not isinstance(target, bool) else None,
         tensor_codings=tensor_codings,
+        transformed_tensors=sum(t.codec is not None and t.codec.transform is not None for t in q),
     )
 
 
@@ -93,6 +95,8 @@ def format_summary(s: InspectSummary) -> str:
         lines.append(f"allocation        chosen per tensor by measured sensitivity under --target-bpw {s.target_bpw:g}")
     if len(s.codings) > 1 or s.target_bpw is not None:
         lines.append(f"codings           {', '.join(f'{n} x {c}' for c, n in s.codings.items())} (per tensor: --json)")
+    if s.transformed_tensors:
+        lines.append(f"incoherence       {s.transformed_tensors} of {s.quantized_tensors} tensors rotated (random-sign Hadamard)")
     lines += [
         f"pack size         {s.pack_bytes:,} bytes",
         f"manifest sha256   {s.manifest_sha256}",

@@ -19,12 +19,27 @@ from .paths import check_relative_path
 
 FORMAT_NAME: Final = "uc-pack"
 FORMAT_VERSION = "1.0"
+# the minor version that added the codec's incoherence ``transform``; a pack using it declares at least this
+TRANSFORM_FORMAT_VERSION = "1.1"
 SUPPORTED_MAJOR = 1
 MANIFEST_NAME = "ucpack.json"
 
 _TENSOR_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,300}$")
 
 Dim = Annotated[int, Field(ge=0, le=1 << 40)]
+
+
+def _minor(version: str) -> int:
+    return int(version.split(".")[1])
+
+
+def _uses_transform(tensor: "TensorEntry") -> bool:
+    return tensor.codec is not None and tensor.codec.transform is not None
+
+
+def format_version_for(tensors: list[TensorEntry]) -> str:
+    """The lowest version that describes ``tensors``: 1.0 unless one uses the transform (so older packs keep their bytes)."""
+    return TRANSFORM_FORMAT_VERSION if any(_uses_transform(t) for t in tensors) else FORMAT_VERSION
 
 
 class Strict(BaseModel):
@@ -86,6 +101,9 @@ class TensorEntry(Strict):
                 raise ValueError(f"{self.name}: block_axis out of range")
             if self.codec.dtype != self.dtype:
                 raise ValueError(f"{self.name}: codec dtype differs from tensor dtype")
+            transform = self.codec.transform
+            if transform is not None and self.shape[self.codec.block_axis] % transform.size:
+                raise ValueError(f"{self.name}: hadamard size {transform.size} does not divide the block axis length")
         else:
             if self.codec is not None or not isinstance(self.storage, PassthroughStorage):
                 raise ValueError(f"{self.name}: a passthrough tensor has no codec and one storage key")
@@ -157,6 +175,8 @@ class PackManifest(Strict):
         names = [t.name for t in self.tensors]
         if len(set(names)) != len(names):
             raise ValueError("a tensor is listed twice")
+        if self.uses_transform() and _minor(self.format_version) < 1:
+            raise ValueError(f"a tensor uses the incoherence transform, which needs format_version {TRANSFORM_FORMAT_VERSION} or later")
         known = set(paths)
         if self.model.config_file not in known:
             raise ValueError("the config file is not among the pack's files")
@@ -164,6 +184,9 @@ class PackManifest(Strict):
             if t.storage.file not in known:
                 raise ValueError(f"{t.name}: storage file {t.storage.file!r} is not among the pack's files")
         return self
+
+    def uses_transform(self) -> bool:
+        return any(_uses_transform(t) for t in self.tensors)
 
     def file(self, path: str) -> FileEntry:
         for f in self.files:

@@ -173,10 +173,11 @@ class TensorJobs:
 
 
 def _rows_per_group(entry: TensorEntry) -> int:
-    """Rows (along axis 0) per reconstruction group: byte-aligned codes, whole scale rows."""
+    """Rows (along axis 0) per reconstruction group: byte-aligned codes, whole scale rows, whole transform runs."""
     assert entry.codec is not None
     row = math.prod(entry.shape[1:]) if len(entry.shape) > 1 else 1
-    align = 8 if entry.codec.block_axis != 0 else math.lcm(8, entry.codec.block_size)
+    transform = entry.codec.transform  # a transform along axis 0 mixes runs of its size: a group holds whole runs
+    align = 8 if entry.codec.block_axis != 0 else math.lcm(8, entry.codec.block_size, transform.size if transform else 1)
     rows = max(align, (GROUP_ELEMENTS // max(1, row)) // align * align)
     return rows
 

@@ -21,6 +21,7 @@ from ..codec.encoded import EncodedTensor
 from ..codec.reconstruct import DTYPE_NAMES, tensor_digest
 from .manifest import (
     MANIFEST_NAME,
+    format_version_for,
     CompressionInfo,
     FileEntry,
     ModelInfo,
@@ -123,7 +124,9 @@ class PackWriter:
         for kind in list(self._open):
             self._close(kind)
         bpw = (self.codec_bytes * 8 / self.quantized_params) if self.quantized_params else 0.0
+        tensors = sorted(self.tensors, key=lambda t: t.name)
         manifest = PackManifest(
+            format_version=format_version_for(tensors),
             producer=Producer(version=version),
             model=model,
             compression=compression,
@@ -134,7 +137,7 @@ class PackWriter:
                 effective_bits_per_weight=round(bpw, 6),
             ),
             files=sorted(self.files, key=lambda f: f.path),
-            tensors=sorted(self.tensors, key=lambda t: t.name),
+            tensors=tensors,
         )
         data = dumps_canonical(manifest.model_dump(mode="json"))
         with open(self.root / MANIFEST_NAME, "wb") as handle:

@@ -1,0 +1,75 @@
+"""The incoherence transform in torch: the canonical inverse (bit-identical to incoherence.py) and the encoder's side.
+
+``inverse_transform`` is the reconstruction's steps 1-4 (see incoherence.py)
+as torch operations on float32: out-of-place, so autograd can differentiate
+through it (block tuning) and it runs on any device. The tests hold it
+bit-identical to the numpy definition and to the golden vectors.
+
+``forward_transform`` and ``transform_hessian`` are the encoder's side, free
+to use any precision: the coder codes ``v = forward(w)`` under the Hessian
+``M H M^T`` of the transformed inputs, where ``w = v M`` is the inverse.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .incoherence import check_transform, inverse_scale_exponent, log2_size, signs
+from .params import CodecParams, HadamardTransform
+
+
+def _butterfly(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The unnormalised Sylvester Hadamard along the last axis, runs of ``size``, stages h = 1, 2, ... in order."""
+    shape = x.shape
+    runs = x.reshape(-1, size)
+    h = 1
+    while h < size:
+        pairs = runs.reshape(runs.shape[0], size // (2 * h), 2, h)
+        low, high = pairs[:, :, 0, :], pairs[:, :, 1, :]
+        runs = torch.stack((low + high, low - high), dim=2).reshape(-1, size)
+        h *= 2
+    return runs.reshape(shape)
+
+
+def sign_tensor(transform: HadamardTransform, width: int, device: torch.device | str = "cpu",
+                dtype: torch.dtype = torch.float32) -> torch.Tensor:  # fmt: skip
+    return torch.from_numpy(signs(transform.seed, width)).to(device=device, dtype=dtype)
+
+
+def inverse_transform(values: torch.Tensor, params: CodecParams) -> torch.Tensor:
+    """The canonical steps 1-4 on float32 products along ``params.block_axis`` (float32 out, same device)."""
+    transform = params.transform
+    assert transform is not None
+    axis = params.block_axis
+    width = values.shape[axis]
+    check_transform(transform, width)
+    x = values.to(torch.float32).movedim(axis, -1)
+    if x.numel() == 0:
+        return x.movedim(-1, axis)
+    x = _butterfly(x.contiguous(), transform.size)
+    x = x * torch.tensor(2.0 ** -inverse_scale_exponent(transform.size), dtype=torch.float32, device=x.device)
+    x = x * sign_tensor(transform, width, x.device)
+    x = torch.where(torch.isnan(x), torch.tensor(float("nan"), dtype=torch.float32, device=x.device).abs(), x)
+    return x.movedim(-1, axis)
+
+
+def forward_transform(weight: torch.Tensor, transform: HadamardTransform, axis: int) -> torch.Tensor:
+    """The values the coder codes (float64 arithmetic, float32 out): 2**-floor(m/2) * H_b (signs * w) along ``axis``.
+
+    Its exact inverse is ``inverse_transform`` up to float32 rounding.
+    """
+    x = weight.to(torch.float64).movedim(axis, -1)
+    check_transform(transform, x.shape[-1])
+    x = x * sign_tensor(transform, x.shape[-1], x.device, torch.float64)
+    x = _butterfly(x.contiguous(), transform.size) * 2.0 ** -(log2_size(transform.size) // 2)
+    return x.to(torch.float32).movedim(-1, axis)
+
+
+def transform_hessian(hessian: torch.Tensor, transform: HadamardTransform) -> torch.Tensor:
+    """``M H M^T`` (float64) for the inverse map ``w = v M``, M = 2**-ceil(m/2) H_b D: the Hessian of the coded values."""
+    width = hessian.shape[0]
+    check_transform(transform, width)
+    d = sign_tensor(transform, width, hessian.device, torch.float64)
+    h = hessian.to(torch.float64) * d[:, None] * d[None, :]
+    h = _butterfly(_butterfly(h.contiguous(), transform.size).t().contiguous(), transform.size).t()
+    return h * 4.0 ** -inverse_scale_exponent(transform.size)
