@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from reference_codec import ref_digest, ref_reconstruct, ref_signs
+from support.reference_codec import ref_digest, ref_reconstruct, ref_signs
 from uc_attest.codec import CodecParams, pack_codes
 from uc_attest.codec.incoherence import signs
 from uc_attest.codec.incoherence_torch import forward_transform, inverse_transform, transform_hessian

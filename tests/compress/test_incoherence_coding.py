@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from helpers import fast_options
-from tiny_models import make_tiny_model
+from support.calibration import fast_options
+from support.models import make_tiny_model
 from uc_attest import load_model
 from uc_attest.codec.params import CodecParams
 from uc_attest.codec.reconstruct import tensor_digest

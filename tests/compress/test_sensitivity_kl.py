@@ -7,8 +7,8 @@ import pytest
 import torch
 import transformers
 
-from helpers import fast_options
-from tiny_models import make_tiny_model
+from support.calibration import fast_options
+from support.models import make_tiny_model
 from uc_attest.compress import sensitivity as sens
 from uc_attest.compress.pipeline import tensor_roles
 from uc_attest.evaluate.source import SafetensorsSource

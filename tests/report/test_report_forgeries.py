@@ -285,11 +285,9 @@ def test_same_renderer_version_but_other_pages_is_refused(site: Path, monkeypatc
 
 
 def test_keyless_verdict_with_another_renderer_says_its_pages_are_not_bound(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import sys
     from datetime import datetime, timezone
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "attest"))
-    from fake_sigstore import FakeSigstore
+    from support.fake_sigstore import FakeSigstore
 
     from uc_attest.check.results import load_results
     from uc_attest.check.vsa import build_vsa_statement
@@ -334,11 +332,12 @@ def test_attachments_are_read_from_the_signed_revision(site: Path) -> None:
 
 def test_genuine_report_verifies_in_a_fresh_process(site: Path) -> None:
     """Without pyHanko imported first (it registers CMS attribute names in asn1crypto), as an auditor runs it."""
-    import os
     import subprocess
     import sys
 
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")) if p))
+    from support.paths import child_env
+
+    env = child_env()
     proc = subprocess.run(
         [str(Path(sys.executable).parent / "attest"), "verify-report", str(site / "report.pdf"), "--key", str(site / "vendor.pub"), "--customer-key", str(site / "customer.pub")],
         capture_output=True, text=True, env=env, timeout=600,
