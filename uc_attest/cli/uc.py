@@ -177,16 +177,21 @@ def inspect_cmd(pack: Path, as_json: bool) -> None:
 @click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2, 1 << 20))
 @click.option("--max-windows", type=click.IntRange(1, 1 << 30))
 @click.option("--compute-dtype", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16"]))
+@click.option("--reference", type=click.Path(path_type=Path), metavar="MODEL_DIR",
+              help="also measure KL(reference || MODEL) per token (mean, 99th percentile) and the reference's perplexity "
+                   "on the same windows (a model directory or a pack, same tokenizer)")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", is_flag=True)
 @evaluation_options
-def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, max_windows: int | None,
+def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, max_windows: int | None, reference: Path | None,
              compute_dtype: str, as_json: bool, quiet: bool, streaming: bool, device: str) -> None:  # fmt: skip
     """Perplexity of MODEL (a pack or a model directory) over non-overlapping windows.
 
     A pack is verified first (one pass) and measured from the verified bytes.
+    With --reference, the KL divergence of MODEL's next-token distribution from
+    the reference's at every predicted position, beside both perplexities.
     """
-    from ..evaluate.measure import measure_any, resolve_device
+    from ..evaluate.measure import measure_against_reference, measure_any, resolve_device
     from ..evaluate.text import default_eval_text, read_text_file
     from ..evaluate.tokens import load_token_file, tokenize_text
 
@@ -199,6 +204,21 @@ def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, 
         if not model.exists():
             raise click.UsageError(f"no such model or pack: {model}")
         ids = tokenize_text(model, body)
+    if reference is not None:
+        if not reference.is_dir():
+            raise click.UsageError(f"no such reference model or pack: {reference}")
+        compared = measure_against_reference(model, reference, ids, seq_len=seq_len, max_windows=max_windows, progress=not quiet,
+                                             streaming=streaming, device=resolve_device(device), compute_dtype=compute_dtype)  # fmt: skip
+        if as_json:
+            click.echo(json.dumps(compared.result.model_dump(mode="json") | {"kl": compared.kl.model_dump(mode="json")}))
+            return
+        r, kl = compared.result, compared.kl
+        click.echo(f"perplexity {r.perplexity:.4f} over {r.windows} windows, {r.tokens} tokens "
+                   f"({r.method}, {r.compute_dtype}, {r.seconds:.1f} s)")
+        click.echo(f"reference  {kl.reference_perplexity:.4f} ({kl.reference}); ratio {kl.perplexity_ratio:.4f}")
+        click.echo(f"KL(reference || model) mean {kl.mean:.6f} nats/token, p99 {kl.p99:.6f}, max {kl.max:.4f} "
+                   f"over {kl.tokens} tokens ({kl.method})")  # fmt: skip
+        return
     result = measure_any(model, ids, seq_len=seq_len, max_windows=max_windows, compute_dtype=compute_dtype, progress=not quiet,
                          streaming=streaming, device=resolve_device(device)).result  # fmt: skip
     if as_json:
