@@ -25,14 +25,17 @@ from ..safe_io import read_regular_file
 from .text import default_calibration_text, default_eval_text
 
 LICENCE_DIR = Path("/usr/share/common-licenses")
+INFO_DIR = Path("/usr/share/info")
 DOC_DIR = Path("/usr/share/doc")
 LICENCE_SOURCE_NAME = "licence texts of /usr/share/common-licenses (deduplicated paragraphs)"
+INFO_SOURCE_NAME = "GNU info manuals of /usr/share/info (prose paragraphs, deduplicated)"
 CALIBRATION_SOURCE_NAME = "python-stdlib-docstrings (calibration split) + /usr/share/doc prose"
 SHINGLE_WORDS = 8  # a calibration paragraph sharing this many consecutive words with an evaluation text is dropped
 DOC_NAMES = re.compile(r"^(readme|news|changes|faq|history|.*\.(txt|md|rst))(\.gz)?$", re.IGNORECASE)
 NOT_PROSE = re.compile(r"copyright|licen[cs]e|copying|changelog", re.IGNORECASE)
 PARAGRAPHS_PER_FILE = 40  # at most this many paragraphs from one documentation file, so that no package dominates
 MAX_FILE_BYTES = 1 << 20
+NOT_INFO_PROSE = re.compile(r"^(File: |\* |INFO-DIR|START-INFO|END-INFO|Tag Table|This is .*\.info)", re.MULTILINE)
 MAX_PARAGRAPH_CHARS = 4000  # longer "paragraphs" are files without blank lines (tables, logs), not prose
 
 
@@ -59,6 +62,40 @@ def licence_eval_text() -> str:
             for para in _paragraphs(text):
                 seen.setdefault(_normalised(para), para)
     return "\n\n".join(seen.values())
+
+
+@functools.lru_cache(maxsize=1)
+def info_eval_text() -> str:
+    """A third evaluation domain: the prose of the GNU info manuals (technical English), each paragraph once; '' where absent.
+
+    Neither docstrings nor licences: command-line manuals (coreutils, find,
+    diffutils, ...). Only prose paragraphs are kept (no menus, node headers or
+    examples), in file-name order; the calibration mix shares no run of
+    SHINGLE_WORDS words with it.
+    """
+    seen: set[str] = set()
+    per_file: list[list[str]] = []
+    if INFO_DIR.is_dir():
+        for path in sorted(INFO_DIR.iterdir()):
+            if path.is_symlink() or not path.is_file() or ".info" not in path.name:
+                continue
+            kept = []
+            for para in _paragraphs(_read_doc(path).replace("\x1f", "\n\n")):
+                key = _normalised(para)
+                if key in seen or not _is_prose(para) or NOT_INFO_PROSE.search(para) or NOT_PROSE.search(para):
+                    continue
+                seen.add(key)
+                kept.append(para)
+            if kept:
+                per_file.append(kept)
+    # round-robin over the manuals, so that any prefix of windows samples all of them
+    longest = max((len(f) for f in per_file), default=0)
+    return "\n\n".join(f[i] for i in range(longest) for f in per_file if i < len(f))
+
+
+def evaluation_texts() -> list[str]:
+    """Every built-in evaluation text: what no calibration paragraph may overlap."""
+    return [default_eval_text(), licence_eval_text(), info_eval_text()]
 
 
 def _words(text: str) -> list[str]:
@@ -129,8 +166,9 @@ def _capped(paragraphs: Iterable[str], limit: int) -> list[str]:
 @functools.lru_cache(maxsize=1)
 def calibration_mix_text() -> str:
     """Docstring calibration split and documentation prose (at most as many characters), never overlapping either evaluation text."""
-    forbidden = shingles(default_eval_text()) | shingles(licence_eval_text())
-    eval_paragraphs = {_normalised(p) for p in _paragraphs(default_eval_text() + "\n\n" + licence_eval_text(), 1)}
+    texts = evaluation_texts()
+    forbidden = set().union(*(shingles(t) for t in texts))
+    eval_paragraphs = {_normalised(p) for p in _paragraphs("\n\n".join(texts), 1)}
     docstrings = [p for p in _paragraphs(default_calibration_text()) if not overlaps(p, forbidden)]
     budget = sum(len(p) for p in docstrings)
     per_file: list[list[str]] = []
