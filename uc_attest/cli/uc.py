@@ -40,6 +40,9 @@ def uc_group() -> None:
               help="epochs of tuning each block's codebooks, scales and biases against the full-precision outputs, codes fixed (0: off)")
 @click.option("--calibration-dtype", default="auto", show_default=True, type=click.Choice(["auto", "bfloat16", "float32"]),
               help="dtype of the block replays (auto: bfloat16 where the CPU multiplies bf16 natively, else float32)")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+              help="where blocks, activations, Hessians, the GPTQ sweep and the tuning run, one block resident "
+                   "(auto: the first CUDA device when there is one); the reconstruction is the canonical one on any device")
 @click.option("--resume", is_flag=True, help="continue an interrupted compression from its last completed block")
 @click.option("--source-note", default="", help="free text about the source weights, recorded in the manifest")
 @click.option("--force", is_flag=True, help="replace an existing output pack")
@@ -47,10 +50,11 @@ def uc_group() -> None:
 def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...], block_size: int, block_size_for: tuple[str, ...],
                  target_bpw: float | None, dtype: str, method: str,
                  calibration: Path | None, samples: int, seq_len: int, act_order: bool, refit_grid: bool, tune_epochs: int, calibration_dtype: str,
-                 resume: bool, source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
+                 device: str, resume: bool, source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
     """Compress MODEL_DIR (safetensors) into a pack at OUTPUT."""
     from ..compress.options import CompressOptions
     from ..compress.pipeline import compress_model
+    from ..evaluate.measure import resolve_device
     from ..pack.inspect import format_summary, summarize
     from ..pack.reader import open_pack
 
@@ -63,7 +67,7 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
                               target_bpw=target_bpw, dtype=dtype, method=method,  # type: ignore[arg-type]
                               calibration_file=calibration, samples=samples, seq_len=seq_len,
                               act_order=act_order, refit_grid=refit_grid, tune_epochs=tune_epochs, calibration_dtype=calibration_dtype, resume=resume,  # type: ignore[arg-type]
-                              source_note=source_note)  # fmt: skip
+                              device=resolve_device(device) if method == "calibrated" else "cpu", source_note=source_note)  # fmt: skip
     compress_model(model_dir, out, options, progress=not quiet, overwrite=force)
     click.echo(format_summary(summarize(open_pack(out))))
     click.echo(f"wrote {out}")

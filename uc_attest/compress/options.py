@@ -42,6 +42,9 @@ class CompressOptions(BaseModel):
     # "auto": bfloat16 where the CPU multiplies bf16 natively, else float32 (see calibrated.resolve_calibration_dtype)
     calibration_dtype: Literal["auto", "bfloat16", "float32"] = "auto"
     resume: bool = False
+    # where blocks, activations, Hessians, the GPTQ sweep and the tuning run (resolved: "cpu" or "cuda:N"; the CLI's
+    # --device auto picks). Codes may differ by device; the canonical reconstruction of whatever codes result does not.
+    device: str = Field("cpu", pattern=r"^(cpu|cuda:\d+)$")
     shard_bytes: int = 256 * 1024 * 1024
     source_note: str = ""
     seed: int = 0
