@@ -18,7 +18,10 @@ def uc_group() -> None:
 
 @uc_group.command("compress")
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="pack directory to create")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), help="pack directory to create")
+@click.option("--reproduce", "reproduce", type=click.Path(path_type=Path), metavar="PACK",
+              help="instead of writing a pack: rebuild PACK from MODEL_DIR with the options its manifest records and compare "
+                   "every byte (REPRODUCE: PASS, or FAIL and exit 1)")
 @click.option("--bits", default=5, show_default=True, type=click.IntRange(2, 8))
 @click.option("--bits-for", "bits_for", multiple=True, metavar="GLOB=BITS",
               help="code width for the checkpoint tensors matching GLOB (repeatable; a tensor matched by globs of different widths is refused)")
@@ -43,6 +46,8 @@ def uc_group() -> None:
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
               help="where blocks, activations, Hessians, the GPTQ sweep and the tuning run, one block resident "
                    "(auto: the first CUDA device when there is one); the reconstruction is the canonical one on any device")
+@click.option("--threads", type=click.IntRange(1, 4096),
+              help="intra-op threads, pinned for the whole run and recorded (default: torch's; the same bytes need the same count)")
 @click.option("--resume", is_flag=True, help="continue an interrupted compression from its last completed block")
 @click.option("--source-note", default="", help="free text about the source weights, recorded in the manifest")
 @click.option("--force", is_flag=True, help="replace an existing output pack")
@@ -50,8 +55,14 @@ def uc_group() -> None:
 def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...], block_size: int, block_size_for: tuple[str, ...],
                  target_bpw: float | None, dtype: str, method: str,
                  calibration: Path | None, samples: int, seq_len: int, act_order: bool, refit_grid: bool, tune_epochs: int, calibration_dtype: str,
-                 device: str, resume: bool, source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
-    """Compress MODEL_DIR (safetensors) into a pack at OUTPUT."""
+                 device: str, threads: int | None, resume: bool, source_note: str, force: bool, quiet: bool,
+                 reproduce: Path | None) -> None:  # fmt: skip
+    """Compress MODEL_DIR (safetensors) into a pack at OUTPUT (or, with --reproduce PACK, rebuild PACK and compare)."""
+    if reproduce is not None:
+        _reproduce(model_dir, reproduce, calibration, quiet)
+        return
+    if out is None:
+        raise click.UsageError("give -o/--output PACK (or --reproduce PACK)")
     from ..compress.options import CompressOptions
     from ..compress.pipeline import compress_model
     from ..evaluate.measure import resolve_device
@@ -67,10 +78,36 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
                               target_bpw=target_bpw, dtype=dtype, method=method,  # type: ignore[arg-type]
                               calibration_file=calibration, samples=samples, seq_len=seq_len,
                               act_order=act_order, refit_grid=refit_grid, tune_epochs=tune_epochs, calibration_dtype=calibration_dtype, resume=resume,  # type: ignore[arg-type]
-                              device=resolve_device(device) if method == "calibrated" else "cpu", source_note=source_note)  # fmt: skip
+                              device=resolve_device(device) if method == "calibrated" else "cpu", threads=threads,
+                              source_note=source_note)  # fmt: skip
     compress_model(model_dir, out, options, progress=not quiet, overwrite=force)
     click.echo(format_summary(summarize(open_pack(out))))
     click.echo(f"wrote {out}")
+
+
+REPRODUCE_ALLOWS = {"model_dir", "reproduce", "calibration", "quiet"}
+
+
+def _reproduce(model_dir: Path, pack: Path, calibration: Path | None, quiet: bool) -> None:
+    """``--reproduce PACK``: every other option comes from PACK's manifest, so giving one is a usage error."""
+    from ..compress.reproduce import reproduce_pack
+
+    ctx = click.get_current_context()
+    given = sorted(name for name in ctx.params if name not in REPRODUCE_ALLOWS
+                   and ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None))  # fmt: skip
+    if given:
+        raise click.UsageError(f"--reproduce takes its options from the pack's manifest; not also {', '.join(given)} "
+                               "(only --calibration FILE, where the recorded calibration file is elsewhere)")  # fmt: skip
+    result = reproduce_pack(model_dir, pack, calibration, progress=not quiet)
+    click.echo(f"pack manifest     sha256:{result.pack_manifest_sha256}")
+    if result.rebuilt_manifest_sha256 is not None:
+        click.echo(f"rebuilt manifest  sha256:{result.rebuilt_manifest_sha256}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    for failure in result.failures:
+        click.echo(f"FAIL: {failure}")
+    click.echo("REPRODUCE: PASS" if result.passed else "REPRODUCE: FAIL")
+    exit_with(0 if result.passed else 1)
 
 
 def parse_glob_rule(specs: tuple[str, ...], flag: str, name: str, low: int, high: int) -> dict[str, int]:

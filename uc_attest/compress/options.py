@@ -48,6 +48,9 @@ class CompressOptions(BaseModel):
     shard_bytes: int = 256 * 1024 * 1024
     source_note: str = ""
     seed: int = 0
+    # intra-op threads of the compression (None: torch's default, resolved and recorded before any work): float
+    # reductions are split by thread, so the same bytes need the same count (RebuildRecipe.threads)
+    threads: int | None = Field(None, ge=1, le=4096)
 
     @field_validator("bits_for", "block_size_for")
     @classmethod
