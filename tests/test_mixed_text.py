@@ -47,3 +47,10 @@ def test_overlap_check_finds_a_quoted_run() -> None:
     forbidden = mixed_text.shingles("This program is distributed in the hope that it will be useful, but WITHOUT ANY WARRANTY")
     assert mixed_text.overlaps("As the README says: this program is distributed in the hope that it will be useful.", forbidden)
     assert not mixed_text.overlaps("An unrelated paragraph about calibration windows and tokens per batch.", forbidden)
+
+
+def test_calibration_mix_has_code_from_the_calibration_split_only() -> None:
+    mix = mixed_text.calibration_mix_text().split("\n\n")
+    code = [p for p in mix if p.startswith(("def ", "class ", "async def "))]
+    assert len(code) > 0.02 * len(mix)
+    assert mixed_text.CALIBRATION_SOURCE_NAME.endswith("python-stdlib code (calibration split)")

@@ -80,7 +80,12 @@ ALGORITHM = "gptq-codebook-v1"
 # -- calibration data ---------------------------------------------------------------------------
 
 
-def calibration_stream(model_dir: Path, options: CompressOptions, vocab_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+CalibrationStream = tuple[torch.Tensor, dict[str, Any]]
+"""The calibration text as one int64 token stream, and where it came from: tokenised once per compression and shared
+by the sensitivity measurement (--target-bpw) and the coder (compress_model builds it)."""
+
+
+def calibration_stream(model_dir: Path, options: CompressOptions, vocab_size: int) -> CalibrationStream:
     """The whole calibration text as one int64 token stream, and where it came from."""
     if options.calibration_file is not None:
         text = read_text_file(options.calibration_file)
@@ -105,9 +110,11 @@ def calibration_stream(model_dir: Path, options: CompressOptions, vocab_size: in
     return ids.reshape(-1), info
 
 
-def calibration_ids(model_dir: Path, options: CompressOptions, vocab_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
-    """[samples, seq_len] int64 windows evenly spaced over the calibration text."""
-    ids, info = calibration_stream(model_dir, options, vocab_size)
+def calibration_ids(model_dir: Path, options: CompressOptions, vocab_size: int,
+                    stream: CalibrationStream | None = None) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
+    """[samples, seq_len] int64 windows evenly spaced over the calibration text (``stream``: already tokenised)."""
+    ids, info = stream if stream is not None else calibration_stream(model_dir, options, vocab_size)
+    info = dict(info)
     available = ids.numel() // options.seq_len
     if available < 1:
         raise UsageError(f"the calibration text has {ids.numel()} tokens, fewer than one window of {options.seq_len}")
@@ -423,6 +430,7 @@ def compress_calibrated(
     options: CompressOptions,
     out_path: Path,
     progress: bool = True,
+    stream: CalibrationStream | None = None,
 ) -> dict[str, str | int | float | bool]:
     start_time = time.perf_counter()
     _determinism(options.seed)
@@ -435,7 +443,7 @@ def compress_calibrated(
     prefix, blocks = find_blocks(model)
     block_keys, outside = split_block_keys(source, mapper, prefix, len(blocks))
 
-    ids, info = calibration_ids(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
+    ids, info = calibration_ids(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16), stream)
     batch = max(1, min(ids.shape[0], TOKENS_PER_BATCH // options.seq_len))
     chunks = [c.to(device) for c in ids.split(batch)]
     fingerprint = hashlib.sha256(json.dumps({

@@ -77,10 +77,15 @@ def _compress_model(model_dir: Path, out: str | Path, options: CompressOptions, 
         raise UnreadableInputError(f"config.json is not a transformers config: {exc}") from exc
     roles = tensor_roles(source, config)
     allocation: dict[str, str | int | float | bool] = {}
+    stream = None
+    if options.method == "calibrated":  # one calibration session: the text tokenised once, for sensitivity and coder alike
+        from .calibrated import calibration_stream
+
+        stream = calibration_stream(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
     if options.target_bpw is not None:
         from .target import allocate_for_target  # the measurement is only imported where it is used
 
-        options, allocation = allocate_for_target(model_dir, source, config, roles, options, Path(out), progress)
+        options, allocation = allocate_for_target(model_dir, source, config, roles, options, Path(out), progress, stream)
     for key, role in roles.items():  # a --bits-for or --block-size-for rule that claims a tensor twice fails now, not mid-way
         if role.quantize:
             codec_params(key, role, options)
@@ -92,7 +97,7 @@ def _compress_model(model_dir: Path, out: str | Path, options: CompressOptions, 
         if options.method == "calibrated":
             from .calibrated import compress_calibrated
 
-            calibration = compress_calibrated(model_dir, source, config, roles, writer, options, Path(out), progress) | allocation
+            calibration = compress_calibrated(model_dir, source, config, roles, writer, options, Path(out), progress, stream) | allocation
         else:
             for key in tqdm(source.keys(), desc="compress", unit="tensor", disable=not progress):
                 role = roles[key]

@@ -201,7 +201,7 @@ def _head_gradient(model: nn.Module, blocks: nn.ModuleList, ids: torch.Tensor, l
 
 def measure_sensitivity(
     model_dir: Path, source: SafetensorsSource, config: Any, roles: dict[str, TensorRole], options: CompressOptions,
-    work_parent: Path, progress: bool = True,
+    work_parent: Path, progress: bool = True, stream: tuple[torch.Tensor, dict[str, Any]] | None = None,
 ) -> Sensitivity:  # fmt: skip
     """Fisher-weighted coding damage of every quantized tensor inside the decoder blocks, in every option."""
     from tqdm import tqdm
@@ -221,10 +221,12 @@ def measure_sensitivity(
     mapper = CheckpointKeyMapper(model)
     prefix, blocks = find_blocks(model)
     block_keys, outside = split_block_keys(source, mapper, prefix, len(blocks))
-    stream, _ = calibration_stream(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
-    coded = min(options.samples, stream.numel() // options.seq_len)  # the coder's windows (calibration_ids)
-    windows, held_out = held_out_windows(stream, options.seq_len, coded, SENSITIVITY_WINDOWS)
-    del stream
+    if stream is None:  # the compression's own tokenised calibration text, when given (tokenised once per run)
+        stream = calibration_stream(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
+    ids = stream[0]
+    coded = min(options.samples, ids.numel() // options.seq_len)  # the coder's windows (calibration_ids)
+    windows, held_out = held_out_windows(ids, options.seq_len, coded, SENSITIVITY_WINDOWS)
+    del ids
 
     outside_modules = materialise_outside(model, blocks, source, outside, roles, dtype)
     chunks = list(windows.split(1))

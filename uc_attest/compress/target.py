@@ -30,7 +30,7 @@ from ..evaluate.source import SafetensorsSource
 
 def allocate_for_target(
     model_dir: Path, source: SafetensorsSource, config: Any, roles: dict[str, TensorRole], options: CompressOptions,
-    out: Path, progress: bool = True,
+    out: Path, progress: bool = True, stream: Any = None,
 ) -> tuple[CompressOptions, dict[str, str | int | float | bool]]:  # fmt: skip
     """The options with the allocation filled in, and what to record about it in the pack's compression info."""
     target = options.target_bpw
@@ -44,7 +44,7 @@ def allocate_for_target(
     budget = target * sum(numel.values())
     _refuse_unreachable(target, {k: (tuple(source.shape(k)), r.block_axis) for k, r in quantized.items() if r.block_axis is not None},
                         sum(numel.values()))  # fmt: skip
-    measured = measure_sensitivity(model_dir, source, config, roles, options, out.resolve().parent, progress)
+    measured = measure_sensitivity(model_dir, source, config, roles, options, out.resolve().parent, progress, stream)
     fixed = sum(option_cost_bits(tuple(source.shape(k)), codec_params(k, r, options)) for k, r in quantized.items()
                 if k not in measured.damage)  # fmt: skip
     lowest = fixed + sum(min(c.values()) for c in measured.cost_bits.values())

@@ -29,7 +29,9 @@ INFO_DIR = Path("/usr/share/info")
 DOC_DIR = Path("/usr/share/doc")
 LICENCE_SOURCE_NAME = "licence texts of /usr/share/common-licenses (deduplicated paragraphs)"
 INFO_SOURCE_NAME = "GNU info manuals of /usr/share/info (prose paragraphs, deduplicated)"
-CALIBRATION_SOURCE_NAME = "python-stdlib-docstrings (calibration split) + /usr/share/doc prose"
+CALIBRATION_SOURCE_NAME = "python-stdlib-docstrings (calibration split) + /usr/share/doc prose + python-stdlib code (calibration split)"
+CODE_SHARE = 0.5  # characters of code in the calibration mix, relative to the docstrings'
+MAX_CODE_CHARS = 3000  # a longer function or class is cut at a line boundary below this
 SHINGLE_WORDS = 8  # a calibration paragraph sharing this many consecutive words with an evaluation text is dropped
 DOC_NAMES = re.compile(r"^(readme|news|changes|faq|history|.*\.(txt|md|rst))(\.gz)?$", re.IGNORECASE)
 NOT_PROSE = re.compile(r"copyright|licen[cs]e|copying|changelog", re.IGNORECASE)
@@ -153,6 +155,14 @@ def _interleaved(streams: list[list[str]]) -> list[str]:
     return [p for _, _, p in sorted(keyed, key=lambda t: (t[0], t[1]))]
 
 
+def _spread(units: list[str], limit: int) -> list[str]:
+    """Every k-th unit (k so that they fit in ``limit`` characters), from all over the list rather than its first files."""
+    total = sum(len(u) for u in units)
+    if total <= limit or not units:
+        return units
+    return _capped(units[:: -(-total // max(1, limit))], limit)
+
+
 def _capped(paragraphs: Iterable[str], limit: int) -> list[str]:
     out, total = [], 0
     for p in paragraphs:
@@ -163,9 +173,53 @@ def _capped(paragraphs: Iterable[str], limit: int) -> list[str]:
     return out
 
 
+def _code_units() -> list[str]:
+    """Functions and classes of the standard library's calibration-split files, docstrings and blank lines removed, in file order.
+
+    Code is a domain of its own (identifiers, operators, indentation) that
+    neither evaluation text is; only files of the calibration split are read
+    (text._is_eval), so no evaluation docstring's file contributes.
+    """
+    import ast
+    import warnings
+
+    from .text import _is_eval, _stdlib_files
+
+    units: list[str] = []
+    for rel, path in _stdlib_files():
+        if _is_eval(rel):
+            continue
+        try:
+            source = path.read_text(encoding="utf-8")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(source)
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            doc = ast.get_docstring(node, clean=False)
+            segment = ast.get_source_segment(source, node) or ""
+            if doc:
+                segment = segment.replace(doc, "", 1)
+            lines = [line for line in segment.splitlines() if line.strip() and line.strip() not in ('""""""', "")]
+            text = "\n".join(lines)
+            if len(text) > MAX_CODE_CHARS:
+                text = text[: text.rfind("\n", 0, MAX_CODE_CHARS)]
+            if len(text) >= 80:
+                units.append(text)
+    return units
+
+
 @functools.lru_cache(maxsize=1)
 def calibration_mix_text() -> str:
-    """Docstring calibration split and documentation prose (at most as many characters), never overlapping either evaluation text."""
+    """Docstring calibration split, documentation prose and standard-library code, never overlapping any evaluation text.
+
+    Documentation prose takes at most as many characters as the docstrings,
+    code at most CODE_SHARE of them; the three are interleaved so that windows
+    evenly spaced over the mix see all of them (calibrated.calibration_ids).
+    """
     texts = evaluation_texts()
     forbidden = set().union(*(shingles(t) for t in texts))
     eval_paragraphs = {_normalised(p) for p in _paragraphs("\n\n".join(texts), 1)}
@@ -187,5 +241,7 @@ def calibration_mix_text() -> str:
             per_file.append(kept)
     # round-robin over files (first paragraph of every file, then the second, ...) until the budget is spent
     docs = _capped((f[i] for i in range(PARAGRAPHS_PER_FILE) for f in per_file if i < len(f)), budget)
-    paragraphs = [p for p in _interleaved([docstrings, docs] if docs else [docstrings]) if _normalised(p) not in eval_paragraphs]
+    code = _spread([u for u in dict.fromkeys(_code_units()) if not overlaps(u, forbidden)], int(budget * CODE_SHARE))
+    streams = [stream for stream in (docstrings, docs, code) if stream]
+    paragraphs = [p for p in _interleaved(streams) if _normalised(p) not in eval_paragraphs]
     return "\n\n".join(paragraphs)
