@@ -13,7 +13,12 @@ pack is measured on the same windows of the three evaluation domains:
 perplexity ratio and KL(original || pack) per token, mean and 99th
 percentile (uc_attest.evaluate.kl, the new tree's code for both packs).
 
-    python bench/compress_time.py --old /tmp/old9c3 [--model DIR] [--target-bpw 5.3] [--samples 128] [--eval-windows 40]
+With ``--layers N`` both trees compress a copy of the model cut to its first N
+decoder blocks (the real weights of those blocks, embeddings and head; config
+``num_hidden_layers`` = N): the same per-block work at a fraction of the time,
+for a busy machine; quality is then not measured (the cut model is not the model).
+
+    python bench/compress_time.py --old /tmp/old9c3 [--model DIR] [--target-bpw 5.3] [--samples 128] [--eval-windows 40] [--layers N]
 """
 
 from __future__ import annotations
@@ -74,6 +79,30 @@ def quality(model: Path, pack: Path, windows: int) -> dict[str, dict[str, float]
     return out
 
 
+def truncated(model: Path, layers: int, target: Path) -> Path:
+    """A copy of ``model`` with only its first ``layers`` decoder blocks (tensors ``*.layers.K.*`` with K >= layers dropped)."""
+    import re
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for path in model.iterdir():
+        if path.suffix == ".safetensors":
+            tensors = {k: v for k, v in load_file(str(path)).items()
+                       if not (m := re.search(r"\.layers\.(\d+)\.", k)) or int(m.group(1)) < layers}  # fmt: skip
+            save_file(tensors, str(target / path.name), metadata={"format": "pt"})
+        elif path.name == "config.json":
+            config = json.loads(path.read_text())
+            config["num_hidden_layers"] = layers
+            (target / path.name).write_text(json.dumps(config, indent=1))
+        elif path.is_file():
+            shutil.copy(path, target / path.name)
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", type=Path, required=True, help="the old source tree (a git worktree of the earlier commit)")
@@ -83,6 +112,7 @@ def main() -> None:
     parser.add_argument("--eval-windows", type=int, default=40, help="0: no quality measurement")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "compress-time")
     parser.add_argument("--only", choices=("old", "new"), help="time one tree only")
+    parser.add_argument("--layers", type=int, help="compress the model cut to its first N decoder blocks (no quality measured)")
     args = parser.parse_args()
     if not (args.model / "config.json").is_file():
         from uc_attest.demo_model import materialize_smollm2
@@ -91,10 +121,13 @@ def main() -> None:
     from uc_attest.evaluate.mixed_text import calibration_mix_text
 
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.layers:
+        args.model = truncated(args.model, args.layers, args.work / f"model-{args.layers}-layers")
+        args.eval_windows = 0
     calibration = args.work / "calibration.txt"
     calibration.write_text(calibration_mix_text(), encoding="utf-8")
-    results: dict[str, object] = {"model": str(args.model), "target_bpw": args.target_bpw, "samples": args.samples,
-                                  "cpu_count": os.cpu_count()}  # fmt: skip
+    results: dict[str, object] = {"model": str(args.model), "layers": args.layers, "target_bpw": args.target_bpw,
+                                  "samples": args.samples, "cpu_count": os.cpu_count()}  # fmt: skip
     for label, tree in (("old", args.old.resolve()), ("new", ROOT)):
         if args.only and label != args.only:
             continue
