@@ -62,7 +62,9 @@ class KlResult(BaseModel):
 def token_kl(reference_logits: torch.Tensor, model_logits: torch.Tensor) -> torch.Tensor:
     """Per-position KL(reference || model) [positions] of two [positions, vocab] logit tensors (float32)."""
     if reference_logits.shape != model_logits.shape:
-        raise ValueError(f"the reference's logits {tuple(reference_logits.shape)} and the model's {tuple(model_logits.shape)} "
+        from ..errors import UsageError
+
+        raise UsageError(f"the reference's logits {tuple(reference_logits.shape)} and the model's {tuple(model_logits.shape)} "
                          "differ: the two models do not share a vocabulary")  # fmt: skip
     ref = torch.log_softmax(reference_logits.to(torch.float32), dim=-1)
     mod = torch.log_softmax(model_logits.to(torch.float32).to(ref.device), dim=-1)
