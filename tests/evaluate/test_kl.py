@@ -90,3 +90,10 @@ def test_cli_reports_kl_and_refuses_a_missing_reference(model_and_pack: tuple[Pa
     assert doc["kl"]["windows"] == 3 and len(doc["kl"]["per_window"]) == 3 and doc["kl"]["mean"] > 0
     missing = uc_inprocess("eval", str(pack), "--tokens", str(tokens), "--seq-len", "24", "--reference", str(tmp_path / "nope"))
     assert missing.returncode == 2 and "reference" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_models_of_different_vocabularies_are_a_usage_error() -> None:
+    from uc_attest.errors import UsageError
+
+    with pytest.raises(UsageError, match="vocabulary"):
+        token_kl(torch.zeros(3, 10), torch.zeros(3, 12))
