@@ -46,7 +46,8 @@ def compress(tree: Path, model: Path, out: Path, args: argparse.Namespace, calib
     load_before = os.getloadavg()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    # cwd = the tree: ``python -c`` puts the working directory before PYTHONPATH on sys.path
+    done = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -60,6 +61,7 @@ def compress(tree: Path, model: Path, out: Path, args: argparse.Namespace, calib
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "bpw": manifest["stats"]["effective_bits_per_weight"],
         "manifest_sha256_prefix": __import__("hashlib").sha256((out / "ucpack.json").read_bytes()).hexdigest()[:16],
+        "manifest_has_rebuild_recipe": "rebuild" in manifest["compression"],  # which tree's code really ran
     }
 
 
