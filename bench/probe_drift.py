@@ -68,9 +68,9 @@ def prepare(work: Path, windows: int) -> dict[str, Path]:
 
 
 def prepare_tiny(work: Path) -> dict[str, Path]:
-    """The probe tests' delivery: a two-layer Llama trained briefly on a short text (tests/probe/probe_helpers.py), seq_len 32."""
-    sys.path.insert(0, str(ROOT / "tests" / "probe"))
-    from probe_helpers import build_delivery
+    """The probe tests' delivery: a two-layer Llama trained briefly on a short text (tests/support/probe.py), seq_len 32."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.probe import build_delivery
 
     if work.exists():
         shutil.rmtree(work)

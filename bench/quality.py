@@ -1,11 +1,12 @@
 """Quality benchmark: uc_attest against peer quantizers on the same text and windows.
 
-Causal LM (SmolLM2-135M by default): perplexity over 40 windows x 512 tokens of
-the built-in evaluation text (default_eval_text(), disjoint from the calibration
-text), tokenised with the model's tokenizer, evaluated with
-uc_attest.evaluate.perplexity.evaluate_tokens in float32, for the baseline, our
-packs at 5 and 4 bits (calibrated, plus the data-free codec) and peers whose
-weights are dequantised into the same model. Encoder (all-MiniLM-L6-v2): mean
+Causal LM (SmolLM2-135M by default): perplexity and KL(baseline || method) per
+token (mean, 99th percentile) over 40 windows x 512 tokens of each of three
+domains (the built-in evaluation text, the licence texts, the GNU info manuals;
+none overlaps the calibration text), tokenised with the model's tokenizer,
+evaluated in float32, for the baseline, our packs (calibrated, data-free,
+--target-bpw) and peers whose weights are dequantised into the same model:
+every method on every domain. Encoder (all-MiniLM-L6-v2): mean
 cosine similarity (and the worst) of mean-pooled sentence embeddings, original vs
 compressed, over evaluation sentences.
 
@@ -29,9 +30,9 @@ import json
 import os
 import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uc_attest.evaluate.perplexity import evaluate_tokens  # noqa: E402
 from uc_attest.evaluate.text import default_calibration_text, default_eval_text  # noqa: E402
 from uc_attest.pack.manifest import MANIFEST_NAME  # noqa: E402
 
@@ -151,55 +151,117 @@ def save_cache(cache: dict[str, Row]) -> None:
     CACHE.write_text(json.dumps(cache, indent=1, sort_keys=True))
 
 
-def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, reuse: dict[int, tuple[Path, float | None]] | None = None, skip_calibrated: bool = False) -> list[Row]:
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
-    from uc_attest.evaluate.loading import load_model_dir, load_pack_model
-    from uc_attest.evaluate.tokens import tokenize_text
+@dataclass(frozen=True)
+class Domain:
+    """An evaluation text: its key in the cache and tables, its description, and the text."""
 
-    text = default_eval_text()
-    ids = tokenize_text(model_dir, text)
-    digest = hashlib.sha256(ids.numpy().tobytes()).hexdigest()[:16]
+    key: str
+    about: str
+    text: Callable[[], str]
+
+
+def domains() -> list[Domain]:
+    from uc_attest.evaluate.mixed_text import info_eval_text, licence_eval_text
+
+    return [
+        Domain("in-domain", "built-in evaluation text (standard-library docstrings, disjoint from the calibration split)", default_eval_text),
+        Domain("licence", "licence texts of /usr/share/common-licenses (English legal prose), each paragraph once", licence_eval_text),
+        Domain("info", "GNU info manuals of /usr/share/info (technical English prose), each paragraph once", info_eval_text),
+    ]
+
+
+class Scorer:
+    """Perplexity and KL(baseline || model) per token on one domain's windows; the baseline's logits are recomputed per row.
+
+    Every row of a domain runs on the same windows (float32, batch 1); the
+    baseline is held once in memory, and only one window's logits of each
+    model exist at a time (uc_attest.evaluate.kl).
+    """
+
+    def __init__(self, model_dir: Path, domain: Domain, windows: int) -> None:
+        from uc_attest.evaluate.loading import load_model_dir
+        from uc_attest.evaluate.perplexity import windows_of
+        from uc_attest.evaluate.tokens import tokenize_text
+
+        self.domain = domain
+        ids = tokenize_text(model_dir, domain.text())
+        self.windows = windows_of(ids, 512, windows)
+        self.digest = hashlib.sha256(self.windows.numpy().tobytes()).hexdigest()[:16]
+        self._model_dir = model_dir
+        self._baseline: torch.nn.Module | None = None
+        self.load_model_dir = load_model_dir
+
+    def __call__(self, model: torch.nn.Module) -> Row:
+        from uc_attest.evaluate.kl import compare_logits
+        from uc_attest.evaluate.perplexity import whole_model_logits
+
+        if self._baseline is None:
+            self._baseline = self.load_model_dir(self._model_dir)
+        result, reference, kl = compare_logits(self.windows, whole_model_logits(model, self.windows, progress=False),
+                                               whole_model_logits(self._baseline, self.windows, progress=False),
+                                               reference_label="baseline", compute_dtype="float32")  # fmt: skip
+        return {"ppl": result.perplexity, "kl_mean": kl.mean, "kl_p99": kl.p99, "baseline_ppl": reference.perplexity,
+                "eval_windows": result.windows}  # fmt: skip
+
+
+def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, reuse: dict[int, tuple[Path, float | None]] | None = None,
+            skip_calibrated: bool = False) -> dict[str, list[Row]]:  # fmt: skip
+    """Every method's row on every domain (peers included): bits per weight, perplexity, ratio, KL mean and p99."""
     cache = {} if fresh else load_cache()
+    made: dict[str, Row] = {}  # what a method's model costs (bpw, seconds), once per run, shared by the domains
+    redone: set[str] = set()  # cache keys recomputed in this run (--only)
+    out: dict[str, list[Row]] = {}
+    for domain in domains():
+        if not domain.text():
+            out[domain.key] = [{"method": domain.key, "bpw": None, "ppl": None, "note": "not run: the text is absent here"}]
+            continue
+        print(f"domain {domain.key}", file=sys.stderr, flush=True)
+        out[domain.key] = domain_rows(model_dir, Scorer(model_dir, domain, windows), cache, made, redone, only, reuse or {}, skip_calibrated)
+    return out
 
-    def evaluate(model: torch.nn.Module) -> float:
-        return evaluate_tokens(model, ids, 512, windows, progress=False).perplexity
+
+def domain_rows(model_dir: Path, evaluate: Scorer, cache: dict[str, Row], made: dict[str, Row], redone: set[str], only: set[str] | None,
+                reuse: dict[int, tuple[Path, float | None]], skip_calibrated: bool) -> list[Row]:  # fmt: skip
+    from uc_attest.compress.options import CompressOptions
+    from uc_attest.evaluate.loading import load_model_dir, load_pack_model
+
+    windows = int(evaluate.windows.shape[0])
 
     def cached(method: str, run: Callable[[], Row], identity: str = "") -> Row:
-        """``identity`` tells apart rows of one label made from different inputs (a reused pack's manifest digest)."""
-        key = f"{model_dir.name}|{method}|{digest}|{windows}" + (f"|{identity}" if identity else "")
-        if only is not None and method not in only and key in cache:
-            return cache[key]
-        if key not in cache or (only is not None and method in only):
+        """``identity`` tells apart rows of one label made from different inputs (a pack's manifest digest)."""
+        key = f"{model_dir.name}|{method}|{evaluate.digest}|{windows}|kl" + (f"|{identity}" if identity else "")
+        if key not in cache or (only is not None and method in only and key not in redone):
+            redone.add(key)
             start = time.perf_counter()
             row = run()
             row.setdefault("seconds", round(time.perf_counter() - start, 1))
             row["method"] = method
             cache[key] = row
             save_cache(cache)
-            print(f"  {method}: {row}", file=sys.stderr, flush=True)
-        return cache[key]
+            print(f"  {evaluate.domain.key} {method}: {row}", file=sys.stderr, flush=True)
+        made.setdefault(method, cache[key])
+        return dict(cache[key])
 
-    rows: list[Row] = []
-    base = cached("baseline (bf16)", lambda: {"bpw": 16.0, "ppl": evaluate(load_model_dir(model_dir))})
-    rows.append(base)
+    def kept_pack(method: str, options: Any) -> Row:
+        """A uc_attest pack kept in build/quality-packs (made once per run, evaluated on every domain)."""
+        from uc_attest.compress.pipeline import compress_model
 
-    def ours(bits: int, method: str) -> Row:
-        with tempfile.TemporaryDirectory() as tmp:
+        path = pack_path(method)
+        if method not in made or not (path / MANIFEST_NAME).is_file():
+            TARGET_PACKS.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
-            manifest = compress_model(model_dir, Path(tmp) / "pack", CompressOptions(bits=bits, method=method), progress=False)  # type: ignore[arg-type]
-            seconds = time.perf_counter() - start
-            ppl = evaluate(load_pack_model(Path(tmp) / "pack"))
-        return {"bpw": manifest.stats.effective_bits_per_weight, "ppl": ppl, "seconds": round(seconds, 1)}
+            manifest = compress_model(model_dir, path, options, progress=True, overwrite=True)
+            made[method] = {"bpw": manifest.stats.effective_bits_per_weight, "seconds": round(time.perf_counter() - start, 1)}
+        digest = hashlib.sha256((path / MANIFEST_NAME).read_bytes()).hexdigest()[:16]
+        return evaluate(load_pack_model(path)) | made[method] | {"manifest": digest}
 
-    reuse = reuse or {}
+    rows: list[Row] = [cached("baseline (bf16)", lambda: {"bpw": 16.0} | evaluate(load_model_dir(model_dir)))]
 
     def reused(path: Path, seconds: float | None) -> Row:
         """A pack made elsewhere with the defaults (e.g. by `make demo`), evaluated the same way."""
         from uc_attest.pack.reader import open_pack
 
-        manifest = open_pack(path).manifest
-        row: Row = {"bpw": manifest.stats.effective_bits_per_weight, "ppl": evaluate(load_pack_model(path))}
+        row: Row = {"bpw": open_pack(path).manifest.stats.effective_bits_per_weight} | evaluate(load_pack_model(path))
         if seconds is not None:
             row["seconds"] = seconds
         return row
@@ -210,22 +272,20 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
             path, secs = reuse[bits]
             manifest_digest = hashlib.sha256((path / MANIFEST_NAME).read_bytes()).hexdigest()[:16]
             rows.append(cached(reused_name(path, bits), lambda p=path, t=secs: reused(p, t), manifest_digest))
-            key = f"{model_dir.name}|{name}|{digest}|{windows}"
-            if key in cache:  # the uniform pack of the same width, measured earlier, for comparison
-                rows.append(cache[key])
         elif not skip_calibrated:
-            rows.append(cached(name, lambda b=bits: ours(b, "calibrated")))
-        rows.append(cached(f"uc_attest data-free {bits}-bit", lambda b=bits: ours(b, "datafree")))
-
+            rows.append(cached(name, lambda b=bits, n=name: kept_pack(n, CompressOptions(bits=b))))
+        label = f"uc_attest data-free {bits}-bit"
+        rows.append(cached(label, lambda b=bits, n=label: kept_pack(n, CompressOptions(bits=b, method="datafree"))))
     for target in TARGETS:
-        rows.append(cached(target_label(target), lambda t=target: target_row(model_dir, t, evaluate)))
+        label = target_label(target)
+        rows.append(cached(label, lambda t=target, n=label: kept_pack(n, CompressOptions(target_bpw=t))))
 
     def peer(quant: Callable[[torch.Tensor], torch.Tensor], bpw: float) -> Row:
         model = load_model_dir(model_dir)
         start = time.perf_counter()
         apply_peer(model, quant)
         seconds = time.perf_counter() - start
-        return {"bpw": bpw, "ppl": evaluate(model), "seconds": round(seconds, 1)}
+        return {"bpw": bpw, "seconds": round(seconds, 1)} | evaluate(model)
 
     rows.append(cached("RTN int5 /64", lambda: peer(rtn(5), 5.25)))
     rows.append(cached("RTN int4 /64", lambda: peer(rtn(4), 4.25)))
@@ -238,6 +298,7 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
     rows += llmcompressor_lm_rows(model_dir, cached, evaluate)
     for name, reason in not_run().items():
         rows.append({"method": name, "bpw": None, "ppl": None, "seconds": None, "note": f"not run: {reason}"})
+    base = rows[0]
     for row in rows:
         if row.get("ppl") is not None:
             row["ratio"] = float(row["ppl"]) / float(base["ppl"])  # type: ignore[arg-type]
@@ -245,85 +306,15 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
 
 
 TARGETS = (5.3, 4.3)  # uc compress --target-bpw rows (the issue's two targets)
-TARGET_PACKS = ROOT / "build" / "quality-packs"  # kept, so that the out-of-domain table evaluates the very same packs
+TARGET_PACKS = ROOT / "build" / "quality-packs"  # kept, so that every domain evaluates the very same packs
 
 
 def target_label(target: float) -> str:
     return f"uc_attest calibrated --target-bpw {target}"
 
 
-def target_pack(target: float) -> Path:
-    return TARGET_PACKS / f"target-{target}.ucpack"
-
-
-def target_row(model_dir: Path, target: float, evaluate: Callable[[torch.nn.Module], float]) -> Row:
-    """Compress with `uc compress --target-bpw` defaults into a kept pack; wall time is the compression's."""
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
-    from uc_attest.evaluate.loading import load_pack_model
-
-    TARGET_PACKS.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    manifest = compress_model(model_dir, target_pack(target), CompressOptions(target_bpw=target), progress=True, overwrite=True)
-    seconds = time.perf_counter() - start
-    digest = hashlib.sha256((target_pack(target) / MANIFEST_NAME).read_bytes()).hexdigest()[:16]
-    return {"bpw": manifest.stats.effective_bits_per_weight, "ppl": evaluate(load_pack_model(target_pack(target))),
-            "seconds": round(seconds, 1), "manifest": digest}  # fmt: skip
-
-
-def ood_rows(model_dir: Path, windows: int, in_domain: list[Row]) -> list[Row]:
-    """Rows on the out-of-domain text (licence texts): the baseline and the --target-bpw packs kept by lm_rows.
-
-    Other methods' rows appear when bench/cache/quality.json holds them for
-    this text; the rest are listed as not measured on it.
-    """
-    from uc_attest.evaluate.loading import load_model_dir, load_pack_model
-    from uc_attest.evaluate.mixed_text import licence_eval_text
-    from uc_attest.evaluate.tokens import tokenize_text
-
-    text = licence_eval_text()
-    if not text:
-        return [{"method": "out-of-domain text", "bpw": None, "ppl": None, "note": "not run: /usr/share/common-licenses is absent"}]
-    ids = tokenize_text(model_dir, text)
-    digest = hashlib.sha256(ids.numpy().tobytes()).hexdigest()[:16]
-    cache = load_cache()
-
-    def measured(method: str, identity: str, load: Callable[[], torch.nn.Module]) -> Row:
-        key = f"{model_dir.name}|{method}|{digest}|{windows}" + (f"|{identity}" if identity else "")
-        if key not in cache:
-            start = time.perf_counter()
-            cache[key] = {"method": method, "ppl": evaluate_tokens(load(), ids, 512, windows, progress=False).perplexity,
-                          "eval_seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
-            save_cache(cache)
-            print(f"  out-of-domain {method}: {cache[key]}", file=sys.stderr, flush=True)
-        return dict(cache[key])
-
-    rows = []
-    base = measured("baseline (bf16)", "", lambda: load_model_dir(model_dir)) | {"bpw": 16.0}
-    for row in in_domain:
-        method = str(row["method"])
-        if method == "baseline (bf16)":
-            continue
-        key = f"{model_dir.name}|{method}|{digest}|{windows}"
-        if method in {target_label(t) for t in TARGETS} and "manifest" in row and target_pack_matches(row):
-            target = float(method.rsplit(" ", 1)[1])
-            rows.append(measured(method, str(row["manifest"]), lambda t=target: load_pack_model(target_pack(t))) | {"bpw": row["bpw"], "seconds": row.get("seconds")})
-        elif key in cache:
-            rows.append(dict(cache[key]) | {"bpw": row.get("bpw")})
-        elif row.get("ppl") is not None:
-            rows.append({"method": method, "bpw": row.get("bpw"), "ppl": None, "note": "not measured on this text"})
-    rows = [base] + rows
-    for row in rows:
-        if row.get("ppl") is not None:
-            row["ratio"] = float(row["ppl"]) / float(base["ppl"])  # type: ignore[arg-type]
-    return rows
-
-
-def target_pack_matches(row: Row) -> bool:
-    """The kept pack is the one the in-domain row measured (same manifest digest)."""
-    target = float(str(row["method"]).rsplit(" ", 1)[1])
-    path = target_pack(target) / MANIFEST_NAME
-    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest()[:16] == row.get("manifest")
+def pack_path(method: str) -> Path:
+    return TARGET_PACKS / ("-".join("".join(c if c.isalnum() or c == "." else " " for c in method).split()) + ".ucpack")
 
 
 def reused_name(path: Path, bits: int) -> str:
@@ -346,7 +337,7 @@ def not_run() -> dict[str, str]:
     return out
 
 
-def llamacpp_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]], Row], evaluate: Callable[[torch.nn.Module], float]) -> list[Row]:
+def llamacpp_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]], Row], evaluate: Callable[[torch.nn.Module], Row]) -> list[Row]:
     """llama.cpp's K/IQ file types (its per-tensor rules and shape fallbacks) with an importance matrix
     from the calibration windows; bench/llamacpp_peer.py. Wall time includes collecting the imatrix."""
     from bench import llamacpp_peer as lc
@@ -369,8 +360,8 @@ def llamacpp_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]],
         start = time.perf_counter()
         bpw = lc.apply_plan(linear_weights(model), types, imatrix["stats"])
         seconds = time.perf_counter() - start + imatrix["seconds"]
-        return {"bpw": bpw, "ppl": evaluate(model), "seconds": round(seconds, 1), "imatrix_seconds": round(imatrix["seconds"], 1),
-                "types": lc.describe(types)}  # fmt: skip
+        return {"bpw": bpw, "seconds": round(seconds, 1), "imatrix_seconds": round(imatrix["seconds"], 1),
+                "types": lc.describe(types)} | evaluate(model)  # fmt: skip
 
     rows = []
     for ftype in lc.FTYPES:
@@ -382,7 +373,7 @@ def llamacpp_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]],
     return rows
 
 
-def llmcompressor_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]], Row], evaluate: Callable[[torch.nn.Module], float]) -> list[Row]:
+def llmcompressor_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]], Row], evaluate: Callable[[torch.nn.Module], Row]) -> list[Row]:
     """llm-compressor GPTQ (int5/int4, group 64, act-order), run beforehand in its own venv by
     bench/llmcompressor_peer.py; its saved weights go into the baseline model. Wall time is that run's."""
     from bench import llmcompressor_peer as lcp
@@ -391,8 +382,8 @@ def llmcompressor_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], R
     def run(bits: int) -> Row:
         model = load_model_dir(model_dir)
         info = lcp.apply(model_dir, linear_weights(model), bits)
-        return {"bpw": info["bpw"], "ppl": evaluate(model), "seconds": info["seconds"], "threads": info["threads"],
-                "calibration_tokens": info["calibration_tokens"], "versions": info["versions"]}  # fmt: skip
+        return {"bpw": info["bpw"], "seconds": info["seconds"], "threads": info["threads"],
+                "calibration_tokens": info["calibration_tokens"], "versions": info["versions"]} | evaluate(model)  # fmt: skip
 
     rows = []
     for bits in (5, 4):
@@ -608,45 +599,40 @@ def llamacpp_encoder_rows(path: Path, imatrix: dict[str, torch.Tensor], scored: 
 # -- output ---------------------------------------------------------------------------------------
 
 
-def table(lm: list[Row], enc: list[Row], command: str, ood: list[Row] | None = None) -> str:
+def table(lm: dict[str, list[Row]], enc: list[Row], command: str) -> str:
     about = (
         f"Made by `{command}` ({time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} CPU cores, shared with other jobs: "
         "wall times are indicative only). SmolLM2-135M-Instruct, bf16 dequantised from its Q4_1 GGUF (so gguf Q4_1 "
-        "reproduces it exactly: the model's own source format, not a peer); perplexity over 40 windows x 512 tokens "
-        "of the built-in evaluation text (standard-library docstrings, disjoint from the calibration split), float32 "
-        "evaluation, every method's weights dequantised into the same model. Bits per weight count codes, scales, "
-        "zero points and codebooks. Rows are cached in bench/cache/quality.json; the calibrated 5-bit mix row is the "
-        "`make demo` pack (--reuse: q/k/v_proj at 6 bits, gate_proj at 4, the rest at 5), its wall time that of `uc compress`. "
+        "reproduces it exactly: the model's own source format, not a peer); every method's weights dequantised into the "
+        "same model and measured on the same windows of 512 tokens of each domain, float32: perplexity, its ratio to the "
+        "baseline, and KL(baseline || method) per predicted token in nats (mean and 99th percentile, `uc_attest.evaluate.kl`, "
+        "as `uc eval --reference` reports it). Calibration (docstrings' calibration split and /usr/share/doc prose) shares "
+        "no run of 8 words with any of the domains (`uc_attest/evaluate/mixed_text.py`). Bits per weight count codes, scales, "
+        "zero points and codebooks. Rows are cached in bench/cache/quality.json; uc_attest's packs are kept in "
+        "build/quality-packs so that every domain measures the very same pack; wall time is the compression's. "
         "Rows that rebuild the source grid: llama.cpp's Q5_1 and Q4_1 with an importance matrix recover SmolLM2's "
         "Q4_1 grid almost exactly (relative weight error 1.8e-6, `bench/source_grid.py`), and Q5_K_S/Q5_K_M fall back "
-        "to Q5_1 on every 576-wide map, so those two rows measure the source format, not quantization quality; "
+        "to Q5_1 on every 576-wide map, so those rows measure the source format, not quantization quality; "
         "the encoder below, a float model, is the fair comparison for them."
     )
-    lines = ["## Quality", "", about, "",
-             "| method | bits/weight | perplexity | ratio to baseline | wall time (s) |", "| --- | --- | --- | --- | --- |"]  # fmt: skip
-    lines += _lm_lines(lm)
-    if ood:
-        lines += ["", OOD_ABOUT, "", "| method | bits/weight | perplexity | ratio to baseline | wall time (s) |",
-                  "| --- | --- | --- | --- | --- |", *_lm_lines(ood)]  # fmt: skip
+    lines = ["## Quality", "", about]
+    for domain in domains():
+        rows = lm.get(domain.key, [])
+        lines += ["", f"**{domain.key}**: {domain.about}.", "",
+                  "| method | bits/weight | perplexity | ratio to baseline | KL mean | KL p99 | wall time (s) |",
+                  "| --- | --- | --- | --- | --- | --- | --- |", *_lm_lines(rows)]  # fmt: skip
     return "\n".join(lines) + "\n" + ("\n" + encoder_table(enc) if enc else "")
-
-
-OOD_ABOUT = (
-    "Out of domain: the same windows (40 x 512 tokens, float32) over the licence texts of /usr/share/common-licenses, "
-    "each paragraph once (`uc_attest/evaluate/mixed_text.py`): English legal prose, while calibration is docstrings and "
-    "documentation prose that share no run of 8 words with it. The --target-bpw rows are the very packs of the table above "
-    "(wall time: their compression); other rows appear once measured on this text."
-)
 
 
 def _lm_lines(rows: list[Row]) -> list[str]:
     lines = []
     for r in rows:
         if r.get("ppl") is None:
-            lines.append(f"| {r['method']} | {'' if r.get('bpw') is None else format(float(r['bpw']), '.3f')} | – | – | {r.get('note', '')} |")  # type: ignore[arg-type]
+            lines.append(f"| {r['method']} | {'' if r.get('bpw') is None else format(float(r['bpw']), '.3f')} | – | – | – | – | {r.get('note', '')} |")  # type: ignore[arg-type]
             continue
         bpw = r["bpw"]
-        lines.append(f"| {r['method']} | {float(bpw):.3f} | {float(r['ppl']):.3f} | {float(r['ratio']):.4f} | {r.get('seconds', '') or ''} |")  # type: ignore[arg-type]
+        lines.append(f"| {r['method']} | {float(bpw):.3f} | {float(r['ppl']):.3f} | {float(r['ratio']):.4f} | "  # type: ignore[arg-type]
+                     f"{float(r['kl_mean']):.5f} | {float(r['kl_p99']):.4f} | {r.get('seconds', '') or ''} |")  # type: ignore[arg-type]
     return lines
 
 
@@ -732,9 +718,8 @@ def main() -> None:
         path, _, secs = rest.partition(":")
         reuse[int(bits)] = (Path(path), float(secs) if secs else None)
     lm = lm_rows(args.model, args.windows, args.fresh, only, reuse, args.skip_calibrated)
-    ood = ood_rows(args.model, args.windows, lm)
     enc = [] if args.skip_encoder else encoder_rows(args.fresh)
-    text = table(lm, enc, command, ood)
+    text = table(lm, enc, command)
     print(text)
     if args.write_docs:
         write_section(text)

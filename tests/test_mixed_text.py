@@ -1,4 +1,4 @@
-"""The out-of-domain evaluation text and the calibration mix: never overlapping either evaluation text."""
+"""The out-of-domain evaluation texts and the calibration mix: never overlapping any evaluation text."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ def test_calibration_mix_shares_no_run_of_words_with_either_evaluation_text() ->
     licences = mixed_text.licence_eval_text()
     assert licences, "the licence texts are missing on this machine (/usr/share/common-licenses)"
     assert "GNU GENERAL PUBLIC LICENSE" in licences
-    forbidden = mixed_text.shingles(default_eval_text()) | mixed_text.shingles(licences)
+    info = mixed_text.info_eval_text()
+    assert info, "the GNU info manuals are missing on this machine (/usr/share/info)"
+    assert mixed_text.evaluation_texts() == [default_eval_text(), licences, info]
+    forbidden = set().union(*(mixed_text.shingles(t) for t in mixed_text.evaluation_texts()))
     # paragraph by paragraph (two neighbours may meet across their boundary as they do elsewhere, as in any split of a text)
     assert not [p for p in mix.split("\n\n") if mixed_text.overlaps(p, forbidden)]
-    for evaluation in (default_eval_text(), licences):
+    for evaluation in mixed_text.evaluation_texts():
         paragraphs = {" ".join(p.split()) for p in evaluation.split("\n\n")}
         assert not paragraphs & {" ".join(p.split()) for p in mix.split("\n\n")}
 
@@ -28,12 +31,26 @@ def test_calibration_mix_is_more_than_docstrings() -> None:
     assert 0.3 < sum(p in docstrings for p in first_half) / len(first_half) < 0.9
 
 
-def test_licence_text_is_deduplicated() -> None:
-    paragraphs = [" ".join(p.split()) for p in mixed_text.licence_eval_text().split("\n\n")]
-    assert len(paragraphs) == len(set(paragraphs))
+def test_evaluation_texts_are_deduplicated() -> None:
+    for text in (mixed_text.licence_eval_text(), mixed_text.info_eval_text()):
+        paragraphs = [" ".join(p.split()) for p in text.split("\n\n")]
+        assert len(paragraphs) == len(set(paragraphs))
+
+
+def test_info_text_is_prose_without_licence_talk() -> None:
+    info = mixed_text.info_eval_text()
+    assert "File: " not in info and "INFO-DIR" not in info
+    assert not mixed_text.NOT_PROSE.search(info)
 
 
 def test_overlap_check_finds_a_quoted_run() -> None:
     forbidden = mixed_text.shingles("This program is distributed in the hope that it will be useful, but WITHOUT ANY WARRANTY")
     assert mixed_text.overlaps("As the README says: this program is distributed in the hope that it will be useful.", forbidden)
     assert not mixed_text.overlaps("An unrelated paragraph about calibration windows and tokens per batch.", forbidden)
+
+
+def test_calibration_mix_has_code_from_the_calibration_split_only() -> None:
+    mix = mixed_text.calibration_mix_text().split("\n\n")
+    code = [p for p in mix if p.startswith(("def ", "class ", "async def "))]
+    assert len(code) > 0.02 * len(mix)
+    assert mixed_text.CALIBRATION_SOURCE_NAME.endswith("python-stdlib code (calibration split)")

@@ -19,7 +19,10 @@ def uc_group() -> None:
 
 @uc_group.command("compress")
 @click.argument("model_dir", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="pack directory to create")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), help="pack directory to create")
+@click.option("--reproduce", "reproduce", type=click.Path(path_type=Path), metavar="PACK",
+              help="instead of writing a pack: rebuild PACK from MODEL_DIR with the options its manifest records and compare "
+                   "every byte (REPRODUCE: PASS, or FAIL and exit 1)")
 @click.option("--bits", default=5, show_default=True, type=click.IntRange(2, 8))
 @click.option("--bits-for", "bits_for", multiple=True, metavar="GLOB=BITS",
               help="code width for the checkpoint tensors matching GLOB (repeatable; a tensor matched by globs of different widths is refused)")
@@ -43,6 +46,11 @@ def uc_group() -> None:
               help="epochs of tuning each block's codebooks, scales and biases against the full-precision outputs, codes fixed (0: off)")
 @click.option("--calibration-dtype", default="auto", show_default=True, type=click.Choice(["auto", "bfloat16", "float32"]),
               help="dtype of the block replays (auto: bfloat16 where the CPU multiplies bf16 natively, else float32)")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
+              help="where blocks, activations, Hessians, the GPTQ sweep and the tuning run, one block resident "
+                   "(auto: the first CUDA device when there is one); the reconstruction is the canonical one on any device")
+@click.option("--threads", type=click.IntRange(1, 4096),
+              help="intra-op threads, pinned for the whole run and recorded (default: torch's; the same bytes need the same count)")
 @click.option("--resume", is_flag=True, help="continue an interrupted compression from its last completed block")
 @click.option("--source-note", default="", help="free text about the source weights, recorded in the manifest")
 @click.option("--force", is_flag=True, help="replace an existing output pack")
@@ -50,10 +58,17 @@ def uc_group() -> None:
 def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...], block_size: int, block_size_for: tuple[str, ...],
                  target_bpw: float | None, dtype: str, method: str,
                  calibration: Path | None, samples: int, seq_len: int, act_order: bool, refit_grid: bool, incoherence: str, tune_epochs: int, calibration_dtype: str,
-                 resume: bool, source_note: str, force: bool, quiet: bool) -> None:  # fmt: skip
-    """Compress MODEL_DIR (safetensors) into a pack at OUTPUT."""
+                 device: str, threads: int | None, resume: bool, source_note: str, force: bool, quiet: bool,
+                 reproduce: Path | None) -> None:  # fmt: skip
+    """Compress MODEL_DIR (safetensors) into a pack at OUTPUT (or, with --reproduce PACK, rebuild PACK and compare)."""
+    if reproduce is not None:
+        _reproduce(model_dir, reproduce, calibration, quiet)
+        return
+    if out is None:
+        raise click.UsageError("give -o/--output PACK (or --reproduce PACK)")
     from ..compress.options import CompressOptions
     from ..compress.pipeline import compress_model
+    from ..evaluate.measure import resolve_device
     from ..pack.inspect import format_summary, summarize
     from ..pack.reader import open_pack
 
@@ -66,6 +81,7 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
                               target_bpw=target_bpw, dtype=dtype, method=method,  # type: ignore[arg-type]
                               calibration_file=calibration, samples=samples, seq_len=seq_len,
                               act_order=act_order, refit_grid=refit_grid, incoherence=incoherence, tune_epochs=tune_epochs, calibration_dtype=calibration_dtype, resume=resume,  # type: ignore[arg-type]
+                              device=resolve_device(device) if method == "calibrated" else "cpu", threads=threads,
                               source_note=source_note)  # fmt: skip
     if not quiet:
         from ..estimate import compress_peak_bytes
@@ -74,6 +90,31 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
     compress_model(model_dir, out, options, progress=not quiet, overwrite=force)
     click.echo(format_summary(summarize(open_pack(out))))
     click.echo(f"wrote {out}")
+
+
+REPRODUCE_ALLOWS = {"model_dir", "reproduce", "calibration", "quiet"}
+
+
+def _reproduce(model_dir: Path, pack: Path, calibration: Path | None, quiet: bool) -> None:
+    """``--reproduce PACK``: every other option comes from PACK's manifest, so giving one is a usage error."""
+    from ..compress.reproduce import reproduce_pack
+
+    ctx = click.get_current_context()
+    given = sorted(name for name in ctx.params if name not in REPRODUCE_ALLOWS
+                   and ctx.get_parameter_source(name) not in (click.core.ParameterSource.DEFAULT, None))  # fmt: skip
+    if given:
+        raise click.UsageError(f"--reproduce takes its options from the pack's manifest; not also {', '.join(given)} "
+                               "(only --calibration FILE, where the recorded calibration file is elsewhere)")  # fmt: skip
+    result = reproduce_pack(model_dir, pack, calibration, progress=not quiet)
+    click.echo(f"pack manifest     sha256:{result.pack_manifest_sha256}")
+    if result.rebuilt_manifest_sha256 is not None:
+        click.echo(f"rebuilt manifest  sha256:{result.rebuilt_manifest_sha256}")
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    for failure in result.failures:
+        click.echo(f"FAIL: {failure}")
+    click.echo("REPRODUCE: PASS" if result.passed else "REPRODUCE: FAIL")
+    exit_with(0 if result.passed else 1)
 
 
 def parse_glob_rule(specs: tuple[str, ...], flag: str, name: str, low: int, high: int) -> dict[str, int]:
@@ -187,16 +228,21 @@ def inspect_cmd(pack: Path, as_json: bool) -> None:
 @click.option("--seq-len", default=512, show_default=True, type=click.IntRange(2, 1 << 20))
 @click.option("--max-windows", type=click.IntRange(1, 1 << 30))
 @click.option("--compute-dtype", default="float32", show_default=True, type=click.Choice(["float32", "bfloat16"]))
+@click.option("--reference", type=click.Path(path_type=Path), metavar="MODEL_DIR",
+              help="also measure KL(reference || MODEL) per token (mean, 99th percentile) and the reference's perplexity "
+                   "on the same windows (a model directory or a pack, same tokenizer)")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--quiet", is_flag=True)
 @evaluation_options
-def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, max_windows: int | None,
+def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, max_windows: int | None, reference: Path | None,
              compute_dtype: str, as_json: bool, quiet: bool, streaming: bool, device: str) -> None:  # fmt: skip
     """Perplexity of MODEL (a pack or a model directory) over non-overlapping windows.
 
     A pack is verified first (one pass) and measured from the verified bytes.
+    With --reference, the KL divergence of MODEL's next-token distribution from
+    the reference's at every predicted position, beside both perplexities.
     """
-    from ..evaluate.measure import measure_any, resolve_device
+    from ..evaluate.measure import measure_against_reference, measure_any, resolve_device
     from ..evaluate.text import default_eval_text, read_text_file
     from ..evaluate.tokens import load_token_file, tokenize_text
 
@@ -209,6 +255,21 @@ def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, 
         if not model.exists():
             raise click.UsageError(f"no such model or pack: {model}")
         ids = tokenize_text(model, body)
+    if reference is not None:
+        if not reference.is_dir():
+            raise click.UsageError(f"no such reference model or pack: {reference}")
+        compared = measure_against_reference(model, reference, ids, seq_len=seq_len, max_windows=max_windows, progress=not quiet,
+                                             streaming=streaming, device=resolve_device(device), compute_dtype=compute_dtype)  # fmt: skip
+        if as_json:
+            click.echo(json.dumps(compared.result.model_dump(mode="json") | {"kl": compared.kl.model_dump(mode="json")}))
+            return
+        r, kl = compared.result, compared.kl
+        click.echo(f"perplexity {r.perplexity:.4f} over {r.windows} windows, {r.tokens} tokens "
+                   f"({r.method}, {r.compute_dtype}, {r.seconds:.1f} s)")
+        click.echo(f"reference  {kl.reference_perplexity:.4f} ({kl.reference}); ratio {kl.perplexity_ratio:.4f}")
+        click.echo(f"KL(reference || model) mean {kl.mean:.6f} nats/token, p99 {kl.p99:.6f}, max {kl.max:.4f} "
+                   f"over {kl.tokens} tokens ({kl.method})")  # fmt: skip
+        return
     result = measure_any(model, ids, seq_len=seq_len, max_windows=max_windows, compute_dtype=compute_dtype, progress=not quiet,
                          streaming=streaming, device=resolve_device(device)).result  # fmt: skip
     if as_json:

@@ -44,6 +44,7 @@ from ..evaluate.mixed_text import CALIBRATION_SOURCE_NAME, calibration_mix_text
 from ..evaluate.text import read_text_file
 from ..evaluate.blocks import (
     block_of,
+    buffers_to_device,
     build_calibration_skeleton,
     capture_inputs,
     find_blocks,
@@ -58,7 +59,7 @@ from ..pack.writer import PackWriter
 from ..progress import bar_disabled
 from .blockscale import encode_datafree
 from .coding import add_datafree, codec_params, passthrough_tensor
-from .gptq import gptq_quantize_group
+from .gptq import gptq_quantize_group, prepare_hessian
 from .hessian import (
     StopBlock,
     UnitStats,
@@ -80,7 +81,12 @@ ALGORITHM = "gptq-codebook-v1"
 # -- calibration data ---------------------------------------------------------------------------
 
 
-def calibration_stream(model_dir: Path, options: CompressOptions, vocab_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
+CalibrationStream = tuple[torch.Tensor, dict[str, Any]]
+"""The calibration text as one int64 token stream, and where it came from: tokenised once per compression and shared
+by the sensitivity measurement (--target-bpw) and the coder (compress_model builds it)."""
+
+
+def calibration_stream(model_dir: Path, options: CompressOptions, vocab_size: int) -> CalibrationStream:
     """The whole calibration text as one int64 token stream, and where it came from."""
     if options.calibration_file is not None:
         text = read_text_file(options.calibration_file)
@@ -105,9 +111,11 @@ def calibration_stream(model_dir: Path, options: CompressOptions, vocab_size: in
     return ids.reshape(-1), info
 
 
-def calibration_ids(model_dir: Path, options: CompressOptions, vocab_size: int) -> tuple[torch.Tensor, dict[str, Any]]:
-    """[samples, seq_len] int64 windows evenly spaced over the calibration text."""
-    ids, info = calibration_stream(model_dir, options, vocab_size)
+def calibration_ids(model_dir: Path, options: CompressOptions, vocab_size: int,
+                    stream: CalibrationStream | None = None) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
+    """[samples, seq_len] int64 windows evenly spaced over the calibration text (``stream``: already tokenised)."""
+    ids, info = stream if stream is not None else calibration_stream(model_dir, options, vocab_size)
+    info = dict(info)
     available = ids.numel() // options.seq_len
     if available < 1:
         raise UsageError(f"the calibration text has {ids.numel()} tokens, fewer than one window of {options.seq_len}")
@@ -138,13 +146,13 @@ def _outside_modules(model: nn.Module, blocks: nn.ModuleList) -> list[nn.Module]
 
 
 def materialise_outside(model: nn.Module, blocks: nn.ModuleList, source: SafetensorsSource, keys: list[str],
-                         roles: dict[str, TensorRole], dtype: torch.dtype) -> list[nn.Module]:  # fmt: skip
+                         roles: dict[str, TensorRole], dtype: torch.dtype, device: torch.device | str = "cpu") -> list[nn.Module]:  # fmt: skip
     modules = _outside_modules(model, blocks)
     for m in modules:
         for name, p in list(m._parameters.items()):
             if p is not None and p.device.type == "meta":
-                m._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=dtype), requires_grad=False)
-    state = {k: source.load(k) for k in keys if roles[k].role != ROLE_HEAD}
+                m._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=dtype, device=device), requires_grad=False)
+    state = {k: source.load(k).to(device) for k in keys if roles[k].role != ROLE_HEAD}
     if state:
         load_checkpoint_tensors(model, state, dtype)
     return modules
@@ -170,6 +178,7 @@ class BlockCoder:
                  roles: dict[str, TensorRole], options: CompressOptions, dtype: torch.dtype,
                  replay_budget_bytes: int) -> None:  # fmt: skip
         self.model, self.block, self.options, self.dtype = model, block, options, dtype
+        self.device = torch.device(options.device)
         self.roles = roles
         self.prefix = prefix
         # passthrough tensors of this block by their path inside it (a map's bias is tuned with the map)
@@ -265,7 +274,7 @@ class BlockCoder:
             if tuple(weight.shape) != enc.shape:
                 continue
             canonical = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params)
-            if not torch.equal(weight, canonical.to(weight.dtype)):
+            if not torch.equal(weight, canonical.to(device=weight.device, dtype=weight.dtype)):
                 continue
             key_of[path] = key
             bias_key = self.passthrough_paths.get(f"{unit}.bias")
@@ -291,7 +300,7 @@ class BlockCoder:
         for path, bias in result.biases.items():
             passthrough[key_of[path]] = (bias, passthrough[key_of[path]][1])
         if result.biases:
-            load_checkpoint_tensors(self.model, {key_of[p]: b for p, b in result.biases.items()}, self.dtype)
+            load_checkpoint_tensors(self.model, {key_of[p]: b.to(self.device) for p, b in result.biases.items()}, self.dtype)
         return True
 
     def _params(self, key: str) -> Any:
@@ -358,11 +367,17 @@ class BlockCoder:
         by_block: dict[int, list[str]] = {}
         for k in two_d:
             by_block.setdefault(params[k].block_size, []).append(k)
+        # one damped, factorised Hessian for every block size (prepare_hessian; the input width is the statistic's)
+        prepared = None
+        if two_d:
+            first = two_d[0]
+            cols = source.shape(first)[params[first].block_axis]
+            prepared = prepare_hessian(h, cols, self.options.damp, self.options.act_order, self.device)
         for ks in by_block.values():
             coded = gptq_quantize_group(
-                [source.load(k) for k in ks], [params[k] for k in ks], h,
+                [source.load(k).to(self.device) for k in ks], [params[k] for k in ks], h,
                 damp=self.options.damp, act_order=self.options.act_order, seed=self.options.seed,
-                refit=self.options.refit_grid, incoherence=self.options.incoherence,
+                refit=self.options.refit_grid, incoherence=self.options.incoherence, prepared=prepared,
             )  # fmt: skip
             for k, (enc, _) in zip(ks, coded):
                 out[k] = self._finish(k, enc)
@@ -373,7 +388,8 @@ class BlockCoder:
         state = {}
         for k in keys:
             enc = results[k][0]
-            state[k] = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params)
+            # the canonical codec (CPU, bit-exact on every machine), then copied to the block's device unchanged
+            state[k] = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params).to(self.device)
         load_checkpoint_tensors(self.model, state, self.dtype)
         self.loaded.update(keys)
 
@@ -389,7 +405,7 @@ def _determinism(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_calibration_dtype(choice: str) -> str:
+def resolve_calibration_dtype(choice: str, device: str = "cpu") -> str:
     """The dtype block replays run in: "auto" is bfloat16 only where the CPU multiplies bf16 natively.
 
     Why: with AVX512-BF16 or AMX, bf16 matrix products are several times faster
@@ -400,6 +416,8 @@ def resolve_calibration_dtype(choice: str) -> str:
     """
     if choice != "auto":
         return choice
+    if torch.device(device).type == "cuda":
+        return "bfloat16"  # every CUDA device torch supports multiplies bf16 natively (tensor cores from Ampere on)
     native = [getattr(torch.cpu, probe, lambda: False) for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     return "bfloat16" if any(check() for check in native) else "float32"
 
@@ -413,19 +431,22 @@ def compress_calibrated(
     options: CompressOptions,
     out_path: Path,
     progress: bool = True,
+    stream: CalibrationStream | None = None,
 ) -> dict[str, str | int | float | bool]:
     start_time = time.perf_counter()
     _determinism(options.seed)
-    compute_dtype = resolve_calibration_dtype(options.calibration_dtype)
+    compute_dtype = resolve_calibration_dtype(options.calibration_dtype, options.device)
     dtype = torch.bfloat16 if compute_dtype == "bfloat16" else torch.float32
+    device = torch.device(options.device)
     model = build_calibration_skeleton(config)
+    buffers_to_device(model, device)
     mapper = CheckpointKeyMapper(model)
     prefix, blocks = find_blocks(model)
     block_keys, outside = split_block_keys(source, mapper, prefix, len(blocks))
 
-    ids, info = calibration_ids(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
+    ids, info = calibration_ids(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16), stream)
     batch = max(1, min(ids.shape[0], TOKENS_PER_BATCH // options.seq_len))
-    chunks = list(ids.split(batch))
+    chunks = [c.to(device) for c in ids.split(batch)]
     fingerprint = hashlib.sha256(json.dumps({
         "options": options.model_dump(mode="json", exclude={"resume"}),
         "compute_dtype": compute_dtype,
@@ -436,21 +457,21 @@ def compress_calibrated(
     work = WorkDir(out_path, fingerprint)
     done = work.start(options.resume)
 
-    outside_modules = materialise_outside(model, blocks, source, outside, roles, dtype)
+    outside_modules = materialise_outside(model, blocks, source, outside, roles, dtype, device)
     captured = capture_inputs(model, blocks, chunks, keep_hidden=done == 0)
     release_outside(outside_modules)
     hidden = captured.hidden if done == 0 else work.load_hidden()
     assert hidden is not None
-    hidden = hidden.to(dtype)
+    hidden = hidden.to(device=device, dtype=dtype)
     # the full-precision model's activations, the tuning's targets: equal to the coded stream's before block 0
     tuning = options.tune_epochs > 0
-    reference = (hidden.clone() if done == 0 else work.load_reference().to(dtype)) if tuning else None
+    reference = (hidden.clone() if done == 0 else work.load_reference().to(device=device, dtype=dtype)) if tuning else None
 
     bar = tqdm(total=len(blocks), initial=done, desc="calibrate", unit="block", disable=bar_disabled(progress))
     try:
         for i in range(done, len(blocks)):
             block = blocks[i]
-            materialise(block, dtype)
+            materialise(block, dtype, device)
             state = {}
             passthrough: dict[str, tuple[torch.Tensor, str]] = {}
             for k in block_keys[i]:
@@ -459,7 +480,7 @@ def compress_calibrated(
                     t = passthrough_tensor(t, options)
                     passthrough[k] = (t, roles[k].role)
                 state[k] = t
-            load_checkpoint_tensors(model, state, dtype)
+            load_checkpoint_tensors(model, {k: t.to(device) for k, t in state.items()}, dtype)
             del state
             coder = BlockCoder(model, block, prefix, block_keys[i], mapper, roles, options, dtype,
                                replay_budget_bytes=hidden.numel() * hidden.element_size())
@@ -480,7 +501,8 @@ def compress_calibrated(
             coder.cache.clear()  # the kept outputs go before the block is written, not after
             assert hidden is not None
             # what finished blocks record (tuned, fallbacks) is kept with them, so a resumed run reports all of it
-            work.finish_block(i, results, passthrough, hidden, reference, tuned, coder.fallbacks)
+            work.finish_block(i, results, {k: (t.cpu(), r) for k, (t, r) in passthrough.items()}, hidden.cpu(),
+                              None if reference is None else reference.cpu(), tuned, coder.fallbacks)
             release(block)
             del coder, results, passthrough
             return_freed_memory()
@@ -524,6 +546,7 @@ def compress_calibrated(
         "incoherence": options.incoherence,
         "tune_epochs": options.tune_epochs,
         "compute_dtype": compute_dtype,
+        "device": device.type,
         "blocks": len(blocks),
         "block_list": prefix,
         "fallback_tensors": len(fallbacks),

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -84,11 +85,11 @@ def search_scales(
     ``importance`` [cols] weighs each column's squared error (the Hessian diagonal).
     """
     wb = _blocked(w, block)  # rows, nb, B
-    ib = _blocked(importance.reshape(1, -1).to(torch.float32), block)  # 1, nb, B
+    ib = _blocked(importance.reshape(1, -1).to(device=w.device, dtype=torch.float32), block)  # 1, nb, B
     amax = wb.abs().amax(-1).clamp(max=65504.0)  # rows, nb
     scales = amax.to(torch.float16).to(torch.float32)
     weights = ib * scales.unsqueeze(-1) ** 2 + 1e-20
-    codebook = learn_codebook(_normalised(wb, scales.unsqueeze(-1)), bits, weights=weights, seed=seed, max_samples=1 << 16)
+    codebook = _codebook(_normalised(wb, scales.unsqueeze(-1)), bits, weights, seed)
     for _ in range(rounds):
         best_err = torch.full_like(amax, float("inf"))
         best = scales
@@ -101,13 +102,18 @@ def search_scales(
             best = torch.where(better, s.squeeze(-1), best)
         scales = best
         weights = ib * scales.unsqueeze(-1) ** 2 + 1e-20
-        codebook = learn_codebook(_normalised(wb, scales.unsqueeze(-1)), bits, weights=weights, seed=seed, max_samples=1 << 16)
+        codebook = _codebook(_normalised(wb, scales.unsqueeze(-1)), bits, weights, seed)
     return codebook, scales.to(torch.float16)
+
+
+def _codebook(normalised: torch.Tensor, bits: int, weights: torch.Tensor, seed: int) -> torch.Tensor:
+    """The codec's seeded k-means, run on the CPU whatever the device (its sampling generator is a CPU one), back on the device."""
+    return learn_codebook(normalised.cpu(), bits, weights=weights.cpu(), seed=seed, max_samples=1 << 16).to(normalised.device)
 
 
 def _inverse_cholesky(h: torch.Tensor) -> torch.Tensor:
     """Upper Cholesky factor of H^-1, adding damping until H is positive definite."""
-    eye = torch.eye(h.shape[0], dtype=h.dtype)
+    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
     extra = 0.0
     mean_diag = float(h.diagonal().mean())
     for _ in range(8):
@@ -122,7 +128,36 @@ def _inverse_cholesky(h: torch.Tensor) -> torch.Tensor:
 
 def hessian_error(w: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> float:
     d = (w - q).to(torch.float64)
-    return float(((d @ h) * d).sum())
+    return float(((d @ h.to(torch.float64)) * d).sum())
+
+
+@dataclass(frozen=True)
+class PreparedHessian:
+    """A damped Hessian, its column order and the upper Cholesky factor of its inverse: computed once, shared by every sweep.
+
+    Why once: a block's maps of different block sizes (and the grid refit's
+    extra sweeps) read the same statistic; factorising it again for each cost
+    as much as the sweep itself on wide maps. The factorisation runs in float32
+    (the accumulation of H is float32 too, see hessian._gram), on H's device.
+    """
+
+    h: torch.Tensor  # damped, float32 [cols, cols]
+    diag: torch.Tensor
+    perm: torch.Tensor
+    hinv: torch.Tensor | None  # None: no statistic (identity Hessian, nearest-entry coding)
+
+
+def prepare_hessian(hessian: torch.Tensor | None, cols: int, damp: float, act_order: bool,
+                    device: torch.device | str = "cpu") -> PreparedHessian:  # fmt: skip
+    """Dead columns set to 1, damping ``damp`` x mean diagonal added, act-order permutation, inverse Cholesky factor."""
+    h = torch.eye(cols, dtype=torch.float32, device=device) if hessian is None else hessian.to(device=device, dtype=torch.float32).clone()
+    dead = h.diagonal() <= 0
+    h[dead, dead] = 1.0
+    h += damp * float(h.diagonal().mean()) * torch.eye(cols, dtype=torch.float32, device=h.device)
+    diag = h.diagonal().clone()
+    perm = torch.argsort(diag, descending=True, stable=True) if act_order else torch.arange(cols, device=h.device)
+    hinv = _inverse_cholesky(h[perm][:, perm]) if hessian is not None else None
+    return PreparedHessian(h, diag, perm, hinv)
 
 
 @contextlib.contextmanager
@@ -152,6 +187,7 @@ def gptq_quantize_group(
     seed: int = 0,
     refit: bool = False,
     incoherence: str = "off",
+    prepared: PreparedHessian | None = None,
 ) -> list[tuple[EncodedTensor, torch.Tensor]]:
     """Encode 2-D weights that read the same input (one Hessian) with error feedback.
 
@@ -163,25 +199,27 @@ def gptq_quantize_group(
     group in the incoherence domain and keep, per weight, the coding with the
     lower Hessian error (see the module docstring); "on" to code it only there
     (where the width allows a transform and there is a Hessian). Returns (encoded, unpacked
-    codes) per weight.
+    codes) per weight, on the CPU. ``prepared``: the plain Hessian already damped
+    and factorised (:func:`prepare_hessian`), to share between calls (the
+    incoherence domain's rotated Hessian is prepared here). The work runs on the
+    weights' device; only the per-column loop is single-threaded.
     """
-    with single_threaded():
-        if incoherence not in ("off", "auto", "on"):
-            raise ValueError(f"incoherence must be 'off', 'auto' or 'on', not {incoherence!r}")
-        transform = hadamard_for_width(int(weights[0].shape[params[0].block_axis]), seed)
-        if incoherence == "off" or hessian is None or transform is None:
-            return _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit)
-        rotated = _gptq_quantize_group(
-            [forward_transform(w, transform, p.block_axis) for w, p in zip(weights, params, strict=True)],
-            [p.model_copy(update={"transform": transform}) for p in params], transform_hessian(hessian, transform),
-            damp, act_order, seed, refit,
-        )  # fmt: skip
-        if incoherence == "on":
-            return rotated
-        plain = _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit)
-        h = prepared_hessian(hessian, damp)
-        return [min(pair, key=lambda coded: canonical_error(w, p.block_axis, coded, h))
-                for w, p, pair in zip(weights, params, zip(plain, rotated, strict=True), strict=True)]  # fmt: skip
+    if incoherence not in ("off", "auto", "on"):
+        raise ValueError(f"incoherence must be 'off', 'auto' or 'on', not {incoherence!r}")
+    transform = hadamard_for_width(int(weights[0].shape[params[0].block_axis]), seed)
+    if incoherence == "off" or hessian is None or transform is None:
+        return _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit, prepared)
+    rotated = _gptq_quantize_group(
+        [forward_transform(w, transform, p.block_axis) for w, p in zip(weights, params, strict=True)],
+        [p.model_copy(update={"transform": transform}) for p in params], transform_hessian(hessian, transform),
+        damp, act_order, seed, refit,
+    )  # fmt: skip
+    if incoherence == "on":
+        return rotated
+    plain = _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit, prepared)
+    h = prepared_hessian(hessian.cpu(), damp)
+    return [min(pair, key=lambda coded: canonical_error(w.cpu(), p.block_axis, coded, h))
+            for w, p, pair in zip(weights, params, zip(plain, rotated, strict=True), strict=True)]  # fmt: skip
 
 
 def hadamard_for_width(width: int, seed: int) -> HadamardTransform | None:
@@ -222,6 +260,7 @@ def _gptq_quantize_group(
     act_order: bool,
     seed: int,
     refit: bool,
+    prepared: PreparedHessian | None = None,
 ) -> list[tuple[EncodedTensor, torch.Tensor]]:
     # in the incoherence domain the one rounding comes after the inverse transform: the coder sees float32 products
     dtype = torch.float32 if params[0].transform is not None else TORCH_DTYPES[params[0].dtype]
@@ -234,12 +273,9 @@ def _gptq_quantize_group(
     if any(m.shape[1] != cols for m in mats) or any(p.block_size != params[0].block_size for p in params):
         raise ValueError("weights of one group must share their input dimension and block size")
     block = params[0].block_size
-    h = prepared_hessian(torch.eye(cols, dtype=torch.float64) if hessian is None else hessian, damp)
-    diag = h.diagonal().clone()
-    hinv = None
-    perm = torch.argsort(diag, descending=True, stable=True) if act_order else torch.arange(cols)
-    if hessian is not None:
-        hinv = _inverse_cholesky(h[perm][:, perm]).to(torch.float32)
+    if prepared is None:
+        prepared = prepare_hessian(hessian, cols, damp, act_order, mats[0].device)
+    h, diag, perm, hinv = prepared.h, prepared.diag, prepared.perm, prepared.hinv
 
     # Per matrix, the candidate (codebook, scales, codes) with the lowest Hessian error wins.
     best: list[tuple[float, torch.Tensor, torch.Tensor, torch.Tensor]] = [(float("inf"), torch.empty(0), torch.empty(0), torch.empty(0))] * len(mats)
@@ -252,12 +288,12 @@ def _gptq_quantize_group(
         scales_full = [torch.repeat_interleave(sc.to(torch.float32), block, dim=1)[:, :cols] for sc in scales16]
         if hinv is None:
             swept = [nearest_codes(_normalised(m, sf), cb) for m, sf, cb in zip(mats, scales_full, codebooks, strict=True)]
+            losses = [0.0] * len(mats)  # without a Hessian there is one candidate, nearest-entry coding
         else:
-            swept = _sweep(mats, codebooks, scales_full, hinv, perm, dtype)
-        for g, (m, cb, sf, codes) in enumerate(zip(mats, codebooks, scales_full, swept, strict=True)):
-            err = 0.0  # without a Hessian there is one candidate, nearest-entry coding
-            if hessian is not None:
-                codes, err = _no_worse_than_nearest(m, codes, sf, cb, h, dtype)
+            swept, losses = _sweep(mats, codebooks, scales_full, hinv, perm, dtype)
+        for g, (m, cb, sf, codes, err) in enumerate(zip(mats, codebooks, scales_full, swept, losses, strict=True)):
+            if hinv is not None:
+                codes, err = _no_worse_than_nearest(m, codes, err, sf, cb, h, dtype)
             if err < best[g][0]:
                 best[g] = (err, cb, scales16[g], codes)
 
@@ -265,7 +301,7 @@ def _gptq_quantize_group(
     for m, p, (_err, cb, sc, codes) in zip(mats, params, best, strict=True):
         if refit and hinv is not None:
             cb, sc, codes = _refine_grid(m, codes, sc, cb, h, (hinv, perm), block, dtype)
-        codes8 = codes.to(torch.uint8)
+        codes8, cb, sc = codes.to(torch.uint8).cpu(), cb.cpu(), sc.cpu()
         if p.block_axis == 0:
             codes8, sc = codes8.t().contiguous(), sc.t().contiguous()
         out.append((EncodedTensor.from_codes(codes8, cb, sc.contiguous(), p), codes8))
@@ -294,11 +330,17 @@ def importance_candidates(diag: torch.Tensor) -> list[torch.Tensor]:
 def _sweep(
     mats: list[torch.Tensor], codebooks: list[torch.Tensor], scales_full: list[torch.Tensor], hinv: torch.Tensor,
     perm: torch.Tensor, dtype: torch.dtype,
-) -> list[torch.Tensor]:
-    """GPTQ's column sweep over the stacked matrices; returns each matrix's codes (int64, original column order)."""
+) -> tuple[list[torch.Tensor], list[float]]:
+    """GPTQ's column sweep over the stacked matrices: each matrix's codes (int64, original column order) and Hessian error.
+
+    The error is the sweep's own accumulated loss: with H^-1 = U^T U, the
+    sweep's scaled errors E satisfy W - Q = E U, so tr((W-Q) H (W-Q)^T) =
+    ||E||^2 exactly, without a product with H.
+    """
     w = torch.cat(mats)
     rows, cols = w.shape
-    row_group = torch.cat([torch.full((m.shape[0],), g, dtype=torch.int64) for g, m in enumerate(mats)])
+    device = w.device
+    row_group = torch.cat([torch.full((m.shape[0],), g, dtype=torch.int64, device=device) for g, m in enumerate(mats)])
     k = max(cb.numel() for cb in codebooks)
     table = torch.stack([torch.nn.functional.pad(cb, (0, k - cb.numel()), value=float("inf")) for cb in codebooks])
     mids = ((table[:, 1:] + table[:, :-1]) * 0.5)[row_group].contiguous()  # rows, k-1 (inf beyond a smaller codebook)
@@ -307,7 +349,19 @@ def _sweep(
     wp = w[:, perm].clone()
     sp = torch.cat(scales_full)[:, perm].contiguous()
     inv_sp = torch.where(sp != 0, 1.0 / torch.where(sp != 0, sp, 1.0), 0.0)
-    codes_p = torch.zeros(rows, cols, dtype=torch.int64)
+    codes_p = torch.zeros(rows, cols, dtype=torch.int64, device=device)
+    loss = torch.zeros(rows, dtype=torch.float64, device=device)
+    with single_threaded():
+        _sweep_columns(wp, sp, inv_sp, mids, values, hinv, codes_p, loss, dtype)
+    codes_all = codes_p[:, inv_perm]
+    sizes = [m.shape[0] for m in mats]
+    return list(codes_all.split(sizes)), [float(part.sum()) for part in loss.split(sizes)]
+
+
+def _sweep_columns(wp: torch.Tensor, sp: torch.Tensor, inv_sp: torch.Tensor, mids: torch.Tensor, values: torch.Tensor,
+                   hinv: torch.Tensor, codes_p: torch.Tensor, loss: torch.Tensor, dtype: torch.dtype) -> None:  # fmt: skip
+    """The per-column loop (in place on ``wp``, ``codes_p`` and ``loss``): the only single-threaded part of the coder."""
+    cols = wp.shape[1]
     for i1 in range(0, cols, COLUMN_BLOCK):
         i2 = min(cols, i1 + COLUMN_BLOCK)
         w1 = wp[:, i1:i2].clone()
@@ -322,13 +376,12 @@ def _sweep(
             e = (col - q) / h1[i, i]
             w1[:, i:].addr_(e, h1[i, i:], alpha=-1.0)
             err1[:, i] = e
+        loss += (err1.to(torch.float64) ** 2).sum(1)
         wp[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-    codes_all = codes_p[:, inv_perm]
-    return list(codes_all.split([m.shape[0] for m in mats]))
 
 
 def _no_worse_than_nearest(
-    w: torch.Tensor, codes: torch.Tensor, scales_full: torch.Tensor, codebook: torch.Tensor, h: torch.Tensor,
+    w: torch.Tensor, codes: torch.Tensor, gptq_err: float, scales_full: torch.Tensor, codebook: torch.Tensor, h: torch.Tensor,
     dtype: torch.dtype,
 ) -> tuple[torch.Tensor, float]:
     """GPTQ's codes, unless nearest-entry coding on the same codebook and scales has a lower Hessian error.
@@ -341,7 +394,6 @@ def _no_worse_than_nearest(
     never worse, on its own objective, than rounding.
     """
     nearest = nearest_codes(_normalised(w, scales_full), codebook)
-    gptq_err = hessian_error(w, _dequant(codebook, codes, scales_full, dtype), h)
     nearest_err = hessian_error(w, _dequant(codebook, nearest, scales_full, dtype), h)
     return (nearest, nearest_err) if nearest_err < gptq_err else (codes, gptq_err)
 
@@ -388,8 +440,8 @@ def _refine_grid(
     err = hessian_error(w, _dequant(codebook, codes, scales_full, dtype), h)
     for round_ in range(SCALE_REFITS):
         if round_:
-            swept = _sweep([w], [codebook], [scales_full], *sweep_with, dtype)[0]
-            swept_err = hessian_error(w, _dequant(codebook, swept, scales_full, dtype), h)
+            swept_codes, swept_losses = _sweep([w], [codebook], [scales_full], *sweep_with, dtype)
+            swept, swept_err = swept_codes[0], swept_losses[0]
             if swept_err < err:
                 codes, err = swept, swept_err
         fitted = refit_block_scales(w, codebook[codes], scales16, h, block).clamp(-65504.0, 65504.0).to(torch.float16)

@@ -29,8 +29,10 @@ def refit_codebook(
     Returns the fitted entries and the mask of entries that some weight uses.
     """
     rows, cols = w.shape
-    a = torch.zeros(k, k, dtype=torch.float64)
-    b = torch.zeros(k, dtype=torch.float64)
+    h = h.to(torch.float64)
+    dev = w.device
+    a = torch.zeros(k, k, dtype=torch.float64, device=dev)
+    b = torch.zeros(k, dtype=torch.float64, device=dev)
     hw = w.to(torch.float64) @ h  # rows, cols
     chunk = max(1, (1 << 23) // max(1, cols * cols))
     for r0 in range(0, rows, chunk):
@@ -39,10 +41,10 @@ def refit_codebook(
         c = codes[r0:r1].long()  # r, cols
         # (M_r^T H)[k, d] = sum over columns c with code k of s[c] * H[c, d]
         scaled = s.unsqueeze(-1) * h.unsqueeze(0)  # r, cols, cols
-        mh = torch.zeros(r1 - r0, k, cols, dtype=torch.float64)
+        mh = torch.zeros(r1 - r0, k, cols, dtype=torch.float64, device=dev)
         mh.scatter_add_(1, c.unsqueeze(-1).expand(-1, -1, cols), scaled)
         # A += (M_r^T H) M_r: gather the same way along d
-        part = torch.zeros(r1 - r0, k, k, dtype=torch.float64)
+        part = torch.zeros(r1 - r0, k, k, dtype=torch.float64, device=dev)
         part.scatter_add_(2, c.unsqueeze(1).expand(-1, k, -1), mh * s.unsqueeze(1))
         a += part.sum(0)
         b.index_add_(0, c.reshape(-1), (s * hw[r0:r1]).reshape(-1))
@@ -50,7 +52,7 @@ def refit_codebook(
     if int(used.sum()) < 2:
         return None
     a_u = a[used][:, used]
-    a_u = a_u + 1e-9 * a_u.diagonal().mean() * torch.eye(a_u.shape[0], dtype=torch.float64)
+    a_u = a_u + 1e-9 * a_u.diagonal().mean() * torch.eye(a_u.shape[0], dtype=torch.float64, device=dev)
     try:
         sol = torch.linalg.solve(a_u, b[used])
     except RuntimeError:
@@ -73,6 +75,7 @@ def refit_block_scales(
     making the system singular.
     """
     rows, cols = w.shape
+    h = h.to(torch.float64)
     pad = (-cols) % block
     v = torch.nn.functional.pad(values.to(torch.float64), (0, pad))
     hw = torch.nn.functional.pad(w.to(torch.float64) @ h, (0, pad))
@@ -82,8 +85,8 @@ def refit_block_scales(
     v_blocks = v.reshape(rows, nb, block)
     rhs = (v_blocks * hw.reshape(rows, nb, block)).sum(-1)  # rows, nb: V_r^T H w_r
     current = scales.to(torch.float64)
-    out = torch.empty(rows, nb, dtype=torch.float64)
-    eye = torch.eye(nb, dtype=torch.float64)
+    out = torch.empty(rows, nb, dtype=torch.float64, device=w.device)
+    eye = torch.eye(nb, dtype=torch.float64, device=w.device)
     chunk = max(1, (1 << 24) // (nb * (cols + pad)))  # rows per step: their [r, nb, nb, block] product stays ~128 MiB
     for r0 in range(0, rows, chunk):
         r1 = min(rows, r0 + chunk)

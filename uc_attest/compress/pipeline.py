@@ -29,6 +29,7 @@ from ..pack.writer import PackWriter
 from ..progress import bar_disabled
 from .coding import add_datafree, codec_params, passthrough_tensor
 from .options import CompressOptions
+from .recipe import pinned_threads, rebuild_recipe, with_threads
 
 
 def tensor_roles(source: SafetensorsSource, config) -> dict[str, TensorRole]:  # type: ignore[no-untyped-def]
@@ -66,11 +67,25 @@ def compress_model(
     options: CompressOptions,
     progress: bool = True,
     overwrite: bool = False,
+    source_name: str | None = None,
 ) -> PackManifest:
-    model_dir = Path(model_dir)
+    """Compress ``model_dir`` into a pack at ``out``, with torch's thread count pinned to ``options.threads`` (see recipe.py).
+
+    ``source_name`` is the label recorded as the source's name (default: the
+    directory's name); ``uc compress --reproduce`` passes the original's.
+    """
+    options = with_threads(options)
+    assert options.threads is not None
+    with pinned_threads(options.threads):
+        return _compress_model(Path(model_dir), out, options, progress, overwrite, source_name)
+
+
+def _compress_model(model_dir: Path, out: str | Path, options: CompressOptions, progress: bool, overwrite: bool,
+                    source_name: str | None) -> PackManifest:  # fmt: skip
     refuse_output_holding_inputs(Path(out), [model_dir])  # before any work: --force must never delete the source
     if overwrite and (Path(out).exists() or Path(out).is_symlink()):
         require_previous_pack(Path(out))
+    recipe = rebuild_recipe(options)
     source = SafetensorsSource(model_dir)
     try:
         config = load_config(model_dir / "config.json")
@@ -78,10 +93,15 @@ def compress_model(
         raise UnreadableInputError(f"config.json is not a transformers config: {exc}") from exc
     roles = tensor_roles(source, config)
     allocation: dict[str, str | int | float | bool] = {}
-    if options.target_bpw is not None:
-        from .target import allocate_for_target
+    stream = None
+    if options.method == "calibrated":  # one calibration session: the text tokenised once, for sensitivity and coder alike
+        from .calibrated import calibration_stream
 
-        options, allocation = allocate_for_target(model_dir, source, config, roles, options, Path(out), progress)
+        stream = calibration_stream(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
+    if options.target_bpw is not None:
+        from .target import allocate_for_target  # the measurement is only imported where it is used
+
+        options, allocation = allocate_for_target(model_dir, source, config, roles, options, Path(out), progress, stream)
     for key, role in roles.items():  # a --bits-for or --block-size-for rule that claims a tensor twice fails now, not mid-way
         if role.quantize:
             codec_params(key, role, options)
@@ -93,7 +113,7 @@ def compress_model(
         if options.method == "calibrated":
             from .calibrated import compress_calibrated
 
-            calibration = compress_calibrated(model_dir, source, config, roles, writer, options, Path(out), progress) | allocation
+            calibration = compress_calibrated(model_dir, source, config, roles, writer, options, Path(out), progress, stream) | allocation
         else:
             for key in tqdm(source.keys(), desc="compress", unit="tensor", disable=bar_disabled(progress)):
                 role = roles[key]
@@ -107,10 +127,10 @@ def compress_model(
                 model_type=config.model_type,
                 architectures=list(getattr(config, "architectures", None) or []),
                 tokenizer_files=tokenizer_files,
-                source=SourceInfo(name=model_dir.resolve().name, note=options.source_note, files=source_files),
+                source=SourceInfo(name=source_name or model_dir.resolve().name, note=options.source_note, files=source_files),
             ),
             CompressionInfo(method=options.method, bits=options.bits, bits_for=options.bits_for, block_size=options.block_size,
-                            block_size_for=options.block_size_for, calibration=calibration),  # fmt: skip
+                            block_size_for=options.block_size_for, calibration=calibration, rebuild=recipe),  # fmt: skip
             __version__,
         )
     return manifest

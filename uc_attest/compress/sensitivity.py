@@ -294,32 +294,35 @@ def estimate_tensor(probe: KLProbe, key: str, options: CompressOptions, option_l
 
 
 def probe_windows(model_dir: Path, config: Any, options: CompressOptions, count: int = KL_WINDOWS,
-                  skip: int = 0) -> tuple[torch.Tensor, bool]:  # fmt: skip
+                  skip: int = 0, stream: tuple[torch.Tensor, Any] | None = None) -> tuple[torch.Tensor, bool]:  # fmt: skip
     """``count`` windows of KL_SEQ_LEN tokens of the calibration mix, held out from the coder's windows where possible.
 
     ``skip`` windows of the held-out pool are passed over first (the validation
-    bench measures on windows the coefficients were not taken on).
+    bench measures on windows the coefficients were not taken on). ``stream``: the
+    compression's own tokenised calibration text, when given (tokenised once per run).
     """
-    from .calibrated import calibration_stream
+    if stream is None:
+        from .calibrated import calibration_stream
 
-    stream, _ = calibration_stream(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
+        stream = calibration_stream(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
+    ids = stream[0]
     seq = min(options.seq_len, KL_SEQ_LEN)
-    coded = min(options.samples, stream.numel() // options.seq_len)
+    coded = min(options.samples, ids.numel() // options.seq_len)
     # the coder's windows, in units of the probe's shorter windows
     ratio = max(1, options.seq_len // seq)
-    windows, held_out = held_out_windows(stream, seq, coded * ratio, count + skip)
+    windows, held_out = held_out_windows(ids, seq, coded * ratio, count + skip)
     return windows[skip:] if windows.shape[0] > skip else windows, held_out
 
 
 def measure_sensitivity(
     model_dir: Path, source: SafetensorsSource, config: Any, roles: dict[str, TensorRole], options: CompressOptions,
-    work_parent: Path, progress: bool = True,
+    work_parent: Path, progress: bool = True, stream: tuple[torch.Tensor, dict[str, Any]] | None = None,
 ) -> Sensitivity:  # fmt: skip
     """KL coefficient x real-coder error of every quantized tensor inside the decoder blocks, in every option."""
     from tqdm import tqdm
 
     start = time.perf_counter()
-    windows, held_out = probe_windows(model_dir, config, options)
+    windows, held_out = probe_windows(model_dir, config, options, stream=stream)
     probe = KLProbe(source, config, roles, windows)
     keys = [k for i in sorted(probe.block_keys) for k in probe.block_keys[i] if roles[k].quantize and roles[k].block_axis is not None]
     option_list = [(b, z) for b in OPTION_BITS for z in OPTION_BLOCKS]

@@ -17,6 +17,7 @@ from typing import Any
 from ..architecture import TensorRole
 from ..errors import UsageError
 from .allocate import allocate, exact_glob
+from .coding import codec_params
 from .options import CompressOptions
 from .sensitivity import (
     OPTION_BITS,
@@ -29,11 +30,9 @@ from ..evaluate.source import SafetensorsSource
 
 def allocate_for_target(
     model_dir: Path, source: SafetensorsSource, config: Any, roles: dict[str, TensorRole], options: CompressOptions,
-    out: Path, progress: bool = True,
+    out: Path, progress: bool = True, stream: Any = None,
 ) -> tuple[CompressOptions, dict[str, str | int | float | bool]]:  # fmt: skip
     """The options with the allocation filled in, and what to record about it in the pack's compression info."""
-    from .pipeline import codec_params
-
     target = options.target_bpw
     assert target is not None
     if options.bits_for or options.block_size_for:
@@ -45,7 +44,7 @@ def allocate_for_target(
     budget = target * sum(numel.values())
     _refuse_unreachable(target, {k: (tuple(source.shape(k)), r.block_axis) for k, r in quantized.items() if r.block_axis is not None},
                         sum(numel.values()))  # fmt: skip
-    measured = measure_sensitivity(model_dir, source, config, roles, options, out.resolve().parent, progress)
+    measured = measure_sensitivity(model_dir, source, config, roles, options, out.resolve().parent, progress, stream)
     fixed = sum(option_cost_bits(tuple(source.shape(k)), codec_params(k, r, options)) for k, r in quantized.items()
                 if k not in measured.damage)  # fmt: skip
     lowest = fixed + sum(min(c.values()) for c in measured.cost_bits.values())
@@ -64,7 +63,8 @@ def allocate_for_target(
         "allocation_options": f"bits {min(OPTION_BITS)}-{max(OPTION_BITS)} x block {'/'.join(map(str, OPTION_BLOCKS))}",
         "allocated_tensors": len(chosen),
         "allocated_bpw_estimate": round(spent / sum(numel.values()), 6),
-        **measured.info,
+        # what the measurement took in seconds varies from run to run: not in the manifest, whose bytes must repeat
+        **{k: v for k, v in measured.info.items() if not k.endswith("_seconds")},
     }
     return allocated, info
 

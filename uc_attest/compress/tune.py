@@ -125,15 +125,19 @@ def tune_block(
     the caller installs the returned state.
     """
     params = {m.weight_path: m.encoded.params for m in maps}
+    device = block.get_parameter(maps[0].weight_path).device if maps else torch.device("cpu")
     block_dtype = {m.weight_path: block.get_parameter(m.weight_path).dtype for m in maps}
     run_dtype = {m.bias_path: block.get_parameter(m.bias_path).dtype for m in maps if m.bias_path}
     stored_dtype = {m.bias_path: m.bias_dtype or run_dtype[m.bias_path] for m in maps if m.bias_path}
     bias_start = {m.bias_path: block.get_parameter(m.bias_path).detach().to(torch.float32) for m in maps if m.bias_path}
-    codes = {m.weight_path: m.codes.long() for m in maps}
+    codes = {m.weight_path: m.codes.long() for m in maps}  # CPU: the canonical codec's input
+    device_codes = {p: c.to(device) for p, c in codes.items()}
 
     def canonical_values(encoded: dict[str, EncodedTensor], biases: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        values = {p: reconstruct_from_codes(codes[p], e.codebook, e.scales, params[p]).to(block_dtype[p]) for p, e in encoded.items()}
-        return values | {p: b.to(run_dtype[p]) for p, b in biases.items()}
+        """The canonical reconstruction (CPU, bit-exact), copied to the block's device."""
+        values = {p: reconstruct_from_codes(codes[p], e.codebook, e.scales, params[p]).to(device=device, dtype=block_dtype[p])
+                  for p, e in encoded.items()}  # fmt: skip
+        return values | {p: b.to(device=device, dtype=run_dtype[p]) for p, b in biases.items()}
 
     def error(values: dict[str, torch.Tensor]) -> float:
         total = 0.0
@@ -143,13 +147,14 @@ def tune_block(
         return total / max(1, batches)
 
     start = {m.weight_path: m.encoded for m in maps}
-    start_biases = {p: block.get_parameter(p).detach().to(stored_dtype[p]) for p in bias_start}
+    start_biases = {p: block.get_parameter(p).detach().to(stored_dtype[p]).cpu() for p in bias_start}
     before = error(canonical_values(start, start_biases))
     if epochs <= 0 or batches <= 0 or not maps:
         return TuneResult(start, start_biases, before, before, False)
 
-    codebook_delta = {m.weight_path: torch.zeros_like(m.encoded.codebook, requires_grad=True) for m in maps}
-    scale_change = {m.weight_path: torch.zeros(m.encoded.scales.shape, dtype=torch.float32, requires_grad=True) for m in maps}
+    codebook_delta = {m.weight_path: torch.zeros(m.encoded.codebook.shape, dtype=m.encoded.codebook.dtype, device=device, requires_grad=True)
+                      for m in maps}  # fmt: skip
+    scale_change = {m.weight_path: torch.zeros(m.encoded.scales.shape, dtype=torch.float32, device=device, requires_grad=True) for m in maps}
     bias_delta = {p: torch.zeros_like(b, requires_grad=True) for p, b in bias_start.items()}
     optimiser = torch.optim.Adam([
         {"params": list(codebook_delta.values()), "lr": CODEBOOK_LR},
@@ -158,8 +163,8 @@ def tune_block(
     ])  # fmt: skip
 
     def current() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        codebooks = {m.weight_path: m.encoded.codebook + codebook_delta[m.weight_path] for m in maps}
-        scales = {m.weight_path: m.encoded.scales.to(torch.float32) * (1.0 + scale_change[m.weight_path]) for m in maps}
+        codebooks = {m.weight_path: m.encoded.codebook.to(device) + codebook_delta[m.weight_path] for m in maps}
+        scales = {m.weight_path: m.encoded.scales.to(device=device, dtype=torch.float32) * (1.0 + scale_change[m.weight_path]) for m in maps}
         return codebooks, scales
 
     generator = torch.Generator().manual_seed(seed)
@@ -167,7 +172,7 @@ def tune_block(
         for _ in range(epochs):
             for i in torch.randperm(batches, generator=generator).tolist():
                 codebooks, scales = current()
-                values = {p: _differentiable_weight(codes[p], codebooks[p], scales[p], start[p]).to(block_dtype[p]) for p in start}
+                values = {p: _differentiable_weight(device_codes[p], codebooks[p], scales[p], start[p]).to(block_dtype[p]) for p in start}
                 values |= {p: (bias_start[p] + bias_delta[p]).to(run_dtype[p]) for p in bias_start}
                 optimiser.zero_grad(set_to_none=True)
                 with _overridden(block, values):
@@ -180,14 +185,14 @@ def tune_block(
         tuned: dict[str, EncodedTensor] = {}
         for m in maps:
             p = m.weight_path
-            resorted = _sorted_codebook(codebooks[p].detach(), codes[p])
+            resorted = _sorted_codebook(codebooks[p].detach().cpu(), codes[p])
             if resorted is None:  # two entries met: keep the untuned state rather than a degenerate codebook
                 return TuneResult(start, start_biases, before, before, False)
             codebook, renumbered = resorted
-            scales16 = scales[p].detach().clamp(-65504.0, 65504.0).to(torch.float16)
+            scales16 = scales[p].detach().cpu().clamp(-65504.0, 65504.0).to(torch.float16)
             codes[p] = renumbered.long()
             tuned[p] = EncodedTensor.from_codes(renumbered.to(torch.uint8), codebook, scales16, params[p])
-        tuned_biases = {p: (bias_start[p] + bias_delta[p].detach()).to(stored_dtype[p]) for p in bias_start}
+        tuned_biases = {p: (bias_start[p] + bias_delta[p].detach()).to(stored_dtype[p]).cpu() for p in bias_start}
         after = error(canonical_values(tuned, tuned_biases))
     if after < before:
         return TuneResult(tuned, tuned_biases, before, after, True)

@@ -103,6 +103,14 @@ def materialise_modules(modules: Iterable[nn.Module], dtype: torch.dtype, device
                 sub._parameters[name] = made[id(param)]
 
 
+def buffers_to_device(model: nn.Module, device: torch.device | str) -> None:
+    """Move every buffer of the skeleton (rotary frequencies, masks) to ``device``, dtypes unchanged."""
+    for module in model.modules():
+        for name, buf in list(module._buffers.items()):
+            if buf is not None and buf.device != torch.device(device):
+                module._buffers[name] = buf.to(device)
+
+
 def release(module: nn.Module) -> None:
     """Move every parameter of ``module`` back to the meta device (frees its memory)."""
     for sub in module.modules():

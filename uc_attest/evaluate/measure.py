@@ -12,15 +12,19 @@ verified digest before use.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..pack.verified import VerifiedPack
 from . import loading, perplexity
 from .perplexity import EvalResult
+
+if TYPE_CHECKING:
+    from .kl import KlResult
 
 
 @dataclass(frozen=True)
@@ -101,3 +105,61 @@ def measure_any(path: str | os.PathLike[str], ids: Any, *, seq_len: int, max_win
         raise VerificationError(f"the pack does not verify, not measured: {verified.report.failure_summary()}")
     return measure_pack(verified, ids, seq_len=seq_len, max_windows=max_windows, progress=progress, streaming=streaming,
                         device=device, compute_dtype=compute_dtype)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Compared:
+    """``uc eval --reference``: the model's perplexity, the reference's, and KL(reference || model), on the same windows."""
+
+    result: EvalResult
+    reference: EvalResult
+    kl: "KlResult"
+    device: str
+
+
+def _logits_of(path: Path, windows: Any, *, progress: bool, streaming: bool, device: str, compute_dtype: str) -> Iterator[Any]:
+    """Logits per window of a pack (verified first; measured only when it verifies) or of a model directory."""
+    from ..errors import VerificationError
+    from ..pack.manifest import MANIFEST_NAME
+    from ..pack.verify import verify_pack
+    from .source import SafetensorsSource
+    from .streaming import streaming_logits
+
+    if not (path / MANIFEST_NAME).exists():
+        if not streaming:
+            return perplexity.whole_model_logits(loading.load_model_dir(path).to(device), windows, compute_dtype, progress)
+        source = SafetensorsSource(path)
+        config = loading.model_dir_config(path)
+        return streaming_logits(config, source.keys(), lambda names: {n: source.load(n) for n in names}, windows,
+                                weights_dtype=source.load_dtype(config), compute_dtype=compute_dtype, device=device,
+                                progress=progress)  # fmt: skip
+    verified = verify_pack(path, progress=progress)
+    if not verified.report.ok:
+        raise VerificationError(f"{path}: the pack does not verify, not measured: {verified.report.failure_summary()}")
+    if not streaming:
+        model = loading.load_pack_model(verified).to(device)
+        return perplexity.whole_model_logits(model, windows, compute_dtype, progress)
+    from ..pack.tensor_reader import VerifiedTensorReader
+
+    opened = loading.opened_pack(verified, None)
+    reader = VerifiedTensorReader(verified)
+    return streaming_logits(loading.verified_config(verified), reader.names(), reader.load, windows,
+                            weights_dtype=loading.pack_dtype(opened), compute_dtype=compute_dtype, device=device,
+                            progress=progress)  # fmt: skip
+
+
+def measure_against_reference(path: str | os.PathLike[str], reference: str | os.PathLike[str], ids: Any, *, seq_len: int,
+                              max_windows: int | None, progress: bool = True, streaming: bool = True, device: str = "cpu",
+                              compute_dtype: str = "float32") -> Compared:  # fmt: skip
+    """Perplexity of ``path`` and of ``reference`` (each a pack or a model directory) and KL(reference || path), window by window."""
+    from ..errors import UsageError
+    from .kl import compare_logits
+
+    root, ref = Path(path), Path(reference)
+    if not ref.is_dir():
+        raise UsageError(f"--reference {ref}: not a model directory or pack")
+    windows = perplexity.windows_of(ids, seq_len, max_windows)
+    mine = _logits_of(root, windows, progress=progress, streaming=streaming, device=device, compute_dtype=compute_dtype)
+    theirs = _logits_of(ref, windows, progress=progress, streaming=streaming, device=device, compute_dtype=compute_dtype)
+    result, reference_result, kl = compare_logits(windows, mine, theirs, reference_label=ref.resolve().name, compute_dtype=compute_dtype)
+    return Compared(result, reference_result, kl, device)

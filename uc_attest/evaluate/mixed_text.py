@@ -25,13 +25,18 @@ from ..safe_io import read_regular_file
 from .text import default_calibration_text, default_eval_text
 
 LICENCE_DIR = Path("/usr/share/common-licenses")
+INFO_DIR = Path("/usr/share/info")
 DOC_DIR = Path("/usr/share/doc")
-CALIBRATION_SOURCE_NAME = "python-stdlib-docstrings (calibration split) + /usr/share/doc prose"
+INFO_SOURCE_NAME = "GNU info manuals of /usr/share/info (prose paragraphs, deduplicated)"
+CALIBRATION_SOURCE_NAME = "python-stdlib-docstrings (calibration split) + /usr/share/doc prose + python-stdlib code (calibration split)"
+CODE_SHARE = 0.5  # characters of code in the calibration mix, relative to the docstrings'
+MAX_CODE_CHARS = 3000  # a longer function or class is cut at a line boundary below this
 SHINGLE_WORDS = 8  # a calibration paragraph sharing this many consecutive words with an evaluation text is dropped
 DOC_NAMES = re.compile(r"^(readme|news|changes|faq|history|.*\.(txt|md|rst))(\.gz)?$", re.IGNORECASE)
 NOT_PROSE = re.compile(r"copyright|licen[cs]e|copying|changelog", re.IGNORECASE)
 PARAGRAPHS_PER_FILE = 40  # at most this many paragraphs from one documentation file, so that no package dominates
 MAX_FILE_BYTES = 1 << 20
+NOT_INFO_PROSE = re.compile(r"^(File: |\* |INFO-DIR|START-INFO|END-INFO|Tag Table|This is .*\.info)", re.MULTILINE)
 MAX_PARAGRAPH_CHARS = 4000  # longer "paragraphs" are files without blank lines (tables, logs), not prose
 
 
@@ -58,6 +63,40 @@ def licence_eval_text() -> str:
             for para in _paragraphs(text):
                 seen.setdefault(_normalised(para), para)
     return "\n\n".join(seen.values())
+
+
+@functools.lru_cache(maxsize=1)
+def info_eval_text() -> str:
+    """A third evaluation domain: the prose of the GNU info manuals (technical English), each paragraph once; '' where absent.
+
+    Neither docstrings nor licences: command-line manuals (coreutils, find,
+    diffutils, ...). Only prose paragraphs are kept (no menus, node headers or
+    examples), in file-name order; the calibration mix shares no run of
+    SHINGLE_WORDS words with it.
+    """
+    seen: set[str] = set()
+    per_file: list[list[str]] = []
+    if INFO_DIR.is_dir():
+        for path in sorted(INFO_DIR.iterdir()):
+            if path.is_symlink() or not path.is_file() or ".info" not in path.name:
+                continue
+            kept = []
+            for para in _paragraphs(_read_doc(path).replace("\x1f", "\n\n")):
+                key = _normalised(para)
+                if key in seen or not _is_prose(para) or NOT_INFO_PROSE.search(para) or NOT_PROSE.search(para):
+                    continue
+                seen.add(key)
+                kept.append(para)
+            if kept:
+                per_file.append(kept)
+    # round-robin over the manuals, so that any prefix of windows samples all of them
+    longest = max((len(f) for f in per_file), default=0)
+    return "\n\n".join(f[i] for i in range(longest) for f in per_file if i < len(f))
+
+
+def evaluation_texts() -> list[str]:
+    """Every built-in evaluation text: what no calibration paragraph may overlap."""
+    return [default_eval_text(), licence_eval_text(), info_eval_text()]
 
 
 def _words(text: str) -> list[str]:
@@ -115,6 +154,14 @@ def _interleaved(streams: list[list[str]]) -> list[str]:
     return [p for _, _, p in sorted(keyed, key=lambda t: (t[0], t[1]))]
 
 
+def _spread(units: list[str], limit: int) -> list[str]:
+    """Every k-th unit (k so that they fit in ``limit`` characters), from all over the list rather than its first files."""
+    total = sum(len(u) for u in units)
+    if total <= limit or not units:
+        return units
+    return _capped(units[:: -(-total // max(1, limit))], limit)
+
+
 def _capped(paragraphs: Iterable[str], limit: int) -> list[str]:
     out, total = [], 0
     for p in paragraphs:
@@ -125,11 +172,56 @@ def _capped(paragraphs: Iterable[str], limit: int) -> list[str]:
     return out
 
 
+def _code_units() -> list[str]:
+    """Functions and classes of the standard library's calibration-split files, docstrings and blank lines removed, in file order.
+
+    Code is a domain of its own (identifiers, operators, indentation) that
+    neither evaluation text is; only files of the calibration split are read
+    (text._is_eval), so no evaluation docstring's file contributes.
+    """
+    import ast
+    import warnings
+
+    from .text import _is_eval, _stdlib_files
+
+    units: list[str] = []
+    for rel, path in _stdlib_files():
+        if _is_eval(rel):
+            continue
+        try:
+            source = path.read_text(encoding="utf-8")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(source)
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue
+        for node in tree.body:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            doc = ast.get_docstring(node, clean=False)
+            segment = ast.get_source_segment(source, node) or ""
+            if doc:
+                segment = segment.replace(doc, "", 1)
+            lines = [line for line in segment.splitlines() if line.strip() and line.strip() not in ('""""""', "")]
+            text = "\n".join(lines)
+            if len(text) > MAX_CODE_CHARS:
+                text = text[: text.rfind("\n", 0, MAX_CODE_CHARS)]
+            if len(text) >= 80:
+                units.append(text)
+    return units
+
+
 @functools.lru_cache(maxsize=1)
 def calibration_mix_text() -> str:
-    """Docstring calibration split and documentation prose (at most as many characters), never overlapping either evaluation text."""
-    forbidden = shingles(default_eval_text()) | shingles(licence_eval_text())
-    eval_paragraphs = {_normalised(p) for p in _paragraphs(default_eval_text() + "\n\n" + licence_eval_text(), 1)}
+    """Docstring calibration split, documentation prose and standard-library code, never overlapping any evaluation text.
+
+    Documentation prose takes at most as many characters as the docstrings,
+    code at most CODE_SHARE of them; the three are interleaved so that windows
+    evenly spaced over the mix see all of them (calibrated.calibration_ids).
+    """
+    texts = evaluation_texts()
+    forbidden = set().union(*(shingles(t) for t in texts))
+    eval_paragraphs = {_normalised(p) for p in _paragraphs("\n\n".join(texts), 1)}
     docstrings = [p for p in _paragraphs(default_calibration_text()) if not overlaps(p, forbidden)]
     budget = sum(len(p) for p in docstrings)
     per_file: list[list[str]] = []
@@ -148,5 +240,7 @@ def calibration_mix_text() -> str:
             per_file.append(kept)
     # round-robin over files (first paragraph of every file, then the second, ...) until the budget is spent
     docs = _capped((f[i] for i in range(PARAGRAPHS_PER_FILE) for f in per_file if i < len(f)), budget)
-    paragraphs = [p for p in _interleaved([docstrings, docs] if docs else [docstrings]) if _normalised(p) not in eval_paragraphs]
+    code = _spread([u for u in dict.fromkeys(_code_units()) if not overlaps(u, forbidden)], int(budget * CODE_SHARE))
+    streams = [stream for stream in (docstrings, docs, code) if stream]
+    paragraphs = [p for p in _interleaved(streams) if _normalised(p) not in eval_paragraphs]
     return "\n\n".join(paragraphs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -107,13 +108,20 @@ def evaluate_tokens(
     """uc-ppl-v1 with the whole model in memory (on the device its parameters are on)."""
     start = time.perf_counter()
     windows = windows_of(ids, seq_len, max_windows)
+    nlls: list[float] = []
+    for row, logits in zip(windows, whole_model_logits(model, windows, compute_dtype, progress), strict=True):
+        nlls.append(window_nll(logits, row.unsqueeze(0).to(logits.device)))
+    return eval_result(nlls, seq_len, compute_dtype, start)
+
+
+def whole_model_logits(model: Any, windows: torch.Tensor, compute_dtype: str = "float32", progress: bool = True) -> Iterator[torch.Tensor]:
+    """The logits [1, seq_len, vocab] of each row of ``windows``, one forward pass (batch 1, no cache) per window."""
     check_token_range(windows, model)
     dtype = TORCH_DTYPES[compute_dtype]
     if next(model.parameters()).dtype != dtype:
         model = model.to(dtype)  # bf16 -> float32 widening is exact
     device = next(model.parameters()).device
-    nlls: list[float] = []
     for row in tqdm(windows, desc="eval", unit="window", disable=bar_disabled(progress), leave=False):
-        inputs = row.unsqueeze(0).to(device)
-        nlls.append(window_nll(model(input_ids=inputs, use_cache=False).logits, inputs))
-    return eval_result(nlls, seq_len, compute_dtype, start)
+        with torch.inference_mode():
+            logits = model(input_ids=row.unsqueeze(0).to(device), use_cache=False).logits
+        yield logits

@@ -137,46 +137,74 @@ def evaluate_streaming(
     """
     started = time.perf_counter()
     windows = windows_of(ids, seq_len, max_windows)
-    dtype = TORCH_DTYPES[compute_dtype]
-    target = torch.device(device)
-    model = build_calibration_skeleton(config, dtype=weights_dtype)
-    _buffers_to(model, dtype, target)
-    _, blocks = find_blocks(model)
-    outside, per_block = split_by_block(model, names)
+    nlls = [window_nll(logits, row.unsqueeze(0).to(logits.device))
+            for row, logits in zip(windows, streaming_logits(config, names, load, windows, weights_dtype=weights_dtype,
+                                                             compute_dtype=compute_dtype, device=device, progress=progress),
+                                   strict=True)]  # fmt: skip
+    return eval_result(nlls, seq_len, compute_dtype, started)
 
-    materialise_modules(_outside_modules(model, blocks), dtype, target)  # tied embeddings stay tied
-    load_checkpoint_tensors(model, {k: v.to(target) for k, v in load(outside).items()}, dtype)
-    _tie_as_loading_does(model, blocks, outside)
-    check_token_range(windows, model)  # an id without an embedding row: one clear error, not an IndexError
-    rows = [w.unsqueeze(0).to(target) for w in windows]
-    captured = capture_inputs(model, blocks, rows[:1], keep_hidden=False)
-    block_args = [captured.kwargs[i][1] for i in range(len(blocks))]
-    hidden = [_first_block_input(model, blocks, row) for row in rows]
 
-    returns_tuple = False
-    bar = tqdm(total=len(blocks), desc="eval (streaming)", unit="block", disable=bar_disabled(progress), leave=False)
-    for i, block in enumerate(blocks):
-        materialise(block, dtype, target)
-        load_checkpoint_tensors(model, {k: v.to(target) for k, v in load(per_block[i]).items()}, dtype)
-        args, kwargs = block_args[i]
-        for w, x in enumerate(hidden):
-            out = block(x, *args, **kwargs)
-            returns_tuple = isinstance(out, tuple)
-            hidden[w] = first_output(out)
-        release(block)
-        return_freed_memory()
-        bar.update(1)
-    bar.close()
+def streaming_logits(
+    config: Any,
+    names: list[str],
+    load: TensorSource,
+    windows: torch.Tensor,
+    *,
+    weights_dtype: torch.dtype,
+    compute_dtype: str = "float32",
+    device: str = "cpu",
+    progress: bool = True,
+) -> Iterator[torch.Tensor]:
+    """The logits [1, seq_len, vocab] of each row of ``windows``, in order, one decoder block resident at a time.
+
+    Every block runs over all windows before the first logits are yielded (the
+    windows' hidden states are what is kept); then the final norm and head turn
+    one window at a time into logits, so the consumer never holds more than the
+    logits of one window (``uc eval --reference`` zips two of these).
+    """
+    with torch.inference_mode():
+        dtype = TORCH_DTYPES[compute_dtype]
+        target = torch.device(device)
+        model = build_calibration_skeleton(config, dtype=weights_dtype)
+        _buffers_to(model, dtype, target)
+        _, blocks = find_blocks(model)
+        outside, per_block = split_by_block(model, names)
+
+        materialise_modules(_outside_modules(model, blocks), dtype, target)  # tied embeddings stay tied
+        load_checkpoint_tensors(model, {k: v.to(target) for k, v in load(outside).items()}, dtype)
+        _tie_as_loading_does(model, blocks, outside)
+        check_token_range(windows, model)  # an id without an embedding row: one clear error, not an IndexError
+        rows = [w.unsqueeze(0).to(target) for w in windows]
+        captured = capture_inputs(model, blocks, rows[:1], keep_hidden=False)
+        block_args = [captured.kwargs[i][1] for i in range(len(blocks))]
+        hidden = [_first_block_input(model, blocks, row) for row in rows]
+
+        returns_tuple = False
+        bar = tqdm(total=len(blocks), desc="eval (streaming)", unit="block", disable=bar_disabled(progress), leave=False)
+        for i, block in enumerate(blocks):
+            materialise(block, dtype, target)
+            load_checkpoint_tensors(model, {k: v.to(target) for k, v in load(per_block[i]).items()}, dtype)
+            args, kwargs = block_args[i]
+            for w, x in enumerate(hidden):
+                out = block(x, *args, **kwargs)
+                returns_tuple = isinstance(out, tuple)
+                hidden[w] = first_output(out)
+            release(block)
+            return_freed_memory()
+            bar.update(1)
+        bar.close()
 
     final: dict[str, Any] = {"tuple": returns_tuple}
-    nlls: list[float] = []
-    with _replaying_outputs(blocks, final):
-        for row, out in zip(rows, hidden, strict=True):
-            final["hidden"] = out
-            nlls.append(window_nll(model(input_ids=row, use_cache=False).logits, row))
-    del model, hidden
-    return_freed_memory()
-    return eval_result(nlls, seq_len, compute_dtype, started)
+    try:
+        for w, row in enumerate(rows):
+            with torch.inference_mode(), _replaying_outputs(blocks, final):
+                final["hidden"] = hidden[w]
+                logits = model(input_ids=row, use_cache=False).logits
+            hidden[w] = torch.empty(0)  # this window's states are no longer needed
+            yield logits
+    finally:
+        del model, hidden
+        return_freed_memory()
 
 
 def _first_block_input(model: nn.Module, blocks: nn.ModuleList, row: torch.Tensor) -> torch.Tensor:
@@ -185,4 +213,4 @@ def _first_block_input(model: nn.Module, blocks: nn.ModuleList, row: torch.Tenso
     return captured.hidden
 
 
-__all__ = ["TensorSource", "evaluate_streaming", "split_by_block"]
+__all__ = ["TensorSource", "evaluate_streaming", "split_by_block", "streaming_logits"]

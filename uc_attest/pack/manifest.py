@@ -126,6 +126,29 @@ class ModelInfo(Strict):
     source: SourceInfo
 
 
+OptionValue = str | int | float | bool | None | dict[str, int]
+
+
+class RebuildRecipe(Strict):
+    """What ``uc compress --reproduce`` needs to rebuild this pack byte for byte (written by packs since reproducible builds).
+
+    The options are every option of ``uc compress`` as the vendor gave them
+    (before ``--target-bpw`` filled in its allocation; ``calibration_file`` is
+    the path it had, the text's SHA-256 is in ``calibration``); the source's
+    files and their digests are ``model.source.files``. ``software`` and
+    ``machine`` say what the same bytes can be expected from: the same
+    versions, the same machine class (CPU architecture and bf16 support, or the
+    CUDA device) and ``threads`` intra-op threads. All of it is signed with
+    the manifest; none of it is checked by ``uc verify`` (it describes how the
+    bytes were made, and only a rebuild checks that).
+    """
+
+    options: dict[str, OptionValue]
+    software: dict[str, str]
+    machine: dict[str, str]
+    threads: int = Field(ge=1, le=4096)
+
+
 class CompressionInfo(Strict):
     method: str
     bits: int
@@ -133,6 +156,7 @@ class CompressionInfo(Strict):
     block_size: int
     block_size_for: dict[str, int] = {}  # per-tensor block sizes (checkpoint-key glob -> weights per scale), as bits_for
     calibration: dict[str, str | int | float | bool] = {}
+    rebuild: RebuildRecipe | None = None  # absent in packs made before reproducible builds
 
 
 class PackStats(Strict):
