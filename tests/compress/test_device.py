@@ -15,12 +15,14 @@ import pytest
 import torch
 
 from support.calibration import fast_options
-from test_pack_cli import uc_inprocess
+from support.cli import run_cli
 from support.models import make_tiny_model
 from uc_attest.compress import calibrated, gptq
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
 from uc_attest.pack.verify import verify_pack
+
+pytestmark = pytest.mark.slow  # the calibrated compressor
 
 
 def test_the_coder_works_on_the_options_device(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,20 +61,20 @@ def test_device_option_accepts_only_resolved_devices() -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where no CUDA device exists")
 def test_cli_refuses_a_cuda_device_that_is_not_there(tmp_path: Path) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
-    done = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / "pack"), "--device", "cuda:0", "--quiet")
-    assert done.returncode == 2 and "no CUDA device" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("uc", "compress", str(model_dir), "-o", str(tmp_path / "pack"), "--device", "cuda:0", "--quiet")
+    assert done.rc == 2 and "no CUDA device" in done.err and "Traceback" not in done.err
     assert not (tmp_path / "pack").exists()
-    done = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / "pack"), "--device", "tpu", "--quiet")
-    assert done.returncode == 2 and "--device" in done.stderr
+    done = run_cli("uc", "compress", str(model_dir), "-o", str(tmp_path / "pack"), "--device", "tpu", "--quiet")
+    assert done.rc == 2 and "--device" in done.err
 
 
 def test_cli_device_cpu_compresses_and_records_it(tmp_path: Path) -> None:
     model_dir = make_tiny_model("llama", tmp_path / "model")
     cal = tmp_path / "cal.txt"
     cal.write_text("Return the value of the object when the key is valid. " * 80)
-    done = uc_inprocess("compress", str(model_dir), "-o", str(tmp_path / "pack"), "--device", "cpu", "--samples", "4",
+    done = run_cli("uc", "compress", str(model_dir), "-o", str(tmp_path / "pack"), "--device", "cpu", "--samples", "4",
                         "--seq-len", "32", "--calibration", str(cal), "--quiet")  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert done.rc == 0, done.err
     manifest = json.loads((tmp_path / "pack" / "ucpack.json").read_text())
     assert manifest["compression"]["calibration"]["device"] == "cpu"
 

@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from support.calibration import fast_options
-from test_pack_cli import uc_inprocess
+from support.cli import run_cli
 from support.models import make_tiny_model
 from uc_attest.compress.pipeline import compress_model
 from uc_attest.pack.manifest import MANIFEST_NAME
 from uc_attest.pack.reader import open_pack
 from uc_attest.pack.verify import verify_pack
+
+pytestmark = pytest.mark.slow  # calibrated compressions, several per test
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -47,11 +49,11 @@ def test_two_runs_give_identical_bytes(built: tuple[Path, Path, Path]) -> None:
 
 def test_reproduce_passes_on_the_same_source(built: tuple[Path, Path, Path]) -> None:
     model_dir, one, _two = built
-    done = uc_inprocess("compress", str(model_dir), "--reproduce", str(one), "--quiet")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.rstrip().endswith("REPRODUCE: PASS")
+    done = run_cli("uc", "compress", str(model_dir), "--reproduce", str(one), "--quiet")
+    assert done.rc == 0, done.out + done.err
+    assert done.out.rstrip().endswith("REPRODUCE: PASS")
     sha = hashlib.sha256((one / MANIFEST_NAME).read_bytes()).hexdigest()
-    assert f"rebuilt manifest  sha256:{sha}" in done.stdout
+    assert f"rebuilt manifest  sha256:{sha}" in done.out
 
 
 def test_reproduce_fails_on_a_tampered_source(built: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -63,8 +65,8 @@ def test_reproduce_fails_on_a_tampered_source(built: tuple[Path, Path, Path], tm
     data = bytearray(weights.read_bytes())
     data[-2] ^= 0x01
     weights.write_bytes(bytes(data))
-    done = uc_inprocess("compress", str(source), "--reproduce", str(one), "--quiet")
-    assert done.returncode == 1 and "REPRODUCE: FAIL" in done.stdout and "model.safetensors" in done.stdout
+    done = run_cli("uc", "compress", str(source), "--reproduce", str(one), "--quiet")
+    assert done.rc == 1 and "REPRODUCE: FAIL" in done.out and "model.safetensors" in done.out
 
 
 def test_reproduce_fails_on_a_pack_file_that_differs_from_the_rebuild(built: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -77,9 +79,9 @@ def test_reproduce_fails_on_a_pack_file_that_differs_from_the_rebuild(built: tup
     data[-3] ^= 0x01
     shard.write_bytes(bytes(data))
     (pack / "extra.bin").write_bytes(b"x")
-    done = uc_inprocess("compress", str(model_dir), "--reproduce", str(pack), "--quiet")
-    assert done.returncode == 1 and "REPRODUCE: FAIL" in done.stdout
-    assert f"{shard.name}: differs" in done.stdout and "extra.bin: in the pack, not written by the rebuild" in done.stdout
+    done = run_cli("uc", "compress", str(model_dir), "--reproduce", str(pack), "--quiet")
+    assert done.rc == 1 and "REPRODUCE: FAIL" in done.out
+    assert f"{shard.name}: differs" in done.out and "extra.bin: in the pack, not written by the rebuild" in done.out
 
 
 def test_reproduce_fails_when_the_recorded_options_were_edited(built: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -90,8 +92,8 @@ def test_reproduce_fails_when_the_recorded_options_were_edited(built: tuple[Path
     manifest = json.loads((pack / MANIFEST_NAME).read_text())
     manifest["compression"]["rebuild"]["options"]["seed"] = 1
     (pack / MANIFEST_NAME).write_text(json.dumps(manifest))
-    done = uc_inprocess("compress", str(model_dir), "--reproduce", str(pack), "--quiet")
-    assert done.returncode == 1 and "the rebuilt manifest's SHA-256" in done.stdout
+    done = run_cli("uc", "compress", str(model_dir), "--reproduce", str(pack), "--quiet")
+    assert done.rc == 1 and "the rebuilt manifest's SHA-256" in done.out
 
 
 def test_a_pack_without_a_recipe_still_verifies_and_reproduce_says_why_not(built: tuple[Path, Path, Path], tmp_path: Path) -> None:
@@ -102,13 +104,13 @@ def test_a_pack_without_a_recipe_still_verifies_and_reproduce_says_why_not(built
     del manifest["compression"]["rebuild"]  # as packs made before reproducible builds are
     (pack / MANIFEST_NAME).write_text(json.dumps(manifest))
     assert verify_pack(pack, progress=False).ok
-    done = uc_inprocess("compress", str(model_dir), "--reproduce", str(pack), "--quiet")
-    assert done.returncode == 2 and "no rebuild recipe" in done.stderr and "Traceback" not in done.stderr
+    done = run_cli("uc", "compress", str(model_dir), "--reproduce", str(pack), "--quiet")
+    assert done.rc == 2 and "no rebuild recipe" in done.err and "Traceback" not in done.err
 
 
 def test_reproduce_refuses_other_options(built: tuple[Path, Path, Path]) -> None:
     model_dir, one, _two = built
-    done = uc_inprocess("compress", str(model_dir), "--reproduce", str(one), "--bits", "4")
-    assert done.returncode == 2 and "bits" in done.stderr
-    done = uc_inprocess("compress", str(model_dir))
-    assert done.returncode == 2 and "--output" in done.stderr
+    done = run_cli("uc", "compress", str(model_dir), "--reproduce", str(one), "--bits", "4")
+    assert done.rc == 2 and "bits" in done.err
+    done = run_cli("uc", "compress", str(model_dir))
+    assert done.rc == 2 and "--output" in done.err

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_pack_cli import uc_inprocess
+from support.cli import run_cli
 from support.models import make_tiny_model
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
@@ -82,14 +82,14 @@ def test_cli_reports_kl_and_refuses_a_missing_reference(model_and_pack: tuple[Pa
     model_dir, pack = model_and_pack
     tokens = tmp_path / "t.safetensors"
     save_token_file(tokens, IDS, {})
-    done = uc_inprocess("eval", str(pack), "--tokens", str(tokens), "--seq-len", "24", "--reference", str(model_dir), "--quiet")
-    assert done.returncode == 0, done.stderr
-    assert "KL(reference || model) mean" in done.stdout and "p99" in done.stdout
-    done = uc_inprocess("eval", str(pack), "--tokens", str(tokens), "--seq-len", "24", "--reference", str(model_dir), "--quiet", "--json")
-    doc = json.loads(done.stdout)
+    done = run_cli("uc", "eval", str(pack), "--tokens", str(tokens), "--seq-len", "24", "--reference", str(model_dir), "--quiet")
+    assert done.rc == 0, done.err
+    assert "KL(reference || model) mean" in done.out and "p99" in done.out
+    done = run_cli("uc", "eval", str(pack), "--tokens", str(tokens), "--seq-len", "24", "--reference", str(model_dir), "--quiet", "--json")
+    doc = json.loads(done.out)
     assert doc["kl"]["windows"] == 3 and len(doc["kl"]["per_window"]) == 3 and doc["kl"]["mean"] > 0
-    missing = uc_inprocess("eval", str(pack), "--tokens", str(tokens), "--seq-len", "24", "--reference", str(tmp_path / "nope"))
-    assert missing.returncode == 2 and "reference" in missing.stderr and "Traceback" not in missing.stderr
+    missing = run_cli("uc", "eval", str(pack), "--tokens", str(tokens), "--seq-len", "24", "--reference", str(tmp_path / "nope"))
+    assert missing.rc == 2 and "reference" in missing.err and "Traceback" not in missing.err
 
 
 def test_models_of_different_vocabularies_are_a_usage_error() -> None:
