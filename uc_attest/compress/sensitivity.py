@@ -1,53 +1,46 @@
 """How much each quantized tensor's coding error costs, per coding option, for ``uc compress --target-bpw``.
 
-damage(tensor, option) = coefficient(tensor) x error(tensor, option), where
+Why this proxy: the allocation needs, for every tensor and every option (code
+width, block size), a number that is comparable across tensors of different
+blocks and kinds (dense maps, fused experts, Mamba projections). The
+diagonal empirical Fisher of the language-modelling loss gives one: a weight
+change D costs about 1/2 sum F * D^2, with F the mean squared gradient of the
+loss per window of calibration text. The gradients are taken with the
+original weights, *one decoder block resident at a time*: a forward pass
+stores each block's inputs (in a temporary directory beside the output, not in
+memory), the loss and its gradient are taken at the last block's output, and
+a backward pass, block by block in reverse, recomputes each block from its
+stored inputs and hands the input gradient to the block before it. Each
+block's Fisher lives only while that block is resident; what remains are a few
+numbers per tensor.
 
-* ``error`` is the Hessian-weighted error tr(D H D^T) of the *real* coder
-  (gptq.py: the clip search, the importance candidates, the GPTQ sweep, as
-  ``uc compress`` runs them; the incoherence transform where the tensor's
-  reference coding chose it) in that option, on an
-  evenly strided sample of the tensor's rows (rows are independent for a
-  fixed H, so the sum over a sample, scaled, estimates the whole), under the
-  input Hessian H the tensor sees in the original model; and
-* ``coefficient`` is what a unit of that error costs at the model's output:
-  the tensor alone is given a realistic coding error (the real coder at
-  REFERENCE_OPTION, the whole tensor), the rest of the model stays original,
-  and the mean per-token KL divergence of the output distribution from the
-  original one rises by dKL; coefficient = dKL / error(REFERENCE_OPTION).
-
-Why this and not the diagonal empirical Fisher of the loss it replaces: that
-estimate priced options with a cheap rounding coder whose error ratios differ
-from GPTQ's by 0.7x-4x per tensor family, and its gradients, squared from 4
-windows, ranked single-tensor damage at 0.26-0.39 against measurement; at this
-scale a single tensor's effect on the loss is first-order noise, while the KL
-to the original distribution is second-order and always positive.
-
-The KL probe keeps the whole model resident (the measurement runs the blocks
-after the tensor's own, once per tensor) in float32, on KL_WINDOWS windows of
-the calibration mix held out from the coder's windows where the text allows.
-Tensors the probe cannot give a Hessian (no 2-D input through a module hook,
-e.g. fused experts) are priced with H = identity, i.e. their plain squared
-error, by the same coder.
+The coding error D of each option is estimated cheaply (absmax block scales and
+a small k-means codebook, no Hessian sweep): the ranking of options, not the
+coder's final error, is what the allocation needs, and the real coder then runs
+once per tensor in the chosen option. The windows are held out from the ones
+the coder calibrates on where the calibration text is long enough, and never
+come from the evaluation text.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..architecture import ROLE_HEAD, CheckpointKeyMapper, TensorRole
 from ..codec.bitpack import packed_nbytes
+from ..codec.codebook import nearest_codes
 from ..codec.params import CodecParams
-from ..codec.reconstruct import reconstruct_from_codes
+from ..codec.reconstruct import TORCH_DTYPES, expand_scales
 from ..evaluate.blocks import (
     build_calibration_skeleton,
     capture_inputs,
@@ -55,19 +48,19 @@ from ..evaluate.blocks import (
     first_output,
     load_checkpoint_tensors,
     materialise,
+    release,
+    return_freed_memory,
 )
+from .blockscale import absmax_scales, normalise
+from .gptq import single_threaded
+from .options import CompressOptions
 from ..evaluate.source import SafetensorsSource
 from ..progress import bar_disabled
-from .gptq import gptq_quantize, hessian_error, prepared_hessian, single_threaded
-from .options import CompressOptions
 
 OPTION_BITS = (3, 4, 5, 6, 7, 8)
 OPTION_BLOCKS = (32, 64, 128)
-REFERENCE_OPTION = (4, 64)  # the realistic coding error each tensor carries alone to measure its KL coefficient
-KL_WINDOWS = 16  # windows of the calibration mix on which the KL increases are measured
-KL_SEQ_LEN = 128  # tokens per KL window (at most --seq-len)
+SENSITIVITY_WINDOWS = 4  # windows of --seq-len tokens whose loss gradients give the Fisher
 ESTIMATE_ELEMENTS = 1 << 15  # weights per tensor on which each option's coding error is estimated (a row sample)
-MIN_COEFFICIENT_KL = 1e-12  # a KL increase below this (float32 noise) counts as this, so no tensor is free
 Option = tuple[int, int]  # (bits, block size)
 
 
@@ -86,6 +79,36 @@ def option_cost_bits(shape: tuple[int, ...], params: CodecParams) -> int:
     axis = shape[params.block_axis]
     scales = numel // axis * -(-axis // params.block_size)
     return 8 * (packed_nbytes(numel, params.bits) + 2 * scales + 4 * (1 << params.bits))
+
+
+def quick_codebook(normed: torch.Tensor, bits: int, samples: int = 1 << 13, iterations: int = 6) -> torch.Tensor:
+    """A sorted 2**bits-entry codebook by a few Lloyd rounds from quantiles, on an evenly strided subsample.
+
+    The coder's own k-means (codec.codebook.learn_codebook) is several times
+    slower; for ranking options a close estimate of its error is enough.
+    """
+    x = normed.reshape(-1)
+    x = torch.sort(x[:: max(1, x.numel() // samples)].to(torch.float64)).values
+    w = x.abs() + 0.05
+    k = 1 << bits
+    cdf = torch.cumsum(w, 0)
+    cb = x[torch.searchsorted(cdf / cdf[-1], (torch.arange(k, dtype=torch.float64) + 0.5) / k).clamp_max(x.numel() - 1)]
+    for _ in range(iterations):
+        assign = nearest_codes(x, cb)
+        num = torch.zeros(k, dtype=torch.float64).index_add_(0, assign, x * w)
+        den = torch.zeros(k, dtype=torch.float64).index_add_(0, assign, w)
+        cb = torch.sort(torch.where(den > 0, num / den.clamp_min(1e-30), cb)).values
+    return cb.to(torch.float32)
+
+
+def estimated_error(weight: torch.Tensor, params: CodecParams) -> torch.Tensor:
+    """W minus a cheap coding of W in ``params`` (absmax scales, quick codebook, nearest entries)."""
+    w = weight.detach().to(torch.float32)
+    scales = absmax_scales(w, params)
+    normed = normalise(w, scales, params)
+    codebook = quick_codebook(normed, params.bits)
+    values = codebook[nearest_codes(normed, codebook)] * expand_scales(scales, tuple(w.shape), params)
+    return w - values.to(TORCH_DTYPES[params.dtype]).to(torch.float32)
 
 
 def sampled_rows(tensor: torch.Tensor, block_axis: int, max_elements: int = ESTIMATE_ELEMENTS) -> tuple[torch.Tensor, float]:
@@ -121,225 +144,181 @@ def _expert_index(key: str) -> int | None:
     return int(found[-1]) if found else None
 
 
+def _fisher_for_key(key: str, shape: tuple[int, ...], fisher: torch.Tensor) -> torch.Tensor:
+    """The Fisher of a checkpoint tensor from that of the block parameter it loads into.
 
-
-def as_rows(tensor: torch.Tensor, block_axis: int) -> torch.Tensor:
-    """The tensor as a 2-D [rows, input] matrix with its block axis last (how the coder sees it)."""
-    return tensor.movedim(block_axis, -1).reshape(-1, tensor.shape[block_axis])
-
-
-def from_rows(rows: torch.Tensor, shape: tuple[int, ...], block_axis: int) -> torch.Tensor:
-    moved = list(shape)
-    moved.append(moved.pop(block_axis))
-    return rows.reshape(moved).movedim(-1, block_axis)
-
-
-def coded_rows(rows: torch.Tensor, option: Option, hessian: torch.Tensor | None, options: CompressOptions,
-               incoherence: str | None = None) -> tuple[torch.Tensor, bool]:  # fmt: skip
-    """The canonical reconstruction (float32) of ``rows`` coded by the real coder in ``option`` (blocks along axis 1),
-    and whether it kept the incoherence transform. ``incoherence`` overrides the options' choice ("on"/"off")."""
-    params = CodecParams(bits=option[0], block_size=option[1], block_axis=1, dtype=options.dtype)
-    enc, codes = gptq_quantize(rows, params, hessian, damp=options.damp, act_order=options.act_order, seed=options.seed,
-                               incoherence=incoherence or options.incoherence)  # fmt: skip
-    rebuilt = reconstruct_from_codes(codes, enc.codebook, enc.scales, enc.params).to(torch.float32)
-    return rebuilt, enc.params.transform is not None
-
-
-def option_error(rows: torch.Tensor, option: Option, hessian: torch.Tensor | None, options: CompressOptions,
-                 incoherence: str | None = None) -> float:  # fmt: skip
-    """tr(D H D^T) of the real coder's canonical reconstruction of ``rows`` in ``option`` (H = identity if None)."""
-    h = prepared_hessian(hessian if hessian is not None else torch.eye(rows.shape[1]), options.damp)
-    return hessian_error(rows.to(torch.float32), coded_rows(rows, option, hessian, options, incoherence)[0], h)
-
-
-class KLProbe:
-    """The original model, resident, and the KL increase of its output when one checkpoint tensor is replaced.
-
-    Built once: every block's inputs on the probe windows, the input Hessian
-    of every block tensor read through an ``nn.Linear``-like module, and the
-    original output log-probabilities. ``kl_increase(key, tensor)`` then loads
-    ``tensor`` in place of ``key``, reruns only the blocks from the tensor's
-    own, and restores the original.
+    The same tensor, or its transpose, element by element; a fused parameter
+    (experts stacked into one tensor by transformers' loader) gives each
+    expert's tensor the mean Fisher of that expert's slice.
     """
-
-    def __init__(self, source: SafetensorsSource, config: Any, roles: dict[str, TensorRole], windows: torch.Tensor) -> None:
-        from .calibrated import materialise_outside, split_block_keys
-
-        self.source, self.roles, self.windows, self.dtype = source, roles, windows, torch.float32
-        self.model = build_calibration_skeleton(config)
-        self.mapper = CheckpointKeyMapper(self.model)
-        self.prefix, self.blocks = find_blocks(self.model)
-        self.block_keys, outside = split_block_keys(source, self.mapper, self.prefix, len(self.blocks))
-        materialise_outside(self.model, self.blocks, source, outside, roles, self.dtype)
-        head_keys = [k for k in outside if roles[k].role == ROLE_HEAD]
-        head: Any = self.model.get_output_embeddings()
-        if head is not None:  # materialise_outside leaves the head empty: its checkpoint tensor, or the tied embeddings
-            embeddings: Any = self.model.get_input_embeddings()
-            weight = source.load(head_keys[0]).to(self.dtype) if head_keys else embeddings.weight.detach()
-            head._parameters["weight"] = nn.Parameter(weight, requires_grad=False)
-        for i, block in enumerate(self.blocks):
-            materialise(block, self.dtype)
-            load_checkpoint_tensors(self.model, {k: source.load(k) for k in self.block_keys[i]}, self.dtype)
-        self.block_of = {k: i for i, keys in self.block_keys.items() for k in keys}
-        rows = list(windows.split(1))
-        captured = capture_inputs(self.model, self.blocks, rows)
-        assert captured.hidden is not None
-        self.calls = [captured.kwargs[i][1] for i in range(len(self.blocks))]
-        self.inputs: list[torch.Tensor] = []
-        self.hessians: dict[str, torch.Tensor] = {}
-        self.tokens = 0
-        hidden = captured.hidden.to(self.dtype)
-        with torch.no_grad():
-            for i in range(len(self.blocks)):
-                self.inputs.append(hidden)
-                with self._hessian_hooks(i):
-                    hidden = self._run_block(i, hidden)
-            self.reference = self._log_probs(hidden)
-
-    def _run_block(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
-        args, kw = self.calls[i]
-        return torch.cat([first_output(self.blocks[i](h.unsqueeze(0), *args, **kw)) for h in hidden])
-
-    @contextmanager
-    def _hessian_hooks(self, i: int) -> Iterator[None]:
-        """Accumulate X^T X (float64) of the input of every module whose weight is one of block ``i``'s quantized tensors."""
-        handles = []
-        for key in self.block_keys[i]:
-            role = self.roles[key]
-            if not role.quantize or role.block_axis is None or len(self.source.shape(key)) != 2:
-                continue
-            owner_path, _, attr = self.mapper.target(key).rpartition(".")
-            module = self.model.get_submodule(owner_path)
-            width = self.source.shape(key)[role.block_axis]
-            if attr != "weight" or tuple(getattr(module, attr).shape) not in (tuple(self.source.shape(key)), tuple(self.source.shape(key))[::-1]):
-                continue
-
-            def hook(_m: nn.Module, inputs: tuple[Any, ...], _out: Any, key: str = key, width: int = width) -> None:
-                x = inputs[0] if inputs and isinstance(inputs[0], torch.Tensor) else None
-                if x is None or x.shape[-1] != width:
-                    return
-                x = x.detach().reshape(-1, width).to(torch.float64)
-                self.hessians[key] = self.hessians.get(key, torch.zeros(width, width, dtype=torch.float64)) + x.t() @ x
-
-            handles.append(module.register_forward_hook(hook))
-        try:
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def _log_probs(self, last: torch.Tensor) -> torch.Tensor:
-        """Log-probabilities over the vocabulary of every window position, from the last block's outputs."""
-        from ..evaluate.streaming import _replaying_outputs
-
-        final: dict[str, Any] = {"tuple": False}
-        out = []
-        with _replaying_outputs(self.blocks, final):
-            for row, hidden in zip(self.windows.split(1), last, strict=True):
-                final["hidden"] = hidden.unsqueeze(0)
-                logits = self.model(input_ids=row, use_cache=False).logits
-                out.append(torch.log_softmax(logits[0].to(torch.float32), dim=-1))
-        return torch.stack(out)
-
-    def hessian(self, key: str) -> torch.Tensor | None:
-        """The mean input second moment of ``key``'s module (None where no 2-D input was seen)."""
-        h = self.hessians.get(key)
-        return None if h is None else h / max(1, self.windows.numel())
-
-    def kl_increase(self, key: str, tensor: torch.Tensor) -> float:
-        """Mean per-token KL(original || model with ``tensor`` as ``key``), the rest of the model original."""
-        i = self.block_of[key]
-        originals = {k: self.source.load(k) for k in self.block_keys[i]}
-        with torch.no_grad():
-            try:
-                load_checkpoint_tensors(self.model, {**originals, key: tensor}, self.dtype)
-                hidden = self.inputs[i]
-                for j in range(i, len(self.blocks)):
-                    hidden = self._run_block(j, hidden)
-            finally:
-                load_checkpoint_tensors(self.model, originals, self.dtype)
-            coded = self._log_probs(hidden)
-        return float((self.reference.exp() * (self.reference - coded)).sum(-1).mean())
+    if tuple(fisher.shape) == shape:
+        return fisher
+    if fisher.ndim == 2 and tuple(fisher.t().shape) == shape:
+        return fisher.t()
+    e = _expert_index(key)
+    if e is not None and fisher.ndim >= 1 and fisher.shape[0] > e:
+        return fisher[e].mean().expand(shape)
+    return fisher.mean().expand(shape)
 
 
-@dataclass
-class TensorEstimate:
-    """One tensor's measured pieces: the KL coefficient and the coder's error per option."""
+def _head_gradient(model: nn.Module, blocks: nn.ModuleList, ids: torch.Tensor, last: torch.Tensor,
+                   head_weight: torch.Tensor | None) -> tuple[torch.Tensor, float]:  # fmt: skip
+    """d(loss)/d(last block's output), one window at a time, through the model's own final norm and head.
 
-    coefficient: float
-    kl_reference: float
-    error_reference: float
-    errors: dict[Option, float]
-
-
-def estimate_tensor(probe: KLProbe, key: str, options: CompressOptions, option_list: list[Option]) -> TensorEstimate:
-    """Coefficient (dKL per unit Hessian error at REFERENCE_OPTION, whole tensor) and the real coder's error per option."""
-    role = probe.roles[key]
-    assert role.block_axis is not None
-    weight = probe.source.load(key)
-    shape = tuple(weight.shape)
-    rows = as_rows(weight, role.block_axis).to(torch.float32)
-    hessian = probe.hessian(key)
-    with single_threaded():
-        coded, rotated = coded_rows(rows, REFERENCE_OPTION, hessian, options)
-        h = prepared_hessian(hessian if hessian is not None else torch.eye(rows.shape[1]), options.damp)
-        error_reference = hessian_error(rows, coded, h)
-    kl = probe.kl_increase(key, from_rows(coded, shape, role.block_axis).to(weight.dtype))
-    sample, factor = sampled_rows(rows, 1)
-    with single_threaded():
-        # the incoherence choice of the reference coding holds for the other options: one sweep per option, not two
-        errors = {o: factor * option_error(sample, o, hessian, options, "on" if rotated else "off") for o in option_list}
-    coefficient = max(kl, MIN_COEFFICIENT_KL) / max(error_reference, 1e-30)
-    return TensorEstimate(coefficient, kl, error_reference, errors)
-
-
-def probe_windows(model_dir: Path, config: Any, options: CompressOptions, count: int = KL_WINDOWS,
-                  skip: int = 0, stream: tuple[torch.Tensor, Any] | None = None) -> tuple[torch.Tensor, bool]:  # fmt: skip
-    """``count`` windows of KL_SEQ_LEN tokens of the calibration mix, held out from the coder's windows where possible.
-
-    ``skip`` windows of the held-out pool are passed over first (the validation
-    bench measures on windows the coefficients were not taken on). ``stream``: the
-    compression's own tokenised calibration text, when given (tokenised once per run).
+    The blocks are bypassed (each hands its input on, the last one returns the
+    stored output), so the model's forward computes exactly norm, head and the
+    shifted cross-entropy. Returns the gradients and the mean loss.
     """
-    if stream is None:
-        from .calibrated import calibration_stream
+    head: Any = model.get_output_embeddings()
+    saved = head._parameters["weight"] if head is not None else None
+    if head is not None and head_weight is not None:
+        head._parameters["weight"] = nn.Parameter(head_weight, requires_grad=False)
+    grads, losses = [], []
+    leaf: list[torch.Tensor] = []
 
-        stream = calibration_stream(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
-    ids = stream[0]
-    seq = min(options.seq_len, KL_SEQ_LEN)
-    coded = min(options.samples, ids.numel() // options.seq_len)
-    # the coder's windows, in units of the probe's shorter windows
-    ratio = max(1, options.seq_len // seq)
-    windows, held_out = held_out_windows(ids, seq, coded * ratio, count + skip)
-    return windows[skip:] if windows.shape[0] > skip else windows, held_out
+    def bypass(index: int):  # type: ignore[no-untyped-def]
+        def forward(hidden_states: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+            return leaf[0] if index == len(blocks) - 1 else hidden_states
+
+        return forward
+
+    for i, block in enumerate(blocks):
+        block.forward = bypass(i)  # type: ignore[method-assign]
+    try:
+        for w in range(ids.shape[0]):
+            leaf[:] = [last[w : w + 1].detach().clone().requires_grad_(True)]
+            with torch.enable_grad():
+                loss = model(input_ids=ids[w : w + 1], labels=ids[w : w + 1], use_cache=False).loss
+                loss.backward()
+            grads.append(leaf[0].grad.detach().clone())  # type: ignore[union-attr]
+            losses.append(float(loss.detach()))
+    finally:
+        for block in blocks:
+            del block.forward
+        if head is not None and saved is not None:
+            head._parameters["weight"] = saved
+    return torch.cat(grads), sum(losses) / max(1, len(losses))
 
 
 def measure_sensitivity(
     model_dir: Path, source: SafetensorsSource, config: Any, roles: dict[str, TensorRole], options: CompressOptions,
     work_parent: Path, progress: bool = True, stream: tuple[torch.Tensor, dict[str, Any]] | None = None,
 ) -> Sensitivity:  # fmt: skip
-    """KL coefficient x real-coder error of every quantized tensor inside the decoder blocks, in every option."""
+    """Fisher-weighted coding damage of every quantized tensor inside the decoder blocks, in every option."""
     from tqdm import tqdm
 
+    from .calibrated import (
+        calibration_stream,
+        materialise_outside,
+        release_outside,
+        resolve_calibration_dtype,
+        split_block_keys,
+    )
+
     start = time.perf_counter()
-    windows, held_out = probe_windows(model_dir, config, options, stream=stream)
-    probe = KLProbe(source, config, roles, windows)
-    keys = [k for i in sorted(probe.block_keys) for k in probe.block_keys[i] if roles[k].quantize and roles[k].block_axis is not None]
-    option_list = [(b, z) for b in OPTION_BITS for z in OPTION_BLOCKS]
+    # the replays' dtype (bf16 where the CPU multiplies it natively): the Fisher needs magnitudes, not many digits
+    dtype = torch.bfloat16 if resolve_calibration_dtype(options.calibration_dtype) == "bfloat16" else torch.float32
+    model = build_calibration_skeleton(config)
+    mapper = CheckpointKeyMapper(model)
+    prefix, blocks = find_blocks(model)
+    block_keys, outside = split_block_keys(source, mapper, prefix, len(blocks))
+    if stream is None:  # the compression's own tokenised calibration text, when given (tokenised once per run)
+        stream = calibration_stream(model_dir, options, int(getattr(config, "vocab_size", 0) or 1 << 16))
+    ids = stream[0]
+    coded = min(options.samples, ids.numel() // options.seq_len)  # the coder's windows (calibration_ids)
+    windows, held_out = held_out_windows(ids, options.seq_len, coded, SENSITIVITY_WINDOWS)
+    del ids
+
+    outside_modules = materialise_outside(model, blocks, source, outside, roles, dtype)
+    chunks = list(windows.split(1))
+    captured = capture_inputs(model, blocks, chunks)
+    assert captured.hidden is not None
+    hidden = captured.hidden.to(dtype)
     result = Sensitivity()
-    for key in tqdm(keys, desc="sensitivity", unit="tensor", disable=bar_disabled(progress)):
-        estimate = estimate_tensor(probe, key, options, option_list)
-        shape = tuple(source.shape(key))
-        axis = roles[key].block_axis
-        assert axis is not None
-        result.damage[key] = {o: estimate.coefficient * e for o, e in estimate.errors.items()}
-        result.cost_bits[key] = {o: option_cost_bits(shape, CodecParams(bits=o[0], block_size=o[1], block_axis=axis)) for o in option_list}
+    bar = tqdm(total=2 * len(blocks), desc="sensitivity", unit="pass", disable=bar_disabled(progress))
+    try:
+        with tempfile.TemporaryDirectory(prefix=".uc-sensitivity-", dir=work_parent if work_parent.is_dir() else None) as tmp:
+            stored = Path(tmp)
+            with torch.no_grad():
+                for i, block in enumerate(blocks):
+                    _load_block(model, block, source, block_keys[i], dtype)
+                    save_file({"hidden": hidden.contiguous()}, str(stored / f"in-{i:05d}.safetensors"))
+                    args_kw = captured.kwargs[i][1]
+                    hidden = torch.cat([first_output(block(h.unsqueeze(0), *args_kw[0], **args_kw[1])) for h in hidden])
+                    release(block)
+                    bar.update(1)
+            head_keys = [k for k in outside if roles[k].role == ROLE_HEAD]
+            head_weight = source.load(head_keys[0]).to(dtype) if head_keys else None
+            if head_weight is None and model.get_output_embeddings() is not None and model.get_input_embeddings() is not None:
+                head_weight = model.get_input_embeddings().weight.detach()  # tied head
+            grad, loss = _head_gradient(model, blocks, windows, hidden, head_weight)
+            release_outside(outside_modules)
+            del hidden, head_weight
+            for i in reversed(range(len(blocks))):
+                block = blocks[i]
+                _load_block(model, block, source, block_keys[i], dtype)
+                inputs = load_file(str(stored / f"in-{i:05d}.safetensors"))["hidden"]
+                grad = _block_backward(block, prefix, mapper, block_keys[i], roles, source, inputs, grad,
+                                       captured.kwargs[i][1], options, result)  # fmt: skip
+                release(block)
+                return_freed_memory()
+                bar.update(1)
+    finally:
+        bar.close()
     result.info = {
-        "sensitivity": f"KL increase per unit Hessian error (each tensor alone at {REFERENCE_OPTION[0]} bits / block "
-                       f"{REFERENCE_OPTION[1]}) x the real coder's Hessian error per option",
+        "sensitivity": "diagonal empirical Fisher of the LM loss x estimated coding error",
         "sensitivity_windows": int(windows.shape[0]),
-        "sensitivity_window_tokens": int(windows.shape[1]),
         "sensitivity_windows_held_out": held_out,
+        "sensitivity_loss": round(loss, 6),
         "sensitivity_seconds": round(time.perf_counter() - start, 1),
-    }  # fmt: skip
+    }
     return result
+
+
+def _load_block(model: nn.Module, block: nn.Module, source: SafetensorsSource, keys: list[str], dtype: torch.dtype) -> None:
+    materialise(block, dtype)
+    load_checkpoint_tensors(model, {k: source.load(k) for k in keys}, dtype)
+
+
+def _block_backward(
+    block: nn.Module, prefix: str, mapper: CheckpointKeyMapper, keys: list[str], roles: dict[str, TensorRole],
+    source: SafetensorsSource, inputs: torch.Tensor, grad_out: torch.Tensor, call: tuple[tuple[Any, ...], dict[str, Any]],
+    options: CompressOptions, result: Sensitivity,
+) -> torch.Tensor:  # fmt: skip
+    """Recompute the block per window, backpropagate ``grad_out``, score its tensors; returns the input gradients."""
+    quantized = [k for k in keys if roles[k].quantize]
+    paths = {k: mapper.target(k)[len(prefix) + 1 :].split(".", 1)[1] for k in quantized}
+    params = {p: block.get_parameter(p) for p in set(paths.values())}
+    for p in params.values():
+        p.requires_grad_(True)
+    fisher = {p: torch.zeros(v.shape, dtype=torch.float32) for p, v in params.items()}
+    grads_in = []
+    args, kw = call
+    for w in range(inputs.shape[0]):
+        x = inputs[w : w + 1].clone().requires_grad_(True)
+        with torch.enable_grad():
+            out = first_output(block(x, *args, **kw))
+            (out * grad_out[w : w + 1]).sum().backward()
+        grads_in.append(x.grad.detach().clone())  # type: ignore[union-attr]
+        for pname, v in params.items():
+            if v.grad is not None:
+                fisher[pname] += v.grad.detach().to(torch.float32) ** 2
+                v.grad = None
+    for p in params.values():
+        p.requires_grad_(False)
+    for key in quantized:
+        weight = source.load(key)
+        shape = tuple(weight.shape)
+        block_axis = roles[key].block_axis
+        assert block_axis is not None
+        w_rows, factor = sampled_rows(weight, block_axis)
+        f_rows, _ = sampled_rows(_fisher_for_key(key, shape, fisher[paths[key]]), block_axis)
+        result.damage[key], result.cost_bits[key] = {}, {}
+        with single_threaded():  # many small tensor operations: a thread pool only adds barrier waits (see gptq.py)
+            for bits in OPTION_BITS:
+                for size in OPTION_BLOCKS:
+                    cp = CodecParams(bits=bits, block_size=size, block_axis=block_axis, dtype=options.dtype)
+                    err = estimated_error(w_rows, cp.model_copy(update={"block_axis": 1}))
+                    result.damage[key][(bits, size)] = factor * float((f_rows * err * err).sum())
+                    result.cost_bits[key][(bits, size)] = option_cost_bits(shape, cp)
+    return torch.cat(grads_in)
