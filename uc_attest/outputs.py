@@ -55,15 +55,20 @@ def check_outputs(outputs: Sequence[Path | None], inputs: Iterable[Path | None] 
             raise UsageError(f"output {path} is a directory")
         if path.exists() and not overwrite:
             raise UsageError(f"output already exists: {path} (remove it or pass --force)")
-        parent = _parent(path)
-        if not parent.is_dir():
-            raise UsageError(f"output directory does not exist: {parent}")
-        try:
-            fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
-        except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-        os.close(fd)
-        os.unlink(probe)
+        check_writable(path)
+
+
+def check_writable(path: Path) -> None:
+    """Refuse, before any work, an output (file or directory) whose parent does not exist or cannot be written."""
+    parent = _parent(path)
+    if not parent.is_dir():
+        raise UsageError(f"output directory does not exist: {parent}")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _stage(output: Output) -> str:

@@ -83,6 +83,9 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
                               act_order=act_order, refit_grid=refit_grid, incoherence=incoherence, tune_epochs=tune_epochs, calibration_dtype=calibration_dtype, resume=resume,  # type: ignore[arg-type]
                               device=resolve_device(device) if method == "calibrated" else "cpu", threads=threads,
                               source_note=source_note)  # fmt: skip
+    from ..outputs import check_writable
+
+    check_writable(Path(out))  # an output that cannot be written fails now, in one line, before the forecast and the work
     if not quiet:
         from ..estimate import compress_peak_bytes
 
