@@ -86,11 +86,12 @@ def compress_cmd(model_dir: Path, out: Path, bits: int, bits_for: tuple[str, ...
     from ..outputs import check_writable
 
     check_writable(Path(out))  # an output that cannot be written fails now, in one line, before the forecast and the work
-    if not quiet:
-        from ..estimate import compress_peak_bytes
+    from ..estimate import compress_peak_bytes
 
+    def say_forecast() -> None:
         say_expected_memory(model_dir / "config.json", "uc compress", lambda shape: compress_peak_bytes(shape, method, samples, seq_len))
-    compress_model(model_dir, out, options, progress=not quiet, overwrite=force)
+
+    compress_model(model_dir, out, options, progress=not quiet, overwrite=force, on_start=None if quiet else say_forecast)
     click.echo(format_summary(summarize(open_pack(out))))
     click.echo(f"wrote {out}")
 

@@ -7,6 +7,7 @@ finished tensors to the same streaming PackWriter inside an atomic directory.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
@@ -68,6 +69,7 @@ def compress_model(
     progress: bool = True,
     overwrite: bool = False,
     source_name: str | None = None,
+    on_start: Callable[[], None] | None = None,
 ) -> PackManifest:
     """Compress ``model_dir`` into a pack at ``out``, with torch's thread count pinned to ``options.threads`` (see recipe.py).
 
@@ -77,11 +79,11 @@ def compress_model(
     options = with_threads(options)
     assert options.threads is not None
     with pinned_threads(options.threads):
-        return _compress_model(Path(model_dir), out, options, progress, overwrite, source_name)
+        return _compress_model(Path(model_dir), out, options, progress, overwrite, source_name, on_start)
 
 
 def _compress_model(model_dir: Path, out: str | Path, options: CompressOptions, progress: bool, overwrite: bool,
-                    source_name: str | None) -> PackManifest:  # fmt: skip
+                    source_name: str | None, on_start: Callable[[], None] | None = None) -> PackManifest:  # fmt: skip
     refuse_output_holding_inputs(Path(out), [model_dir])  # before any work: --force must never delete the source
     if overwrite and (Path(out).exists() or Path(out).is_symlink()):
         require_previous_pack(Path(out))
@@ -92,6 +94,9 @@ def _compress_model(model_dir: Path, out: str | Path, options: CompressOptions, 
     except Exception as exc:  # noqa: BLE001
         raise UnreadableInputError(f"config.json is not a transformers config: {exc}") from exc
     roles = tensor_roles(source, config)
+    source_files = model_files(model_dir)  # the source's identity, recorded in the manifest (before any work: refuses symlinks out)
+    if on_start is not None:  # every refusal of the inputs has passed: the caller may announce the work
+        on_start()
     allocation: dict[str, str | int | float | bool] = {}
     stream = None
     if options.method == "calibrated":  # one calibration session: the text tokenised once, for sensitivity and coder alike
@@ -106,7 +111,6 @@ def _compress_model(model_dir: Path, out: str | Path, options: CompressOptions, 
         if role.quantize:
             codec_params(key, role, options)
     calibration: dict[str, str | int | float | bool] = {}
-    source_files = model_files(model_dir)  # the source's identity, recorded in the manifest (before any work)
     with atomic_directory(out, overwrite=overwrite, inputs=[model_dir], replaceable=require_previous_pack) as tmp:
         writer = PackWriter(tmp, shard_bytes=options.shard_bytes)
         tokenizer_files = copy_model_files(model_dir, writer)
