@@ -47,7 +47,7 @@ def test_the_coder_works_on_the_options_device(tmp_path: Path, monkeypatch: pyte
     manifest = compress_model(model_dir, tmp_path / "pack", fast_options(tmp_path, device="cpu", tune_epochs=1), progress=False)
     assert seen and {d.type for d in seen} == {"cpu"}
     assert manifest.compression.calibration["device"] == "cpu"
-    assert verify_pack(tmp_path / "pack", progress=False).ok
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
 
 
 def test_device_option_accepts_only_resolved_devices() -> None:

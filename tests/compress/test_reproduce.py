@@ -103,7 +103,7 @@ def test_a_pack_without_a_recipe_still_verifies_and_reproduce_says_why_not(built
     manifest = json.loads((pack / MANIFEST_NAME).read_text())
     del manifest["compression"]["rebuild"]  # as packs made before reproducible builds are
     (pack / MANIFEST_NAME).write_text(json.dumps(manifest))
-    assert verify_pack(pack, progress=False).ok
+    assert verify_pack(pack, progress=False).report.ok
     done = run_cli("uc", "compress", str(model_dir), "--reproduce", str(pack), "--quiet")
     assert done.rc == 2 and "no rebuild recipe" in done.err and "Traceback" not in done.err
 
