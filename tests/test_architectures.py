@@ -35,7 +35,8 @@ def independent_state_dict(pack: Path) -> dict[str, torch.Tensor]:
                 continue
             c = t["codec"]
             out = ref_reconstruct(f.get_tensor(st["codes"]), f.get_tensor(st["codebook"]), f.get_tensor(st["scales"]),
-                                  tuple(t["shape"]), c["bits"], c["block_size"], c["block_axis"], c["dtype"])  # fmt: skip
+                                  tuple(t["shape"]), c["bits"], c["block_size"], c["block_axis"], c["dtype"],
+                                  None if c.get("transform") is None else (c["transform"]["size"], c["transform"]["seed"]))  # fmt: skip
             assert c["dtype"] == "bfloat16"
             state[t["name"]] = torch.from_numpy(out.view(np.int16)).view(torch.bfloat16)
     return state

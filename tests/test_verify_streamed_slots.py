@@ -44,7 +44,7 @@ def streamed(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("streamed")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_streamed_slots_pass_a_good_pack(pack: Path, workers: int) -> None:
-    report = verify_pack(pack, progress=False, workers=workers)
+    report = verify_pack(pack, progress=False, workers=workers).report
     assert report.ok, report.failures
     assert report.tensors and all(t.ok for t in report.tensors)
 
@@ -69,7 +69,7 @@ def test_resealed_edit_in_a_streamed_slot_fails_exactly_that_tensor(pack: Path, 
     start, end = _slot_span(bytes(data), key)
     data[{"first": start, "middle": (start + end) // 2, "last": end - 1}[where]] ^= 0x04
     reseal(copy, storage.file, bytes(data))  # the file hash is made to match: only the digest can notice
-    report = verify_pack(copy, progress=False, workers=2)
+    report = verify_pack(copy, progress=False, workers=2).report
     assert not report.ok
     assert [t.name for t in report.tensors if not t.ok] == [entry.name]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import SerializerFunctionWrapHandler, model_serializer, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..codec.params import CodecParams
 from ..model_files import ModelFile
@@ -157,6 +157,14 @@ class CompressionInfo(Strict):
     block_size_for: dict[str, int] = {}  # per-tensor block sizes (checkpoint-key glob -> weights per scale), as bits_for
     calibration: dict[str, str | int | float | bool] = {}
     rebuild: RebuildRecipe | None = None  # absent in packs made before reproducible builds
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_rebuild(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
+        """No ``rebuild`` key when there is none, so packs made before rebuild recipes keep their manifest bytes."""
+        data = handler(self)
+        if data.get("rebuild") is None:
+            data.pop("rebuild", None)
+        return data
 
 
 class PackStats(Strict):
