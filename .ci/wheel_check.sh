@@ -35,7 +35,7 @@ assert (policies_dir() / "default.toml").is_file() and (templates_dir() / "repor
 assert list((templates_dir() / "fonts").iterdir()), "no fonts in the wheel"
 print(f"uc_attest {uc_attest.__version__} from {where.parent}; reconstruction kernel: {'C ' + native.vector_path() if native.available() else 'numpy fallback'}")
 PY
-"$V/python" -c "import sys; sys.path.insert(0, '$ROOT/tests/attest'); from attest_helpers import build_tiny_model; build_tiny_model(__import__('pathlib').Path('model'))" >/dev/null 2>&1
+"$V/python" -c "import sys; sys.path.insert(0, '$ROOT/tests'); from support.models import build_tokenized_model; build_tokenized_model(__import__('pathlib').Path('model'))" >/dev/null 2>&1
 
 "$V/uc" compress model -o pack --method datafree --bits 4 --block-size 32 --quiet >/dev/null
 "$V/uc" verify pack --quiet | tail -1
