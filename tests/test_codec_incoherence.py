@@ -2,7 +2,7 @@
 
 The numpy definition (uc_attest.codec.incoherence, behind both the fused
 kernel's and the numpy reconstruction path), the torch path
-(incoherence_torch) and the independent reference (tests/reference_codec.py,
+(incoherence_torch) and the independent reference (tests/support/reference_codec.py,
 written from docs/FORMAT.md) must agree bit for bit, and all of them must give
 the golden digest computed once and written down here.
 """
