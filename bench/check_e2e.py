@@ -56,12 +56,14 @@ def main() -> None:
 
     from uc_attest.attest.trust import KeyAnchor
     from uc_attest.check.run import CheckInputs, run_check
+    from uc_attest.evaluate.settings import EvalSettings
     from uc_attest.pack.verify import verify_pack
     from uc_attest.policy.loader import load_policy
 
     verify_pack(pack, progress=False, architecture=True)  # warm: imports, page cache
     verify_s = statistics.median(_timed(lambda: verify_pack(pack, progress=False, architecture=True)) for _ in range(args.repeats))
-    outcome = run_check(CheckInputs(pack=pack, bundle=bundle, trust=KeyAnchor(pub), policy=load_policy("strict"), progress=False))
+    outcome = run_check(CheckInputs(pack=pack, bundle=bundle, trust=KeyAnchor(pub), policy=load_policy("strict"),
+                                    evaluation=EvalSettings(progress=False)))
     other = sum(s for stage, s in outcome.timings.items() if stage != MEASUREMENT_STAGE)
     print(f"attest check in process, verdict {outcome.results.verdict.value}")
     for stage, seconds in outcome.timings.items():

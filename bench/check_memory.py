@@ -46,6 +46,7 @@ def delivery(tmp: Path, layers: int, hidden: int, windows: int, seq_len: int) ->
     from compress_memory import make_model
 
     from uc_attest.attest.acceptance import SignOptions, sign_pack
+    from uc_attest.evaluate.settings import EvalSettings
     from uc_attest.attest.keys import generate_private_key, public_key_pem
     from uc_attest.compress.options import CompressOptions
     from uc_attest.compress.pipeline import compress_model
@@ -60,7 +61,7 @@ def delivery(tmp: Path, layers: int, hidden: int, windows: int, seq_len: int) ->
     pub = tmp / f"vendor{layers}.pub"
     pub.write_bytes(public_key_pem(key.public_key()))
     bundle = tmp / f"pack{layers}.sigstore.json"
-    sign_pack(SignOptions(pack=pack, key=key, output=bundle, seq_len=seq_len, max_windows=windows, progress=False))
+    sign_pack(SignOptions(pack=pack, key=key, output=bundle, evaluation=EvalSettings(seq_len=seq_len, max_windows=windows, progress=False)))
     return pack, bundle, pub
 
 

@@ -68,6 +68,7 @@ def compress(tree: Path, model: Path, out: Path, args: argparse.Namespace, calib
 def quality(model: Path, pack: Path, windows: int) -> dict[str, dict[str, float]]:
     """Perplexity ratio and KL(original || pack) on each evaluation domain's first ``windows`` windows of 512 tokens."""
     from uc_attest.evaluate.measure import measure_against_reference
+    from uc_attest.evaluate.settings import EvalSettings
     from uc_attest.evaluate.mixed_text import info_eval_text, licence_eval_text
     from uc_attest.evaluate.text import default_eval_text
     from uc_attest.evaluate.tokens import tokenize_text
@@ -75,7 +76,7 @@ def quality(model: Path, pack: Path, windows: int) -> dict[str, dict[str, float]
     out = {}
     for name, text in (("in-domain", default_eval_text), ("licence", licence_eval_text), ("info", info_eval_text)):
         ids = tokenize_text(model, text())
-        compared = measure_against_reference(pack, model, ids, seq_len=512, max_windows=windows, progress=False, streaming=False)
+        compared = measure_against_reference(pack, model, ids, EvalSettings(seq_len=512, max_windows=windows, streaming=False, progress=False))
         out[name] = {"ratio": round(compared.kl.perplexity_ratio, 5), "kl_mean": round(compared.kl.mean, 6),
                      "kl_p99": round(compared.kl.p99, 5), "windows": compared.kl.windows}  # fmt: skip
     return out

@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 def prepare(work: Path, windows: int) -> dict[str, Path]:
     from uc_attest.attest.acceptance import SignOptions, sign_pack
+    from uc_attest.evaluate.settings import EvalSettings
     from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
     from uc_attest.compress.options import CompressOptions
     from uc_attest.compress.pipeline import compress_model
@@ -54,7 +55,7 @@ def prepare(work: Path, windows: int) -> dict[str, Path]:
     key = generate_private_key(Algorithm.P256)
     (work / "vendor.pub").write_bytes(public_key_pem(key.public_key()))
     started = time.perf_counter()
-    sign_pack(SignOptions(pack=pack, key=key, seq_len=512, max_windows=windows, progress=False))
+    sign_pack(SignOptions(pack=pack, key=key, evaluation=EvalSettings(seq_len=512, max_windows=windows, progress=False)))
     print(f"signed {windows} windows in {time.perf_counter() - started:.1f} s", flush=True)
     served = {"served": work / "served", "original": model, "perturbed": work / "served-perturbed"}
     if served["served"].exists():
@@ -93,10 +94,11 @@ def _scale_tensor(directory: Path, name: str, factor: float) -> None:
 def probe(url: str, pack: Path, work: Path) -> dict[str, object]:
     from uc_attest.attest.trust import KeyAnchor
     from uc_attest.check.context import CheckInputs
+    from uc_attest.evaluate.settings import EvalSettings
     from uc_attest.policy import load_policy
     from uc_attest.probe.run import ProbeInputs, run_probe
 
-    check = CheckInputs(pack=pack, policy=load_policy("default"), trust=KeyAnchor(work / "vendor.pub"), progress=False)
+    check = CheckInputs(pack=pack, policy=load_policy("default"), trust=KeyAnchor(work / "vendor.pub"), evaluation=EvalSettings(progress=False))
     results = run_probe(ProbeInputs(url=url, check=check)).results
     p = results.probe
     assert p is not None

@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from uc_attest.evaluate.text import default_calibration_text, default_eval_text  # noqa: E402
 from uc_attest.pack.manifest import MANIFEST_NAME  # noqa: E402
+from uc_attest.evaluate.settings import EvalSettings  # noqa: E402
 
 CACHE = ROOT / "bench" / "cache" / "quality.json"
 DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m"
@@ -197,8 +198,8 @@ class Scorer:
 
         if self._baseline is None:
             self._baseline = self.load_model_dir(self._model_dir)
-        result, reference, kl = compare_logits(self.windows, whole_model_logits(model, self.windows, progress=False),
-                                               whole_model_logits(self._baseline, self.windows, progress=False),
+        result, reference, kl = compare_logits(self.windows, whole_model_logits(model, self.windows, EvalSettings(progress=False)),
+                                               whole_model_logits(self._baseline, self.windows, EvalSettings(progress=False)),
                                                reference_label="baseline", compute_dtype="float32")  # fmt: skip
         return {"ppl": result.perplexity, "kl_mean": kl.mean, "kl_p99": kl.p99, "baseline_ppl": reference.perplexity,
                 "eval_windows": result.windows}  # fmt: skip

@@ -24,6 +24,7 @@ from uc_attest.evaluate.loading import load_model_dir, load_pack_model  # noqa: 
 from uc_attest.evaluate.perplexity import evaluate_tokens  # noqa: E402
 from uc_attest.evaluate.text import default_calibration_text  # noqa: E402
 from uc_attest.evaluate.tokens import tokenize_text  # noqa: E402
+from uc_attest.evaluate.settings import EvalSettings  # noqa: E402
 
 FAMILIES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -38,7 +39,7 @@ def main() -> None:
     ids = ids[ids.numel() // 2 :]
 
     def ppl(model: torch.nn.Module) -> float:
-        return evaluate_tokens(model, ids, 512, args.windows, progress=False).perplexity
+        return evaluate_tokens(model, ids, EvalSettings(seq_len=512, max_windows=args.windows, progress=False)).perplexity
 
     original = load_model_dir(args.model).state_dict()
     packed = load_pack_model(args.pack)

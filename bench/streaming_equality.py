@@ -29,6 +29,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from uc_attest.evaluate.measure import measure_model_dir, measure_pack
+    from uc_attest.evaluate.settings import EvalSettings
     from uc_attest.evaluate.text import default_eval_text
     from uc_attest.evaluate.tokens import tokenize_text
     from uc_attest.pack.verify import verify_pack
@@ -37,11 +38,13 @@ def main() -> None:
     if not verified.report.ok:
         sys.exit(f"the pack does not verify: {verified.report.failure_summary()}")
     ids = tokenize_text(Path(args.pack), default_eval_text())
-    runs = {"pack": lambda streaming: measure_pack(verified, ids, seq_len=args.seq_len, max_windows=args.windows, progress=False,
-                                                   streaming=streaming).result}  # fmt: skip
+
+    def settings(streaming: bool) -> EvalSettings:
+        return EvalSettings(seq_len=args.seq_len, max_windows=args.windows, streaming=streaming, progress=False)
+
+    runs = {"pack": lambda streaming: measure_pack(verified, ids, settings(streaming)).result}
     if args.baseline:
-        runs["baseline"] = lambda streaming: measure_model_dir(args.baseline, ids, seq_len=args.seq_len, max_windows=args.windows,
-                                                               progress=False, streaming=streaming).result  # fmt: skip
+        runs["baseline"] = lambda streaming: measure_model_dir(args.baseline, ids, settings(streaming)).result
     differing = 0
     for name, run in runs.items():
         whole, streamed = run(False), run(True)

@@ -442,6 +442,7 @@ def format_table(t: Tally) -> str:
 def build_delivery(model: Path, workdir: Path, eval_text: Path | None, log: Any = print) -> Delivery:
     """Compress (data-free) and sign a pack of ``model`` in ``workdir``; reuse what is already there."""
     from uc_attest.attest.acceptance import SignOptions, sign_pack
+    from uc_attest.evaluate.settings import EvalSettings
     from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
     from uc_attest.compress.options import CompressOptions
     from uc_attest.compress.pipeline import compress_model
@@ -463,8 +464,8 @@ def build_delivery(model: Path, workdir: Path, eval_text: Path | None, log: Any 
         log("signing with a throw-away P-256 key (2 windows of 128 tokens, baseline measured too)")
         key = generate_private_key(Algorithm.P256)
         pub.write_bytes(public_key_pem(key.public_key()))
-        sign_pack(SignOptions(pack=pack, key=key, eval_text=eval_text, seq_len=128, max_windows=2, valid_days=3650,
-                              baseline=model, output=bundle, tokens_output=tokens, progress=False))  # fmt: skip
+        sign_pack(SignOptions(pack=pack, key=key, eval_text=eval_text, valid_days=3650, baseline=model, output=bundle, tokens_output=tokens,
+                              evaluation=EvalSettings(seq_len=128, max_windows=2, progress=False)))  # fmt: skip
     return Delivery(pack=pack, bundle=bundle, tokens=tokens, key=pub)
 
 

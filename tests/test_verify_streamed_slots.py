@@ -18,9 +18,7 @@ from pathlib import Path
 import pytest
 
 from support.pack_edit import reseal
-from support.models import make_tiny_model
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
+from support.models import make_datafree_pack
 from uc_attest.pack import stream_verify
 from uc_attest.pack.reader import open_pack
 from uc_attest.pack.verify import verify_pack
@@ -28,11 +26,7 @@ from uc_attest.pack.verify import verify_pack
 
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("streamed")
-    model = make_tiny_model("llama", root / "model")
-    out = root / "pack"
-    compress_model(model, out, CompressOptions(method="datafree"), progress=False)
-    return out
+    return make_datafree_pack(tmp_path_factory.mktemp("streamed"))
 
 
 @pytest.fixture

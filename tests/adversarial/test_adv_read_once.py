@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from uc_attest.codec.reconstruct import tensor_digest
+from uc_attest.evaluate.settings import EvalSettings
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -169,8 +170,8 @@ def test_check_measures_the_pack_it_verified(site: Any, other_delivery_root: tup
     monkeypatch.setattr(tensor_reader.VerifiedTensorReader, "load", spy_block_load)
     policy = tmp_path / "lenient.toml"
     policy.write_text("version = 1\nname = \"lenient\"\n[perplexity]\nrelative_tolerance = 0.99\nabsolute_tolerance = 10.0\n")
-    outcome = run_check(CheckInputs(pack=site.pack, bundle=site.bundle, tokens=site.tokens, trust=KeyAnchor(site.key),
-                                    policy=load_policy(str(policy)), progress=False, streaming=streaming))  # fmt: skip
+    outcome = run_check(CheckInputs(pack=site.pack, bundle=site.bundle, tokens=site.tokens, trust=KeyAnchor(site.key), policy=load_policy(str(policy)),
+                                    evaluation=EvalSettings(streaming=streaming, progress=False)))  # fmt: skip
     # the weights are pinned to the verified pack, so the swap fails the check
     ppl = next(c for c in outcome.results.checks if c.name == "perplexity_match")
     assert outcome.results.verdict.value == "FAIL" and ppl.status.value == "FAIL", ppl

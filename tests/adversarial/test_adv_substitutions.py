@@ -18,6 +18,7 @@ import pytest
 from support.delivery import check, copy_delivery, failed_checks, new_key, resign, sign, write_public_key
 
 from uc_attest.pack.strict_json import dumps_canonical
+from uc_attest.evaluate.settings import EvalSettings
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -178,8 +179,8 @@ def test_an_expired_attestation(delivery_root: tuple[Path, Any], tmp_path: Path)
 
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     later = datetime.now(timezone.utc) + timedelta(days=366)
-    outcome = run_check(CheckInputs(pack=site.pack, bundle=site.bundle, tokens=site.tokens, trust=KeyAnchor(site.key),
-                                    policy=load_policy(None), progress=False, now=later))  # fmt: skip
+    outcome = run_check(CheckInputs(pack=site.pack, bundle=site.bundle, tokens=site.tokens, trust=KeyAnchor(site.key), policy=load_policy(None), now=later,
+                                    evaluation=EvalSettings(progress=False)))  # fmt: skip
     statuses = {c.name: c.status.value for c in outcome.results.checks}
     assert outcome.results.verdict.value == "FAIL"
     assert statuses["attestation_age"] == "FAIL" and statuses["signature"] == "PASS", statuses
@@ -192,8 +193,8 @@ def test_an_attestation_from_the_future(delivery_root: tuple[Path, Any], tmp_pat
 
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     earlier = datetime.now(timezone.utc) - timedelta(days=2)
-    outcome = run_check(CheckInputs(pack=site.pack, bundle=site.bundle, tokens=site.tokens, trust=KeyAnchor(site.key),
-                                    policy=load_policy(None), progress=False, now=earlier))  # fmt: skip
+    outcome = run_check(CheckInputs(pack=site.pack, bundle=site.bundle, tokens=site.tokens, trust=KeyAnchor(site.key), policy=load_policy(None), now=earlier,
+                                    evaluation=EvalSettings(progress=False)))  # fmt: skip
     assert {c.name: c.status.value for c in outcome.results.checks}["attestation_age"] == "FAIL"
 
 

@@ -21,6 +21,7 @@ import pytest
 
 from uc_attest.attest.acceptance import SignOptions, sign_pack
 from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
+from uc_attest.evaluate.settings import EvalSettings
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "js" / "verify_key_bundle.js"
@@ -70,7 +71,7 @@ def test_sigstore_js_verifies_attest_sign_bundle(sigstore_js, tiny_pack: Path, e
     key = generate_private_key(algorithm)
     pub = tmp_path / "vendor.pub"
     pub.write_bytes(public_key_pem(key.public_key()))
-    result = sign_pack(SignOptions(pack=tiny_pack, key=key, eval_text=eval_text, seq_len=16, max_windows=2, progress=False))
+    result = sign_pack(SignOptions(pack=tiny_pack, key=key, eval_text=eval_text, evaluation=EvalSettings(seq_len=16, max_windows=2, progress=False)))
 
     ok = _js_verify(sigstore_js, result.bundle, pub)
     assert ok.returncode == 0, ok.stdout + ok.stderr

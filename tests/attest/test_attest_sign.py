@@ -16,6 +16,7 @@ from uc_attest.attest.paths import default_bundle_path, tokens_path_for_bundle
 from uc_attest.attest.subjects import split_subjects
 from uc_attest.errors import UsageError
 from uc_attest.evaluate.tokens import load_token_file
+from uc_attest.evaluate.settings import EvalSettings
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -29,7 +30,8 @@ def _outputs(folder: Path) -> set[str]:
 
 
 def test_sign_pack_with_baseline(tiny_pack: Path, tiny_model_dir: Path, eval_text: Path, p256_key) -> None:  # type: ignore[no-untyped-def]
-    result = sign_pack(SignOptions(pack=tiny_pack, key=p256_key, baseline=tiny_model_dir, eval_text=eval_text, seq_len=32, max_windows=3, progress=False))
+    result = sign_pack(SignOptions(pack=tiny_pack, key=p256_key, baseline=tiny_model_dir, eval_text=eval_text,
+                                   evaluation=EvalSettings(seq_len=32, max_windows=3, progress=False)))
     assert result.bundle == default_bundle_path(tiny_pack) == tiny_pack.parent / "pack.sigstore.json"
     assert result.tokens == tokens_path_for_bundle(result.bundle) == tiny_pack.parent / "pack.eval-tokens.safetensors"
     verified = verify_bundle(result.bundle, KeyAnchor(p256_key.public_key()))
@@ -187,7 +189,7 @@ def test_nothing_written_when_the_bundle_cannot_be_written(tiny_pack: Path, tmp_
     monkeypatch.setattr(outputs, "_stage", failing)
     before = _outputs(tiny_pack.parent)
     with pytest.raises(UsageError, match="No space left"):
-        sign_pack(SignOptions(pack=tiny_pack, key=p256_key, seq_len=16, max_windows=1, progress=False))
+        sign_pack(SignOptions(pack=tiny_pack, key=p256_key, evaluation=EvalSettings(seq_len=16, max_windows=1, progress=False)))
     assert [p.name for p in calls] == ["pack.eval-tokens.safetensors", "pack.sigstore.json"]
     assert _outputs(tiny_pack.parent) == before
 
@@ -207,10 +209,35 @@ def test_non_finite_perplexity_is_never_signed(tiny_pack: Path, p256_key, monkey
     monkeypatch.setattr(measure, "measure_pack", broken)
     before = _outputs(tiny_pack.parent)
     with pytest.raises(AcceptanceTestError, match="non-finite"):
-        sign_pack(SignOptions(pack=tiny_pack, key=p256_key, seq_len=16, max_windows=1, progress=False, streaming=streaming))
+        sign_pack(SignOptions(pack=tiny_pack, key=p256_key, evaluation=EvalSettings(seq_len=16, max_windows=1, streaming=streaming, progress=False)))
     assert _outputs(tiny_pack.parent) == before
 
 
 def test_public_key_pem_round_trip(p256_key, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "k.pub").write_bytes(public_key_pem(p256_key.public_key()))
     assert (tmp_path / "k.pub").read_bytes().startswith(b"-----BEGIN PUBLIC KEY-----")
+
+
+def test_sign_tokenizes_with_the_tokenizer_bytes_it_verified(tiny_pack: Path, eval_text: Path, p256_key, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Misuse: the tokenizer files change on disk after verification; the signed ids are still those of the verified bytes."""
+    import uc_attest.attest.acceptance as acceptance
+
+    settings = EvalSettings(seq_len=16, max_windows=2, progress=False)
+    honest = sign_pack(SignOptions(pack=tiny_pack, key=p256_key, eval_text=eval_text, evaluation=settings, output=tmp_path / "a.sigstore.json"))
+    real_verify = acceptance._verify_pack
+    swapped: list[str] = []
+
+    def verify_then_swap(pack_path: Path, progress: bool):  # type: ignore[no-untyped-def]
+        verified = real_verify(pack_path, progress)
+        for name in verified.small_files:
+            if name != "config.json":
+                (pack_path / name).write_text('{"not": "a tokenizer"}', encoding="utf-8")
+                swapped.append(name)
+        return verified
+
+    monkeypatch.setattr(acceptance, "_verify_pack", verify_then_swap)
+    after = sign_pack(SignOptions(pack=tiny_pack, key=p256_key, eval_text=eval_text, evaluation=settings, output=tmp_path / "b.sigstore.json"))
+    assert swapped, "the pack has tokenizer files to swap"
+    (ids_after, meta_after, _), (ids_honest, meta_honest, _) = load_token_file(after.tokens), load_token_file(honest.tokens)
+    assert ids_after.tolist() == ids_honest.tolist() and meta_after == meta_honest
+    assert after.perplexity == honest.perplexity

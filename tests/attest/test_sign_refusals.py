@@ -61,7 +61,6 @@ def test_impossible_combinations_are_refused_before_any_work(attest_cli, tiny_pa
 
 def test_ed25519_with_oms_is_refused_before_the_passphrase_is_used_for_work(attest_cli, tiny_pack: Path, tmp_path: Path,
                                                                            no_work: None) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    pytest.importorskip("model_signing")
     key, _, _ = write_keypair(tmp_path / "vendor", algorithm=Algorithm.ED25519)
     result = attest_cli("sign", tiny_pack, "--key", key, "--oms", "--quiet")
     assert result.rc == 2 and "P-256" in result.err and _outputs(tiny_pack) == []
@@ -69,7 +68,6 @@ def test_ed25519_with_oms_is_refused_before_the_passphrase_is_used_for_work(atte
 
 def test_a_failing_oms_signature_leaves_no_bundle_and_no_token_file(attest_cli, tiny_pack: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    pytest.importorskip("model_signing")
     import uc_attest.attest.oms as oms
 
     def fails(*args: object, **kwargs: object) -> bytes:
@@ -84,7 +82,6 @@ def test_a_failing_oms_signature_leaves_no_bundle_and_no_token_file(attest_cli, 
 
 def test_oms_is_signed_over_the_attested_files_and_written_with_the_bundle(attest_cli, tiny_pack: Path, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    pytest.importorskip("model_signing")
     import uc_attest.attest.verify as verify
 
     calls: list[object] = []
@@ -111,7 +108,6 @@ def test_oms_is_signed_over_the_attested_files_and_written_with_the_bundle(attes
     ],
 )
 def test_no_error_echoes_what_may_hold_a_pin(attest_cli, tiny_pack: Path, no_work: None, uri: str) -> None:  # type: ignore[no-untyped-def]
-    pytest.importorskip("pkcs11")
     result = attest_cli("sign", tiny_pack, "--key", uri, "--quiet", env={"UC_ATTEST_PKCS11_PIN": "123456"})
     assert result.rc == 2 and len(result.err.strip().splitlines()) == 1, result.err
     assert SECRET not in result.err + result.out, result.err
@@ -131,7 +127,6 @@ def test_an_oms_refusal_always_has_a_reason(tiny_pack: Path, tmp_path: Path, att
 
     assert refusal_reason(InvalidSignature()).strip() and refusal_reason(ValueError()).strip()
     assert refusal_reason(ValueError("  spaced\n out ")) == "spaced out"
-    pytest.importorskip("model_signing")
     key, pub, _ = write_keypair(tmp_path / "vendor")
     _, other, _ = write_keypair(tmp_path / "other")
     assert attest_cli("sign", tiny_pack, "--key", key, "--seq-len", "16", "--max-windows", "1", "--oms", "--quiet").rc == 0

@@ -22,7 +22,6 @@ ATTEST = click.Group("attest", commands=[sign_command, check_command])
 
 def test_one_split_per_check_with_deployed_and_oms(tiny_pack: Path, tiny_model_dir: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    pytest.importorskip("model_signing")
     key, pub, _ = write_keypair(tmp_path / "vendor")
     signed = run_cli(ATTEST, "sign", tiny_pack, "--key", key, "--baseline", tiny_model_dir, "--seq-len", "16", "--max-windows", "2",
                      "--oms", "--quiet")  # fmt: skip

@@ -17,7 +17,6 @@ from uc_attest.pack.export import export_pack
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
-pytest.importorskip("model_signing", reason="model-signing is part of the extras CI installs")
 ATTEST = click.Group("attest", commands=[sign_command, check_command])
 
 

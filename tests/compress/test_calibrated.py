@@ -31,7 +31,7 @@ def test_calibrated_compress_verifies(arch: str, tmp_path: Path) -> None:
     quantized = [t for t in manifest.tensors if t.kind == "quantized"]
     assert quantized
     # every checkpoint tensor is in the pack
-    from uc_attest.evaluate.source import SafetensorsSource
+    from uc_attest.source_model import SafetensorsSource
 
     assert {t.name for t in manifest.tensors} == set(SafetensorsSource(model_dir).keys())
     assert not (tmp_path / "pack.partial-work").exists()

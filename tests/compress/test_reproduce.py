@@ -12,6 +12,7 @@ import pytest
 from support.calibration import fast_options
 from support.cli import run_cli
 from support.models import make_tiny_model
+from support.pack_edit import copy_with_a_flipped_shard_byte
 from uc_attest.compress.pipeline import compress_model
 from uc_attest.pack.manifest import MANIFEST_NAME
 from uc_attest.pack.reader import open_pack
@@ -73,11 +74,7 @@ def test_reproduce_fails_on_a_pack_file_that_differs_from_the_rebuild(built: tup
     """Forgery: the manifest is the genuine one, a shard's byte is not (and a file was slipped in)."""
     model_dir, one, _two = built
     pack = tmp_path / "pack"
-    shutil.copytree(one, pack)
-    shard = next(p for p in sorted(pack.iterdir()) if p.suffix == ".safetensors")
-    data = bytearray(shard.read_bytes())
-    data[-3] ^= 0x01
-    shard.write_bytes(bytes(data))
+    shard = copy_with_a_flipped_shard_byte(one, pack)
     (pack / "extra.bin").write_bytes(b"x")
     done = run_cli("uc", "compress", str(model_dir), "--reproduce", str(pack), "--quiet")
     assert done.rc == 1 and "REPRODUCE: FAIL" in done.out

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,12 +10,14 @@ import torch
 
 from support.cli import run_cli
 from support.models import make_tiny_model
+from support.pack_edit import copy_with_a_flipped_shard_byte
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import compress_model
 from uc_attest.errors import VerificationError
 from uc_attest.evaluate.kl import _quantile, token_kl
 from uc_attest.evaluate.measure import measure_against_reference, measure_any
 from uc_attest.evaluate.tokens import save_token_file
+from uc_attest.evaluate.settings import EvalSettings
 
 IDS = torch.randint(0, 160, (3 * 24 + 5,), generator=torch.Generator().manual_seed(11))
 
@@ -46,22 +47,22 @@ def test_quantile_matches_numpy_interpolation() -> None:
 
 def test_a_model_against_itself_has_zero_kl(model_and_pack: tuple[Path, Path]) -> None:
     model_dir, _pack = model_and_pack
-    compared = measure_against_reference(model_dir, model_dir, IDS, seq_len=24, max_windows=None, progress=False)
+    compared = measure_against_reference(model_dir, model_dir, IDS, EvalSettings(seq_len=24, max_windows=None, progress=False))
     assert compared.kl.mean == 0.0 and compared.kl.p99 == 0.0 and compared.kl.perplexity_ratio == 1.0
     assert compared.kl.windows == 3 and compared.kl.tokens == 3 * 23 and len(compared.kl.per_window) == 3
 
 
 def test_a_coded_pack_has_positive_kl_and_its_perplexity_is_the_plain_evaluations(model_and_pack: tuple[Path, Path]) -> None:
     model_dir, pack = model_and_pack
-    compared = measure_against_reference(pack, model_dir, IDS, seq_len=24, max_windows=None, progress=False)
+    compared = measure_against_reference(pack, model_dir, IDS, EvalSettings(seq_len=24, max_windows=None, progress=False))
     kl = compared.kl
     assert kl.mean > 0 and kl.max >= kl.p99 >= 0
     assert kl.mean == pytest.approx(sum(w.mean for w in kl.per_window) / 3)
-    plain = measure_any(pack, IDS, seq_len=24, max_windows=None, progress=False).result
+    plain = measure_any(pack, IDS, EvalSettings(seq_len=24, max_windows=None, progress=False)).result
     assert compared.result.window_nll_hex == plain.window_nll_hex  # the same windows, the same arithmetic
-    reference = measure_any(model_dir, IDS, seq_len=24, max_windows=None, progress=False).result
+    reference = measure_any(model_dir, IDS, EvalSettings(seq_len=24, max_windows=None, progress=False)).result
     assert compared.reference.window_nll_hex == reference.window_nll_hex
-    whole = measure_against_reference(pack, model_dir, IDS, seq_len=24, max_windows=None, progress=False, streaming=False)
+    whole = measure_against_reference(pack, model_dir, IDS, EvalSettings(seq_len=24, max_windows=None, streaming=False, progress=False))
     assert whole.kl.mean == pytest.approx(kl.mean, rel=1e-5)
 
 
@@ -69,13 +70,9 @@ def test_a_tampered_pack_is_not_compared(model_and_pack: tuple[Path, Path], tmp_
     """Forgery: a pack whose shard was altered must not yield a KL figure (verification comes first)."""
     model_dir, pack = model_and_pack
     bad = tmp_path / "bad"
-    shutil.copytree(pack, bad)
-    shard = next(p for p in sorted(bad.iterdir()) if p.suffix == ".safetensors")
-    data = bytearray(shard.read_bytes())
-    data[-3] ^= 0x01
-    shard.write_bytes(bytes(data))
+    copy_with_a_flipped_shard_byte(pack, bad)
     with pytest.raises(VerificationError):
-        measure_against_reference(bad, model_dir, IDS, seq_len=24, max_windows=None, progress=False)
+        measure_against_reference(bad, model_dir, IDS, EvalSettings(seq_len=24, max_windows=None, progress=False))
 
 
 def test_cli_reports_kl_and_refuses_a_missing_reference(model_and_pack: tuple[Path, Path], tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from uc_attest.compress.pipeline import compress_model
 from uc_attest.errors import VerificationError
 from uc_attest.evaluate.measure import measure_model_dir, measure_pack
 from uc_attest.pack.verify import verify_pack
+from uc_attest.evaluate.settings import EvalSettings
 
 FAST = CompressOptions(method="datafree")
 IDS = torch.randint(0, 160, (3 * 24 + 5,), generator=torch.Generator().manual_seed(7))
@@ -37,8 +38,8 @@ def test_streaming_equals_whole_model_for_a_pack(model_and_pack: tuple[str, Path
     _arch, _model_dir, pack = model_and_pack
     verified = verify_pack(pack, progress=False, architecture=True)
     assert verified.report.ok, verified.report.failures
-    whole = measure_pack(verified, IDS, seq_len=24, max_windows=None, progress=False, streaming=False).result
-    streamed = measure_pack(verified, IDS, seq_len=24, max_windows=None, progress=False, streaming=True).result
+    whole = measure_pack(verified, IDS, EvalSettings(seq_len=24, max_windows=None, streaming=False, progress=False)).result
+    streamed = measure_pack(verified, IDS, EvalSettings(seq_len=24, max_windows=None, streaming=True, progress=False)).result
     assert whole.windows == streamed.windows == 3
     assert streamed.window_nll_hex == whole.window_nll_hex
     assert streamed.perplexity_hex == whole.perplexity_hex
@@ -46,8 +47,8 @@ def test_streaming_equals_whole_model_for_a_pack(model_and_pack: tuple[str, Path
 
 def test_streaming_equals_whole_model_for_a_model_directory(model_and_pack: tuple[str, Path, Path]) -> None:
     _arch, model_dir, _pack = model_and_pack
-    whole = measure_model_dir(model_dir, IDS, seq_len=24, max_windows=2, progress=False, streaming=False).result
-    streamed = measure_model_dir(model_dir, IDS, seq_len=24, max_windows=2, progress=False, streaming=True).result
+    whole = measure_model_dir(model_dir, IDS, EvalSettings(seq_len=24, max_windows=2, streaming=False, progress=False)).result
+    streamed = measure_model_dir(model_dir, IDS, EvalSettings(seq_len=24, max_windows=2, streaming=True, progress=False)).result
     assert streamed.window_nll_hex == whole.window_nll_hex and streamed.windows == 2
 
 
@@ -62,4 +63,4 @@ def test_a_shard_swapped_after_verification_is_refused_by_the_streaming_path(tmp
     for shard in (tmp_path / "pack-b").glob("*.safetensors"):
         shutil.copyfile(shard, tmp_path / "pack-a" / shard.name)
     with pytest.raises(VerificationError, match="changed after it was verified|no longer|cannot be rebuilt"):
-        measure_pack(verified, IDS, seq_len=24, max_windows=None, progress=False, streaming=True)
+        measure_pack(verified, IDS, EvalSettings(seq_len=24, max_windows=None, streaming=True, progress=False))

@@ -16,6 +16,7 @@ from uc_attest.evaluate.tokens import tokenize_text
 from uc_attest.pack.inspect import summarize
 from uc_attest.pack.reader import open_pack
 from uc_attest.pack.verify import verify_pack
+from uc_attest.evaluate.settings import EvalSettings
 
 pytestmark = pytest.mark.integration
 
@@ -45,8 +46,8 @@ def test_pack_verifies_and_spends_about_five_bits(smollm2_pack: Path) -> None:
 
 def test_pack_perplexity_close_to_baseline(smollm2_dir: Path, smollm2_pack: Path) -> None:
     ids = tokenize_text(smollm2_dir, default_eval_text())
-    base = evaluate_tokens(load_model_dir(smollm2_dir), ids, seq_len=256, max_windows=6, progress=False)
-    packed = evaluate_tokens(load_model(smollm2_pack), ids, seq_len=256, max_windows=6, progress=False)
+    base = evaluate_tokens(load_model_dir(smollm2_dir), ids, EvalSettings(seq_len=256, max_windows=6, progress=False))
+    packed = evaluate_tokens(load_model(smollm2_pack), ids, EvalSettings(seq_len=256, max_windows=6, progress=False))
     assert packed.windows == base.windows == 6
     # within what policies/strict.toml allows; a coder bug that let two outlier
     # input features own a codebook once gave 8.9 here

@@ -22,6 +22,7 @@ from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pe
 from uc_attest.cli.attest import attest_group
 from uc_attest.pack.export import export_pack
 from uc_attest.probe.serve_reference import ReferenceEngine
+from uc_attest.evaluate.settings import EvalSettings
 import pytest
 
 pytestmark = pytest.mark.integration
@@ -42,7 +43,7 @@ def test_probe_of_the_served_demo_pack_passes_and_the_unquantised_original_fails
     vendor = tmp_path / "vendor.pub"
     vendor.write_bytes(public_key_pem(key.public_key()))
     bundle = tmp_path / "smollm2.sigstore.json"
-    sign_pack(SignOptions(pack=pack, key=key, seq_len=512, max_windows=12, output=bundle, progress=False))
+    sign_pack(SignOptions(pack=pack, key=key, output=bundle, evaluation=EvalSettings(seq_len=512, max_windows=12, progress=False)))
     export_pack(pack, tmp_path / "served")
     with serving(ReferenceEngine(tmp_path / "served", dtype="bfloat16", name="smollm2")) as url:
         rc, text, results = _probe(url, pack, bundle, vendor, tmp_path / "honest.json")

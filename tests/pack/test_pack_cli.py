@@ -12,11 +12,9 @@ from pathlib import Path
 
 import pytest
 from support.cli import assert_one_line_error, run_cli
-from support.models import make_tiny_model
+from support.models import make_datafree_pack
 from support.pack_edit import reseal
 
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
 
 UC = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()"]
 
@@ -28,11 +26,7 @@ def uc(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def good_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("packcli")
-    model = make_tiny_model("llama", root / "model")
-    pack = root / "pack"
-    compress_model(model, pack, CompressOptions(method="datafree"), progress=False)
-    return pack
+    return make_datafree_pack(tmp_path_factory.mktemp("packcli"))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from support.report_samples import make_results, sample_bundle
-from support.signed_report import attest
+from support.signed_report import attest, check_and_sign
 
 from uc_attest.check.results import Results
 
@@ -35,10 +35,7 @@ def checked(delivery_root: tuple[Path, Any], tmp_path_factory: pytest.TempPathFa
     shutil.copytree(delivery_root[0], root)
     rc, out, err = attest("keygen", "-o", root / "customer", "--organization", "Example Hospital")
     assert rc == 0, err
-    rc, out, err = attest(
-        "check", root / "pack", "--key", root / "vendor.pub", "--policy", "development", "--json", root / "results.json",
-        "--report", root / "report.pdf", "--sign-key", root / "customer.key", "--quiet",
-    )  # fmt: skip
+    rc, out, err = check_and_sign(root, root / "customer.key", root / "results.json", root / "report.pdf")
     assert rc == 0, out + err
     assert "verdict signature: key sha256:" in out and "signer's own claim" in out
     assert (root / "results.vsa.sigstore.json").is_file()

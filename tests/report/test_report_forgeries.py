@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support.signed_report import attest, verify
 
-from uc_attest.report import BUNDLE_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
+from uc_attest.report import RESULTS_ATTACHMENT
 from uc_attest.report.signed_layout import read_report_layout
 
 pytestmark = pytest.mark.slow  # the shared signed delivery, checked and signed by the customer (tests/report/conftest.py)
@@ -287,20 +287,9 @@ def test_same_renderer_version_but_other_pages_is_refused(site: Path, monkeypatc
 def test_keyless_verdict_with_another_renderer_says_its_pages_are_not_bound(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import datetime, timezone
 
-    from support.fake_sigstore import FakeSigstore
+    from support.signed_report import write_keyless_report
 
-    from uc_attest.check.results import load_results
-    from uc_attest.check.vsa import build_vsa_statement
-    from uc_attest.report import render_report_bytes
-
-    fake = FakeSigstore()
-    (site / "trusted_root.json").write_text(json.dumps(fake.trusted_root()))
-    results_bytes = (site / "results.json").read_bytes()
-    results = load_results(results_bytes)
-    bundle = (site / "pack.sigstore.json").read_bytes()
-    statement = build_vsa_statement(results, results_bytes, hashlib.sha256(bundle).hexdigest())
-    vsa = fake.sign(statement.to_payload(), "qa@hospital.example", "https://accounts.example.com", when=datetime(2025, 3, 1, tzinfo=timezone.utc))
-    (site / "keyless.pdf").write_bytes(render_report_bytes(results, {BUNDLE_ATTACHMENT: bundle, VSA_ATTACHMENT: vsa}))
+    write_keyless_report(site, datetime(2025, 3, 1, tzinfo=timezone.utc))
     args = ("verify-report", site / "keyless.pdf", "--key", site / "vendor.pub", "--trusted-root", site / "trusted_root.json",
             "--customer-identity", "qa@hospital.example", "--customer-issuer", "https://accounts.example.com")  # fmt: skip
     _other_renderer(monkeypatch)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pikepdf
 import pytest
 from support.report_samples import rerender_report
-from support.signed_report import attest, verify
+from support.signed_report import attest, check_and_sign, verify
 
 from uc_attest.attest.keys import generate_private_key, private_key_pem, public_key_pem
 from uc_attest.check.vsa import VSA_PREDICATE_TYPE, parse_vsa
@@ -130,10 +130,7 @@ def test_report_resigned_by_another_key_is_not_verified(site: Path, tmp_path: Pa
     (site / "other.pub").write_bytes(public_key_pem(other.public_key()))
     rc, _out, err = attest("keygen", "-o", tmp_path / "mallory", "--organization", "Example Hospital")
     assert rc == 0, err
-    rc, out, err = attest(
-        "check", site / "pack", "--key", site / "vendor.pub", "--policy", "development", "--json", site / "r2.json",
-        "--report", site / "r2.pdf", "--sign-key", tmp_path / "mallory.key", "--quiet",
-    )  # fmt: skip
+    rc, out, err = check_and_sign(site, tmp_path / "mallory.key", site / "r2.json", site / "r2.pdf")
     assert rc == 0, out + err
     rc, out, _err = verify(site, site / "r2.pdf")
     assert_not_verified((rc, out, _err), "not by the given key")
@@ -247,21 +244,10 @@ def test_keyless_customer_verdict_verifies_with_the_log_time(site: Path) -> None
     """A customer who signs keyless: the VSA verifies under the Sigstore root and identity, and the time shown is the log's."""
     from datetime import datetime, timezone
 
-    from support.fake_sigstore import FakeSigstore
+    from support.signed_report import write_keyless_report
 
-    from uc_attest.check.vsa import build_vsa_statement
-    from uc_attest.check.results import load_results
-    from uc_attest.report import render_report_bytes
-
-    fake = FakeSigstore()
-    (site / "trusted_root.json").write_text(json.dumps(fake.trusted_root()))
-    results_bytes = (site / "results.json").read_bytes()
-    results = load_results(results_bytes)
-    bundle = (site / "pack.sigstore.json").read_bytes()
-    statement = build_vsa_statement(results, results_bytes, hashlib.sha256(bundle).hexdigest())
     logged = datetime(2025, 3, 1, 12, 0, 0, tzinfo=timezone.utc)
-    vsa = fake.sign(statement.to_payload(), "qa@hospital.example", "https://accounts.example.com", when=logged)
-    (site / "keyless.pdf").write_bytes(render_report_bytes(results, {BUNDLE_ATTACHMENT: bundle, VSA_ATTACHMENT: vsa}))
+    write_keyless_report(site, logged)
     args = ("verify-report", site / "keyless.pdf", "--key", site / "vendor.pub", "--trusted-root", site / "trusted_root.json")
     rc, out, err = attest(*args, "--customer-identity", "qa@hospital.example", "--customer-issuer", "https://accounts.example.com")
     assert rc == 0, out + err

@@ -50,14 +50,15 @@ def compress(model: Path, out: Path) -> Path:
 def sign(pack: Path, key: Any, out_dir: Path, *, valid_days: int = 365, baseline: Path | None = None, name: str = "pack") -> tuple[Path, Path]:
     """Sign ``pack`` over ``TEXT`` (three windows of 24 tokens); returns (bundle, tokens) written in ``out_dir``."""
     from uc_attest.attest.acceptance import SignOptions, sign_pack
+    from uc_attest.evaluate.settings import EvalSettings
 
     text = out_dir / "eval.txt"
     if not text.exists():
         text.write_text(TEXT, encoding="utf-8")
     bundle = out_dir / f"{name}.sigstore.json"
     tokens = out_dir / f"{name}.eval-tokens.safetensors"
-    sign_pack(SignOptions(pack=pack, key=key, eval_text=text, seq_len=24, max_windows=3, valid_days=valid_days,
-                          baseline=baseline, output=bundle, tokens_output=tokens, progress=False))  # fmt: skip
+    sign_pack(SignOptions(pack=pack, key=key, eval_text=text, valid_days=valid_days, baseline=baseline, output=bundle, tokens_output=tokens,
+                          evaluation=EvalSettings(seq_len=24, max_windows=3, progress=False)))  # fmt: skip
     return bundle, tokens
 
 

@@ -27,3 +27,15 @@ def reseal(pack: Path, rel: str, data: bytes) -> None:
         if entry["path"] == rel:
             entry["size"], entry["sha256"] = len(data), hashlib.sha256(data).hexdigest()
     (pack / "ucpack.json").write_bytes(dumps_canonical(manifest))
+
+
+def copy_with_a_flipped_shard_byte(pack: Path, dest: Path) -> Path:
+    """Copy ``pack`` to ``dest`` and flip one bit near the end of its first shard (the manifest left as it was); return that shard."""
+    import shutil
+
+    shutil.copytree(pack, dest)
+    shard = next(p for p in sorted(dest.iterdir()) if p.suffix == ".safetensors")
+    data = bytearray(shard.read_bytes())
+    data[-3] ^= 0x01
+    shard.write_bytes(bytes(data))
+    return shard

@@ -58,6 +58,7 @@ def build_trained_model(root: Path) -> Path:
 def build_delivery(root: Path) -> Path:
     """model/, pack/ (4-bit data-free), the signed bundle and token file, vendor.pub, and served/ (uc export)."""
     from uc_attest.attest.acceptance import SignOptions, sign_pack
+    from uc_attest.evaluate.settings import EvalSettings
     from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
     from uc_attest.compress.options import CompressOptions
     from uc_attest.compress.pipeline import compress_model
@@ -68,7 +69,7 @@ def build_delivery(root: Path) -> Path:
     (root / "eval.txt").write_text(TEXT, encoding="utf-8")
     key = generate_private_key(Algorithm.P256)
     (root / "vendor.pub").write_bytes(public_key_pem(key.public_key()))
-    sign_pack(SignOptions(pack=root / "pack", key=key, eval_text=root / "eval.txt", seq_len=SEQ_LEN, progress=False))
+    sign_pack(SignOptions(pack=root / "pack", key=key, eval_text=root / "eval.txt", evaluation=EvalSettings(seq_len=SEQ_LEN, progress=False)))
     export_pack(root / "pack", root / "served")
     return root
 

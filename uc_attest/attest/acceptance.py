@@ -8,7 +8,8 @@ Order and why:
    keyless), output folders writable, evaluation text readable, then the key
    loaded (a passphrase or PIN prompt only now) and checked for ``--oms``;
 2. ``uc verify`` on the pack: a pack that fails is never signed;
-3. the evaluation text is tokenised once with the pack's tokenizer; the ids
+3. the evaluation text is tokenised once with the pack's tokenizer, built
+   from the tokenizer bytes step 2 hashed (never read from the pack again); the ids
    go into a safetensors token file pinned by SHA-256, so the customer
    evaluates exactly the same tokens (no tokenizer version can move them);
 4. the pack's perplexity (and the baseline's) is measured with the project's
@@ -41,6 +42,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..version import __version__
 from ..errors import UnreadableInputError, UsageError
+from ..evaluate.settings import EvalSettings
 from ..outputs import Output, check_outputs, write_all
 from ..pack.manifest import MANIFEST_NAME
 from .errors import AcceptanceTestError, BundleFormatError
@@ -85,14 +87,10 @@ class SignOptions:
     baseline: Path | None = None
     baseline_mismatch_reason: str | None = None  # sign a baseline that differs from the pack's source (signed)
     eval_text: Path | None = None
-    seq_len: int = 512
-    max_windows: int | None = None
+    evaluation: EvalSettings = EvalSettings()  # the windows signed (seq_len, max_windows), where and how they are measured
     valid_days: int = 365
     output: Path | None = None
     tokens_output: Path | None = None
-    progress: bool = True
-    streaming: bool = True  # evaluate block by block (same NLL per window as the whole model, one block resident)
-    device: str = "cpu"  # where the evaluation runs: cpu or cuda:N (already resolved)
     on_start: Callable[[], None] | None = field(default=None, repr=False)  # called once every refusal has passed, before any work
 
 
@@ -227,22 +225,22 @@ def _measure(options: SignOptions, verified: Any, text: str, text_source: str, b
     from ..evaluate.loading import verified_config
     from ..evaluate.measure import measure_model_dir, measure_pack
     from ..evaluate.perplexity import check_token_range, windows_of
-    from ..evaluate.tokens import token_file_bytes, tokenize_text
+    from ..evaluate.tokens import token_file_bytes, tokenize_with, verified_tokenizer
 
+    settings = options.evaluation
     t0 = time.perf_counter()
     text_sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    ids = tokenize_text(verified.root, text)
+    ids = tokenize_with(verified_tokenizer(verified), text)  # the tokenizer bytes verify_pack hashed, not read again
     metadata = {"format": TOKEN_FILE_FORMAT, "tokenizer": "pack", "text_sha256": text_sha, "text_source": text_source, "count": str(ids.numel())}
     token_bytes = token_file_bytes(ids, metadata)
-    windows_of(ids, options.seq_len, options.max_windows)  # too few tokens: fail before loading any model
+    windows_of(ids, settings.seq_len, settings.max_windows)  # too few tokens: fail before loading any model
     t1 = time.perf_counter()
 
-    with _hf_progress(options.progress):
+    with _hf_progress(settings.progress):
         vocab = getattr(verified_config(verified), "vocab_size", None)
         if vocab is not None:  # every id the token file will carry, not only those in the scored windows
             check_token_range(ids, int(vocab))
-        measured = measure_pack(verified, ids, seq_len=options.seq_len, max_windows=options.max_windows, progress=options.progress,
-                                streaming=options.streaming, device=options.device)  # fmt: skip
+        measured = measure_pack(verified, ids, settings)
     pack_eval = measured.result
     environment = capture_environment(None, device=measured.device, dtype=pack_eval.compute_dtype)
     pack_result = _result(pack_eval)
@@ -251,9 +249,8 @@ def _measure(options: SignOptions, verified: Any, text: str, text_source: str, b
     baseline: BaselineResult | None = None
     ratio: float | None = None
     if options.baseline is not None and baseline_info is not None:
-        with _hf_progress(options.progress):
-            base_eval = measure_model_dir(options.baseline, ids, seq_len=options.seq_len, max_windows=options.max_windows,
-                                          progress=options.progress, streaming=options.streaming, device=options.device).result  # fmt: skip
+        with _hf_progress(settings.progress):
+            base_eval = measure_model_dir(options.baseline, ids, settings).result
         baseline = BaselineResult(model=baseline_info, result=_result(base_eval))
         ratio = pack_result.perplexity / baseline.result.perplexity
     t3 = time.perf_counter()
@@ -268,8 +265,8 @@ def _measure(options: SignOptions, verified: Any, text: str, text_source: str, b
             text_source=text_source,
             tokenizer="pack",
         ),
-        seq_len=options.seq_len,
-        max_windows=options.max_windows,
+        seq_len=settings.seq_len,
+        max_windows=settings.max_windows,
         windows=pack_eval.windows,
         pack=pack_result,
         baseline=baseline,
@@ -362,7 +359,7 @@ def sign_pack(options: SignOptions) -> SignResult:
         options.on_start()
 
     t_start = time.perf_counter()
-    verified = _verify_pack(Path(options.pack), options.progress)
+    verified = _verify_pack(Path(options.pack), options.evaluation.progress)
     report, pack = verified.report, verified.pack
     baseline_info = None
     if options.baseline is not None:  # before minutes of measuring: the baseline must be the compressed source
@@ -412,10 +409,7 @@ def sign_pack(options: SignOptions) -> SignResult:
 
 def _check_keyless_payload(bundle: bytes, payload: bytes) -> None:
     """The keyless bundle must carry exactly our payload (its signature is Sigstore's to check)."""
-    from .bundle import load_bundle_json
-    from .dsse import b64decode_strict
+    from .bundle import read_unverified_payload
 
-    data = load_bundle_json(bundle)
-    envelope = data.get("dsseEnvelope") or {}
-    if b64decode_strict(str(envelope.get("payload", "")), "dsseEnvelope.payload") != payload:
+    if read_unverified_payload(bundle) != payload:
         raise BundleFormatError("internal error: the Sigstore bundle carries a different payload")

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from ..pack.strict_json import first_validation_error, loads_strict_as
+from ..pack.strict_json import StrictFrozenModel as _Model, first_validation_error, loads_strict_as
 from .dsse import Envelope, b64decode_strict
 from .errors import BundleFormatError
+
+if TYPE_CHECKING:
+    from .statement import Statement
 
 BUNDLE_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.bundle.v0.3+json"
 MAX_BUNDLE_BYTES = 64 << 20  # every reader of a bundle (attest check, verify-report, report) caps it here
@@ -33,10 +36,6 @@ MAX_BUNDLE_BYTES = 64 << 20  # every reader of a bundle (attest check, verify-re
 class BundleMode(StrEnum):
     KEY = "key"
     KEYLESS = "keyless"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
 class PublicKeyIdentifier(_Model):
@@ -84,13 +83,32 @@ def load_bundle_json(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def unverified_payload(raw: bytes) -> bytes:
-    """The DSSE payload of a bundle, read WITHOUT checking its signature: for a caller that labels what it shows unverified."""
+def read_unverified_payload(raw: bytes) -> bytes:
+    """The DSSE payload of a bundle, read WITHOUT checking its signature. The one reader of an unverified payload.
+
+    Whatever verifies uses :func:`uc_attest.attest.verify.verify_bundle` (through
+    a trust anchor) instead. Each caller of this one says why reading without
+    verifying is safe there:
+
+    * ``attest bom`` without a trust anchor: the BOM states that the signature was not verified;
+    * the report's page 1 at render time (``report/verdict_signature.py``): wording only,
+      ``attest verify-report`` verifies the same bundle and re-renders the pages;
+    * ``attest sign --sigstore``: a bundle Sigstore's client just signed, compared with our own payload;
+    * the OpenSSF model signature (``attest/oms.py``): its file list, judged only beside
+      ``model_signing``'s own verification of the same bytes.
+    """
     data = load_bundle_json(raw)
-    try:
-        return b64decode_strict(data["dsseEnvelope"]["payload"], "DSSE payload")
-    except (KeyError, TypeError) as exc:
-        raise BundleFormatError("bundle has no DSSE envelope payload") from exc
+    envelope = data["dsseEnvelope"]
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("payload"), str):
+        raise BundleFormatError("bundle has no DSSE envelope payload")
+    return b64decode_strict(envelope["payload"], "DSSE payload")
+
+
+def read_unverified_statement(raw: bytes) -> Statement:
+    """The in-toto statement of a bundle, parsed strictly but NOT verified (see :func:`read_unverified_payload`)."""
+    from .statement import parse_statement
+
+    return parse_statement(read_unverified_payload(raw))
 
 
 def bundle_mode(data: dict[str, Any]) -> BundleMode:

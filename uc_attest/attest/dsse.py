@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 import binascii
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from ..pack.strict_json import StrictFrozenModel as _Model
 from .errors import BundleFormatError, SignatureError
 from .keys import PrivateKey, PublicKey, sign_bytes, verify_bytes
 
@@ -48,10 +49,6 @@ def b64decode_strict(text: str, what: str) -> bytes:
     if base64.b64encode(data) != raw:
         raise BundleFormatError(f"{what} is not canonically encoded base64")
     return data
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
 class EnvelopeSignature(_Model):

@@ -23,8 +23,6 @@ the token file, all or none.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import os
 import secrets
@@ -41,6 +39,8 @@ from ..pack.strict_json import loads_strict
 from ..safe_io import read_regular_file, special_files_under
 from .keys import Algorithm, PrivateKey, algorithm_of, private_key_pem
 from ..digests import diff_files
+from .bundle import read_unverified_payload
+from .errors import AttestationError
 
 OMS_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 MAX_SIGNATURE_BYTES = 64 << 20
@@ -82,13 +82,11 @@ def _hashing_config(hashing: Any) -> Any:
 def oms_file_digests(signature: bytes) -> dict[str, str]:
     """The file -> SHA-256 map an OMS signature's statement lists (not verified here: see :func:`verify_oms`)."""
     try:
-        bundle = loads_strict(signature, "OMS signature")
-        envelope = bundle["dsseEnvelope"]
-        statement = loads_strict(base64.b64decode(envelope["payload"], validate=True), "OMS statement")
+        statement = loads_strict(read_unverified_payload(signature), "OMS statement")
         if statement.get("predicateType") != OMS_PREDICATE_TYPE:
             raise ValueError(f"predicate type {statement.get('predicateType')!r} is not OpenSSF model signing's")
         return {str(r["name"]): str(r["digest"]) for r in statement["predicate"]["resources"] if r.get("algorithm") == "sha256"}
-    except (KeyError, TypeError, ValueError, binascii.Error, AttributeError, UnreadableInputError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, UnreadableInputError, AttestationError) as exc:
         raise VerificationError(f"not an OpenSSF model signature: {exc}") from exc
 
 

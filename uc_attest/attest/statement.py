@@ -11,18 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from ..digests import Sha256Hex
-from ..pack.strict_json import first_validation_error, loads_strict_as
+from ..pack.strict_json import StrictFrozenModel as _Model, first_validation_error, loads_strict_as
 from .errors import StatementError
 
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
-
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
 class DigestSet(_Model):

@@ -6,9 +6,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ..attest.bundle import unverified_payload
+from ..attest.bundle import read_unverified_statement
 from ..attest.paths import BUNDLE_SUFFIX
-from ..attest.statement import parse_statement
 from ..attest.verify import parse_predicate, read_bundle_bytes
 from ..pack.reader import open_pack
 from ..safe_io import read_input_file
@@ -35,7 +34,7 @@ def collect_bom_inputs(bundle: Path, trust: Any | None, pack: Path | None, resul
         signer = verified.signer
         verified_by = f"key {signer.key_fingerprint}" if signer.mode == "key" else f"keyless {signer.identity} ({signer.issuer})"
     else:
-        statement = parse_statement(unverified_payload(raw))  # the BOM then says the signature was not verified
+        statement = read_unverified_statement(raw)  # the BOM then says the signature was not verified
         predicate, verified_by = parse_predicate(statement), None
     manifest = manifest_sha256 = None
     pack_dir = pack if pack is not None else default_pack_for(bundle)

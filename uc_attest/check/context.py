@@ -17,6 +17,7 @@ from typing import Any
 from ..attest.subjects import AttestedFiles
 from ..attest.trust import TrustAnchor
 from ..attest.verify import VerifiedAttestation
+from ..evaluate.settings import EvalSettings
 from ..pack.verified import VerifiedPack
 from ..policy.loader import LoadedPolicy
 from ..policy.model import Policy
@@ -45,12 +46,14 @@ class CheckInputs:
     trust: TrustAnchor
     bundle: Path | None = None
     tokens: Path | None = None
-    progress: bool = True
+    evaluation: EvalSettings = EvalSettings()  # how perplexity is re-measured; the windows are always the signed ones
     now: datetime | None = None
     fail_fast: bool = False  # stop before the costly stages once a required check has failed
     deployed: Path | None = None  # a served model directory to prove equal to the attested model (deploy_checks.py)
-    streaming: bool = True  # evaluate block by block (one decoder block's weights resident)
-    device: str = "cpu"
+
+    @property
+    def progress(self) -> bool:
+        return self.evaluation.progress
 
 
 @dataclass

@@ -36,9 +36,8 @@ def check_perplexity(ctx: CheckContext) -> CheckResult:
     assert ctx.verified is not None
     try:
         # pinned to the verified pack and the signed manifest: a pack swapped after verification fails here
-        outcome = measure_pack(ctx.verified, ctx.token_ids, seq_len=m.seq_len, max_windows=m.max_windows, progress=ctx.inputs.progress,
-                               expected_manifest_sha256=predicate.pack.manifest_sha256, streaming=ctx.inputs.streaming,
-                               device=ctx.inputs.device)  # fmt: skip
+        settings = ctx.inputs.evaluation.with_windows(m.seq_len, m.max_windows)  # the signed windows, whatever else was asked
+        outcome = measure_pack(ctx.verified, ctx.token_ids, settings, expected_manifest_sha256=predicate.pack.manifest_sha256)
     except UcError as exc:
         # an integrity failure, not a quality judgement: required whatever the policy says of perplexity
         return failed(NAME, f"Not measured: the pack changed after it was verified ({exc}).")

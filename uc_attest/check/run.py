@@ -183,7 +183,7 @@ def _results(ctx: CheckContext, expected_signer: SignerIdentity) -> Results:
     manifest_sha = _manifest_sha256(ctx)
     signer = SignerIdentity(**ctx.attestation.signer.model_dump()) if ctx.attestation is not None else expected_signer
     model = verified.pack.manifest.model if verified is not None else None
-    customer = ctx.customer_env or environment_record(capture_environment(None, device=ctx.inputs.device))
+    customer = ctx.customer_env or environment_record(capture_environment(None, device=ctx.inputs.evaluation.device))
     loaded = ctx.inputs.policy
     return Results(
         tool=ToolInfo(version=__version__),

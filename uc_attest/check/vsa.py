@@ -28,12 +28,12 @@ exact bytes, so the verdict, every check and every measured figure are signed.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ..pack.strict_json import StrictFrozenModel as _Model
 from .results import Results
 from ..pack.manifest import MANIFEST_NAME
 from ..policy.levels import LEVEL_PREFIX, policy_level
@@ -48,12 +48,6 @@ RESULTS_SUBJECT = "results.json"
 """Subject name of the check's results file (whatever the file is called on disk)."""
 PACK_URI_PREFIX = "urn:uc-attest:pack:sha256:"
 POLICY_URI_PREFIX = "urn:uc-attest:policy:"
-
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
 class Verifier(_Model):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .attest_check import trust_options
+from .common import trust_options
 
 
 @click.command("bom")

@@ -12,18 +12,14 @@ from pathlib import Path
 
 import click
 
-from ..errors import UsageError
-from ..outputs import check_outputs
-from .attest_check import trust_options
-from .common import exit_with
-from .verdict_options import verdict_signing, verdict_signing_options
+from .common import exit_with, trust_options
+from .verdict_options import delivery_options, echo_verdict, prepare_verdict_outputs, verdict_output_options, verdict_signing_options, write_verdict
 
 
 @click.command("probe")
 @click.argument("url")
 @click.option("--pack", "pack", required=True, type=click.Path(path_type=Path), help="the attested pack (verified first, as attest check does)")
-@click.option("--bundle", type=click.Path(path_type=Path, dir_okay=False), help="attestation bundle (default: PACK.sigstore.json beside the pack)")
-@click.option("--tokens", type=click.Path(path_type=Path, dir_okay=False), help="evaluation token file (default: beside the bundle)")
+@delivery_options
 @trust_options
 @click.option("--policy", "policy_spec", help="policy file or shipped policy name (its [probe] section); default: default")
 @click.option("--model", help="model name to ask the endpoint for (default: the one model GET /v1/models lists)")
@@ -33,8 +29,7 @@ from .verdict_options import verdict_signing, verdict_signing_options
 @click.option("--max-windows", type=click.IntRange(1, 100_000), default=256, show_default=True, help="most signed windows sent (one request each), spread evenly")
 @click.option("--time-limit", "time_limit_s", type=click.FloatRange(1, 86_400), default=1800.0, show_default=True, help="seconds for the whole probe")
 @click.option("--max-response-mb", type=click.IntRange(1, 1024), default=32, show_default=True, help="largest answer read, in MiB")
-@click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), help="write the PDF audit report here")
-@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="write results.json here")
+@verdict_output_options
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @verdict_signing_options
 def probe_command(
@@ -75,41 +70,26 @@ def probe_command(
     """
     from ..attest.trust import trust_anchor
     from ..check.context import CheckInputs
+    from ..evaluate.settings import EvalSettings
     from ..policy import load_policy
     from ..probe.client import TOKEN_ENV, ClientLimits
     from ..probe.run import ProbeInputs, run_probe
 
     trust = trust_anchor(key=key, trusted_root=trusted_root, identity=identity, issuer=issuer)
     policy = load_policy(policy_spec)
-    signing = verdict_signing(sign_key, sign_cert, sign_sigstore, sign_staging, report_path, allow_open_key_file)
-    if policy.policy.verdict.require_signature and not signing.enabled:
-        raise UsageError(f"policy {policy.policy.name} requires a signed verdict: give --sign-key CUSTOMER.key or --sign-sigstore")
-    if signing.enabled and vsa_out is None:
-        from ..report.check_outputs import default_vsa_path
-
-        vsa_out = default_vsa_path(json_path, report_path)
-    outs = [p.resolve() for p in (report_path, json_path, vsa_out) if p is not None]
-    if len(set(outs)) != len(outs):
-        raise UsageError("--report, --json and --vsa-out must be different files")
-    inputs = [p.resolve() for p in (bundle, tokens, ca_bundle, *trust.input_paths(), sign_cert) if p is not None]
-    for out in outs:
-        if out in inputs or out.is_relative_to(pack.resolve()):
-            raise UsageError(f"{out} would overwrite an input (outputs go outside the pack and beside the inputs)")
-    check_outputs([report_path, json_path, vsa_out])
+    # before the first request: every refusal about the outputs and the verdict's signature
+    outputs = prepare_verdict_outputs(pack=pack, policy=policy, inputs=[bundle, tokens, ca_bundle, *trust.input_paths()], report_path=report_path,
+                                      json_path=json_path, vsa_out=vsa_out, sign_key=sign_key, sign_cert=sign_cert,
+                                      sign_sigstore=sign_sigstore, sign_staging=sign_staging,
+                                      allow_open_key_file=allow_open_key_file)  # fmt: skip
     token = os.environ.get(TOKEN_ENV) or None
     limits = ClientLimits(timeout_seconds=timeout_s, retries=retries, max_response_bytes=max_response_mb << 20, time_limit_seconds=time_limit_s)
     outcome = run_probe(ProbeInputs(
         url=url, model=model, token=token, ca_bundle=ca_bundle, limits=limits, max_windows=max_windows,
-        check=CheckInputs(pack=pack, bundle=bundle, tokens=tokens, trust=trust, policy=policy, progress=not quiet),
+        check=CheckInputs(pack=pack, bundle=bundle, tokens=tokens, trust=trust, policy=policy, evaluation=EvalSettings(progress=not quiet)),
     ))  # fmt: skip
     results = outcome.results
-    from ..report.check_outputs import build_check_outputs, write_outputs
-
-    outputs = build_check_outputs(results, outcome.bundle_bytes, json_path=json_path, report_path=report_path, vsa_path=vsa_out, signing=signing)
-    write_outputs(outputs)
-    for check in results.checks:
-        tag = "" if check.required else " (advisory)"
-        click.echo(f"{check.status.value:4}  {check.title}{tag}: {check.summary}")
+    written = write_verdict(results, outcome.bundle_bytes, outputs)
     probe = results.probe
     if probe is not None:
         click.echo(f"endpoint: {probe.endpoint} model {probe.model!r}, API {probe.api}, {probe.transport}; {probe.requests} requests in {probe.seconds:.1f} s "
@@ -117,10 +97,7 @@ def probe_command(
         if probe.windows_outside:
             click.echo(f"windows outside the per-window tolerance: {', '.join(str(i) for i in probe.windows_outside)}")
         click.echo(f"what this proves: {probe.proves}")
-    click.echo(f"verdict: {results.verdict.value} (policy {results.policy.name}, sha256 {results.policy.sha256[:16]}...)")
-    click.echo(signing.describe() if signing.enabled else "verdict signature: UNSIGNED (no --sign-key): the results and report are not evidence of this verdict")
-    for path in outputs:
-        click.echo(f"wrote {path}")
+    echo_verdict(results, outputs, written)
     passed = results.verdict.value == "PASS"
     click.echo("PROBE: PASS" if passed else "PROBE: FAIL")
     if not passed:

@@ -11,7 +11,7 @@ from ..check.results import MAX_RESULTS_BYTES
 from ..errors import UsageError
 from ..outputs import check_outputs
 from ..safe_io import read_input_file
-from .attest_check import trust_options
+from .common import trust_options
 
 MAX_REPORT_BYTES = 512 << 20
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import evaluation_options, say_expected_memory
+from .common import evaluation_options, evaluation_settings, say_expected_memory
 from .verdict_options import cli_key_reference
 
 
@@ -56,8 +56,6 @@ def sign_command(
     file it pins. Nothing is written when any step fails.
     """
     from ..attest.acceptance import SignOptions, sign_pack
-    from ..evaluate.measure import resolve_device
-
     from ..estimate import evaluation_peak_bytes
 
     def say_forecast() -> None:
@@ -74,14 +72,10 @@ def sign_command(
             baseline=baseline,
             baseline_mismatch_reason=baseline_mismatch_reason,
             eval_text=eval_text,
-            seq_len=seq_len,
-            max_windows=max_windows,
+            evaluation=evaluation_settings(seq_len=seq_len, max_windows=max_windows, streaming=streaming, device=device, quiet=quiet),
             valid_days=valid_days,
             output=output,
             tokens_output=tokens_out,
-            progress=not quiet,
-            streaming=streaming,
-            device=resolve_device(device),
             on_start=None if quiet else say_forecast,
         )
     )

@@ -6,12 +6,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from ..errors import UcError
 from ..estimate import ModelShape, describe, load_shape
+
+if TYPE_CHECKING:
+    from ..evaluate.settings import ComputeDtype, EvalSettings
 
 
 def fail_line(message: str, hint: str | None = None) -> None:
@@ -94,6 +97,24 @@ def exit_with(code: int) -> None:
     raise click.exceptions.Exit(code)
 
 
+def trust_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The vendor's trust anchor: a public key, or a keyless identity (check, probe, verify-report, bom)."""
+    options = [
+        click.option("--key", "key", type=click.Path(path_type=Path, dir_okay=False), help="vendor's public key VENDOR.pub (key-signed bundles)"),
+        click.option("--trusted-root", type=click.Path(path_type=Path, dir_okay=False), help="Sigstore trusted_root.json (keyless bundles)"),
+        click.option("--identity", help="keyless: expected signer identity (e-mail or URI in the certificate)"),
+        click.option("--issuer", help="keyless: expected OIDC issuer URL"),
+    ]
+    return with_options(function, options)
+
+
+def with_options(function: Callable[..., Any], options: list[Callable[..., Any]]) -> Callable[..., Any]:
+    """Apply click options in the order listed (the first is shown first in --help)."""
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
 def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """``--streaming/--no-streaming`` and ``--device``, shared by every command that measures perplexity."""
     options = [
@@ -103,9 +124,17 @@ def evaluation_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda[:N]",
                      help="where to compute (auto: the first CUDA device when there is one, else the CPU)"),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return with_options(function, options)
+
+
+def evaluation_settings(*, streaming: bool, device: str, quiet: bool, seq_len: int = 512, max_windows: int | None = None,
+                        compute_dtype: str = "float32") -> EvalSettings:  # fmt: skip
+    """The one :class:`EvalSettings` a command measures with, built from its options (``--device`` resolved here, once)."""
+    from ..evaluate.measure import resolve_device
+    from ..evaluate.settings import EvalSettings
+
+    return EvalSettings(seq_len=seq_len, max_windows=max_windows, compute_dtype=cast("ComputeDtype", compute_dtype), streaming=streaming,
+                        device=resolve_device(device), progress=not quiet)  # fmt: skip
 
 
 def say_expected_memory(config_path: Path, what: str, peak_of: Callable[[ModelShape], float]) -> None:

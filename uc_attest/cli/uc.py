@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import debug_option, evaluation_options, exit_with, run_group, say_expected_memory
+from .common import debug_option, evaluation_options, evaluation_settings, exit_with, run_group, say_expected_memory
 
 
 @click.group(name="uc", context_settings={"help_option_names": ["-h", "--help"]})
@@ -246,7 +246,7 @@ def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, 
     With --reference, the KL divergence of MODEL's next-token distribution from
     the reference's at every predicted position, beside both perplexities.
     """
-    from ..evaluate.measure import measure_against_reference, measure_any, resolve_device
+    from ..evaluate.measure import measure_against_reference, measure_any
     from ..evaluate.text import default_eval_text, read_text_file
     from ..evaluate.tokens import load_token_file, tokenize_text
 
@@ -259,11 +259,12 @@ def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, 
         if not model.exists():
             raise click.UsageError(f"no such model or pack: {model}")
         ids = tokenize_text(model, body)
+    settings = evaluation_settings(seq_len=seq_len, max_windows=max_windows, compute_dtype=compute_dtype, streaming=streaming,
+                                   device=device, quiet=quiet)  # fmt: skip
     if reference is not None:
         if not reference.is_dir():
             raise click.UsageError(f"no such reference model or pack: {reference}")
-        compared = measure_against_reference(model, reference, ids, seq_len=seq_len, max_windows=max_windows, progress=not quiet,
-                                             streaming=streaming, device=resolve_device(device), compute_dtype=compute_dtype)  # fmt: skip
+        compared = measure_against_reference(model, reference, ids, settings)
         if as_json:
             click.echo(json.dumps(compared.result.model_dump(mode="json") | {"kl": compared.kl.model_dump(mode="json")}))
             return
@@ -274,8 +275,7 @@ def eval_cmd(model: Path, text: Path | None, tokens: Path | None, seq_len: int, 
         click.echo(f"KL(reference || model) mean {kl.mean:.6f} nats/token, p99 {kl.p99:.6f}, max {kl.max:.4f} "
                    f"over {kl.tokens} tokens ({kl.method})")  # fmt: skip
         return
-    result = measure_any(model, ids, seq_len=seq_len, max_windows=max_windows, compute_dtype=compute_dtype, progress=not quiet,
-                         streaming=streaming, device=resolve_device(device)).result  # fmt: skip
+    result = measure_any(model, ids, settings).result
     if as_json:
         click.echo(json.dumps(result.model_dump(mode="json")))
     else:

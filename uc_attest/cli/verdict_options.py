@@ -1,14 +1,24 @@
-"""``attest check``'s options for signing the customer's verdict. Argument handling only."""
+"""What ``attest check`` and ``attest probe`` share: the delivery they read, the verdict files they write, how the verdict is signed.
+
+Argument handling only. Both commands judge a delivery (pack, bundle, token
+file) under a policy and write the same results, report and signed verdict, so
+their options, the refusals that come before any work (an output that would
+overwrite an input, a policy that asks for a signature nobody gives) and the
+lines that print the verdict live here once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import UsageError
+from ..outputs import check_outputs
+from .common import with_options
 
 
 def _prompt_passphrase() -> bytes:
@@ -34,6 +44,84 @@ def load_cli_signing_key(ref: str, allow_open_key_file: bool) -> Any:
     return cli_key_reference(ref, allow_open_key_file).load()
 
 
+def delivery_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--bundle / --tokens: the vendor's attestation and the evaluation token file it pins."""
+    options = [
+        click.option("--bundle", type=click.Path(path_type=Path, dir_okay=False), help="attestation bundle (default: PACK.sigstore.json beside the pack)"),
+        click.option("--tokens", type=click.Path(path_type=Path, dir_okay=False), help="evaluation token file (default: beside the bundle)"),
+    ]
+    return with_options(function, options)
+
+
+def verdict_output_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--report / --json: the PDF audit report and results.json."""
+    options = [
+        click.option("--report", "report_path", type=click.Path(path_type=Path, dir_okay=False), help="write the PDF audit report here"),
+        click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="write results.json here"),
+    ]
+    return with_options(function, options)
+
+
+@dataclass(frozen=True)
+class VerdictOutputs:
+    """Where the verdict goes (every path checked writable before any work) and how it is signed."""
+
+    report: Path | None
+    json: Path | None
+    vsa: Path | None
+    signing: Any  # uc_attest.report.check_outputs.VerdictSigning
+
+
+def prepare_verdict_outputs(*, pack: Path, policy: Any, inputs: Sequence[Path | None], report_path: Path | None, json_path: Path | None,
+                            vsa_out: Path | None, sign_key: str | None, sign_cert: Path | None, sign_sigstore: bool, sign_staging: bool,
+                            allow_open_key_file: bool) -> VerdictOutputs:  # fmt: skip
+    """Every refusal about the outputs and the verdict's signature, before minutes of checking.
+
+    ``inputs`` are the files the command reads (bundle, tokens, trust anchor,
+    certificates): no output may be one of them, nor lie inside the pack.
+    """
+    if report_path is not None and json_path is not None and report_path.resolve() == json_path.resolve():
+        raise UsageError("--report and --json cannot be the same file")
+    signing = verdict_signing(sign_key, sign_cert, sign_sigstore, sign_staging, report_path, allow_open_key_file)
+    if policy.policy.verdict.require_signature and not signing.enabled:
+        raise UsageError(f"policy {policy.policy.name} requires a signed verdict: give --sign-key CUSTOMER.key or --sign-sigstore")
+    if signing.enabled and vsa_out is None:
+        from ..report.check_outputs import default_vsa_path
+
+        vsa_out = default_vsa_path(json_path, report_path)
+    outs = [p.resolve() for p in (report_path, json_path, vsa_out) if p is not None]
+    if len(set(outs)) != len(outs) or (vsa_out is not None and not vsa_out.resolve().parent.is_dir()):
+        raise UsageError("--report, --json and --vsa-out must be different files in existing directories")
+    read = [p.resolve() for p in (*inputs, sign_cert) if p is not None]
+    for out in outs:
+        if out in read or out.is_relative_to(pack.resolve()):
+            raise UsageError(f"{out} would overwrite an input (outputs go outside the pack and beside the inputs)")
+    check_outputs([report_path, json_path, vsa_out])  # every output can be written
+    return VerdictOutputs(report=report_path, json=json_path, vsa=vsa_out, signing=signing)
+
+
+def write_verdict(results: Any, bundle_bytes: bytes, outputs: VerdictOutputs) -> list[Path]:
+    """Write results.json, the report and the signed verdict (all or none); print one line per check."""
+    from ..report.check_outputs import build_check_outputs, write_outputs
+
+    written = build_check_outputs(results, bundle_bytes, json_path=outputs.json, report_path=outputs.report, vsa_path=outputs.vsa,
+                                  signing=outputs.signing)  # fmt: skip
+    write_outputs(written)
+    for check in results.checks:
+        tag = "" if check.required else " (advisory)"
+        click.echo(f"{check.status.value:4}  {check.title}{tag}: {check.summary}")
+    return list(written)
+
+
+def echo_verdict(results: Any, outputs: VerdictOutputs, written: Sequence[Path]) -> None:
+    """The verdict line, who signed it (or that nobody did), and the files written."""
+    click.echo(f"verdict: {results.verdict.value} (policy {results.policy.name}, sha256 {results.policy.sha256[:16]}...)")
+    signing = outputs.signing
+    click.echo(signing.describe() if signing.enabled else "verdict signature: UNSIGNED (no --sign-key): the results and report are not evidence of this verdict")
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
 def verdict_signing_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """--sign-key / --sign-cert / --sign-sigstore / --sign-staging / --vsa-out / --allow-open-key-file."""
     options = [
@@ -44,9 +132,7 @@ def verdict_signing_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--vsa-out", type=click.Path(path_type=Path, dir_okay=False), help="signed verdict bundle (default: RESULTS.vsa.sigstore.json beside --json)"),
         click.option("--allow-open-key-file", is_flag=True, help="use a private key file that group or others can read (refused by default)"),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return with_options(function, options)
 
 
 def verdict_signing(

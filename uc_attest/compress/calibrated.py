@@ -54,7 +54,7 @@ from ..evaluate.blocks import (
     release,
     return_freed_memory,
 )
-from ..evaluate.source import SafetensorsSource
+from ..source_model import SafetensorsSource
 from ..pack.writer import PackWriter
 from ..progress import bar_disabled
 from .blockscale import encode_datafree

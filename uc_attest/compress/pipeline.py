@@ -23,7 +23,7 @@ from ..architecture import (
 from ..atomic import atomic_directory, refuse_output_holding_inputs
 from ..model_files import LOADER_CONFIG_FILES, LOADER_TOKENIZER_FILES, model_files
 from ..errors import UnreadableInputError, UsageError
-from ..evaluate.source import SafetensorsSource
+from ..source_model import SafetensorsSource
 from ..safe_io import is_regular_file
 from ..pack.manifest import MANIFEST_NAME, CompressionInfo, ModelInfo, PackManifest, SourceInfo
 from ..pack.writer import PackWriter

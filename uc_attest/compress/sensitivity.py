@@ -54,7 +54,7 @@ from ..evaluate.blocks import (
 from .blockscale import absmax_scales, normalise
 from .gptq import single_threaded
 from .options import CompressOptions
-from ..evaluate.source import SafetensorsSource
+from ..source_model import SafetensorsSource
 from ..progress import bar_disabled
 
 OPTION_BITS = (3, 4, 5, 6, 7, 8)

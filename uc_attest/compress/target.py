@@ -25,7 +25,7 @@ from .sensitivity import (
     measure_sensitivity,
     option_cost_bits,
 )
-from ..evaluate.source import SafetensorsSource
+from ..source_model import SafetensorsSource
 
 
 def allocate_for_target(

@@ -22,6 +22,7 @@ import torch
 from ..pack.verified import VerifiedPack
 from . import loading, perplexity
 from .perplexity import EvalResult
+from .settings import EvalSettings
 
 if TYPE_CHECKING:
     from .kl import KlResult
@@ -52,59 +53,59 @@ def resolve_device(choice: str | None) -> str:
     raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {choice!r}")
 
 
-def measure_pack(verified: VerifiedPack, ids: Any, *, seq_len: int, max_windows: int | None, progress: bool = True,
-                 expected_manifest_sha256: str | None = None, streaming: bool = True, device: str = "cpu",
-                 compute_dtype: str = "float32") -> Measured:  # fmt: skip
+def measure_pack(verified: VerifiedPack, ids: Any, settings: EvalSettings, *, expected_manifest_sha256: str | None = None) -> Measured:
     """Perplexity of the verified pack on ``ids`` (method uc-ppl-v1)."""
-    if streaming:
+    if settings.streaming:
         from ..pack.tensor_reader import VerifiedTensorReader
         from .streaming import evaluate_streaming
 
         opened = loading.opened_pack(verified, expected_manifest_sha256)
         reader = VerifiedTensorReader(verified)
         result = evaluate_streaming(loading.verified_config(verified), reader.names(), reader.load, ids,
-                                    weights_dtype=loading.pack_dtype(opened), seq_len=seq_len, max_windows=max_windows,
-                                    compute_dtype=compute_dtype, device=device, progress=progress)  # fmt: skip
-        return Measured(result, device)
-    model = loading.load_pack_model(verified, expected_manifest_sha256=expected_manifest_sha256).to(device)
-    result = perplexity.evaluate_tokens(model, ids, seq_len=seq_len, max_windows=max_windows, compute_dtype=compute_dtype, progress=progress)
-    return Measured(result, device)
+                                    weights_dtype=loading.pack_dtype(opened), settings=settings)  # fmt: skip
+        return Measured(result, settings.device)
+    model = loading.load_pack_model(verified, expected_manifest_sha256=expected_manifest_sha256).to(settings.device)
+    return Measured(perplexity.evaluate_tokens(model, ids, settings), settings.device)
 
 
-def measure_model_dir(model_dir: str | os.PathLike[str], ids: Any, *, seq_len: int, max_windows: int | None, progress: bool = True,
-                      streaming: bool = True, device: str = "cpu", compute_dtype: str = "float32") -> Measured:  # fmt: skip
+def measure_model_dir(model_dir: str | os.PathLike[str], ids: Any, settings: EvalSettings) -> Measured:
     """Perplexity of a plain safetensors model directory (the uncompressed baseline), block by block by default."""
-    if not streaming:
-        model = loading.load_model_dir(model_dir).to(device)
-        result = perplexity.evaluate_tokens(model, ids, seq_len=seq_len, max_windows=max_windows, compute_dtype=compute_dtype, progress=progress)
-        return Measured(result, device)
-    from .source import SafetensorsSource
+    if not settings.streaming:
+        model = loading.load_model_dir(model_dir).to(settings.device)
+        return Measured(perplexity.evaluate_tokens(model, ids, settings), settings.device)
+    from ..source_model import SafetensorsSource
     from .streaming import evaluate_streaming
 
     source = SafetensorsSource(Path(model_dir))
     config = loading.model_dir_config(Path(model_dir))
     result = evaluate_streaming(config, source.keys(), lambda names: {n: source.load(n) for n in names}, ids,
-                                weights_dtype=source.load_dtype(config), seq_len=seq_len, max_windows=max_windows,
-                                compute_dtype=compute_dtype, device=device, progress=progress)  # fmt: skip
-    return Measured(result, device)
+                                weights_dtype=source.load_dtype(config), settings=settings)  # fmt: skip
+    return Measured(result, settings.device)
 
 
-def measure_any(path: str | os.PathLike[str], ids: Any, *, seq_len: int, max_windows: int | None, progress: bool = True,
-                streaming: bool = True, device: str = "cpu", compute_dtype: str = "float32") -> Measured:  # fmt: skip
-    """``uc eval``: a pack (verified first, one pass; measured only when it verifies) or a plain model directory."""
+def _verified_or_refused(path: Path, progress: bool) -> VerifiedPack:
+    """The pack at ``path`` after one verification pass; a pack that does not verify is never measured."""
     from ..errors import VerificationError
-    from ..pack.manifest import MANIFEST_NAME
     from ..pack.verify import verify_pack
 
-    root = Path(path)
-    if not (root / MANIFEST_NAME).exists():
-        return measure_model_dir(root, ids, seq_len=seq_len, max_windows=max_windows, progress=progress, streaming=streaming,
-                                 device=device, compute_dtype=compute_dtype)  # fmt: skip
-    verified = verify_pack(root, progress=progress)
+    verified = verify_pack(path, progress=progress)
     if not verified.report.ok:
-        raise VerificationError(f"the pack does not verify, not measured: {verified.report.failure_summary()}")
-    return measure_pack(verified, ids, seq_len=seq_len, max_windows=max_windows, progress=progress, streaming=streaming,
-                        device=device, compute_dtype=compute_dtype)  # fmt: skip
+        raise VerificationError(f"{path}: the pack does not verify, not measured: {verified.report.failure_summary()}")
+    return verified
+
+
+def _is_pack(path: Path) -> bool:
+    from ..pack.manifest import MANIFEST_NAME
+
+    return (path / MANIFEST_NAME).exists()
+
+
+def measure_any(path: str | os.PathLike[str], ids: Any, settings: EvalSettings) -> Measured:
+    """``uc eval``: a pack (verified first, one pass; measured only when it verifies) or a plain model directory."""
+    root = Path(path)
+    if not _is_pack(root):
+        return measure_model_dir(root, ids, settings)
+    return measure_pack(_verified_or_refused(root, settings.progress), ids, settings)
 
 
 @dataclass(frozen=True)
@@ -117,40 +118,31 @@ class Compared:
     device: str
 
 
-def _logits_of(path: Path, windows: Any, *, progress: bool, streaming: bool, device: str, compute_dtype: str) -> Iterator[Any]:
+def _logits_of(path: Path, windows: Any, settings: EvalSettings) -> Iterator[Any]:
     """Logits per window of a pack (verified first; measured only when it verifies) or of a model directory."""
-    from ..errors import VerificationError
-    from ..pack.manifest import MANIFEST_NAME
-    from ..pack.verify import verify_pack
-    from .source import SafetensorsSource
     from .streaming import streaming_logits
 
-    if not (path / MANIFEST_NAME).exists():
-        if not streaming:
-            return perplexity.whole_model_logits(loading.load_model_dir(path).to(device), windows, compute_dtype, progress)
+    if not _is_pack(path):
+        if not settings.streaming:
+            return perplexity.whole_model_logits(loading.load_model_dir(path).to(settings.device), windows, settings)
+        from ..source_model import SafetensorsSource
+
         source = SafetensorsSource(path)
         config = loading.model_dir_config(path)
         return streaming_logits(config, source.keys(), lambda names: {n: source.load(n) for n in names}, windows,
-                                weights_dtype=source.load_dtype(config), compute_dtype=compute_dtype, device=device,
-                                progress=progress)  # fmt: skip
-    verified = verify_pack(path, progress=progress)
-    if not verified.report.ok:
-        raise VerificationError(f"{path}: the pack does not verify, not measured: {verified.report.failure_summary()}")
-    if not streaming:
-        model = loading.load_pack_model(verified).to(device)
-        return perplexity.whole_model_logits(model, windows, compute_dtype, progress)
+                                weights_dtype=source.load_dtype(config), settings=settings)  # fmt: skip
+    verified = _verified_or_refused(path, settings.progress)
+    if not settings.streaming:
+        return perplexity.whole_model_logits(loading.load_pack_model(verified).to(settings.device), windows, settings)
     from ..pack.tensor_reader import VerifiedTensorReader
 
     opened = loading.opened_pack(verified, None)
     reader = VerifiedTensorReader(verified)
     return streaming_logits(loading.verified_config(verified), reader.names(), reader.load, windows,
-                            weights_dtype=loading.pack_dtype(opened), compute_dtype=compute_dtype, device=device,
-                            progress=progress)  # fmt: skip
+                            weights_dtype=loading.pack_dtype(opened), settings=settings)  # fmt: skip
 
 
-def measure_against_reference(path: str | os.PathLike[str], reference: str | os.PathLike[str], ids: Any, *, seq_len: int,
-                              max_windows: int | None, progress: bool = True, streaming: bool = True, device: str = "cpu",
-                              compute_dtype: str = "float32") -> Compared:  # fmt: skip
+def measure_against_reference(path: str | os.PathLike[str], reference: str | os.PathLike[str], ids: Any, settings: EvalSettings) -> Compared:
     """Perplexity of ``path`` and of ``reference`` (each a pack or a model directory) and KL(reference || path), window by window."""
     from ..errors import UsageError
     from .kl import compare_logits
@@ -158,8 +150,9 @@ def measure_against_reference(path: str | os.PathLike[str], reference: str | os.
     root, ref = Path(path), Path(reference)
     if not ref.is_dir():
         raise UsageError(f"--reference {ref}: not a model directory or pack")
-    windows = perplexity.windows_of(ids, seq_len, max_windows)
-    mine = _logits_of(root, windows, progress=progress, streaming=streaming, device=device, compute_dtype=compute_dtype)
-    theirs = _logits_of(ref, windows, progress=progress, streaming=streaming, device=device, compute_dtype=compute_dtype)
-    result, reference_result, kl = compare_logits(windows, mine, theirs, reference_label=ref.resolve().name, compute_dtype=compute_dtype)
-    return Compared(result, reference_result, kl, device)
+    windows = perplexity.windows_of(ids, settings.seq_len, settings.max_windows)
+    mine = _logits_of(root, windows, settings)
+    theirs = _logits_of(ref, windows, settings)
+    result, reference_result, kl = compare_logits(windows, mine, theirs, reference_label=ref.resolve().name,
+                                                  compute_dtype=settings.compute_dtype)  # fmt: skip
+    return Compared(result, reference_result, kl, settings.device)

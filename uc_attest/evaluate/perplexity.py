@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ..codec.reconstruct import TORCH_DTYPES
 from ..errors import UnreadableInputError, UsageError
 from ..progress import bar_disabled
+from .settings import EvalSettings
 
 METHOD = "uc-ppl-v1"
 
@@ -97,31 +98,24 @@ def eval_result(nlls: list[float], seq_len: int, compute_dtype: str, started: fl
 
 
 @torch.inference_mode()
-def evaluate_tokens(
-    model: Any,
-    ids: torch.Tensor,
-    seq_len: int = 512,
-    max_windows: int | None = None,
-    compute_dtype: str = "float32",
-    progress: bool = True,
-) -> EvalResult:
-    """uc-ppl-v1 with the whole model in memory (on the device its parameters are on)."""
+def evaluate_tokens(model: Any, ids: torch.Tensor, settings: EvalSettings) -> EvalResult:
+    """uc-ppl-v1 with the whole model in memory (on the device its parameters are on; ``settings.device`` is the caller's)."""
     start = time.perf_counter()
-    windows = windows_of(ids, seq_len, max_windows)
+    windows = windows_of(ids, settings.seq_len, settings.max_windows)
     nlls: list[float] = []
-    for row, logits in zip(windows, whole_model_logits(model, windows, compute_dtype, progress), strict=True):
+    for row, logits in zip(windows, whole_model_logits(model, windows, settings), strict=True):
         nlls.append(window_nll(logits, row.unsqueeze(0).to(logits.device)))
-    return eval_result(nlls, seq_len, compute_dtype, start)
+    return eval_result(nlls, settings.seq_len, settings.compute_dtype, start)
 
 
-def whole_model_logits(model: Any, windows: torch.Tensor, compute_dtype: str = "float32", progress: bool = True) -> Iterator[torch.Tensor]:
+def whole_model_logits(model: Any, windows: torch.Tensor, settings: EvalSettings) -> Iterator[torch.Tensor]:
     """The logits [1, seq_len, vocab] of each row of ``windows``, one forward pass (batch 1, no cache) per window."""
     check_token_range(windows, model)
-    dtype = TORCH_DTYPES[compute_dtype]
+    dtype = TORCH_DTYPES[settings.compute_dtype]
     if next(model.parameters()).dtype != dtype:
         model = model.to(dtype)  # bf16 -> float32 widening is exact
     device = next(model.parameters()).device
-    for row in tqdm(windows, desc="eval", unit="window", disable=bar_disabled(progress), leave=False):
+    for row in tqdm(windows, desc="eval", unit="window", disable=bar_disabled(settings.progress), leave=False):
         with torch.inference_mode():
             logits = model(input_ids=row.unsqueeze(0).to(device), use_cache=False).logits
         yield logits

@@ -50,6 +50,7 @@ from .blocks import (
     return_freed_memory,
 )
 from .perplexity import EvalResult, check_token_range, eval_result, window_nll, windows_of
+from .settings import EvalSettings
 
 TensorSource = Callable[[list[str]], dict[str, torch.Tensor]]
 """Checkpoint tensors by name (a pack's verified reconstruction, or a safetensors model directory)."""
@@ -116,45 +117,23 @@ def split_by_block(model: nn.Module, names: list[str]) -> tuple[list[str], dict[
 
 
 @torch.inference_mode()
-def evaluate_streaming(
-    config: Any,
-    names: list[str],
-    load: TensorSource,
-    ids: torch.Tensor,
-    *,
-    weights_dtype: torch.dtype,
-    seq_len: int = 512,
-    max_windows: int | None = None,
-    compute_dtype: str = "float32",
-    device: str = "cpu",
-    progress: bool = True,
-) -> EvalResult:
+def evaluate_streaming(config: Any, names: list[str], load: TensorSource, ids: torch.Tensor, *, weights_dtype: torch.dtype,
+                       settings: EvalSettings) -> EvalResult:  # fmt: skip
     """uc-ppl-v1 over ``ids`` with the model of ``config`` whose tensors ``load`` returns, one block resident at a time.
 
     ``weights_dtype`` is the dtype the whole-model path would load the model in
     (the pack's reconstruction dtype, or the checkpoint's); buffers are built as
-    that load builds them, then everything computes in ``compute_dtype``.
+    that load builds them, then everything computes in ``settings.compute_dtype``.
     """
     started = time.perf_counter()
-    windows = windows_of(ids, seq_len, max_windows)
-    nlls = [window_nll(logits, row.unsqueeze(0).to(logits.device))
-            for row, logits in zip(windows, streaming_logits(config, names, load, windows, weights_dtype=weights_dtype,
-                                                             compute_dtype=compute_dtype, device=device, progress=progress),
-                                   strict=True)]  # fmt: skip
-    return eval_result(nlls, seq_len, compute_dtype, started)
+    windows = windows_of(ids, settings.seq_len, settings.max_windows)
+    logits = streaming_logits(config, names, load, windows, weights_dtype=weights_dtype, settings=settings)
+    nlls = [window_nll(out, row.unsqueeze(0).to(out.device)) for row, out in zip(windows, logits, strict=True)]
+    return eval_result(nlls, settings.seq_len, settings.compute_dtype, started)
 
 
-def streaming_logits(
-    config: Any,
-    names: list[str],
-    load: TensorSource,
-    windows: torch.Tensor,
-    *,
-    weights_dtype: torch.dtype,
-    compute_dtype: str = "float32",
-    device: str = "cpu",
-    progress: bool = True,
-) -> Iterator[torch.Tensor]:
+def streaming_logits(config: Any, names: list[str], load: TensorSource, windows: torch.Tensor, *, weights_dtype: torch.dtype,
+                     settings: EvalSettings) -> Iterator[torch.Tensor]:  # fmt: skip
     """The logits [1, seq_len, vocab] of each row of ``windows``, in order, one decoder block resident at a time.
 
     Every block runs over all windows before the first logits are yielded (the
@@ -163,8 +142,8 @@ def streaming_logits(
     logits of one window (``uc eval --reference`` zips two of these).
     """
     with torch.inference_mode():
-        dtype = TORCH_DTYPES[compute_dtype]
-        target = torch.device(device)
+        dtype = TORCH_DTYPES[settings.compute_dtype]
+        target = torch.device(settings.device)
         model = build_calibration_skeleton(config, dtype=weights_dtype)
         _buffers_to(model, dtype, target)
         _, blocks = find_blocks(model)
@@ -180,7 +159,7 @@ def streaming_logits(
         hidden = [_first_block_input(model, blocks, row) for row in rows]
 
         returns_tuple = False
-        bar = tqdm(total=len(blocks), desc="eval (streaming)", unit="block", disable=bar_disabled(progress), leave=False)
+        bar = tqdm(total=len(blocks), desc="eval (streaming)", unit="block", disable=bar_disabled(settings.progress), leave=False)
         for i, block in enumerate(blocks):
             materialise(block, dtype, target)
             load_checkpoint_tensors(model, {k: v.to(target) for k, v in load(per_block[i]).items()}, dtype)

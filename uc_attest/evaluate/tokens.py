@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save as save_safetensors
@@ -17,6 +19,7 @@ from ..atomic import write_bytes_atomic
 from ..errors import UnreadableInputError, UsageError
 from ..pack.decode import slot_tensor
 from ..pack.safetensors_strict import SafetensorsFormatError, parse_safetensors
+from ..pack.verified import VerifiedPack
 from ..safe_io import read_regular_file
 
 TOKENS_KEY = "input_ids"
@@ -30,21 +33,48 @@ def token_file_limit(token_count: int) -> int:
 
 
 def tokenize_text(tokenizer_dir: str | os.PathLike[str], text: str) -> torch.Tensor:
-    """Token ids (1-D int64) of ``text`` with the tokenizer files in ``tokenizer_dir``."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
+    """Token ids (1-D int64) of ``text`` with the tokenizer files in ``tokenizer_dir`` (an unsigned directory)."""
+    return tokenize_with(_load_tokenizer(Path(tokenizer_dir), str(tokenizer_dir)), text)
+
+
+def verified_tokenizer(verified: VerifiedPack) -> Any:
+    """The pack's tokenizer built from the config and tokenizer bytes the verification pass hashed.
+
+    Nothing is read from the pack again: the bytes are written to a private
+    temporary directory (transformers loads tokenizers from a directory only)
+    and loaded from there, so the tokenizer used is the one whose SHA-256 was
+    checked, even if the pack's files change after verification.
+    """
+    files = {name: verified.small_file(name) for name in sorted(verified.small_files)}  # refuses a pack that did not verify
+    with tempfile.TemporaryDirectory(prefix="uc-attest-tokenizer-") as tmp:
+        for name, data in files.items():
+            target = Path(tmp) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        return _load_tokenizer(Path(tmp), f"the verified pack {verified.root}")
+
+
+def tokenize_with(tokenizer: Any, text: str) -> torch.Tensor:
+    """Token ids (1-D int64) of ``text``; no special tokens are added (the method scores the text as it is)."""
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the "sequence longer than max length" warning does not apply
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    except (OSError, ValueError) as exc:
-        raise UnreadableInputError(f"cannot load the tokenizer from {tokenizer_dir}: {exc}") from exc
     finally:
         hf_logging.set_verbosity(verbosity)
     return torch.tensor(ids, dtype=torch.int64)
+
+
+def _load_tokenizer(directory: Path, where: str) -> Any:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(directory))
+    except (OSError, ValueError) as exc:
+        raise UnreadableInputError(f"cannot load the tokenizer from {where}: {exc}") from exc
 
 
 def token_file_bytes(ids: torch.Tensor, metadata: dict[str, str]) -> bytes:

@@ -10,11 +10,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import UcError, UnreadableInputError
 
 MAX_DEPTH = 64
+
+
+class StrictFrozenModel(BaseModel):
+    """Base of the signed JSON formats (DSSE envelope, Sigstore bundle, in-toto statement, VSA): no unknown
+    field accepted, JSON names or Python names on input, immutable once parsed."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -24,7 +24,6 @@ not the API's) is an :class:`~uc_attest.probe.client.EndpointError` (exit 2).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,23 +177,16 @@ def served_model(client: ProbeClient, wanted: str | None) -> str:
     return names[0]
 
 
-def verified_tokenizer(ctx: CheckContext) -> Any:
-    """The pack's tokenizer from the verified bytes (written to a private directory and loaded from there)."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
+def pack_tokenizer(ctx: CheckContext) -> Any:
+    """The pack's tokenizer from the verified bytes (:func:`uc_attest.evaluate.tokens.verified_tokenizer`)."""
+    from ..errors import UcError
+    from ..evaluate.tokens import verified_tokenizer
 
     assert ctx.verified is not None
-    with tempfile.TemporaryDirectory(prefix="uc-probe-tokenizer-") as tmp:
-        for name, data in ctx.verified.small_files.items():
-            target = Path(tmp) / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        try:
-            return AutoTokenizer.from_pretrained(tmp)
-        except (OSError, ValueError) as exc:
-            raise EndpointError(f"the pack's tokenizer cannot be loaded: {exc}") from None
+    try:
+        return verified_tokenizer(ctx.verified)
+    except UcError as exc:
+        raise EndpointError(f"the pack's tokenizer cannot be loaded: {exc}") from None
 
 
 def _probe(ctx: CheckContext, client: ProbeClient, inputs: ProbeInputs) -> tuple[ProbeRecord, list[CheckResult]]:
@@ -205,7 +197,7 @@ def _probe(ctx: CheckContext, client: ProbeClient, inputs: ProbeInputs) -> tuple
     seq_len, signed = int(m.seq_len), list(m.pack.window_nll)
     ids = ctx.token_ids[: len(signed) * seq_len].reshape(len(signed), seq_len)
     chosen = select_windows(len(signed), inputs.max_windows)
-    session = _Session(client, served_model(client, inputs.model), verified_tokenizer(ctx))
+    session = _Session(client, served_model(client, inputs.model), pack_tokenizer(ctx))
     pairs: list[tuple[int, float, float]] = []
     id_mismatches: list[str] = []
     text_mismatches: list[str] = []

@@ -27,15 +27,13 @@ class VerdictSignatureView:
 
 def _unverified_vsa(bundle: bytes):  # noqa: ANN202 - (bundle dict, SignedVerdict)
     """Parse a VSA bundle without verifying it (for wording and render-time consistency only)."""
-    from ..attest.bundle import load_bundle_json
+    from ..attest.bundle import load_bundle_json, read_unverified_payload
     from ..attest.errors import AttestationError
     from ..check.vsa import parse_vsa
 
     try:
-        data = load_bundle_json(bundle)
-        payload = base64.b64decode(data["dsseEnvelope"]["payload"], validate=True)
-        return data, parse_vsa(payload)
-    except (AttestationError, KeyError, TypeError, ValueError) as exc:
+        return load_bundle_json(bundle), parse_vsa(read_unverified_payload(bundle))
+    except AttestationError as exc:
         raise UsageError(f"{VSA_ATTACHMENT} is not a verification-summary bundle: {exc}") from None
 
 

@@ -1,4 +1,10 @@
-"""Reading a Hugging Face safetensors model directory one tensor at a time."""
+"""The source model: an uncompressed Hugging Face safetensors directory, read one tensor at a time.
+
+What ``uc compress`` reads (the compressor's input, coded block by block) and
+what ``attest sign --baseline`` and ``uc eval`` measure beside a pack. Neither
+layer owns it: it sits below both (compress -> evaluate -> here), beside
+``model_files.py``, which hashes the same directory's files.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ from typing import Any
 import torch
 from safetensors import safe_open
 
-from ..errors import UnreadableInputError, UsageError
+from .errors import UnreadableInputError, UsageError
 
 
 class SafetensorsSource:
