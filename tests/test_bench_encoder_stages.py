@@ -44,7 +44,7 @@ def test_a_failed_write_leaves_neither_the_file_nor_a_temporary_one(tmp_path: Pa
     cache = stages.StageCache(tmp_path)
     with pytest.raises(TypeError):
         cache.save_json("j", {"x": object()})
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError, match="metadata"):
         cache.save_tensors("t", {"a": torch.zeros(2)}, {"tokens": 7})  # type: ignore[dict-item]
     assert list(tmp_path.iterdir()) == []
 

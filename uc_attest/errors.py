@@ -42,3 +42,8 @@ class VerificationError(UcError):
     """The artifact was read but does not match what it must be (exit 1)."""
 
     exit_code = 1
+
+
+def more_than_shown(total: int, shown: int) -> str:
+    """`` (+N more)`` when a one-line message shows ``shown`` of ``total`` problems, else nothing: the one spelling of it."""
+    return f" (+{total - shown} more)" if total > shown else ""

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .errors import UnreadableInputError, UsageError
+from .errors import UnreadableInputError, UsageError, more_than_shown
 from .safe_io import sha256_regular_file
 
 SKIPPED_DIRS = frozenset({".git", ".cache"})
@@ -111,4 +111,5 @@ def differences(recorded: list[ModelFile], found: list[ModelFile], limit: int = 
     out = [f"{p}: missing from the baseline" for p in sorted(set(a) - set(b))]
     out += [f"{p}: not in the compressed source" for p in sorted(set(b) - set(a))]
     out += [f"{p}: SHA-256 differs" for p in sorted(set(a) & set(b)) if a[p] != b[p]]
-    return out[:limit] + ([f"(+{len(out) - limit} more)"] if len(out) > limit else [])
+    more = more_than_shown(len(out), limit).strip()
+    return out[:limit] + ([more] if more else [])

@@ -130,7 +130,8 @@ def test_results_json(report_pdf: tuple[Path, Path], tmp_path: Path) -> None:
     rc, _out, err = run_cli("attest", "report", sparse, "-o", tmp_path / "big.pdf")
     _assert_no_internal_error("results size", 0, rc, err)
     assert rc == 2
-    _run_all("results", results, iter(variants), lambda: run_cli("attest", "report", results, "-o", tmp_path / "out.pdf"))
+    ran = _run_all("results", results, iter(variants), lambda: run_cli("attest", "report", results, "-o", tmp_path / "out.pdf"))
+    assert ran == len(variants) > 0, f"{ran} of {len(variants)} variants ran"
 
 
 def test_bundle(site: Any) -> None:
@@ -141,9 +142,10 @@ def test_bundle(site: Any) -> None:
     variants = [*_nested_json(data), *_oversized(data, MAX_BUNDLE_BYTES), *_json_number_swaps(data), *_random(data, 3)]
     payload_doc["dsseEnvelope"]["payload"] = "A" * 4096  # base64 of garbage, not a statement
     variants.append(json.dumps(payload_doc).encode())
-    _run_all("bundle", site.bundle, iter(variants), lambda: run_cli(
+    ran = _run_all("bundle", site.bundle, iter(variants), lambda: run_cli(
         "attest", "check", site.pack, "--bundle", site.bundle, "--tokens", site.tokens, "--key", site.key, "--quiet",
         "--fail-fast"))  # fmt: skip
+    assert ran == len(variants) > 0, f"{ran} of {len(variants)} variants ran"
 
 
 def test_token_file(site: Any) -> None:
@@ -160,14 +162,16 @@ def test_token_file(site: Any) -> None:
         variants.append(token_file_bytes(out, {"count": "100"}))
     variants.append(token_file_bytes(ids, {"count": "x" * 100_000}))
     variants.append(token_file_bytes(ids.reshape(10, 10), {}))
-    _run_all("tokens", site.tokens, iter(variants), lambda: run_cli("uc", "eval", site.pack, "--tokens", site.tokens, "--seq-len", "24"))
+    ran = _run_all("tokens", site.tokens, iter(variants), lambda: run_cli("uc", "eval", site.pack, "--tokens", site.tokens, "--seq-len", "24"))
+    assert ran == len(variants) > 0, f"{ran} of {len(variants)} variants ran"
 
 
 def test_manifest(site: Any) -> None:
     manifest = site.pack / "ucpack.json"
     data = manifest.read_bytes()
     variants = [*_nested_json(data), *_json_number_swaps(data), *_random(data, 5)]
-    _run_all("manifest", manifest, iter(variants), lambda: run_cli("uc", "verify", site.pack, "--quiet"))
+    ran = _run_all("manifest", manifest, iter(variants), lambda: run_cli("uc", "verify", site.pack, "--quiet"))
+    assert ran == len(variants) > 0, f"{ran} of {len(variants)} variants ran"
 
 
 def test_config(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
@@ -177,7 +181,8 @@ def test_config(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
     data = config.read_bytes()
     variants = [*_nested_json(data), *_oversized(data, 16 << 20), *_json_number_swaps(data), *_random(data, 6)]
     tokens = delivery_root[0] / "pack.eval-tokens.safetensors"
-    _run_all("config", config, iter(variants), lambda: run_cli("uc", "eval", model, "--tokens", tokens, "--seq-len", "24", "--max-windows", "1"))
+    ran = _run_all("config", config, iter(variants), lambda: run_cli("uc", "eval", model, "--tokens", tokens, "--seq-len", "24", "--max-windows", "1"))
+    assert ran == len(variants) > 0, f"{ran} of {len(variants)} variants ran"
 
 
 def test_report_pdf(report_pdf: tuple[Path, Path], delivery_root: tuple[Path, Any], tmp_path: Path) -> None:

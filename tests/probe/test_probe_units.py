@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 from uc_attest.check.probe_record import ProbeLimits, ProbeRecord
+from pydantic import ValidationError
+
 from uc_attest.errors import UsageError
 from uc_attest.policy.loader import parse_policy
 from uc_attest.policy.model import ProbePolicy
@@ -142,7 +144,8 @@ def test_probe_policy_section_is_strict_and_bounded() -> None:
     assert parse_policy((base + "window_tolerance = 0.05\n").encode(), "p.toml").policy.probe.window_tolerance == 0.05
     for bad in ("window_tolerance = 0.0", "window_tolerance = inf", "total_tolerance = 2.0", "max_share_outside = 1.0", "min_windows = 0",
                 "window_tolerence = 0.1", 'min_windows = "8"'):  # fmt: skip
-        with pytest.raises(Exception):
+        key = bad.split(" =")[0]
+        with pytest.raises(UsageError, match=f"probe.{key}"):  # the typed refusal, naming the key: not any exception at all
             parse_policy((base + bad + "\n").encode(), "p.toml")
 
 
@@ -169,7 +172,7 @@ def _record(**changes: Any) -> dict[str, Any]:
 def test_probe_record_refuses_figures_that_do_not_follow_from_the_windows() -> None:
     ProbeRecord.model_validate(_record())
     for forged in (_record(windows_outside=[]), _record(served_perplexity=1.0), _record(window_tolerance=0.5)):
-        with pytest.raises(Exception):
+        with pytest.raises(ValidationError):
             ProbeRecord.model_validate(forged)
     rows = _record()["windows"]
     rows[2] = {**rows[2], "within_tolerance": True}

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import UnreadableInputError, UsageError
+from ..errors import UnreadableInputError, UsageError, more_than_shown
 from ..model_files import model_files
 from ..pack.manifest import MANIFEST_NAME
 from ..pack.reader import open_pack
@@ -84,8 +84,7 @@ def reproduce_pack(model_dir: Path, pack: Path, calibration_file: Path | None = 
         recorded_files = {f.path: f.sha256 for f in manifest.model.source.files}
         present = {f.path: f.sha256 for f in source}
         differing = sorted(p for p in set(recorded_files) | set(present) if recorded_files.get(p) != present.get(p))
-        result.failures.append(f"the source differs from the one recorded: {', '.join(differing[:5])}"
-                               + (f" (+{len(differing) - 5} more)" if len(differing) > 5 else ""))  # fmt: skip
+        result.failures.append(f"the source differs from the one recorded: {', '.join(differing[:5])}{more_than_shown(len(differing), 5)}")
         return result
     given = _pack_files(pack)
     with tempfile.TemporaryDirectory(prefix=".uc-reproduce-", dir=pack.resolve().parent) as tmp:

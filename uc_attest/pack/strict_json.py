@@ -8,6 +8,7 @@ meaning, so all three are refused here.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -37,6 +38,14 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not allowed")
 
 
+def _finite(text: str) -> float:
+    """A JSON number as a float, refused when it overflows to infinity (``1e400``): NaN/Infinity by another spelling."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of the float range")
+    return value
+
+
 def _depth_ok(text: str, limit: int) -> bool:
     depth = 0
     in_string = False
@@ -61,7 +70,7 @@ def _depth_ok(text: str, limit: int) -> bool:
 
 
 def loads_strict(data: bytes | str, what: str, max_depth: int = MAX_DEPTH) -> Any:
-    """Parse JSON, refusing duplicate keys, NaN/Infinity, bad UTF-8 and deep nesting."""
+    """Parse JSON, refusing duplicate keys, NaN/Infinity (also as a number that overflows), bad UTF-8 and deep nesting."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
     except UnicodeDecodeError as exc:
@@ -69,7 +78,7 @@ def loads_strict(data: bytes | str, what: str, max_depth: int = MAX_DEPTH) -> An
     if not _depth_ok(text, max_depth):
         raise UnreadableInputError(f"{what}: JSON nested deeper than {max_depth} levels")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants, parse_float=_finite)
     except (ValueError, RecursionError) as exc:
         raise UnreadableInputError(f"{what}: invalid JSON ({exc})") from exc
 

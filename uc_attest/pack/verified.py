@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import VerificationError
+from ..errors import VerificationError, more_than_shown
 from .manifest import MANIFEST_NAME
 from .reader import Pack
 from .safetensors_strict import TensorSlot
@@ -66,8 +66,7 @@ class VerifyReport(BaseModel):
         """The first failure and how many more there are: the one line an error or a check row shows."""
         if not self.failures:
             return "no failure"
-        more = f" (+{len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
-        return f"{self.failures[0]}{more}"
+        return f"{self.failures[0]}{more_than_shown(len(self.failures), 1)}"
 
 
 @dataclass(frozen=True)

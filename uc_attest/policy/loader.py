@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..errors import UnreadableInputError, UsageError
+from ..errors import UnreadableInputError, UsageError, more_than_shown
 from ..safe_io import read_input_file
 from .model import Policy
 from .resources import DEFAULT_POLICY_NAME, shipped_policy_names, shipped_policy_path
@@ -82,8 +82,7 @@ def parse_policy(data: bytes, source: str) -> LoadedPolicy:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(_describe(e) for e in exc.errors()[:5])  # type: ignore[arg-type]
-        more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
-        raise UsageError(f"policy {source}: {problems}{more}") from None
+        raise UsageError(f"policy {source}: {problems}{more_than_shown(exc.error_count(), 5)}") from None
     return LoadedPolicy(policy=policy, source=source, sha256=hashlib.sha256(data).hexdigest(), data=data)
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from ..check.context import CheckContext, CheckInputs
 from ..check.probe_record import ProbeLimits, ProbeRecord
 from ..check.results import CheckResult, CheckStatus, Results, SignerIdentity
+from ..errors import more_than_shown
 from ..policy.model import ProbePolicy
 from .api import API_NAMES, ApiName, Scored, offers, request_body, score
 from .client import ClientLimits, EndpointError, EndpointRejected, ProbeClient
@@ -235,8 +236,7 @@ def _probe(ctx: CheckContext, client: ProbeClient, inputs: ProbeInputs) -> tuple
                                                           "text were tokenised by the endpoint exactly as by the pack's tokenizer.", required=policy.required)  # fmt: skip
     else:
         what = "the endpoint does not score the attested token ids" if not ids_equal else "the endpoint's tokenizer is not the pack's"
-        more = f" (and {len(mismatches) - 1} more)" if len(mismatches) > 1 else ""
-        tokens = _result(TOKENS_CHECK, CheckStatus.FAIL, f"{how}: {what}: {mismatches[0]}{more}", required=policy.required)
+        tokens = _result(TOKENS_CHECK, CheckStatus.FAIL, f"{how}: {what}: {mismatches[0]}{more_than_shown(len(mismatches), 1)}", required=policy.required)
     unscored = len(chosen) - len(pairs)
     summary = verdict.summary + (f" {unscored} windows could not be scored (their tokens differ)." if unscored else "")
     behaviour = _result(BEHAVIOUR_CHECK, CheckStatus.PASS if verdict.ok and not unscored else CheckStatus.FAIL,
