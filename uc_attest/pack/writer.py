@@ -1,7 +1,11 @@
 """Streaming pack writer.
 
-Tensors arrive one at a time; codec tensors and passthrough tensors are gathered
-into safetensors shards of bounded size, each written and hashed as it closes.
+Tensors arrive one at a time; codec tensors and passthrough tensors go into
+safetensors shards of bounded size. An open shard's tensors are spooled to disk
+as they arrive (pack/safetensors_stream.py), never gathered in memory, and the
+shard is written, hashed and renamed into place when it closes, byte for byte
+what ``safetensors.torch.save`` writes; so the writer's memory does not grow
+with the shard size or the model's depth.
 The whole pack is built in a temporary sibling directory and renamed into place
 only when the manifest is written (see uc_attest.atomic.atomic_directory).
 """
