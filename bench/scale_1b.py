@@ -24,7 +24,13 @@ The weights are random, so the perplexities are meaningless: this measures
 cost, not quality. Sign and check evaluate few windows (--max-windows) so that
 the run ends; the evaluation's cost grows linearly with windows.
 
-    nice -n 5 python bench/scale_1b.py [--work build/scale1b] [--samples 8] [--max-windows 2]
+    nice -n 5 python bench/scale_1b.py [--work build/scale1b] [--models DIR] [--depths 6,22]
+        [--calibrated-depths 1,6] [--steps datafree,verify,sign,check,export,deployed,calibrated]
+        [--samples 8] [--max-windows 2]
+
+e.g. only the data-free compression's memory at 1 and 6 blocks, on prepared models:
+
+    nice -n 5 python bench/scale_1b.py --models /work/keep/scale1b --depths 1,6 --steps datafree
 
 Writes build/scale1b/scale_1b.json and scale_1b.md (a markdown table).
 """
@@ -44,6 +50,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 SHAPE = {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 32,
          "num_key_value_heads": 4, "max_position_embeddings": 2048, "tie_word_embeddings": False}  # fmt: skip
+# --steps names -> the step labels of the table
+STEP_NAMES = {"compress datafree": "datafree", "verify": "verify", "sign --baseline": "sign", "check --policy strict": "check",
+              "export": "export", "verify --deployed": "deployed", "compress calibrated": "calibrated"}  # fmt: skip
 SHARD_PARAMS = 250_000_000  # parameters per written shard (500 MB of bf16)
 
 # The child runs the command's own entry point and, however it ends, reports its I/O counters and peak RSS.
@@ -146,8 +155,13 @@ def run_step(label: str, group: str, args: list[str], stats: Path, ok_codes: tup
 
 
 def flow(work: Path, layers: int, args: argparse.Namespace, calibrated: bool) -> list[dict[str, object]]:
-    """The flow on the model of ``layers`` blocks; with ``calibrated``, only the calibrated compression (run last: the costliest)."""
-    model = work / f"tinyllama-shape-{layers}" if args.report_only else build_model(work / f"tinyllama-shape-{layers}", layers)
+    """The flow on the model of ``layers`` blocks; with ``calibrated``, only the calibrated compression (run last: the costliest).
+
+    Only the steps named in ``args.steps`` run; a step whose input an earlier one makes (the pack, the bundle, the
+    export) finds it in the work directory from an earlier run.
+    """
+    model_path = Path(args.models) / f"tinyllama-shape-{layers}"
+    model = model_path if args.report_only else build_model(model_path, layers)
     out = work / f"run-{layers}"
     out.mkdir(exist_ok=True)
     rows: list[dict[str, object]] = []
@@ -158,7 +172,7 @@ def flow(work: Path, layers: int, args: argparse.Namespace, calibrated: bool) ->
         if (args.reuse or args.report_only) and kept.is_file():  # measured by an earlier, interrupted run: its figures stand
             rows.append(json.loads(kept.read_text()))
             return
-        if args.report_only:
+        if args.report_only or STEP_NAMES[label.split(" (")[0]] not in args.steps:
             return
         row = run_step(label, group, argv, stem.with_suffix(".stats.json"), **kw)  # type: ignore[arg-type]
         row["blocks"] = layers
@@ -175,7 +189,7 @@ def flow(work: Path, layers: int, args: argparse.Namespace, calibrated: bool) ->
     step("compress datafree", "uc", ["compress", str(model), "-o", str(pack), "--method", "datafree", "--force", "--quiet"])
     step("verify", "uc", ["verify", str(pack), "--quiet"])
     key = out / "vendor.key"
-    if not key.exists() and not args.report_only:
+    if not key.exists() and not args.report_only and "sign" in args.steps:
         run_step("keygen", "attest", ["keygen", "-o", str(out / "vendor")], out / "keygen.stats.json")
     bundle = out / "datafree.sigstore.json"
     windows = ["--seq-len", str(args.seq_len), "--max-windows", str(args.max_windows)]
@@ -227,8 +241,13 @@ def depth_ratios(rows: list[dict[str, object]], small: int, large: int) -> list[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default=str(ROOT / "build" / "scale1b"))
-    parser.add_argument("--depths", default="6,22", help="decoder blocks of the models to run (comma separated)")
-    parser.add_argument("--calibrated-depths", default="6,22", help="depths at which calibrated compression also runs ('' for none)")
+    parser.add_argument("--models", help="where the random models are, or are built (default: --work); a prepared, "
+                        "read-only directory may be given: a model found there is used as it is")
+    parser.add_argument("--depths", default="6,22", help="decoder blocks of the models the flow runs on (comma separated)")
+    parser.add_argument("--calibrated-depths", default="1,6",
+                        help="decoder blocks of the models calibrated compression runs on, after the flow ('' for none)")
+    parser.add_argument("--steps", default=",".join(STEP_NAMES.values()),
+                        help=f"steps to run (comma separated, of {','.join(STEP_NAMES.values())}); the others are skipped")
     parser.add_argument("--samples", type=int, default=8, help="calibration samples (small: this measures cost)")
     parser.add_argument("--calib-seq-len", type=int, default=256)
     parser.add_argument("--seq-len", type=int, default=256, help="evaluation window of sign and check")
@@ -236,16 +255,20 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep the figures of steps an earlier run already measured")
     parser.add_argument("--report-only", action="store_true", help="run nothing: the table of the steps already measured")
     args = parser.parse_args()
-    args.calibrated_depths = {int(d) for d in args.calibrated_depths.split(",") if d}
-    depths = [int(d) for d in args.depths.split(",")]
+    args.calibrated_depths = sorted({int(d) for d in args.calibrated_depths.split(",") if d})
+    args.steps = {s for s in args.steps.split(",") if s}
+    if args.steps - set(STEP_NAMES.values()):
+        parser.error(f"unknown --steps: {sorted(args.steps - set(STEP_NAMES.values()))}")
+    depths = [int(d) for d in args.depths.split(",") if d]
+    args.models = args.models or args.work
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {load_average()} ({os.cpu_count()} cores)", flush=True)
     rows: list[dict[str, object]] = []
     for layers in depths:
         rows += flow(work, layers, args, calibrated=False)
-    for layers in depths:
-        if layers in args.calibrated_depths:
+    if "calibrated" in args.steps:
+        for layers in args.calibrated_depths:
             rows += flow(work, layers, args, calibrated=True)
     ratios = [r for i, small in enumerate(depths) for large in depths[i + 1 :] for r in depth_ratios(rows, small, large)]
     settings = {k: sorted(v) if isinstance(v, set) else v for k, v in vars(args).items()}

@@ -21,7 +21,9 @@ run, so that a before/after ratio is measured under the same load. Prints a
 table and one JSON line per pack.
 
     python bench/verify_vs_oms.py [--demo-pack build/demo/smollm2-135m.ucpack] [--work build/bench]
-                                  [--repeats 3] [--compare-tree /tmp/old]
+                                  [--repeats 3] [--compare-tree /tmp/old] [--pack PACK ...]
+
+``--pack`` measures the packs given instead (e.g. the 6-block pack of bench/scale_1b.py).
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo-pack", default=str(ROOT / "build" / "demo" / "smollm2-135m.ucpack"))
     parser.add_argument("--work", default=str(ROOT / "build" / "bench"))
+    parser.add_argument("--pack", action="append", type=Path, default=[],
+                        help="an existing pack to measure instead of the demo and large packs (repeatable)")
     parser.add_argument("--skip-large", action="store_true", help="only the demo pack")
     parser.add_argument("--skip-demo", action="store_true", help="only the large random pack")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command (median reported)")
@@ -131,8 +135,8 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    packs = [] if args.skip_demo else [Path(args.demo_pack)]
-    if not args.skip_large:
+    packs = list(args.pack) if args.pack or args.skip_demo else [Path(args.demo_pack)]
+    if not args.skip_large and not args.pack:
         from verify_throughput import build_model, build_pack
 
         packs.append(build_pack(build_model(work / "random-llama-540m"), work / "random-llama-540m.ucpack"))

@@ -54,3 +54,23 @@ def test_calibration_mix_has_code_from_the_calibration_split_only() -> None:
     code = [p for p in mix if p.startswith(("def ", "class ", "async def "))]
     assert len(code) > 0.02 * len(mix)
     assert mixed_text.CALIBRATION_SOURCE_NAME.endswith("python-stdlib code (calibration split)")
+
+
+def test_source_segments_are_those_of_the_ast_module() -> None:
+    """The code units' segments, cut from lines split once, equal ast.get_source_segment's (CRLF, CR, form feed, UTF-8)."""
+    import ast
+    import inspect
+
+    from uc_attest.evaluate import mixed_text
+
+    sources = [
+        "def f():\r\n    return 'é'\r\n\r\nclass C:\r    x = 1\r    def g(self): pass\n",
+        "def h():\n    a = 1\x0c\n    return 'ü名' + \"\"\"\n  x\n\"\"\"\nasync def k(): pass",
+        inspect.getsource(ast),
+        inspect.getsource(mixed_text),
+    ]
+    for source in sources:
+        lines = mixed_text._LINE.findall(source)
+        assert "".join(lines) == source
+        for node in ast.parse(source).body:
+            assert mixed_text._source_segment(lines, node) == (ast.get_source_segment(source, node) or "")

@@ -145,15 +145,20 @@ def parse_glob_rule(specs: tuple[str, ...], flag: str, name: str, low: int, high
 def verify_cmd(pack: Path, as_json: bool, workers: int | None, quiet: bool, architecture: bool, deployed: Path | None) -> None:
     """Check every file hash and every reconstructed tensor of PACK (and, with --deployed, a served copy of it)."""
     from ..errors import VerificationError
-    from ..pack.deployed import require_model_directory, verify_deployed
     from ..pack.verify import verify_pack
 
     if deployed is not None:  # a missing or unreadable served directory: exit 2 before the pack is read
+        from ..pack.deployed import require_model_directory  # only here: it imports the exporter (start-up of a plain verify)
+
         require_model_directory(deployed)
     try:
         verified = verify_pack(pack, progress=not quiet, workers=workers, architecture=architecture)
         report = verified.report
-        deployed_report = verify_deployed(verified.pack, deployed) if deployed is not None else None  # the manifest just verified
+        deployed_report = None
+        if deployed is not None:
+            from ..pack.deployed import verify_deployed
+
+            deployed_report = verify_deployed(verified.pack, deployed)  # against the manifest just verified
     except VerificationError as exc:  # the manifest itself is corrupt: a verdict, not a usage error
         click.echo(f"FAIL: {exc}")
         click.echo("VERIFY: FAIL")

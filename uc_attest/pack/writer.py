@@ -1,20 +1,23 @@
 """Streaming pack writer.
 
-Tensors arrive one at a time; codec tensors and passthrough tensors are gathered
-into safetensors shards of bounded size, each written and hashed as it closes.
+Tensors arrive one at a time; codec tensors and passthrough tensors go into
+safetensors shards of bounded size. An open shard's tensors are spooled to disk
+as they arrive (pack/safetensors_stream.py), never gathered in memory, and the
+shard is written, hashed and renamed into place when it closes, byte for byte
+what ``safetensors.torch.save`` writes; so the writer's memory does not grow
+with the shard size or the model's depth.
 The whole pack is built in a temporary sibling directory and renamed into place
 only when the manifest is written (see uc_attest.atomic.atomic_directory).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
-from safetensors.torch import save as save_safetensors
 
 from ..atomic import atomic_directory
 from ..codec.encoded import EncodedTensor
@@ -33,6 +36,7 @@ from .manifest import (
     TensorEntry,
 )
 from ..safe_io import sha256_regular_file
+from .safetensors_stream import StreamingSafetensorsFile
 from .strict_json import dumps_canonical
 
 DEFAULT_SHARD_BYTES = 256 * 1024 * 1024
@@ -42,14 +46,18 @@ def sha256_file(path: Path) -> str:
 
 
 class _Shard:
-    def __init__(self, prefix: str, index: int) -> None:
+    """An open shard: its tensors' bytes are on disk (a spool file) as they arrive, never gathered in memory."""
+
+    def __init__(self, root: Path, prefix: str, index: int) -> None:
         self.name = f"{prefix}-{index:05d}.safetensors"
-        self.tensors: dict[str, torch.Tensor] = {}
-        self.nbytes = 0
+        self.file = StreamingSafetensorsFile(root / self.name, metadata={"format": f"uc-pack-{prefix}"})
+
+    @property
+    def nbytes(self) -> int:
+        return self.file.nbytes
 
     def add(self, key: str, tensor: torch.Tensor) -> None:
-        self.tensors[key] = tensor.contiguous()
-        self.nbytes += tensor.numel() * tensor.element_size()
+        self.file.add(key, tensor)
 
 
 class PackWriter:
@@ -69,30 +77,28 @@ class PackWriter:
     # -- shards ---------------------------------------------------------------
     def _shard(self, kind: str, incoming: int) -> _Shard:
         shard = self._open.get(kind)
-        if shard is not None and shard.tensors and shard.nbytes + incoming > self.shard_bytes:
+        if shard is not None and len(shard.file) and shard.nbytes + incoming > self.shard_bytes:
             self._close(kind)
             shard = None
         if shard is None:
             self._counters[kind] += 1
-            shard = _Shard(kind, self._counters[kind])
+            shard = _Shard(self.root, kind, self._counters[kind])
             self._open[kind] = shard
         return shard
 
     def _close(self, kind: str) -> None:
         shard = self._open.pop(kind, None)
-        if shard is None or not shard.tensors:
+        if shard is None:
             return
-        data = save_safetensors(shard.tensors, metadata={"format": f"uc-pack-{kind}"})
-        path = self.root / shard.name
-        with open(path, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.files.append(FileEntry(path=shard.name, size=len(data), sha256=hashlib.sha256(data).hexdigest(), role=kind))  # type: ignore[arg-type]
+        if not len(shard.file):
+            shard.file.discard()
+            return
+        written = shard.file.close()
+        self.files.append(FileEntry(path=shard.name, size=written.size, sha256=written.sha256, role=kind))  # type: ignore[arg-type]
 
     # -- tensors --------------------------------------------------------------
     def add_quantized(self, name: str, enc: EncodedTensor, role: str, digest: str) -> None:
-        codes = torch.from_numpy(enc.packed_codes.copy())
+        codes = torch.from_numpy(np.require(enc.packed_codes, requirements=["C", "W"]))  # spooled at once: no copy unless read-only
         shard = self._shard("codec", enc.codec_nbytes())
         shard.add(f"{name}.codes", codes)
         shard.add(f"{name}.scales", enc.scales)
