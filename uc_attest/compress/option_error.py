@@ -25,7 +25,7 @@ import torch
 from ..codec.incoherence_torch import forward_transform, transform_hessian
 from ..codec.params import CodecParams, HadamardTransform
 from ..codec.reconstruct import reconstruct_from_codes
-from .gptq import PreparedHessian, gptq_quantize_group, hadamard_for_width, prepare_hessian
+from .gptq import PreparedHessian, gptq_quantize_group, hadamard_for_width, prepare_hessian, prepared_hessian
 from .options import CompressOptions
 
 OPTION_BITS = (3, 4, 5, 6, 7, 8)
@@ -73,11 +73,12 @@ def coding_differences(rows: torch.Tensor, hessian: torch.Tensor | None, options
     """Per option, D = canonical reconstruction - ``rows`` for the real coder's coding of ``rows`` (H = identity where None).
 
     Each option is coded in every domain the coder would try, and keeps the
-    one with the lower total error tr(D H D^T), as gptq_quantize_group's
-    "auto" does per map; the Hessians are factorised once per domain and
+    one with the lower canonical error under the damped Hessian, as
+    gptq_quantize_group's "auto" does per map; the Hessians are factorised once per domain and
     shared by all options.
     """
-    h = torch.eye(rows.shape[1]) if hessian is None else hessian.to(torch.float32)
+    # the coder's own criterion between domains: the canonical error under the damped Hessian (gptq_quantize_group)
+    h = prepared_hessian(torch.eye(rows.shape[1]) if hessian is None else hessian, options.damp)
     domains = _domains(rows, hessian, options)
     out: dict[Option, torch.Tensor] = {}
     for bits, size in option_list:
@@ -87,7 +88,7 @@ def coding_differences(rows: torch.Tensor, hessian: torch.Tensor | None, options
             enc, codes = gptq_quantize_group([domain.rows], [params], domain.hessian, damp=options.damp,
                                              act_order=options.act_order, seed=options.seed, prepared=domain.prepared)[0]  # fmt: skip
             d = reconstruct_from_codes(codes, enc.codebook, enc.scales, enc.params).to(torch.float32) - rows
-            total = float(((d @ h) * d).sum())
+            total = float(((d.to(torch.float64) @ h) * d.to(torch.float64)).sum())
             if best is None or total < best[0]:
                 best = (total, d)
         assert best is not None

@@ -72,7 +72,10 @@ from .hessian import is_dense_unit
 from .option_error import OPTION_BITS, OPTION_BLOCKS, Option, as_rows, coding_differences, row_errors, sampled_rows
 from .options import CompressOptions
 
-SENSITIVITY_WINDOWS = 16  # windows of --seq-len tokens on which the Fisher is sampled
+SENSITIVITY_WINDOWS = 16  # windows of the calibration mix on which the Fisher is sampled
+# tokens per window (at most --seq-len): 16 short windows cost what the loss Fisher's 4 x 512 cost, and span 4x
+# more of the mix; per-window labels are sampled anew, so what the estimate needs is many tokens from many places
+SENSITIVITY_TOKENS = 128
 __all__ = ["OPTION_BITS", "OPTION_BLOCKS", "Option", "Sensitivity", "measure_sensitivity", "option_cost_bits"]
 
 
@@ -199,6 +202,7 @@ def measure_sensitivity(
     ids = stream[0]
     coded = min(options.samples, ids.numel() // options.seq_len)  # the coder's windows (calibration_ids)
     windows, held_out = held_out_windows(ids, options.seq_len, coded, SENSITIVITY_WINDOWS)
+    windows = windows[:, :SENSITIVITY_TOKENS]
     del ids
 
     outside_modules = materialise_outside(model, blocks, source, outside, roles, dtype)
