@@ -14,7 +14,7 @@ from uc_attest.codec.params import CodecParams
 from uc_attest.codec.reconstruct import reconstruct_from_codes
 from uc_attest.compress import sensitivity
 from uc_attest.compress.gptq import gptq_quantize_group
-from uc_attest.compress.option_error import coding_differences, row_errors
+from uc_attest.compress.option_error import coding_differences, complete_grid, measured_options, reference_option, row_errors
 from uc_attest.compress.options import CompressOptions
 from uc_attest.compress.pipeline import tensor_roles
 from uc_attest.evaluate.source import SafetensorsSource
@@ -38,8 +38,18 @@ def test_option_error_is_the_real_coders_canonical_error() -> None:
                                          incoherence=options.incoherence)[0]  # fmt: skip
         rebuilt = reconstruct_from_codes(codes, enc.codebook, enc.scales, enc.params).to(torch.float32)
         assert torch.equal(d, rebuilt - rows)
-    errors = row_errors(rows, h, options, [(3, 32), (5, 64)])
+    errors = {o: row_errors(d, h) for o, d in diffs.items()}
     assert errors[(3, 32)].shape == (12,) and float(errors[(3, 32)].sum()) > float(errors[(5, 64)].sum()) > 0
+
+
+def test_the_grid_is_coded_on_its_cross_and_completed_by_separability() -> None:
+    bits, blocks = (3, 4, 5, 6, 7, 8), (32, 64, 128)
+    assert reference_option(bits, blocks) == (5, 64)
+    cross = measured_options(bits, blocks)
+    assert len(cross) == 8 and all(b == 5 or s == 64 for b, s in cross)
+    true = {(b, s): 4.0 ** -b * (1 + s / 64) for b in bits for s in blocks}  # a separable damage is rebuilt exactly
+    grid = complete_grid({o: true[o] for o in cross}, bits, blocks)
+    assert grid.keys() == true.keys() and all(grid[o] == pytest.approx(true[o]) for o in true)
 
 
 @pytest.mark.slow  # a streamed forward and backward pass over a tiny model

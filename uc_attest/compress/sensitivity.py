@@ -69,7 +69,18 @@ from ..evaluate.source import SafetensorsSource
 from ..progress import bar_disabled
 from .gptq import single_threaded
 from .hessian import is_dense_unit
-from .option_error import OPTION_BITS, OPTION_BLOCKS, Option, as_rows, coding_differences, row_errors, sampled_rows
+from .option_error import (
+    OPTION_BITS,
+    OPTION_BLOCKS,
+    Option,
+    as_rows,
+    complete_grid,
+    group_differences,
+    measured_options,
+    reference_option,
+    row_errors,
+    sampled_rows,
+)
 from .options import CompressOptions
 
 SENSITIVITY_WINDOWS = 16  # windows of the calibration mix on which the Fisher is sampled
@@ -294,20 +305,23 @@ class _Moments:
     xx: torch.Tensor | None = None
     tokens: int = 0
     gg: torch.Tensor | None = None
+    group: int = -1  # maps of one group read the same input (q, k, v; gate, up): one Hessian, swept together
 
 
 @contextmanager
 def _moment_hooks(modules: dict[str, nn.Module], moments: dict[str, _Moments]) -> Iterator[None]:
     """Forward hooks that add each map's input Gram matrix (shared by maps reading the same input) and its output gradient."""
-    last: dict[str, Any] = {"x": None, "gram": None}
+    last: dict[str, Any] = {"x": None, "gram": None, "inputs": 0}
 
     def hook(key: str):  # type: ignore[no-untyped-def]
         def forward(_m: nn.Module, inputs: tuple[Any, ...], out: torch.Tensor) -> None:
             x = inputs[0].detach()
             if last["x"] is not x:  # q, k, v (or gate, up) read one input: one Gram matrix for all of them
                 flat = x.reshape(-1, x.shape[-1]).to(torch.float32)
-                last["x"], last["gram"] = x, flat.t() @ flat
+                last["x"], last["gram"], last["inputs"] = x, flat.t() @ flat, last["inputs"] + 1
             m = moments[key]
+            if m.group < 0:
+                m.group = last["inputs"]
             m.xx = last["gram"] if m.xx is None else m.xx + last["gram"]
             m.tokens += x.numel() // x.shape[-1]
 
@@ -325,6 +339,15 @@ def _moment_hooks(modules: dict[str, nn.Module], moments: dict[str, _Moments]) -
     finally:
         for h in handles:
             h.remove()
+
+
+def _sample(site: BlockSite, key: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The tensor as [rows, input] (block axis last), the indices of its sampled rows, and the factor back to all rows."""
+    axis = site.roles[key].block_axis
+    assert axis is not None
+    rows = as_rows(site.source.load(key), axis)
+    index, factor = sampled_rows(rows)
+    return rows, index, factor
 
 
 @torch.no_grad()
@@ -370,27 +393,32 @@ def _block_backward(site: BlockSite, inputs: torch.Tensor, grad_out: torch.Tenso
                     v.grad = None
     for p in params.values():
         p.requires_grad_(False)
-    option_list = [(b, s) for b in OPTION_BITS for s in OPTION_BLOCKS]
+    bits, blocks = tuple(OPTION_BITS), tuple(OPTION_BLOCKS)
+    reference, measured = reference_option(bits, blocks), measured_options(bits, blocks)
+    # maps read through a hook, by the input they share; every other tensor alone, priced by its diagonal Fisher
+    groups: dict[int, list[str]] = {}
     for key in quantized:
-        weight = site.source.load(key)
-        shape = tuple(weight.shape)
-        block_axis = site.roles[key].block_axis
-        assert block_axis is not None
-        rows = as_rows(weight, block_axis)
-        index, factor = sampled_rows(rows)
-        stats = moments.get(key)
+        groups.setdefault(moments[key].group if key in linear else -1 - len(groups), []).append(key)
+    for members in groups.values():
+        samples = [_sample(site, key) for key in members]
+        stats = moments.get(members[0])
+        hessian = None if stats is None or stats.xx is None else stats.xx / max(1, stats.tokens)
         with single_threaded():  # many small tensor operations: a thread pool only adds barrier waits (see gptq.py)
-            if stats is not None and stats.xx is not None and stats.gg is not None and stats.gg.numel() == rows.shape[0]:
-                errors = row_errors(rows[index], stats.xx / max(1, stats.tokens), options, option_list)
-                weights = stats.gg[index]
-                damage = {o: 0.5 * factor * float((weights * e).sum()) for o, e in errors.items()}
-            else:  # the diagonal Fisher times the squared error of the coder without a Hessian (nearest entries)
-                f_rows = as_rows(_fisher_for_key(key, shape, fisher[site.path(key)]), block_axis)[index]
-                diffs = coding_differences(rows[index], None, options, option_list)
-                damage = {o: 0.5 * factor * float((f_rows * d * d).sum()) for o, d in diffs.items()}
-        result.damage[key] = damage
-        result.cost_bits[key] = {
-            (b, s): option_cost_bits(shape, CodecParams(bits=b, block_size=s, block_axis=block_axis, dtype=options.dtype))
-            for b, s in option_list
-        }
+            diffs = group_differences([rows[index] for rows, index, _ in samples], hessian, options, measured, reference)
+        for key, (_, index, factor), coded in zip(members, samples, diffs, strict=True):
+            if hessian is not None:
+                gg = moments[key].gg  # None: the map's output never reached the loss (no gradient, no damage)
+                weights = gg[index] if gg is not None else torch.zeros(index.numel())
+                damage = {o: 0.5 * factor * float((weights * row_errors(d, hessian)).sum()) for o, d in coded.items()}
+            else:  # the diagonal Fisher of the parameter times the squared error of the coder without a Hessian
+                block_axis = site.roles[key].block_axis
+                assert block_axis is not None
+                f_rows = as_rows(_fisher_for_key(key, tuple(site.source.shape(key)), fisher[site.path(key)]), block_axis)[index]
+                damage = {o: 0.5 * factor * float((f_rows * d * d).sum()) for o, d in coded.items()}
+            result.damage[key] = complete_grid(damage, bits, blocks)
+            result.cost_bits[key] = {
+                (b, z): option_cost_bits(tuple(site.source.shape(key)), CodecParams(bits=b, block_size=z, block_axis=site.roles[key].block_axis or 0,
+                                                                                    dtype=options.dtype))
+                for b in bits for z in blocks
+            }  # fmt: skip
     return torch.cat(grads_in)
