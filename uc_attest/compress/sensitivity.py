@@ -1,25 +1,39 @@
 """How much each quantized tensor's coding error costs, per coding option, for ``uc compress --target-bpw``.
 
-Why this proxy: the allocation needs, for every tensor and every option (code
-width, block size), a number that is comparable across tensors of different
-blocks and kinds (dense maps, fused experts, Mamba projections). The
-diagonal empirical Fisher of the language-modelling loss gives one: a weight
-change D costs about 1/2 sum F * D^2, with F the mean squared gradient of the
-loss per window of calibration text. The gradients are taken with the
-original weights, *one decoder block resident at a time*: a forward pass
-stores each block's inputs (in a temporary directory beside the output, not in
-memory), the loss and its gradient are taken at the last block's output, and
-a backward pass, block by block in reverse, recomputes each block from its
-stored inputs and hands the input gradient to the block before it. Each
-block's Fisher lives only while that block is resident; what remains are a few
-numbers per tensor.
+Damage is the rise of the KL divergence from the original model's output
+distribution, to second order: a weight change D costs 1/2 vec(D)^T F vec(D),
+with F the Fisher information of the model's own output distribution (the
+KL's Hessian at the original weights). Two pieces:
 
-The coding error D of each option is estimated cheaply (absmax block scales and
-a small k-means codebook, no Hessian sweep): the ranking of options, not the
-coder's final error, is what the allocation needs, and the real coder then runs
-once per tensor in the chosen option. The windows are held out from the ones
-the coder calibrates on where the calibration text is long enough, and never
-come from the evaluation text.
+* **F, per tensor**, from the *true* Fisher: on SENSITIVITY_WINDOWS windows of
+  the calibration mix (held out from the coder's windows where the text is
+  long enough), labels are sampled from the model's own softmax (seeded), and
+  the gradient of each window's summed sampled log-likelihood is taken in
+  float32. Its square is an unbiased estimate of the summed per-token Fisher.
+  For a linear map y = W x, F is factored as (sum over tokens of g g^T)
+  Kronecker E[x x^T] (K-FAC, g the gradient at the map's output), and only
+  the output side's diagonal G_i is kept: the damage of an option is then
+  1/2 sum_i G_i D_i H D_i^T with H = E[x x^T] the map's input second moment.
+  That keeps the cross terms of H, so the error feedback of the GPTQ sweep,
+  which puts the error where H is small, is credited. Tensors not read through
+  such a map (fused experts, converted layouts) use F's diagonal instead:
+  1/2 sum F_ij D_ij^2.
+* **D, per option**, from the real coder (option_error.py): the GPTQ sweep,
+  as ``uc compress`` runs it, on a row sample of the tensor, under the H
+  measured here.
+
+Why not the old estimate (diagonal empirical Fisher of the loss x an absmax,
+nearest-rounding coder): its error model was off by 0.7x-4x per tensor family
+and its squared loss gradients, from 4 windows, ranked single-tensor damage at
+0.26-0.39 against measurement (issue 28). bench/sensitivity_validation.py
+measures this estimate against single-tensor KL increases.
+
+Memory: one decoder block resident at a time. A forward pass stores each
+block's inputs in a temporary directory beside the output, the head turns the
+last block's output into the gradients, and a backward pass, block by block in
+reverse, recomputes each block from its stored inputs, collects G and H with
+module hooks, hands the input gradient to the block before it, and prices the
+block's tensors before the block is released.
 """
 
 from __future__ import annotations
@@ -28,6 +42,8 @@ import math
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,9 +54,7 @@ from torch import nn
 
 from ..architecture import ROLE_HEAD, CheckpointKeyMapper, TensorRole
 from ..codec.bitpack import packed_nbytes
-from ..codec.codebook import nearest_codes
 from ..codec.params import CodecParams
-from ..codec.reconstruct import TORCH_DTYPES, expand_scales
 from ..evaluate.blocks import (
     build_calibration_skeleton,
     capture_inputs,
@@ -51,17 +65,29 @@ from ..evaluate.blocks import (
     release,
     return_freed_memory,
 )
-from .blockscale import absmax_scales, normalise
-from .gptq import single_threaded
-from .options import CompressOptions
 from ..source_model import SafetensorsSource
 from ..progress import bar_disabled
+from .gptq import single_threaded
+from .hessian import is_dense_unit
+from .option_error import (
+    OPTION_BITS,
+    OPTION_BLOCKS,
+    Option,
+    as_rows,
+    complete_grid,
+    group_differences,
+    measured_options,
+    reference_option,
+    row_errors,
+    sampled_rows,
+)
+from .options import CompressOptions
 
-OPTION_BITS = (3, 4, 5, 6, 7, 8)
-OPTION_BLOCKS = (32, 64, 128)
-SENSITIVITY_WINDOWS = 4  # windows of --seq-len tokens whose loss gradients give the Fisher
-ESTIMATE_ELEMENTS = 1 << 15  # weights per tensor on which each option's coding error is estimated (a row sample)
-Option = tuple[int, int]  # (bits, block size)
+SENSITIVITY_WINDOWS = 16  # windows of the calibration mix on which the Fisher is sampled
+# tokens per window (at most --seq-len): 16 short windows cost what the loss Fisher's 4 x 512 cost, and span 4x
+# more of the mix; per-window labels are sampled anew, so what the estimate needs is many tokens from many places
+SENSITIVITY_TOKENS = 128
+__all__ = ["OPTION_BITS", "OPTION_BLOCKS", "Option", "Sensitivity", "measure_sensitivity", "option_cost_bits"]
 
 
 @dataclass
@@ -79,48 +105,6 @@ def option_cost_bits(shape: tuple[int, ...], params: CodecParams) -> int:
     axis = shape[params.block_axis]
     scales = numel // axis * -(-axis // params.block_size)
     return 8 * (packed_nbytes(numel, params.bits) + 2 * scales + 4 * (1 << params.bits))
-
-
-def quick_codebook(normed: torch.Tensor, bits: int, samples: int = 1 << 13, iterations: int = 6) -> torch.Tensor:
-    """A sorted 2**bits-entry codebook by a few Lloyd rounds from quantiles, on an evenly strided subsample.
-
-    The coder's own k-means (codec.codebook.learn_codebook) is several times
-    slower; for ranking options a close estimate of its error is enough.
-    """
-    x = normed.reshape(-1)
-    x = torch.sort(x[:: max(1, x.numel() // samples)].to(torch.float64)).values
-    w = x.abs() + 0.05
-    k = 1 << bits
-    cdf = torch.cumsum(w, 0)
-    cb = x[torch.searchsorted(cdf / cdf[-1], (torch.arange(k, dtype=torch.float64) + 0.5) / k).clamp_max(x.numel() - 1)]
-    for _ in range(iterations):
-        assign = nearest_codes(x, cb)
-        num = torch.zeros(k, dtype=torch.float64).index_add_(0, assign, x * w)
-        den = torch.zeros(k, dtype=torch.float64).index_add_(0, assign, w)
-        cb = torch.sort(torch.where(den > 0, num / den.clamp_min(1e-30), cb)).values
-    return cb.to(torch.float32)
-
-
-def estimated_error(weight: torch.Tensor, params: CodecParams) -> torch.Tensor:
-    """W minus a cheap coding of W in ``params`` (absmax scales, quick codebook, nearest entries)."""
-    w = weight.detach().to(torch.float32)
-    scales = absmax_scales(w, params)
-    normed = normalise(w, scales, params)
-    codebook = quick_codebook(normed, params.bits)
-    values = codebook[nearest_codes(normed, codebook)] * expand_scales(scales, tuple(w.shape), params)
-    return w - values.to(TORCH_DTYPES[params.dtype]).to(torch.float32)
-
-
-def sampled_rows(tensor: torch.Tensor, block_axis: int, max_elements: int = ESTIMATE_ELEMENTS) -> tuple[torch.Tensor, float]:
-    """An evenly strided subset of the tensor's rows (blocks run along the last axis), and the factor back to all rows.
-
-    Damage is a sum over weights, so summing over a row sample and scaling by
-    rows / sampled rows estimates it without bias at a fraction of the cost.
-    """
-    rows = tensor.movedim(block_axis, -1).reshape(-1, tensor.shape[block_axis])
-    step = max(1, rows.numel() // max_elements)
-    sample = rows[::step]
-    return sample, rows.shape[0] / sample.shape[0]
 
 
 def held_out_windows(ids: torch.Tensor, seq_len: int, coded: int, count: int) -> tuple[torch.Tensor, bool]:
@@ -162,19 +146,25 @@ def _fisher_for_key(key: str, shape: tuple[int, ...], fisher: torch.Tensor) -> t
 
 
 def _head_gradient(model: nn.Module, blocks: nn.ModuleList, ids: torch.Tensor, last: torch.Tensor,
-                   head_weight: torch.Tensor | None) -> tuple[torch.Tensor, float]:  # fmt: skip
-    """d(loss)/d(last block's output), one window at a time, through the model's own final norm and head.
+                   head_weight: torch.Tensor | None, seed: int) -> tuple[torch.Tensor, float]:  # fmt: skip
+    """d(sampled log-likelihood)/d(last block's output), one window at a time, through the model's own norm and head.
 
-    The blocks are bypassed (each hands its input on, the last one returns the
-    stored output), so the model's forward computes exactly norm, head and the
-    shifted cross-entropy. Returns the gradients and the mean loss.
+    The labels are drawn from the model's own output distribution (a seeded
+    generator): the squared gradient of their summed log-likelihood estimates
+    the true Fisher without bias, where the dataset's next tokens would give
+    the empirical Fisher of the loss, which measures how wrong the model is
+    rather than how far its distribution moves. The blocks are bypassed (each
+    hands its input on, the last one returns the stored output), so the
+    model's forward computes exactly norm and head. Returns the gradients and
+    the mean per-token entropy of the output (what the windows looked like).
     """
     head: Any = model.get_output_embeddings()
     saved = head._parameters["weight"] if head is not None else None
     if head is not None and head_weight is not None:
         head._parameters["weight"] = nn.Parameter(head_weight, requires_grad=False)
-    grads, losses = [], []
+    grads, entropies = [], []
     leaf: list[torch.Tensor] = []
+    generator = torch.Generator().manual_seed(seed)
 
     def bypass(index: int):  # type: ignore[no-untyped-def]
         def forward(hidden_states: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
@@ -188,36 +178,32 @@ def _head_gradient(model: nn.Module, blocks: nn.ModuleList, ids: torch.Tensor, l
         for w in range(ids.shape[0]):
             leaf[:] = [last[w : w + 1].detach().clone().requires_grad_(True)]
             with torch.enable_grad():
-                loss = model(input_ids=ids[w : w + 1], labels=ids[w : w + 1], use_cache=False).loss
-                loss.backward()
+                logits = model(input_ids=ids[w : w + 1], use_cache=False).logits[0].to(torch.float32)
+                log_p = torch.log_softmax(logits, dim=-1)
+                probs = log_p.detach().exp()
+                labels = torch.multinomial(probs, 1, generator=generator)
+                log_p.gather(1, labels).sum().backward()
             grads.append(leaf[0].grad.detach().clone())  # type: ignore[union-attr]
-            losses.append(float(loss.detach()))
+            entropies.append(float(-(probs * log_p.detach()).sum(-1).mean()))
     finally:
         for block in blocks:
             del block.forward
         if head is not None and saved is not None:
             head._parameters["weight"] = saved
-    return torch.cat(grads), sum(losses) / max(1, len(losses))
+    return torch.cat(grads), sum(entropies) / max(1, len(entropies))
 
 
 def measure_sensitivity(
     model_dir: Path, source: SafetensorsSource, config: Any, roles: dict[str, TensorRole], options: CompressOptions,
     work_parent: Path, progress: bool = True, stream: tuple[torch.Tensor, dict[str, Any]] | None = None,
 ) -> Sensitivity:  # fmt: skip
-    """Fisher-weighted coding damage of every quantized tensor inside the decoder blocks, in every option."""
+    """KL damage (true Fisher x the real coder's error) of every quantized tensor inside the decoder blocks, in every option."""
     from tqdm import tqdm
 
-    from .calibrated import (
-        calibration_stream,
-        materialise_outside,
-        release_outside,
-        resolve_calibration_dtype,
-        split_block_keys,
-    )
+    from .calibrated import calibration_stream, materialise_outside, release_outside, split_block_keys
 
     start = time.perf_counter()
-    # the replays' dtype (bf16 where the CPU multiplies it natively): the Fisher needs magnitudes, not many digits
-    dtype = torch.bfloat16 if resolve_calibration_dtype(options.calibration_dtype) == "bfloat16" else torch.float32
+    dtype = torch.float32  # gradients squared and summed: bf16's 8 significant bits would be the noise floor
     model = build_calibration_skeleton(config)
     mapper = CheckpointKeyMapper(model)
     prefix, blocks = find_blocks(model)
@@ -227,11 +213,11 @@ def measure_sensitivity(
     ids = stream[0]
     coded = min(options.samples, ids.numel() // options.seq_len)  # the coder's windows (calibration_ids)
     windows, held_out = held_out_windows(ids, options.seq_len, coded, SENSITIVITY_WINDOWS)
+    windows = windows[:, :SENSITIVITY_TOKENS]
     del ids
 
     outside_modules = materialise_outside(model, blocks, source, outside, roles, dtype)
-    chunks = list(windows.split(1))
-    captured = capture_inputs(model, blocks, chunks)
+    captured = capture_inputs(model, blocks, list(windows.split(1)))
     assert captured.hidden is not None
     hidden = captured.hidden.to(dtype)
     result = Sensitivity()
@@ -251,25 +237,26 @@ def measure_sensitivity(
             head_weight = source.load(head_keys[0]).to(dtype) if head_keys else None
             if head_weight is None and model.get_output_embeddings() is not None and model.get_input_embeddings() is not None:
                 head_weight = model.get_input_embeddings().weight.detach()  # tied head
-            grad, loss = _head_gradient(model, blocks, windows, hidden, head_weight)
+            grad, entropy = _head_gradient(model, blocks, windows, hidden, head_weight, options.seed)
             release_outside(outside_modules)
             del hidden, head_weight
             for i in reversed(range(len(blocks))):
                 block = blocks[i]
                 _load_block(model, block, source, block_keys[i], dtype)
                 inputs = load_file(str(stored / f"in-{i:05d}.safetensors"))["hidden"]
-                grad = _block_backward(block, prefix, mapper, block_keys[i], roles, source, inputs, grad,
-                                       captured.kwargs[i][1], options, result)  # fmt: skip
+                grad = _block_backward(BlockSite(block, prefix, mapper, block_keys[i], roles, source, captured.kwargs[i][1]),
+                                       inputs, grad, options, result)  # fmt: skip
                 release(block)
                 return_freed_memory()
                 bar.update(1)
     finally:
         bar.close()
     result.info = {
-        "sensitivity": "diagonal empirical Fisher of the LM loss x estimated coding error",
+        "sensitivity": "true Fisher of the output distribution (sampled labels, K-FAC output diagonal x input second "
+                       "moment) x the real coder's error per option (row sample)",  # fmt: skip
         "sensitivity_windows": int(windows.shape[0]),
         "sensitivity_windows_held_out": held_out,
-        "sensitivity_loss": round(loss, 6),
+        "sensitivity_entropy": round(entropy, 6),
         "sensitivity_seconds": round(time.perf_counter() - start, 1),
     }
     return result
@@ -280,45 +267,158 @@ def _load_block(model: nn.Module, block: nn.Module, source: SafetensorsSource, k
     load_checkpoint_tensors(model, {k: source.load(k) for k in keys}, dtype)
 
 
-def _block_backward(
-    block: nn.Module, prefix: str, mapper: CheckpointKeyMapper, keys: list[str], roles: dict[str, TensorRole],
-    source: SafetensorsSource, inputs: torch.Tensor, grad_out: torch.Tensor, call: tuple[tuple[Any, ...], dict[str, Any]],
-    options: CompressOptions, result: Sensitivity,
-) -> torch.Tensor:  # fmt: skip
-    """Recompute the block per window, backpropagate ``grad_out``, score its tensors; returns the input gradients."""
-    quantized = [k for k in keys if roles[k].quantize]
-    paths = {k: mapper.target(k)[len(prefix) + 1 :].split(".", 1)[1] for k in quantized}
-    params = {p: block.get_parameter(p) for p in set(paths.values())}
+@dataclass
+class BlockSite:
+    """One resident decoder block and what is needed to read its checkpoint tensors through its modules."""
+
+    block: nn.Module
+    prefix: str
+    mapper: CheckpointKeyMapper
+    keys: list[str]
+    roles: dict[str, TensorRole]
+    source: SafetensorsSource
+    call: tuple[tuple[Any, ...], dict[str, Any]]
+
+    def path(self, key: str) -> str:
+        """The key's parameter path inside the block."""
+        return self.mapper.target(key)[len(self.prefix) + 1 :].split(".", 1)[1]
+
+    def linear_module(self, key: str) -> nn.Module | None:
+        """The dense map whose weight is exactly this checkpoint tensor with its block axis as the map's input, else None."""
+        owner, _, attr = self.path(key).rpartition(".")
+        module = self.block.get_submodule(owner) if owner else self.block
+        axis = self.roles[key].block_axis
+        shape = tuple(self.source.shape(key))
+        if attr != "weight" or not is_dense_unit(module) or axis is None or len(shape) != 2:
+            return None
+        weight: Any = module.weight
+        in_axis = 1 if isinstance(module, nn.Linear) else 0  # transformers' Conv1D stores [in, out]
+        if tuple(weight.shape) != shape or axis != in_axis:
+            return None
+        return module
+
+
+@dataclass
+class _Moments:
+    """What the hooks of one dense map collect over the block's recomputation: sum x x^T, tokens, sum g^2 per output."""
+
+    xx: torch.Tensor | None = None
+    tokens: int = 0
+    gg: torch.Tensor | None = None
+    group: int = -1  # maps of one group read the same input (q, k, v; gate, up): one Hessian, swept together
+
+
+@contextmanager
+def _moment_hooks(modules: dict[str, nn.Module], moments: dict[str, _Moments]) -> Iterator[None]:
+    """Forward hooks that add each map's input Gram matrix (shared by maps reading the same input) and its output gradient."""
+    last: dict[str, Any] = {"x": None, "gram": None, "inputs": 0}
+
+    def hook(key: str):  # type: ignore[no-untyped-def]
+        def forward(_m: nn.Module, inputs: tuple[Any, ...], out: torch.Tensor) -> None:
+            x = inputs[0].detach()
+            if last["x"] is not x:  # q, k, v (or gate, up) read one input: one Gram matrix for all of them
+                flat = x.reshape(-1, x.shape[-1]).to(torch.float32)
+                last["x"], last["gram"], last["inputs"] = x, flat.t() @ flat, last["inputs"] + 1
+            m = moments[key]
+            if m.group < 0:
+                m.group = last["inputs"]
+            m.xx = last["gram"] if m.xx is None else m.xx + last["gram"]
+            m.tokens += x.numel() // x.shape[-1]
+
+            def backward(g: torch.Tensor) -> None:
+                sq = g.detach().reshape(-1, g.shape[-1]).to(torch.float32).square().sum(0)
+                m.gg = sq if m.gg is None else m.gg + sq
+
+            out.register_hook(backward)
+
+        return forward
+
+    handles = [module.register_forward_hook(hook(key)) for key, module in modules.items()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _sample(site: BlockSite, key: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """The tensor as [rows, input] (block axis last), the indices of its sampled rows, and the factor back to all rows."""
+    axis = site.roles[key].block_axis
+    assert axis is not None
+    rows = as_rows(site.source.load(key), axis)
+    index, factor = sampled_rows(rows)
+    return rows, index, factor
+
+
+@torch.no_grad()
+def _called(site: BlockSite, modules: dict[str, nn.Module], x: torch.Tensor) -> dict[str, nn.Module]:
+    """Those of ``modules`` that the block really calls on its input (a Mamba mixer, say, reads dt_proj's weight directly)."""
+    seen: set[str] = set()
+
+    def hook(key: str):  # type: ignore[no-untyped-def]
+        return lambda *_: seen.add(key)
+
+    handles = [module.register_forward_hook(hook(key)) for key, module in modules.items()]
+    try:
+        site.block(x, *site.call[0], **site.call[1])
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: m for k, m in modules.items() if k in seen}
+
+
+def _block_backward(site: BlockSite, inputs: torch.Tensor, grad_out: torch.Tensor, options: CompressOptions,
+                    result: Sensitivity) -> torch.Tensor:  # fmt: skip
+    """Recompute the block per window, backpropagate ``grad_out``, price its tensors; returns the input gradients."""
+    quantized = [k for k in site.keys if site.roles[k].quantize]
+    linear = _called(site, {k: module for k in quantized if (module := site.linear_module(k)) is not None}, inputs[:1])
+    # tensors not read through one dense map: the diagonal of the Fisher, from their parameter's squared gradient
+    params = {p: site.block.get_parameter(p) for p in {site.path(k) for k in quantized if k not in linear}}
     for p in params.values():
         p.requires_grad_(True)
     fisher = {p: torch.zeros(v.shape, dtype=torch.float32) for p, v in params.items()}
+    moments = {k: _Moments() for k in linear}
     grads_in = []
-    args, kw = call
-    for w in range(inputs.shape[0]):
-        x = inputs[w : w + 1].clone().requires_grad_(True)
-        with torch.enable_grad():
-            out = first_output(block(x, *args, **kw))
-            (out * grad_out[w : w + 1]).sum().backward()
-        grads_in.append(x.grad.detach().clone())  # type: ignore[union-attr]
-        for pname, v in params.items():
-            if v.grad is not None:
-                fisher[pname] += v.grad.detach().to(torch.float32) ** 2
-                v.grad = None
+    args, kw = site.call
+    with _moment_hooks(linear, moments):
+        for w in range(inputs.shape[0]):
+            x = inputs[w : w + 1].clone().requires_grad_(True)
+            with torch.enable_grad():
+                out = first_output(site.block(x, *args, **kw))
+                (out * grad_out[w : w + 1]).sum().backward()
+            grads_in.append(x.grad.detach().clone())  # type: ignore[union-attr]
+            for pname, v in params.items():
+                if v.grad is not None:
+                    fisher[pname] += v.grad.detach().to(torch.float32) ** 2
+                    v.grad = None
     for p in params.values():
         p.requires_grad_(False)
+    bits, blocks = tuple(OPTION_BITS), tuple(OPTION_BLOCKS)
+    reference, measured = reference_option(bits, blocks), measured_options(bits, blocks)
+    # maps read through a hook, by the input they share; every other tensor alone, priced by its diagonal Fisher
+    groups: dict[int, list[str]] = {}
     for key in quantized:
-        weight = source.load(key)
-        shape = tuple(weight.shape)
-        block_axis = roles[key].block_axis
-        assert block_axis is not None
-        w_rows, factor = sampled_rows(weight, block_axis)
-        f_rows, _ = sampled_rows(_fisher_for_key(key, shape, fisher[paths[key]]), block_axis)
-        result.damage[key], result.cost_bits[key] = {}, {}
+        groups.setdefault(moments[key].group if key in linear else -1 - len(groups), []).append(key)
+    for members in groups.values():
+        samples = [_sample(site, key) for key in members]
+        stats = moments.get(members[0])
+        hessian = None if stats is None or stats.xx is None else stats.xx / max(1, stats.tokens)
         with single_threaded():  # many small tensor operations: a thread pool only adds barrier waits (see gptq.py)
-            for bits in OPTION_BITS:
-                for size in OPTION_BLOCKS:
-                    cp = CodecParams(bits=bits, block_size=size, block_axis=block_axis, dtype=options.dtype)
-                    err = estimated_error(w_rows, cp.model_copy(update={"block_axis": 1}))
-                    result.damage[key][(bits, size)] = factor * float((f_rows * err * err).sum())
-                    result.cost_bits[key][(bits, size)] = option_cost_bits(shape, cp)
+            diffs = group_differences([rows[index] for rows, index, _ in samples], hessian, options, measured, reference)
+        for key, (_, index, factor), coded in zip(members, samples, diffs, strict=True):
+            if hessian is not None:
+                gg = moments[key].gg  # None: the map's output never reached the loss (no gradient, no damage)
+                weights = gg[index] if gg is not None else torch.zeros(index.numel())
+                damage = {o: 0.5 * factor * float((weights * row_errors(d, hessian)).sum()) for o, d in coded.items()}
+            else:  # the diagonal Fisher of the parameter times the squared error of the coder without a Hessian
+                block_axis = site.roles[key].block_axis
+                assert block_axis is not None
+                f_rows = as_rows(_fisher_for_key(key, tuple(site.source.shape(key)), fisher[site.path(key)]), block_axis)[index]
+                damage = {o: 0.5 * factor * float((f_rows * d * d).sum()) for o, d in coded.items()}
+            result.damage[key] = complete_grid(damage, bits, blocks)
+            result.cost_bits[key] = {
+                (b, z): option_cost_bits(tuple(site.source.shape(key)), CodecParams(bits=b, block_size=z, block_axis=site.roles[key].block_axis or 0,
+                                                                                    dtype=options.dtype))
+                for b in bits for z in blocks
+            }  # fmt: skip
     return torch.cat(grads_in)

@@ -59,7 +59,7 @@ def allocate_for_target(
     })  # fmt: skip
     info: dict[str, str | int | float | bool] = {
         "target_bpw": target,
-        "allocation": "per-tensor (bits, block size) by least Fisher-weighted coding damage under the cap (compress/allocate.py)",
+        "allocation": "per-tensor (bits, block size) by least estimated KL damage under the cap (compress/allocate.py)",
         "allocation_options": f"bits {min(OPTION_BITS)}-{max(OPTION_BITS)} x block {'/'.join(map(str, OPTION_BLOCKS))}",
         "allocated_tensors": len(chosen),
         "allocated_bpw_estimate": round(spent / sum(numel.values()), 6),

@@ -1,0 +1,71 @@
+"""--target-bpw's damage estimate: the real coder's error per option, the true Fisher streamed one block resident."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from support.calibration import fast_options
+from support.models import make_tiny_model
+
+from uc_attest.architecture import load_config
+from uc_attest.codec.params import CodecParams
+from uc_attest.codec.reconstruct import reconstruct_from_codes
+from uc_attest.compress import sensitivity
+from uc_attest.compress.gptq import gptq_quantize_group
+from uc_attest.compress.option_error import coding_differences, complete_grid, measured_options, reference_option, row_errors
+from uc_attest.compress.options import CompressOptions
+from uc_attest.compress.pipeline import tensor_roles
+from uc_attest.source_model import SafetensorsSource
+
+
+def _hessian(width: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(4 * width, width, generator=g) * torch.linspace(0.05, 3.0, width)  # uneven input scales
+    return x.t() @ x / x.shape[0]
+
+
+def test_option_error_is_the_real_coders_canonical_error() -> None:
+    """Each option's D is exactly what gptq_quantize_group (incoherence auto) codes: same codes, same canonical values."""
+    g = torch.Generator().manual_seed(1)
+    rows, h = torch.randn(12, 64, generator=g) * 0.05, _hessian(64)
+    options = CompressOptions()
+    diffs = coding_differences(rows, h, options, [(3, 32), (5, 64)])
+    for (bits, size), d in diffs.items():
+        params = CodecParams(bits=bits, block_size=size, block_axis=1, dtype=options.dtype)
+        enc, codes = gptq_quantize_group([rows], [params], h, damp=options.damp, act_order=options.act_order, seed=options.seed,
+                                         incoherence=options.incoherence)[0]  # fmt: skip
+        rebuilt = reconstruct_from_codes(codes, enc.codebook, enc.scales, enc.params).to(torch.float32)
+        assert torch.equal(d, rebuilt - rows)
+    errors = {o: row_errors(d, h) for o, d in diffs.items()}
+    assert errors[(3, 32)].shape == (12,) and float(errors[(3, 32)].sum()) > float(errors[(5, 64)].sum()) > 0
+
+
+def test_the_grid_is_coded_on_its_cross_and_completed_by_separability() -> None:
+    bits, blocks = (3, 4, 5, 6, 7, 8), (32, 64, 128)
+    assert reference_option(bits, blocks) == (5, 64)
+    cross = measured_options(bits, blocks)
+    assert len(cross) == 8 and all(b == 5 or s == 64 for b, s in cross)
+    true = {(b, s): 4.0 ** -b * (1 + s / 64) for b in bits for s in blocks}  # a separable damage is rebuilt exactly
+    grid = complete_grid({o: true[o] for o in cross}, bits, blocks)
+    assert grid.keys() == true.keys() and all(grid[o] == pytest.approx(true[o]) for o in true)
+
+
+@pytest.mark.slow  # a streamed forward and backward pass over a tiny model
+def test_the_estimate_repeats_and_prices_fewer_bits_higher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sensitivity, "OPTION_BITS", (3, 6))
+    monkeypatch.setattr(sensitivity, "OPTION_BLOCKS", (32,))
+    model_dir = make_tiny_model("llama", tmp_path / "model")
+    source = SafetensorsSource(model_dir)
+    config = load_config(model_dir / "config.json")
+    roles = tensor_roles(source, config)
+    options = fast_options(tmp_path)
+    first = sensitivity.measure_sensitivity(model_dir, source, config, roles, options, tmp_path, progress=False)
+    again = sensitivity.measure_sensitivity(model_dir, source, config, roles, options, tmp_path, progress=False)
+    assert first.damage == again.damage  # seeded labels, deterministic kernels: the allocation repeats
+    block_tensors = {k for k, r in roles.items() if r.quantize and ".layers." in k}
+    assert set(first.damage) == block_tensors
+    for key, damage in first.damage.items():
+        assert damage[(3, 32)] > damage[(6, 32)] > 0, key
+    assert first.info["sensitivity_windows"] >= 1 and not list(tmp_path.glob(".uc-sensitivity-*"))
