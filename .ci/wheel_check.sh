@@ -26,9 +26,9 @@ cd "$WORK"
 "$V/python" - <<'PY'
 import pathlib, sys
 import uc_attest
-from uc_attest.codec import native
-from uc_attest.policy.resources import policies_dir
-from uc_attest.report.resources import templates_dir
+from uc_attest._internal.codec import native
+from uc_attest._internal.policy.resources import policies_dir
+from uc_attest._internal.report.resources import templates_dir
 where = pathlib.Path(uc_attest.__file__).resolve()
 assert "/venv/lib/" in str(where), f"uc_attest imported from {where}, not from the wheel"
 assert (policies_dir() / "default.toml").is_file() and (templates_dir() / "report.html.j2").is_file()

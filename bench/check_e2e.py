@@ -32,7 +32,7 @@ MEASUREMENT_STAGE = "tokens and perplexity"
 
 def cli_seconds(tree: Path, pack: Path, bundle: Path, pub: Path, *extra: str) -> tuple[float, str]:
     """Wall time of ``attest check`` run as a fresh process from the code in ``tree``."""
-    cmd = [sys.executable, "-c", "from uc_attest.cli.attest import main; main()", "check", str(pack), "--bundle", str(bundle),
+    cmd = [sys.executable, "-c", "from uc_attest._internal.cli.attest import main; main()", "check", str(pack), "--bundle", str(bundle),
            "--key", str(pub), "--policy", "strict", "--quiet", *extra]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)})
@@ -54,11 +54,11 @@ def main() -> None:
         if not path.exists():
             sys.exit(f"missing {path}: run `make demo` first")
 
-    from uc_attest.attest.trust import KeyAnchor
-    from uc_attest.check.run import CheckInputs, run_check
-    from uc_attest.evaluate.settings import EvalSettings
-    from uc_attest.pack.verify import verify_pack
-    from uc_attest.policy.loader import load_policy
+    from uc_attest._internal.attest.trust import KeyAnchor
+    from uc_attest._internal.check.run import CheckInputs, run_check
+    from uc_attest._internal.evaluate.settings import EvalSettings
+    from uc_attest._internal.pack.verify import verify_pack
+    from uc_attest._internal.policy.loader import load_policy
 
     verify_pack(pack, progress=False, architecture=True)  # warm: imports, page cache
     verify_s = statistics.median(_timed(lambda: verify_pack(pack, progress=False, architecture=True)) for _ in range(args.repeats))

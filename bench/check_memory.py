@@ -30,7 +30,7 @@ def make_tokenizer(path: Path, vocab: int) -> int:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from uc_attest.evaluate.text import default_eval_text
+    from uc_attest._internal.evaluate.text import default_eval_text
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -45,11 +45,11 @@ def delivery(tmp: Path, layers: int, hidden: int, windows: int, seq_len: int) ->
     """Model, pack, key and bundle for one depth; returns (pack, bundle, public key)."""
     from compress_memory import make_model
 
-    from uc_attest.attest.acceptance import SignOptions, sign_pack
-    from uc_attest.evaluate.settings import EvalSettings
-    from uc_attest.attest.keys import generate_private_key, public_key_pem
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
+    from uc_attest._internal.attest.acceptance import SignOptions, sign_pack
+    from uc_attest._internal.evaluate.settings import EvalSettings
+    from uc_attest._internal.attest.keys import generate_private_key, public_key_pem
+    from uc_attest._internal.compress.options import CompressOptions
+    from uc_attest._internal.compress.pipeline import compress_model
 
     model = tmp / f"model{layers}"
     model.mkdir()
@@ -69,7 +69,7 @@ def run_child(pack: Path, bundle: Path, pub: Path, streaming: bool) -> tuple[flo
     """(peak RSS MiB, seconds, last output line) of one ``attest check`` in a fresh process (rusage of exactly that child)."""
     policy = pack.parent / "bench-policy.toml"  # the defaults, without a limit on the ratio to a baseline (none is measured here)
     policy.write_text('version = 1\nname = "bench"\n')
-    cmd = [sys.executable, "-c", "from uc_attest.cli.attest import main; main()", "check", str(pack), "--bundle", str(bundle),
+    cmd = [sys.executable, "-c", "from uc_attest._internal.cli.attest import main; main()", "check", str(pack), "--bundle", str(bundle),
            "--key", str(pub), "--policy", str(policy), "--quiet", "--device", "cpu", "--streaming" if streaming else "--no-streaming"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()

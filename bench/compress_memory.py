@@ -43,8 +43,8 @@ def make_model(path: Path, layers: int, hidden: int, vocab: int = 4096) -> None:
 
 
 def child(args: argparse.Namespace) -> None:
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
+    from uc_attest._internal.compress.options import CompressOptions
+    from uc_attest._internal.compress.pipeline import compress_model
 
     start = time.perf_counter()
     opts = CompressOptions(samples=args.samples, seq_len=args.seq_len)

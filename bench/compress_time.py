@@ -11,7 +11,7 @@ the load average before and after. Both runs read the same calibration file
 the new run's other defaults (damping, threads) are the new ones. Then each
 pack is measured on the same windows of the three evaluation domains:
 perplexity ratio and KL(original || pack) per token, mean and 99th
-percentile (uc_attest.evaluate.kl, the new tree's code for both packs).
+percentile (uc_attest._internal.evaluate.kl, the new tree's code for both packs).
 
 With ``--layers N`` both trees compress a copy of the model cut to its first N
 decoder blocks (the real weights of those blocks, embeddings and head; config
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CLI = "from uc_attest.cli.uc import main; main()"
+CLI = "from uc_attest._internal.cli.uc import main; main()"
 
 
 def compress(tree: Path, model: Path, out: Path, args: argparse.Namespace, calibration: Path) -> dict[str, object]:
@@ -67,11 +67,11 @@ def compress(tree: Path, model: Path, out: Path, args: argparse.Namespace, calib
 
 def quality(model: Path, pack: Path, windows: int) -> dict[str, dict[str, float]]:
     """Perplexity ratio and KL(original || pack) on each evaluation domain's first ``windows`` windows of 512 tokens."""
-    from uc_attest.evaluate.measure import measure_against_reference
-    from uc_attest.evaluate.settings import EvalSettings
-    from uc_attest.evaluate.mixed_text import info_eval_text, licence_eval_text
-    from uc_attest.evaluate.text import default_eval_text
-    from uc_attest.evaluate.tokens import tokenize_text
+    from uc_attest._internal.evaluate.measure import measure_against_reference
+    from uc_attest._internal.evaluate.settings import EvalSettings
+    from uc_attest._internal.evaluate.mixed_text import info_eval_text, licence_eval_text
+    from uc_attest._internal.evaluate.text import default_eval_text
+    from uc_attest._internal.evaluate.tokens import tokenize_text
 
     out = {}
     for name, text in (("in-domain", default_eval_text), ("licence", licence_eval_text), ("info", info_eval_text)):
@@ -118,10 +118,10 @@ def main() -> None:
     parser.add_argument("--layers", type=int, help="compress the model cut to its first N decoder blocks (no quality measured)")
     args = parser.parse_args()
     if not (args.model / "config.json").is_file():
-        from uc_attest.demo_model import materialize_smollm2
+        from uc_attest._internal.demo_model import materialize_smollm2
 
         materialize_smollm2(args.model)
-    from uc_attest.evaluate.mixed_text import calibration_mix_text
+    from uc_attest._internal.evaluate.mixed_text import calibration_mix_text
 
     args.work.mkdir(parents=True, exist_ok=True)
     if args.layers:

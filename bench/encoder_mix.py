@@ -71,10 +71,10 @@ def encoder_hessians(model: torch.nn.Module, names: Sequence[str], batches: Sequ
 
 def code_tensor(weight: torch.Tensor, hessian: torch.Tensor, tokens: int, bits: int, block: int = 64) -> CodedTensor:
     """uc_attest's calibrated coder on one map (blocks along the input axis, grid refit on)."""
-    from uc_attest.codec.encoded import reconstruct_encoded
-    from uc_attest.codec.params import CodecParams
-    from uc_attest.compress.gptq import gptq_quantize
-    from uc_attest.compress.hessian import shrink
+    from uc_attest._internal.codec.encoded import reconstruct_encoded
+    from uc_attest._internal.codec.params import CodecParams
+    from uc_attest._internal.compress.gptq import gptq_quantize
+    from uc_attest._internal.compress.hessian import shrink
 
     params = CodecParams(bits=bits, block_size=block, block_axis=1, dtype="float32")
     enc, codes = gptq_quantize(weight, params, shrink(hessian, tokens), refit=True)
@@ -89,7 +89,7 @@ def _hidden_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
 
 def run_layer(layer: torch.nn.Module, hidden: torch.Tensor, args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
     """One layer on ``hidden`` with the other arguments (masks) it was recorded with."""
-    from uc_attest.evaluate.blocks import first_output
+    from uc_attest._internal.evaluate.blocks import first_output
 
     if args:
         return first_output(layer(hidden, *args[1:], **kwargs))
@@ -107,7 +107,7 @@ class SuffixEmbedder:
     """
 
     def __init__(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> None:
-        from uc_attest.evaluate.blocks import find_blocks
+        from uc_attest._internal.evaluate.blocks import find_blocks
 
         self.prefix, self.layers = find_blocks(model)
         self.mask = batch["attention_mask"].unsqueeze(-1).float()
@@ -130,7 +130,7 @@ class SuffixEmbedder:
         return (out.float() * self.mask).sum(1) / self.mask.sum(1)
 
     def layer_of(self, name: str) -> int:
-        from uc_attest.evaluate.blocks import block_of
+        from uc_attest._internal.evaluate.blocks import block_of
 
         index = block_of(name, self.prefix)
         return 0 if index is None else index
@@ -212,9 +212,9 @@ def install(weights: dict[str, torch.nn.Parameter], coded: dict[str, dict[Option
 
 def encode_option(weight: torch.Tensor, hessian: torch.Tensor, tokens: int, bits: int, block: int = 64) -> tuple[Any, torch.Tensor]:
     """The same coding as :func:`code_tensor`, returned as codec state (EncodedTensor, codes) for tuning."""
-    from uc_attest.codec.params import CodecParams
-    from uc_attest.compress.gptq import gptq_quantize
-    from uc_attest.compress.hessian import shrink
+    from uc_attest._internal.codec.params import CodecParams
+    from uc_attest._internal.compress.gptq import gptq_quantize
+    from uc_attest._internal.compress.hessian import shrink
 
     params = CodecParams(bits=bits, block_size=block, block_axis=1, dtype="float32")
     return gptq_quantize(weight, params, shrink(hessian, tokens), refit=True)
@@ -234,9 +234,9 @@ def tune_encoder(
     installed in ``model``. Returns each layer's (error before, error after,
     kept).
     """
-    from uc_attest.codec.encoded import reconstruct_encoded
-    from uc_attest.evaluate.blocks import find_blocks
-    from uc_attest.compress.tune import CodedMap, tune_block, unpacked_codes
+    from uc_attest._internal.codec.encoded import reconstruct_encoded
+    from uc_attest._internal.evaluate.blocks import find_blocks
+    from uc_attest._internal.compress.tune import CodedMap, tune_block, unpacked_codes
 
     prefix, originals = find_blocks(original)
     _, layers = find_blocks(model)

@@ -38,13 +38,13 @@ Option = tuple[int, int]  # (bits, block size)
 
 # Modules whose code decides a coded option's bits: a change to any of them is a new digest.
 CODER_SOURCES = (
-    "uc_attest/compress/gptq.py",
-    "uc_attest/compress/least_squares.py",
-    "uc_attest/compress/hessian.py",
-    "uc_attest/codec/codebook.py",
-    "uc_attest/codec/encoded.py",
-    "uc_attest/codec/reconstruct.py",
-    "uc_attest/codec/canonical.py",
+    "uc_attest/_internal/compress/gptq.py",
+    "uc_attest/_internal/compress/least_squares.py",
+    "uc_attest/_internal/compress/hessian.py",
+    "uc_attest/_internal/codec/codebook.py",
+    "uc_attest/_internal/codec/encoded.py",
+    "uc_attest/_internal/codec/reconstruct.py",
+    "uc_attest/_internal/codec/canonical.py",
 )
 
 

@@ -17,8 +17,8 @@ MODEL="$WORK/smollm2-135m"
 PACK="$WORK/smollm2-target-$TARGET.ucpack"
 
 "$PY" -c 'import torch, sys; ok = torch.cuda.is_available(); print("torch", torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count(), torch.cuda.get_device_name(0) if ok else "-"); sys.exit(0 if ok else 3)'
-[ -f "$MODEL/config.json" ] || "$PY" -c "from uc_attest.demo_model import materialize_smollm2; materialize_smollm2('$MODEL')"
-uc() { "$PY" -c 'from uc_attest.cli.uc import main; main()' "$@"; }
+[ -f "$MODEL/config.json" ] || "$PY" -c "from uc_attest._internal.demo_model import materialize_smollm2; materialize_smollm2('$MODEL')"
+uc() { "$PY" -c 'from uc_attest._internal.cli.uc import main; main()' "$@"; }
 
 echo "== compress on cuda:0 (--target-bpw $TARGET)"
 start=$SECONDS
@@ -31,7 +31,7 @@ CUDA_VISIBLE_DEVICES="" uc verify "$PACK" --quiet
 for device in cuda:0 cpu; do
   echo "== evaluate on $device: in-domain text, 40 x 512, KL to the original"
   if [ "$device" = cpu ]; then hide=(env CUDA_VISIBLE_DEVICES=""); else hide=(env); fi
-  "${hide[@]}" "$PY" -c 'from uc_attest.cli.uc import main; main()' eval "$PACK" --device "$device" --reference "$MODEL" \
+  "${hide[@]}" "$PY" -c 'from uc_attest._internal.cli.uc import main; main()' eval "$PACK" --device "$device" --reference "$MODEL" \
     --max-windows 40 --quiet
 done
 uc inspect "$PACK" | head -20

@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from uc_attest.codec import native, pack_codes  # noqa: E402
-from uc_attest.codec.canonical import reconstruct_array  # noqa: E402
-from uc_attest.codec.params import CodecParams, HadamardTransform  # noqa: E402
+from uc_attest._internal.codec import native, pack_codes  # noqa: E402
+from uc_attest._internal.codec.canonical import reconstruct_array  # noqa: E402
+from uc_attest._internal.codec.params import CodecParams, HadamardTransform  # noqa: E402
 
 
 def main() -> None:

@@ -315,8 +315,8 @@ def collect_imatrix(model: torch.nn.Module, names: list[str], run: Callable[[], 
 def lm_imatrix(model: torch.nn.Module, model_dir: Path, names: list[str], batch: int = 4) -> dict[str, torch.Tensor]:
     """Importance matrix of a causal LM over uc_attest's calibration windows (default options: 128 x 512 tokens
     evenly spaced over default_calibration_text(), the windows of the calibrated coder), float32, no KV cache."""
-    from uc_attest.compress.calibrated import calibration_ids
-    from uc_attest.compress.options import CompressOptions
+    from uc_attest._internal.compress.calibrated import calibration_ids
+    from uc_attest._internal.compress.options import CompressOptions
 
     windows, _ = calibration_ids(model_dir, CompressOptions(), int(model.config.vocab_size))
     model = model.to(torch.float32)

@@ -9,7 +9,7 @@ project's .venv. Two steps, rerunnable on a fresh machine:
 
 ``run`` loads build/models/smollm2-135m in its stored dtype (bf16, what llm-compressor
 uses on CPU with dtype="auto"), calibrates on the project's calibration text
-(uc_attest.evaluate.text.default_calibration_text: 128 windows x 512 tokens evenly
+(uc_attest._internal.evaluate.text.default_calibration_text: 128 windows x 512 tokens evenly
 spaced, the same windows as uc_attest's calibrated coder; never the evaluation
 text), and runs ``oneshot`` with one GPTQModifier: every Linear except lm_head,
 int weights, symmetric, group strategy, group size 64, actorder="weight"
@@ -65,7 +65,7 @@ def apply(model_dir: Path, weights: list[tuple[str, Any]], bits: int) -> dict[st
     from safetensors.torch import load_file
 
     sys.path.insert(0, str(ROOT))
-    from uc_attest.evaluate.text import default_calibration_text
+    from uc_attest._internal.evaluate.text import default_calibration_text
 
     path, meta = weights_path(bits), info_path(bits)
     if not path.is_file() or not meta.is_file():
@@ -111,7 +111,7 @@ def calibration_windows(samples: int, seq_len: int) -> tuple[list[list[int]], di
     sys.path.insert(0, str(ROOT))
     from transformers import AutoTokenizer
 
-    from uc_attest.evaluate.text import default_calibration_text
+    from uc_attest._internal.evaluate.text import default_calibration_text
 
     text = default_calibration_text()
     tokenizer = AutoTokenizer.from_pretrained(str(MODEL))

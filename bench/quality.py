@@ -42,9 +42,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uc_attest.evaluate.text import default_calibration_text, default_eval_text  # noqa: E402
-from uc_attest.pack.manifest import MANIFEST_NAME  # noqa: E402
-from uc_attest.evaluate.settings import EvalSettings  # noqa: E402
+from uc_attest._internal.evaluate.text import default_calibration_text, default_eval_text  # noqa: E402
+from uc_attest._internal.pack.manifest import MANIFEST_NAME  # noqa: E402
+from uc_attest._internal.evaluate.settings import EvalSettings  # noqa: E402
 
 CACHE = ROOT / "bench" / "cache" / "quality.json"
 DEFAULT_MODEL = ROOT / "build" / "models" / "smollm2-135m"
@@ -162,7 +162,7 @@ class Domain:
 
 
 def domains() -> list[Domain]:
-    from uc_attest.evaluate.mixed_text import info_eval_text, licence_eval_text
+    from uc_attest._internal.evaluate.mixed_text import info_eval_text, licence_eval_text
 
     return [
         Domain("in-domain", "built-in evaluation text (standard-library docstrings, disjoint from the calibration split)", default_eval_text),
@@ -176,13 +176,13 @@ class Scorer:
 
     Every row of a domain runs on the same windows (float32, batch 1); the
     baseline is held once in memory, and only one window's logits of each
-    model exist at a time (uc_attest.evaluate.kl).
+    model exist at a time (uc_attest._internal.evaluate.kl).
     """
 
     def __init__(self, model_dir: Path, domain: Domain, windows: int) -> None:
-        from uc_attest.evaluate.loading import load_model_dir
-        from uc_attest.evaluate.perplexity import windows_of
-        from uc_attest.evaluate.tokens import tokenize_text
+        from uc_attest._internal.evaluate.loading import load_model_dir
+        from uc_attest._internal.evaluate.perplexity import windows_of
+        from uc_attest._internal.evaluate.tokens import tokenize_text
 
         self.domain = domain
         ids = tokenize_text(model_dir, domain.text())
@@ -193,8 +193,8 @@ class Scorer:
         self.load_model_dir = load_model_dir
 
     def __call__(self, model: torch.nn.Module) -> Row:
-        from uc_attest.evaluate.kl import compare_logits
-        from uc_attest.evaluate.perplexity import whole_model_logits
+        from uc_attest._internal.evaluate.kl import compare_logits
+        from uc_attest._internal.evaluate.perplexity import whole_model_logits
 
         if self._baseline is None:
             self._baseline = self.load_model_dir(self._model_dir)
@@ -223,8 +223,8 @@ def lm_rows(model_dir: Path, windows: int, fresh: bool, only: set[str] | None, r
 
 def domain_rows(model_dir: Path, evaluate: Scorer, cache: dict[str, Row], made: dict[str, Row], redone: set[str], only: set[str] | None,
                 reuse: dict[int, tuple[Path, float | None]], skip_calibrated: bool) -> list[Row]:  # fmt: skip
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.evaluate.loading import load_model_dir, load_pack_model
+    from uc_attest._internal.compress.options import CompressOptions
+    from uc_attest._internal.evaluate.loading import load_model_dir, load_pack_model
 
     windows = int(evaluate.windows.shape[0])
 
@@ -245,7 +245,7 @@ def domain_rows(model_dir: Path, evaluate: Scorer, cache: dict[str, Row], made: 
 
     def kept_pack(method: str, options: Any) -> Row:
         """A uc_attest pack kept in build/quality-packs (made once per run, evaluated on every domain)."""
-        from uc_attest.compress.pipeline import compress_model
+        from uc_attest._internal.compress.pipeline import compress_model
 
         path = pack_path(method)
         if method not in made or not (path / MANIFEST_NAME).is_file():
@@ -260,7 +260,7 @@ def domain_rows(model_dir: Path, evaluate: Scorer, cache: dict[str, Row], made: 
 
     def reused(path: Path, seconds: float | None) -> Row:
         """A pack made elsewhere with the defaults (e.g. by `make demo`), evaluated the same way."""
-        from uc_attest.pack.reader import open_pack
+        from uc_attest._internal.pack.reader import open_pack
 
         row: Row = {"bpw": open_pack(path).manifest.stats.effective_bits_per_weight} | evaluate(load_pack_model(path))
         if seconds is not None:
@@ -320,7 +320,7 @@ def pack_path(method: str) -> Path:
 
 def reused_name(path: Path, bits: int) -> str:
     """Row label of a reused pack: its width and, when it has one, its per-tensor mix (``--bits-for``)."""
-    from uc_attest.pack.reader import open_pack
+    from uc_attest._internal.pack.reader import open_pack
 
     mix = open_pack(path).manifest.compression.bits_for
     if not mix:
@@ -342,7 +342,7 @@ def llamacpp_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], Row]],
     """llama.cpp's K/IQ file types (its per-tensor rules and shape fallbacks) with an importance matrix
     from the calibration windows; bench/llamacpp_peer.py. Wall time includes collecting the imatrix."""
     from bench import llamacpp_peer as lc
-    from uc_attest.evaluate.loading import load_model_dir
+    from uc_attest._internal.evaluate.loading import load_model_dir
 
     shapes = load_model_dir(model_dir)
     weights = linear_weights(shapes)
@@ -378,7 +378,7 @@ def llmcompressor_lm_rows(model_dir: Path, cached: Callable[[str, Callable[[], R
     """llm-compressor GPTQ (int5/int4, group 64, act-order), run beforehand in its own venv by
     bench/llmcompressor_peer.py; its saved weights go into the baseline model. Wall time is that run's."""
     from bench import llmcompressor_peer as lcp
-    from uc_attest.evaluate.loading import load_model_dir
+    from uc_attest._internal.evaluate.loading import load_model_dir
 
     def run(bits: int) -> Row:
         model = load_model_dir(model_dir)
@@ -462,9 +462,9 @@ def measure_encoder_rows(path: Path, evaluation: list[str], calibration: list[st
 
     from bench import encoder_mix as mix
     from bench import encoder_stages as stages
-    from uc_attest.codec.encoded import reconstruct_encoded
-    from uc_attest.codec.params import CodecParams
-    from uc_attest.compress.blockscale import encode_datafree
+    from uc_attest._internal.codec.encoded import reconstruct_encoded
+    from uc_attest._internal.codec.params import CodecParams
+    from uc_attest._internal.compress.blockscale import encode_datafree
 
     tok = AutoTokenizer.from_pretrained(str(path))
 
@@ -606,9 +606,9 @@ def table(lm: dict[str, list[Row]], enc: list[Row], command: str) -> str:
         "wall times are indicative only). SmolLM2-135M-Instruct, bf16 dequantised from its Q4_1 GGUF (so gguf Q4_1 "
         "reproduces it exactly: the model's own source format, not a peer); every method's weights dequantised into the "
         "same model and measured on the same windows of 512 tokens of each domain, float32: perplexity, its ratio to the "
-        "baseline, and KL(baseline || method) per predicted token in nats (mean and 99th percentile, `uc_attest.evaluate.kl`, "
+        "baseline, and KL(baseline || method) per predicted token in nats (mean and 99th percentile, `uc_attest._internal.evaluate.kl`, "
         "as `uc eval --reference` reports it). Calibration (docstrings' calibration split and /usr/share/doc prose) shares "
-        "no run of 8 words with any of the domains (`uc_attest/evaluate/mixed_text.py`). Bits per weight count codes, scales, "
+        "no run of 8 words with any of the domains (`uc_attest/_internal/evaluate/mixed_text.py`). Bits per weight count codes, scales, "
         "zero points and codebooks. Rows are cached in bench/cache/quality.json; uc_attest's packs are kept in "
         "build/quality-packs so that every domain measures the very same pack; wall time is the compression's. "
         "Rows that rebuild the source grid: llama.cpp's Q5_1 and Q4_1 with an importance matrix recover SmolLM2's "
@@ -709,7 +709,7 @@ def main() -> None:
             write_section(text, encoder_only=True)
         return
     if not (args.model / "config.json").is_file():
-        from uc_attest.demo_model import materialize_smollm2
+        from uc_attest._internal.demo_model import materialize_smollm2
 
         materialize_smollm2(args.model)
     only = set(args.only.split(",")) if args.only else None

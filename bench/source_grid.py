@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from quality import DEFAULT_MODEL, linear_weights  # noqa: E402
-from uc_attest.evaluate.loading import load_model_dir, load_pack_model  # noqa: E402
+from uc_attest._internal.evaluate.loading import load_model_dir, load_pack_model  # noqa: E402
 
 
 def _llamacpp() -> object:

@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-CHILD = "import sys; from uc_attest.cli.{group} import main; sys.argv[0] = '{group}'; main()"
+CHILD = "import sys; from uc_attest._internal.cli.{group} import main; sys.argv[0] = '{group}'; main()"
 # a fresh parent per measurement: RUSAGE_CHILDREN's ru_maxrss is a running maximum over all children
 WRAP = (
     "import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "

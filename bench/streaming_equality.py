@@ -28,11 +28,11 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=512)
     args = parser.parse_args()
 
-    from uc_attest.evaluate.measure import measure_model_dir, measure_pack
-    from uc_attest.evaluate.settings import EvalSettings
-    from uc_attest.evaluate.text import default_eval_text
-    from uc_attest.evaluate.tokens import tokenize_text
-    from uc_attest.pack.verify import verify_pack
+    from uc_attest._internal.evaluate.measure import measure_model_dir, measure_pack
+    from uc_attest._internal.evaluate.settings import EvalSettings
+    from uc_attest._internal.evaluate.text import default_eval_text
+    from uc_attest._internal.evaluate.tokens import tokenize_text
+    from uc_attest._internal.pack.verify import verify_pack
 
     verified = verify_pack(args.pack, progress=False, architecture=True)
     if not verified.report.ok:

@@ -283,8 +283,8 @@ def run_check_cli(delivery: Delivery, json_out: Path, policy: str | None = None,
     """``attest check`` through the real command, in process: (rc, stdout, stderr, results, crash traceback)."""
     from click.testing import CliRunner
 
-    from uc_attest.cli.attest import attest_group
-    from uc_attest.cli.common import run_group
+    from uc_attest._internal.cli.attest import attest_group
+    from uc_attest._internal.cli.common import run_group
 
     with contextlib.suppress(FileNotFoundError):
         json_out.unlink()
@@ -353,7 +353,7 @@ def classify(kind: str, rc: int, stdout: str, stderr: str, results: dict[str, An
 
 def json_equivalent(a: bytes, b: bytes) -> bool:
     """Whether the strict parser reads two documents as the same value."""
-    from uc_attest.pack.strict_json import loads_strict
+    from uc_attest._internal.pack.strict_json import loads_strict
 
     try:
         return loads_strict(a, "a") == loads_strict(b, "b")
@@ -441,11 +441,11 @@ def format_table(t: Tally) -> str:
 
 def build_delivery(model: Path, workdir: Path, eval_text: Path | None, log: Any = print) -> Delivery:
     """Compress (data-free) and sign a pack of ``model`` in ``workdir``; reuse what is already there."""
-    from uc_attest.attest.acceptance import SignOptions, sign_pack
-    from uc_attest.evaluate.settings import EvalSettings
-    from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
+    from uc_attest._internal.attest.acceptance import SignOptions, sign_pack
+    from uc_attest._internal.evaluate.settings import EvalSettings
+    from uc_attest._internal.attest.keys import Algorithm, generate_private_key, public_key_pem
+    from uc_attest._internal.compress.options import CompressOptions
+    from uc_attest._internal.compress.pipeline import compress_model
 
     workdir.mkdir(parents=True, exist_ok=True)
     pack = workdir / f"{model.name}.ucpack"
@@ -480,7 +480,7 @@ def lenient_ratio_policy(workdir: Path, max_ratio: float) -> Path:
     """The shipped default policy with only ``max_ratio_to_baseline`` raised (for a data-free demo pack)."""
     import re
 
-    from uc_attest.policy.resources import shipped_policy_path
+    from uc_attest._internal.policy.resources import shipped_policy_path
 
     text = shipped_policy_path("default").read_text(encoding="utf-8")
     text = re.sub(r'(?m)^name = .*$', 'name = "tamper-campaign"', text, count=1)

@@ -43,7 +43,7 @@ def build_model(target: Path, layers: int = 10) -> Path:
     import transformers
     from safetensors.torch import save_file
 
-    from uc_attest.architecture import build_skeleton
+    from uc_attest._internal.architecture import build_skeleton
 
     config = transformers.LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632,
                                       num_hidden_layers=layers, num_attention_heads=16, num_key_value_heads=4,
@@ -74,8 +74,8 @@ def build_model(target: Path, layers: int = 10) -> Path:
 def build_pack(model: Path, pack: Path) -> Path:
     if (pack / "ucpack.json").is_file():
         return pack
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
+    from uc_attest._internal.compress.options import CompressOptions
+    from uc_attest._internal.compress.pipeline import compress_model
 
     compress_model(model, pack, CompressOptions(method="datafree"), progress=True)
     return pack
@@ -133,7 +133,7 @@ def _run_passing(cmd: list[str]) -> None:
 
 def _peak_rss_mb(cli: list[str]) -> float:
     """Peak resident memory of the command, reported by the child itself (RUSAGE_CHILDREN would include the compressor)."""
-    child = ("import resource, sys\ntry:\n    from uc_attest.cli.uc import main\n    main()\nfinally:\n"
+    child = ("import resource, sys\ntry:\n    from uc_attest._internal.cli.uc import main\n    main()\nfinally:\n"
              "    sys.stderr.write('PEAK_KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
     proc = subprocess.run([cli[0], "-c", child, *cli[3:]], capture_output=True, text=True)
     assert proc.stdout.splitlines()[-1] == "VERIFY: PASS", proc.stdout + proc.stderr
@@ -151,8 +151,8 @@ def main() -> None:
     name = "random-llama-540m" if args.layers == 10 else f"random-llama-{args.layers}-layers"
     pack = build_pack(build_model(work / name, args.layers), work / f"{name}.ucpack")
 
-    from uc_attest.pack.reader import open_pack
-    from uc_attest.pack.verify import verify_pack
+    from uc_attest._internal.pack.reader import open_pack
+    from uc_attest._internal.pack.verify import verify_pack
 
     manifest = open_pack(pack).manifest
     reconstructed = 0
@@ -173,7 +173,7 @@ def main() -> None:
     verify_pack(pack, progress=False, workers=args.workers)  # warm the page cache and imports
     t_inproc = statistics.median(_timed(lambda: verify_pack(pack, progress=False, workers=args.workers)) for _ in range(REPEATS))
 
-    cli = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()", "verify", str(pack), "--quiet"]
+    cli = [sys.executable, "-c", "from uc_attest._internal.cli.uc import main; main()", "verify", str(pack), "--quiet"]
     if args.workers:
         cli += ["--workers", str(args.workers)]
     t_cli = statistics.median(_timed(lambda: _run_passing(cli)) for _ in range(REPEATS))
@@ -181,7 +181,7 @@ def main() -> None:
     peak_mb = _peak_rss_mb(cli)
     # the command's fixed cost: a fresh interpreter that imports what `uc verify` imports, and stops
     t_import = statistics.median(
-        _timed(lambda: subprocess.run([sys.executable, "-c", "import uc_attest.cli.uc, uc_attest.pack.verify"], check=True))
+        _timed(lambda: subprocess.run([sys.executable, "-c", "import uc_attest._internal.cli.uc, uc_attest._internal.pack.verify"], check=True))
         for _ in range(REPEATS))  # fmt: skip
 
     rows = [

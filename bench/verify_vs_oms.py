@@ -73,7 +73,7 @@ def _warm(pack: Path) -> int:
 
 
 def _uc_verify(pack: Path, tree: Path) -> float:
-    seconds, uc = _run([sys.executable, "-c", "from uc_attest.cli.uc import main; main()", "verify", str(pack), "--quiet"], tree)
+    seconds, uc = _run([sys.executable, "-c", "from uc_attest._internal.cli.uc import main; main()", "verify", str(pack), "--quiet"], tree)
     assert uc.returncode == 0 and uc.stdout.splitlines()[-1] == "VERIFY: PASS", uc.stdout + uc.stderr
     return seconds
 
@@ -93,7 +93,7 @@ def measure(pack: Path, work: Path, repeats: int = 1, compare: Path | None = Non
         times["oms"].append(t_oms)
         if compare is not None:
             times["before"].append(_uc_verify(pack, compare))
-    from uc_attest.pack.reader import open_pack
+    from uc_attest._internal.pack.reader import open_pack
 
     manifest = open_pack(pack).manifest
     rebuilt = sum(2 * _numel(t.shape) for t in manifest.tensors if t.kind == "quantized")

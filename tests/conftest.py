@@ -15,7 +15,7 @@ import pytest
 from support.delivery import build_delivery, copy_delivery
 from support.models import TEXT
 
-from uc_attest.attest.keys import Algorithm, generate_private_key
+from uc_attest._internal.attest.keys import Algorithm, generate_private_key
 
 
 @pytest.fixture(scope="session")

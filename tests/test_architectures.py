@@ -13,11 +13,11 @@ from safetensors import safe_open
 from support.reference_codec import ref_reconstruct
 from support.models import ARCHITECTURES, make_tiny_model
 from uc_attest import load_model
-from uc_attest.architecture import load_config
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.evaluate.loading import model_from_state_dict
-from uc_attest.pack.verify import verify_pack
+from uc_attest._internal.architecture import load_config
+from uc_attest._internal.compress.options import CompressOptions
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.evaluate.loading import model_from_state_dict
+from uc_attest._internal.pack.verify import verify_pack
 
 FAST = CompressOptions(method="calibrated", samples=4, seq_len=32)
 
@@ -65,7 +65,7 @@ def test_compress_verify_load_matches_direct_reconstruction(arch: str, tmp_path:
 
 
 def load_model_dir_logits(model_dir: Path, ids: torch.Tensor) -> torch.Tensor:
-    from uc_attest.evaluate.loading import load_model_dir
+    from uc_attest._internal.evaluate.loading import load_model_dir
 
     return load_model_dir(model_dir)(input_ids=ids).logits
 
@@ -89,8 +89,8 @@ def test_roles_are_decided_by_module_type(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("change", ["drop", "add", "rename"])
 def test_missing_extra_or_renamed_tensor_fails(change: str, tmp_path: Path) -> None:
-    from uc_attest.pack.manifest import PackManifest
-    from uc_attest.pack.strict_json import dumps_canonical
+    from uc_attest._internal.pack.manifest import PackManifest
+    from uc_attest._internal.pack.strict_json import dumps_canonical
 
     pack = tmp_path / "pack"
     compress_model(make_tiny_model("llama", tmp_path / "model"), pack, FAST, progress=False)

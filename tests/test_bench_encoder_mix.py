@@ -146,7 +146,7 @@ def test_tuning_the_encoder_brings_its_embeddings_closer_and_installs_canonical_
     """tune_encoder: each layer tuned against the original's outputs; the model holds the tuned codec state's weights."""
     import copy
 
-    from uc_attest.codec.encoded import reconstruct_encoded
+    from uc_attest._internal.codec.encoded import reconstruct_encoded
 
     mix = _mix()
     original, batch = _tiny_bert()

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from support.reference_codec import ref_digest, ref_pack, ref_reconstruct, ref_unpack
-from uc_attest.codec import CodecParams, pack_codes, tensor_digest, unpack_codes
-from uc_attest.codec import native
-from uc_attest.codec.reconstruct import reconstruct, tensor_bytes
-from uc_attest.compress.blockscale import encode_datafree
+from uc_attest._internal.codec import CodecParams, pack_codes, tensor_digest, unpack_codes
+from uc_attest._internal.codec import native
+from uc_attest._internal.codec.reconstruct import reconstruct, tensor_bytes
+from uc_attest._internal.compress.blockscale import encode_datafree
 
 
 @pytest.mark.parametrize("bits", range(2, 9))

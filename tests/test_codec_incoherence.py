@@ -1,6 +1,6 @@
 """The incoherence transform of the canonical reconstruction: three implementations, one set of bits.
 
-The numpy definition (uc_attest.codec.incoherence, behind both the fused
+The numpy definition (uc_attest._internal.codec.incoherence, behind both the fused
 kernel's and the numpy reconstruction path), the torch path
 (incoherence_torch) and the independent reference (tests/support/reference_codec.py,
 written from docs/FORMAT.md) must agree bit for bit, and all of them must give
@@ -21,14 +21,14 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from support.reference_codec import ref_digest, ref_reconstruct, ref_signs
-from uc_attest.codec import CodecParams, pack_codes
-from uc_attest.codec.incoherence import signs
-from uc_attest.codec.incoherence_torch import forward_transform, inverse_transform, transform_hessian
-from uc_attest.codec.params import HadamardTransform
-from uc_attest.codec.reconstruct import expand_scales, reconstruct, tensor_bytes, tensor_digest
-from uc_attest.pack.manifest import PackManifest
-from uc_attest.pack.strict_json import dumps_canonical
-from uc_attest.pack.verify import verify_pack
+from uc_attest._internal.codec import CodecParams, pack_codes
+from uc_attest._internal.codec.incoherence import signs
+from uc_attest._internal.codec.incoherence_torch import forward_transform, inverse_transform, transform_hessian
+from uc_attest._internal.codec.params import HadamardTransform
+from uc_attest._internal.codec.reconstruct import expand_scales, reconstruct, tensor_bytes, tensor_digest
+from uc_attest._internal.pack.manifest import PackManifest
+from uc_attest._internal.pack.strict_json import dumps_canonical
+from uc_attest._internal.pack.verify import verify_pack
 
 GOLDEN_PACK_V10 = Path(__file__).parent / "golden" / "pack-v1.0"
 
@@ -46,7 +46,7 @@ def _state(seed: int, shape: tuple[int, ...], bits: int, block: int, axis: int) 
 def _torch_reconstruction(packed: np.ndarray, codebook: np.ndarray, scales: np.ndarray, shape: tuple[int, ...],
                           params: CodecParams) -> bytes:  # fmt: skip
     """The canonical rule written with torch operations only: products, inverse transform, one rounding."""
-    from uc_attest.codec import unpack_codes
+    from uc_attest._internal.codec import unpack_codes
 
     codes = torch.from_numpy(unpack_codes(packed, params.bits, int(np.prod(shape))).reshape(shape).astype(np.int64))
     products = torch.from_numpy(codebook)[codes] * expand_scales(torch.from_numpy(scales), shape, params)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from uc_attest.demo_model import load_state_exactly
-from uc_attest.errors import UsageError
+from uc_attest._internal.demo_model import load_state_exactly
+from uc_attest._internal.errors import UsageError
 
 
 def _model(tied: bool) -> LlamaForCausalLM:

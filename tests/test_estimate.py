@@ -1,4 +1,4 @@
-"""The memory forecast of `uc compress` / `attest sign` (uc_attest/estimate.py) and where it is printed."""
+"""The memory forecast of `uc compress` / `attest sign` (uc_attest/_internal/estimate.py) and where it is printed."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from support.cli import run_cli
 from support.models import make_tiny_model
-from uc_attest.estimate import ModelShape, compress_peak_bytes, evaluation_peak_bytes, load_shape
-from uc_attest.progress import bar_disabled
+from uc_attest._internal.estimate import ModelShape, compress_peak_bytes, evaluation_peak_bytes, load_shape
+from uc_attest._internal.progress import bar_disabled
 
 TINYLLAMA = {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32,
              "num_key_value_heads": 4, "vocab_size": 32000, "tie_word_embeddings": False}  # fmt: skip

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from uc_attest.evaluate import mixed_text
-from uc_attest.evaluate.text import default_calibration_text, default_eval_text
+from uc_attest._internal.evaluate import mixed_text
+from uc_attest._internal.evaluate.text import default_calibration_text, default_eval_text
 
 
 def test_calibration_mix_shares_no_run_of_words_with_either_evaluation_text() -> None:
@@ -61,7 +61,7 @@ def test_source_segments_are_those_of_the_ast_module() -> None:
     import ast
     import inspect
 
-    from uc_attest.evaluate import mixed_text
+    from uc_attest._internal.evaluate import mixed_text
 
     sources = [
         "def f():\r\n    return 'é'\r\n\r\nclass C:\r    x = 1\r    def g(self): pass\n",

@@ -20,8 +20,8 @@ def test_every_subpackage_is_listed_in_pyproject() -> None:
 
 
 def test_shipped_resources_resolve() -> None:
-    from uc_attest.policy.resources import policies_dir
-    from uc_attest.report.resources import templates_dir
+    from uc_attest._internal.policy.resources import policies_dir
+    from uc_attest._internal.report.resources import templates_dir
 
     assert (policies_dir() / "default.toml").is_file()
     assert (templates_dir() / "report.html.j2").is_file()

@@ -19,9 +19,9 @@ import pytest
 
 from support.pack_edit import reseal
 from support.models import make_datafree_pack
-from uc_attest.pack import stream_verify
-from uc_attest.pack.reader import open_pack
-from uc_attest.pack.verify import verify_pack
+from uc_attest._internal.pack import stream_verify
+from uc_attest._internal.pack.reader import open_pack
+from uc_attest._internal.pack.verify import verify_pack
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .version import __version__
+from ._internal.version import __version__
 
 
 def load_model(pack: Any, **kwargs: Any) -> Any:
     """Load a pack as a transformers model whose weights are the canonical reconstruction."""
-    from .evaluate.loading import load_pack_model
+    from ._internal.evaluate.loading import load_pack_model
 
     return load_pack_model(pack, **kwargs)
 

@@ -219,16 +219,16 @@ class Seeds:
 
 
 def allowed_errors() -> tuple[type[BaseException], ...]:
-    from uc_attest.errors import UcError
-    from uc_attest.pack.safetensors_strict import SafetensorsFormatError
+    from uc_attest._internal.errors import UcError
+    from uc_attest._internal.pack.safetensors_strict import SafetensorsFormatError
 
     return (UcError, SafetensorsFormatError)
 
 
 def read_manifest(data: bytes, seeds: Seeds) -> Any:
     """open_pack over a copy of the pack whose ucpack.json holds ``data``, then ``uc verify``'s walk of it."""
-    from uc_attest.pack.reader import open_pack
-    from uc_attest.pack.verify import verify_pack
+    from uc_attest._internal.pack.reader import open_pack
+    from uc_attest._internal.pack.verify import verify_pack
 
     target = seeds.workdir / "fuzz-pack"
     (target / "ucpack.json").write_bytes(data)
@@ -237,7 +237,7 @@ def read_manifest(data: bytes, seeds: Seeds) -> Any:
 
 
 def read_bundle(data: bytes, seeds: Seeds) -> Any:
-    from uc_attest.attest import KeyAnchor, verify_bundle
+    from uc_attest._internal.attest import KeyAnchor, verify_bundle
 
     verified = verify_bundle(data, KeyAnchor(seeds.public_key))
     if verified.payload != seeds.signed_payload:  # accepted must mean: exactly what the vendor signed
@@ -246,8 +246,8 @@ def read_bundle(data: bytes, seeds: Seeds) -> Any:
 
 
 def read_safetensors(data: bytes, seeds: Seeds) -> Any:
-    from uc_attest.pack.decode import slot_tensor
-    from uc_attest.pack.safetensors_strict import parse_safetensors
+    from uc_attest._internal.pack.decode import slot_tensor
+    from uc_attest._internal.pack.safetensors_strict import parse_safetensors
 
     view = parse_safetensors(data, "fuzz.safetensors")
     for name in view.tensors:  # materialising every tensor must not fail differently
@@ -256,7 +256,7 @@ def read_safetensors(data: bytes, seeds: Seeds) -> Any:
 
 
 def read_tokens(data: bytes, seeds: Seeds) -> Any:
-    from uc_attest.evaluate.tokens import load_token_file
+    from uc_attest._internal.evaluate.tokens import load_token_file
 
     path = seeds.workdir / "fuzz.eval-tokens.safetensors"
     path.write_bytes(data)
@@ -278,7 +278,7 @@ def make_seeds(workdir: Path, delivery_dir: Path | None = None) -> Seeds:
 
     from support.delivery import build_delivery, delivery_at
 
-    from uc_attest.attest import KeyAnchor, verify_bundle
+    from uc_attest._internal.attest import KeyAnchor, verify_bundle
 
     delivery = delivery_at(delivery_dir) if delivery_dir is not None else build_delivery(workdir / "delivery", seed=3)[0]
     fuzz_pack = workdir / "fuzz-pack"

@@ -59,7 +59,7 @@ def test_the_namespace_really_has_no_network() -> None:
 
 def test_attest_check_passes_inside_a_network_namespace_without_interfaces(site: Any, tmp_path: Path) -> None:
     attest = Path(sys.executable).with_name("attest")
-    cmd = [str(attest)] if attest.exists() else [sys.executable, "-c", "from uc_attest.cli.attest import main; main()"]
+    cmd = [str(attest)] if attest.exists() else [sys.executable, "-c", "from uc_attest._internal.cli.attest import main; main()"]
     results, report = tmp_path / "results.json", tmp_path / "report.pdf"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",  # no proxies, no HF cache, no tokens
            "PYTHONPATH": str(REPO)}  # this checkout's code, also where the venv's entry point was installed from another  # fmt: skip
@@ -81,7 +81,7 @@ def test_a_tampered_pack_still_fails_inside_the_namespace(site: Any, tmp_path: P
     cfg = site.pack / "config.json"
     cfg.write_bytes(cfg.read_bytes().replace(b"}", b" }", 1))
     proc = subprocess.run(
-        [*_unshare_cmd(), sys.executable, "-c", "from uc_attest.cli.attest import main; main()", "check", str(site.pack),
+        [*_unshare_cmd(), sys.executable, "-c", "from uc_attest._internal.cli.attest import main; main()", "check", str(site.pack),
          "--bundle", str(site.bundle), "--tokens", str(site.tokens), "--key", str(site.key), "--quiet"],
         capture_output=True, text=True, timeout=600, cwd=REPO, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(REPO)},
     )  # fmt: skip
@@ -111,7 +111,7 @@ def _keyless_check(site: Any, tmp_path: Path, root: Path, identity: str, issuer:
     results = tmp_path / "results.json"
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8", "PYTHONPATH": str(REPO)}  # no proxies, no sigstore cache
     return subprocess.run(
-        [*_unshare_cmd(), sys.executable, "-c", "from uc_attest.cli.attest import main; main()", "check", str(site.pack),
+        [*_unshare_cmd(), sys.executable, "-c", "from uc_attest._internal.cli.attest import main; main()", "check", str(site.pack),
          "--bundle", str(site.bundle), "--tokens", str(site.tokens), "--trusted-root", str(root), "--identity", identity,
          "--issuer", issuer, "--policy", "strict", "--json", str(results), "--quiet"],
         capture_output=True, text=True, timeout=600, cwd=REPO, env=env,

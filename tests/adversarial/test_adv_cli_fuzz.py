@@ -102,8 +102,8 @@ def _run_all(name: str, original: Path, variants: Iterator[bytes], command: Call
 
 
 def test_policy(site: Any, tmp_path: Path) -> None:
-    from uc_attest.policy.loader import MAX_POLICY_BYTES
-    from uc_attest.policy.resources import shipped_policy_path
+    from uc_attest._internal.policy.loader import MAX_POLICY_BYTES
+    from uc_attest._internal.policy.resources import shipped_policy_path
 
     policy = tmp_path / "p.toml"
     shutil.copyfile(shipped_policy_path("default"), policy)
@@ -118,7 +118,7 @@ def test_policy(site: Any, tmp_path: Path) -> None:
 
 
 def test_results_json(report_pdf: tuple[Path, Path], tmp_path: Path) -> None:
-    from uc_attest.cli.attest_report import MAX_RESULTS_BYTES
+    from uc_attest._internal.cli.attest_report import MAX_RESULTS_BYTES
 
     results = tmp_path / "r.json"
     shutil.copyfile(report_pdf[0], results)
@@ -135,7 +135,7 @@ def test_results_json(report_pdf: tuple[Path, Path], tmp_path: Path) -> None:
 
 
 def test_bundle(site: Any) -> None:
-    from uc_attest.attest.bundle import MAX_BUNDLE_BYTES
+    from uc_attest._internal.attest.bundle import MAX_BUNDLE_BYTES
 
     data = site.bundle.read_bytes()
     payload_doc = json.loads(data)
@@ -151,7 +151,7 @@ def test_bundle(site: Any) -> None:
 def test_token_file(site: Any) -> None:
     import torch
 
-    from uc_attest.evaluate.tokens import token_file_bytes
+    from uc_attest._internal.evaluate.tokens import token_file_bytes
 
     data = site.tokens.read_bytes()
     ids = torch.arange(100, dtype=torch.int64)
@@ -189,7 +189,7 @@ def test_report_pdf(report_pdf: tuple[Path, Path], delivery_root: tuple[Path, An
     pdf = tmp_path / "r.pdf"
     shutil.copyfile(report_pdf[1], pdf)
     data = pdf.read_bytes()
-    from uc_attest.report.signed_layout import read_report_layout
+    from uc_attest._internal.report.signed_layout import read_report_layout
 
     def verify() -> tuple[int, str, str]:
         return run_cli("attest", "verify-report", pdf, "--key", delivery_root[0] / "vendor.pub", "--customer-key", report_pdf[1].parent / "customer.pub")

@@ -19,10 +19,10 @@ from support.cli import assert_one_line_error, run_cli
 from support.delivery import compress, new_key
 from support.models import TEXT, build_tokenized_model
 
-from uc_attest.check.results import load_results
-from uc_attest.errors import UnreadableInputError
-from uc_attest.evaluate.tokens import save_token_file
-from uc_attest.policy.loader import parse_policy
+from uc_attest._internal.check.results import load_results
+from uc_attest._internal.errors import UnreadableInputError
+from uc_attest._internal.evaluate.tokens import save_token_file
+from uc_attest._internal.policy.loader import parse_policy
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -74,7 +74,7 @@ def test_eval_with_a_token_id_outside_the_vocabulary_is_a_one_line_error(site: A
 
 def test_sign_with_a_tokenizer_larger_than_the_vocabulary_is_a_one_line_error(tmp_path: Path) -> None:
     """A 300-id tokenizer saved beside a model with 280 embeddings: sign refuses before writing anything."""
-    from uc_attest.attest.keys import private_key_pem
+    from uc_attest._internal.attest.keys import private_key_pem
 
     model_dir = build_tokenized_model(tmp_path / "model", vocab=300, embeddings=280, layers=1)
     pack = compress(model_dir, tmp_path / "pack")

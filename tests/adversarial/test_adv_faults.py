@@ -32,16 +32,16 @@ import sys, time
 from pathlib import Path
 from support.cli import run_cli
 from support.delivery import sign
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
-import uc_attest.attest.acceptance, uc_attest.check.run, uc_attest.report  # imports before the clock starts
+from uc_attest._internal.compress.options import CompressOptions
+from uc_attest._internal.compress.pipeline import compress_model
+import uc_attest._internal.attest.acceptance, uc_attest._internal.check.run, uc_attest._internal.report  # imports before the clock starts
 what, args = sys.argv[1], sys.argv[2:]
 print("ready", flush=True)
 t0 = time.perf_counter()
 if what == "compress":
     compress_model(Path(args[0]), Path(args[1]), CompressOptions(method="datafree", bits=4, block_size=32, shard_bytes=64 << 10), progress=False)
 elif what == "sign":
-    from uc_attest.attest.keys import load_private_key
+    from uc_attest._internal.attest.keys import load_private_key
     sign(Path(args[0]), load_private_key(args[1], None), Path(args[2]), name="killed")
 elif what == "check":
     rc, out, err = run_cli("attest", "check", args[0], "--bundle", args[1], "--tokens", args[2], "--key", args[3],
@@ -93,7 +93,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_compress_killed_at_random_moments_leaves_no_partial_pack(model_dir: Path, tmp_path: Path) -> None:
-    from uc_attest.pack.verify import verify_pack
+    from uc_attest._internal.pack.verify import verify_pack
 
     total = _run_to_end("compress", model_dir, tmp_path / "complete.ucpack")
     assert verify_pack(tmp_path / "complete.ucpack", progress=False).report.ok
@@ -109,9 +109,9 @@ def test_compress_killed_at_random_moments_leaves_no_partial_pack(model_dir: Pat
 
 
 def test_sign_killed_at_random_moments_leaves_no_partial_bundle_or_token_file(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
-    from uc_attest.attest import KeyAnchor, verify_bundle
-    from uc_attest.attest.keys import private_key_pem
-    from uc_attest.evaluate.tokens import load_token_file
+    from uc_attest._internal.attest import KeyAnchor, verify_bundle
+    from uc_attest._internal.attest.keys import private_key_pem
+    from uc_attest._internal.evaluate.tokens import load_token_file
 
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     key_file = tmp_path / "vendor.key"
@@ -184,7 +184,7 @@ def test_compress_onto_a_full_disk_is_one_line_and_leaves_nothing(model_dir: Pat
 
 
 def test_sign_onto_a_full_disk_is_one_line_and_leaves_nothing(delivery_root: tuple[Path, Any], tiny_disk: Path, tmp_path: Path) -> None:
-    from uc_attest.attest.keys import private_key_pem
+    from uc_attest._internal.attest.keys import private_key_pem
 
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     key_file = tmp_path / "vendor.key"

@@ -21,7 +21,7 @@ from support.delivery import check, failed_checks
 from support.pack_edit import read_manifest as _manifest
 from support.pack_edit import reseal
 
-from uc_attest.pack.strict_json import dumps_canonical
+from uc_attest._internal.pack.strict_json import dumps_canonical
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from support.cli import assert_one_line_error, run_cli
 
-from uc_attest.errors import UsageError
-from uc_attest.outputs import Output, check_outputs, write_all
+from uc_attest._internal.errors import UsageError
+from uc_attest._internal.outputs import Output, check_outputs, write_all
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -29,7 +29,7 @@ def _check_args(site: Any, **outs: Path) -> list[object]:
 
 
 def test_check_refuses_an_unwritable_report_before_checking_and_writes_no_json(site: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uc_attest.check.run as pipeline
+    import uc_attest._internal.check.run as pipeline
 
     calls: list[object] = []
     real = pipeline.run_check
@@ -42,7 +42,7 @@ def test_check_refuses_an_unwritable_report_before_checking_and_writes_no_json(s
 
 
 def test_check_writes_neither_output_when_the_report_cannot_be_rendered(site: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uc_attest.report.render as report
+    import uc_attest._internal.report.render as report
 
     def fail(*_args: object, **_kwargs: object) -> bytes:
         raise UsageError("cannot render the report: simulated")
@@ -95,8 +95,8 @@ def test_check_outputs_refuses_what_cannot_be_written(tmp_path: Path) -> None:
 
 
 def test_sign_refuses_an_unwritable_output_before_measuring(site: Any, vendor_key: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uc_attest.attest.acceptance as acceptance
-    from uc_attest.attest.keys import private_key_pem
+    import uc_attest._internal.attest.acceptance as acceptance
+    from uc_attest._internal.attest.keys import private_key_pem
 
     called: list[object] = []
     monkeypatch.setattr(acceptance, "_measure", lambda *a, **k: called.append(a) or (_ for _ in ()).throw(AssertionError("measured")))

@@ -20,10 +20,10 @@ from hypothesis import strategies as st
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from uc_attest.errors import UcError
-from uc_attest.pack.decode import slot_tensor
-from uc_attest.pack.safetensors_strict import DTYPE_SIZES, SafetensorsFormatError, parse_safetensors
-from uc_attest.pack.strict_json import MAX_DEPTH, dumps_canonical, loads_strict
+from uc_attest._internal.errors import UcError
+from uc_attest._internal.pack.decode import slot_tensor
+from uc_attest._internal.pack.safetensors_strict import DTYPE_SIZES, SafetensorsFormatError, parse_safetensors
+from uc_attest._internal.pack.strict_json import MAX_DEPTH, dumps_canonical, loads_strict
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
@@ -239,7 +239,7 @@ def test_bundle_reader_with_json_aware_mutations(seeds: Any, data: Any) -> None:
     except UcError:
         return
     # Accepted only if it says exactly what the vendor signed.
-    from uc_attest.attest import KeyAnchor, verify_bundle
+    from uc_attest._internal.attest import KeyAnchor, verify_bundle
 
     assert verified.payload == verify_bundle(seeds.bundle, KeyAnchor(seeds.public_key)).payload
 

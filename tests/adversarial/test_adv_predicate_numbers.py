@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from support.delivery import check, resign
 
-from uc_attest.attest import KeyAnchor, verify_bundle
-from uc_attest.attest.errors import StatementError
+from uc_attest._internal.attest import KeyAnchor, verify_bundle
+from uc_attest._internal.attest.errors import StatementError
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from uc_attest.codec.reconstruct import tensor_digest
-from uc_attest.evaluate.settings import EvalSettings
+from uc_attest._internal.codec.reconstruct import tensor_digest
+from uc_attest._internal.evaluate.settings import EvalSettings
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -30,8 +30,8 @@ def _swap_in(src_pack: Path, dest_pack: Path) -> None:
 def test_loader_uses_the_bytes_it_hashed_even_when_the_file_is_swapped_after_reading(
     site: Any, other_delivery_root: tuple[Path, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import uc_attest.evaluate.loading as loading
-    from uc_attest.pack.reader import open_pack
+    import uc_attest._internal.evaluate.loading as loading
+    from uc_attest._internal.pack.reader import open_pack
 
     pack = open_pack(site.pack)
     real_read = loading.read_pack_file
@@ -62,7 +62,7 @@ def test_loader_uses_the_bytes_it_hashed_even_when_the_file_is_swapped_after_rea
 
 
 def test_a_file_that_grows_while_being_read_is_refused(site: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from uc_attest.pack import reader
+    from uc_attest._internal.pack import reader
 
     target = next(site.pack.glob("codec-*.safetensors"))
     real_readv = os.readv
@@ -81,7 +81,7 @@ def test_a_file_that_grows_while_being_read_is_refused(site: Any, monkeypatch: p
 
 
 def test_a_file_that_shrinks_while_being_read_is_refused(site: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from uc_attest.pack import reader
+    from uc_attest._internal.pack import reader
 
     target = next(site.pack.glob("codec-*.safetensors"))
     real_readv = os.readv
@@ -97,9 +97,9 @@ def test_a_file_that_shrinks_while_being_read_is_refused(site: Any, monkeypatch:
 
 def test_loading_a_pack_swapped_before_reading_fails_on_its_hash(site: Any, other_delivery_root: tuple[Path, Any]) -> None:
     """The opened manifest pins the bytes: a shard swapped after open_pack and before the read is refused."""
-    from uc_attest.errors import VerificationError
-    from uc_attest.evaluate.loading import load_pack_model
-    from uc_attest.pack.reader import open_pack
+    from uc_attest._internal.errors import VerificationError
+    from uc_attest._internal.evaluate.loading import load_pack_model
+    from uc_attest._internal.pack.reader import open_pack
 
     pack = open_pack(site.pack)
     codec = next(site.pack.glob("codec-*.safetensors"))
@@ -111,7 +111,7 @@ def test_loading_a_pack_swapped_before_reading_fails_on_its_hash(site: Any, othe
 def test_token_ids_come_from_the_bytes_whose_hash_is_compared(site: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    import uc_attest.evaluate.tokens as tokens
+    import uc_attest._internal.evaluate.tokens as tokens
 
     original_ids, _meta, expected = tokens.load_token_file(site.tokens)
     forged = tokens.token_file_bytes(torch.zeros(original_ids.numel(), dtype=torch.int64), {})
@@ -139,12 +139,12 @@ def test_check_measures_the_pack_it_verified(site: Any, other_delivery_root: tup
     evaluation paths: streaming (each block rebuilt again, pinned to the
     verified digests) and whole-model (pinned to the verified manifest).
     """
-    import uc_attest.evaluate.measure as measure
-    import uc_attest.evaluate.perplexity as perplexity
-    import uc_attest.pack.tensor_reader as tensor_reader
-    from uc_attest.attest.trust import KeyAnchor
-    from uc_attest.check.run import CheckInputs, run_check
-    from uc_attest.policy import load_policy
+    import uc_attest._internal.evaluate.measure as measure
+    import uc_attest._internal.evaluate.perplexity as perplexity
+    import uc_attest._internal.pack.tensor_reader as tensor_reader
+    from uc_attest._internal.attest.trust import KeyAnchor
+    from uc_attest._internal.check.run import CheckInputs, run_check
+    from uc_attest._internal.policy import load_policy
 
     measured: dict[str, str] = {}
     real_measure = measure.measure_pack
@@ -182,9 +182,9 @@ def test_loader_refuses_a_config_swapped_after_the_pack_was_opened(site: Any) ->
     """The config decides how the weights are used (activation, norm epsilon, rope); it must be the hashed one."""
     import json
 
-    from uc_attest.errors import UcError
-    from uc_attest.evaluate.loading import load_pack_model
-    from uc_attest.pack.reader import open_pack
+    from uc_attest._internal.errors import UcError
+    from uc_attest._internal.evaluate.loading import load_pack_model
+    from uc_attest._internal.pack.reader import open_pack
 
     pack = open_pack(site.pack)  # what sign and check hold after verifying
     config = json.loads((site.pack / "config.json").read_bytes())

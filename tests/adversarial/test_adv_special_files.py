@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from support.paths import REPO, child_env
 
-from uc_attest.pack.manifest import MANIFEST_NAME
-from uc_attest.pack.reader import open_pack, read_pack_file
-from uc_attest.safe_io import NotRegularFileError, read_regular_file, sha256_regular_file
+from uc_attest._internal.pack.manifest import MANIFEST_NAME
+from uc_attest._internal.pack.reader import open_pack, read_pack_file
+from uc_attest._internal.safe_io import NotRegularFileError, read_regular_file, sha256_regular_file
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from support.delivery import check, copy_delivery, failed_checks, new_key, resign, sign, write_public_key
 
-from uc_attest.pack.strict_json import dumps_canonical
-from uc_attest.evaluate.settings import EvalSettings
+from uc_attest._internal.pack.strict_json import dumps_canonical
+from uc_attest._internal.evaluate.settings import EvalSettings
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -96,7 +96,7 @@ def test_bundle_resigned_with_an_untrusted_key(site: Any, tmp_path: Path) -> Non
 
 
 def test_bundle_resigned_with_an_untrusted_key_claiming_the_vendors_hint(site: Any, tmp_path: Path) -> None:
-    from uc_attest.attest.keys import fingerprint, load_public_key
+    from uc_attest._internal.attest.keys import fingerprint, load_public_key
 
     resign(site.bundle, new_key(), hint=fingerprint(load_public_key(site.key)))
     results = _expect_fail(site, tmp_path, {"signature"})
@@ -105,7 +105,7 @@ def test_bundle_resigned_with_an_untrusted_key_claiming_the_vendors_hint(site: A
 
 def test_customer_given_an_attackers_public_key_is_out_of_scope_but_a_pinned_policy_catches_it(site: Any, vendor_key: Any, tmp_path: Path) -> None:
     """If the attacker also swaps vendor.pub in transit, only a policy pinning the vendor's fingerprint helps."""
-    from uc_attest.attest.keys import fingerprint
+    from uc_attest._internal.attest.keys import fingerprint
 
     attacker = new_key()
     resign(site.bundle, attacker)
@@ -173,9 +173,9 @@ def test_a_renamed_tensor(site: Any, tmp_path: Path) -> None:
 
 
 def test_an_expired_attestation(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
-    from uc_attest.attest.trust import KeyAnchor
-    from uc_attest.check.run import CheckInputs, run_check
-    from uc_attest.policy import load_policy
+    from uc_attest._internal.attest.trust import KeyAnchor
+    from uc_attest._internal.check.run import CheckInputs, run_check
+    from uc_attest._internal.policy import load_policy
 
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     later = datetime.now(timezone.utc) + timedelta(days=366)
@@ -187,9 +187,9 @@ def test_an_expired_attestation(delivery_root: tuple[Path, Any], tmp_path: Path)
 
 
 def test_an_attestation_from_the_future(delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
-    from uc_attest.attest.trust import KeyAnchor
-    from uc_attest.check.run import CheckInputs, run_check
-    from uc_attest.policy import load_policy
+    from uc_attest._internal.attest.trust import KeyAnchor
+    from uc_attest._internal.check.run import CheckInputs, run_check
+    from uc_attest._internal.policy import load_policy
 
     site = copy_delivery(delivery_root[0], tmp_path / "site")
     earlier = datetime.now(timezone.utc) - timedelta(days=2)
@@ -199,7 +199,7 @@ def test_an_attestation_from_the_future(delivery_root: tuple[Path, Any], tmp_pat
 
 
 def test_a_revoked_key(site: Any, vendor_key: Any, tmp_path: Path) -> None:
-    from uc_attest.attest.keys import fingerprint
+    from uc_attest._internal.attest.keys import fingerprint
 
     policy = tmp_path / "revoked.toml"
     policy.write_text(f'version = 1\nname = "revoked"\n[signer]\nrevoked_key_fingerprints = ["{fingerprint(vendor_key.public_key())}"]\n')

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
 def _allowing_policy(tmp_path: Path) -> Path:
     """The default policy (perplexity re-measured, bit-exact) with unattested files allowed."""
-    from uc_attest.policy.resources import shipped_policy_path
+    from uc_attest._internal.policy.resources import shipped_policy_path
 
     text = shipped_policy_path("default").read_text(encoding="utf-8")
     path = tmp_path / "allow.toml"

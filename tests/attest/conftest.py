@@ -9,8 +9,8 @@ import click
 import pytest
 from support.cli import CliResult, run_cli
 
-from uc_attest.cli.attest_keys import keygen_command
-from uc_attest.cli.attest_sign import sign_command
+from uc_attest._internal.cli.attest_keys import keygen_command
+from uc_attest._internal.cli.attest_sign import sign_command
 
 
 def cli_runner(group: click.Group) -> Callable[..., CliResult]:
@@ -31,6 +31,6 @@ def attest_cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
 @pytest.fixture()
 def uc_cli() -> Callable[..., CliResult]:
     """Run ``uc ...`` the same way."""
-    from uc_attest.cli.uc import uc_group
+    from uc_attest._internal.cli.uc import uc_group
 
     return cli_runner(uc_group)

@@ -17,9 +17,9 @@ from pathlib import Path
 from support.fake_sigstore import FakeSigstore
 from support.statements import make_statement
 
-from uc_attest.atomic import write_bytes_atomic  # noqa: E402
-from uc_attest.attest.keys import Algorithm, generate_private_key, private_key_pem, public_key_pem  # noqa: E402
-from uc_attest.attest.signing import sign_statement  # noqa: E402
+from uc_attest._internal.atomic import write_bytes_atomic  # noqa: E402
+from uc_attest._internal.attest.keys import Algorithm, generate_private_key, private_key_pem, public_key_pem  # noqa: E402
+from uc_attest._internal.attest.signing import sign_statement  # noqa: E402
 
 GOLDEN_PASSPHRASE = b"golden-test-passphrase"
 KEYLESS_IDENTITY = "vendor@example.com"

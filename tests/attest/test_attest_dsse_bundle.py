@@ -11,7 +11,7 @@ from support.statements import SIGNED_AT, make_predicate, make_statement
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from uc_attest.attest import (
+from uc_attest._internal.attest import (
     BUNDLE_MEDIA_TYPE,
     IN_TOTO_PAYLOAD_TYPE,
     BundleFormatError,
@@ -23,12 +23,12 @@ from uc_attest.attest import (
     StatementError,
     verify_bundle,
 )
-from uc_attest.attest.dsse import Envelope, pae, sign_envelope, verify_envelope
-from uc_attest.attest.errors import AttestationError
-from uc_attest.attest.keys import Algorithm, fingerprint, generate_private_key, public_key_pem
-from uc_attest.attest.signing import sign_payload, sign_statement
-from uc_attest.attest.statement import canonical_json
-from uc_attest.errors import UsageError, VerificationError
+from uc_attest._internal.attest.dsse import Envelope, pae, sign_envelope, verify_envelope
+from uc_attest._internal.attest.errors import AttestationError
+from uc_attest._internal.attest.keys import Algorithm, fingerprint, generate_private_key, public_key_pem
+from uc_attest._internal.attest.signing import sign_payload, sign_statement
+from uc_attest._internal.attest.statement import canonical_json
+from uc_attest._internal.errors import UsageError, VerificationError
 
 AT = SIGNED_AT + timedelta(days=1)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from support.statements import make_statement
 
-from uc_attest.attest import KeyAnchor, PREDICATE_TYPE, KeyMismatchError, SignatureError, verify_bundle
-from uc_attest.attest.errors import AttestationError, KeyFileError
-from uc_attest.attest.keys import fingerprint, load_private_key, load_public_key
+from uc_attest._internal.attest import KeyAnchor, PREDICATE_TYPE, KeyMismatchError, SignatureError, verify_bundle
+from uc_attest._internal.attest.errors import AttestationError, KeyFileError
+from uc_attest._internal.attest.keys import fingerprint, load_private_key, load_public_key
 
 V1 = Path(__file__).parent.parent / "golden" / "attest" / "v1"
 AT = datetime(2030, 1, 1, tzinfo=timezone.utc)

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from uc_attest.attest.acceptance import SignOptions, sign_pack
-from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
-from uc_attest.evaluate.settings import EvalSettings
+from uc_attest._internal.attest.acceptance import SignOptions, sign_pack
+from uc_attest._internal.attest.keys import Algorithm, generate_private_key, public_key_pem
+from uc_attest._internal.evaluate.settings import EvalSettings
 
 HERE = Path(__file__).parent
 SCRIPT = HERE / "js" / "verify_key_bundle.js"
@@ -99,8 +99,8 @@ def test_sigstore_js_verifies_the_customers_signed_verdict(sigstore_js, tmp_path
     """The customer's VSA bundle (key mode) is a standard Sigstore bundle: sigstore-js verifies it, and refuses a flipped byte."""
     from support.report_samples import make_results, sample_bundle
 
-    from uc_attest.attest.signing import sign_statement
-    from uc_attest.check.vsa import VSA_PREDICATE_TYPE, build_vsa_statement
+    from uc_attest._internal.attest.signing import sign_statement
+    from uc_attest._internal.check.vsa import VSA_PREDICATE_TYPE, build_vsa_statement
 
     results = make_results("PASS")
     vendor_bundle = sample_bundle()

@@ -12,10 +12,10 @@ import pytest
 from support.statements import SIGNED_AT, make_statement
 from support.fake_sigstore import FakeSigstore
 
-from uc_attest.attest.trust import trust_anchor
-from uc_attest.attest import KeylessAnchor, KeyAnchor, BundleFormatError, IdentityError, SignatureError, StatementError, verify_bundle
-from uc_attest.attest.keyless import verify_keyless_logged
-from uc_attest.errors import UnreadableInputError, UsageError
+from uc_attest._internal.attest.trust import trust_anchor
+from uc_attest._internal.attest import KeylessAnchor, KeyAnchor, BundleFormatError, IdentityError, SignatureError, StatementError, verify_bundle
+from uc_attest._internal.attest.keyless import verify_keyless_logged
+from uc_attest._internal.errors import UnreadableInputError, UsageError
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "attest"
 THIRD_PARTY = GOLDEN / "third_party"
@@ -228,7 +228,7 @@ class _FakeSigstoreServices:
 
 def test_sign_keyless_glue_with_stand_in_services(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """``sign_keyless`` hands our exact payload to sigstore's signer and returns its bundle JSON."""
-    from uc_attest.attest.keyless import sign_keyless
+    from uc_attest._internal.attest.keyless import sign_keyless
 
     fake = FakeSigstore(start=SIGNED_AT - timedelta(days=1))
     services = _FakeSigstoreServices(fake)

@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from uc_attest.attest.errors import KeyFileError
-from uc_attest.attest.keys import (
+from uc_attest._internal.attest.errors import KeyFileError
+from uc_attest._internal.attest.keys import (
     Algorithm,
     fingerprint,
     is_encrypted_pem,
@@ -22,7 +22,7 @@ from uc_attest.attest.keys import (
     private_key_pem,
     write_keypair,
 )
-from uc_attest.errors import UnreadableInputError, UsageError
+from uc_attest._internal.errors import UnreadableInputError, UsageError
 
 
 @pytest.mark.parametrize("algorithm", list(Algorithm))
@@ -60,7 +60,7 @@ def test_keygen_encrypts_with_env_passphrase(attest_cli, tmp_path: Path) -> None
 
 
 def test_keygen_prompts_on_a_terminal(attest_cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("uc_attest.cli.attest_keys.stdin_is_interactive", lambda: True)
+    monkeypatch.setattr("uc_attest._internal.cli.attest_keys.stdin_is_interactive", lambda: True)
     name = tmp_path / "prompted"
     r = attest_cli("keygen", "-o", name, input="s3cret\ns3cret\n")
     assert r.rc == 0, r.err
@@ -173,8 +173,8 @@ def test_keygen_organization_writes_a_self_signed_certificate_for_the_key(attest
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
-    from uc_attest.attest.certificates import load_certificate
-    from uc_attest.attest.keys import fingerprint, load_public_key
+    from uc_attest._internal.attest.certificates import load_certificate
+    from uc_attest._internal.attest.keys import fingerprint, load_public_key
 
     result = attest_cli("keygen", "-o", tmp_path / "customer", "--organization", "Example Hospital", env={"UC_ATTEST_KEY_PASSPHRASE": ""})
     assert result.rc == 0, result.err

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from uc_attest.attest.keys import Algorithm, write_keypair
-from uc_attest.attest.oms import oms_file_digests, verify_oms
-from uc_attest.attest.paths import default_bundle_path, oms_path_for_bundle
-from uc_attest.attest.subjects import split_subjects
-from uc_attest.attest.verify import verify_bundle
-from uc_attest.attest.trust import KeyAnchor
+from uc_attest._internal.attest.keys import Algorithm, write_keypair
+from uc_attest._internal.attest.oms import oms_file_digests, verify_oms
+from uc_attest._internal.attest.paths import default_bundle_path, oms_path_for_bundle
+from uc_attest._internal.attest.subjects import split_subjects
+from uc_attest._internal.attest.verify import verify_bundle
+from uc_attest._internal.attest.trust import KeyAnchor
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 # model-signing (the oms extra) is installed by make venv and CI: a missing library fails these tests, it never skips them
@@ -91,9 +91,9 @@ def test_oms_refuses_an_ed25519_key_before_any_work(attest_cli, tiny_pack: Path,
 
 
 def test_the_advisory_row_of_attest_check(oms_signed) -> None:  # type: ignore[no-untyped-def]
-    from uc_attest.attest.subjects import AttestedFiles
-    from uc_attest.check.deploy_checks import oms_rows
-    from uc_attest.check.results import CheckStatus
+    from uc_attest._internal.attest.subjects import AttestedFiles
+    from uc_attest._internal.check.deploy_checks import oms_rows
+    from uc_attest._internal.check.results import CheckStatus
 
     pack, bundle, signature, pub = oms_signed
     verified = AttestedFiles.of(verify_bundle(bundle, KeyAnchor(pub)).statement).files

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from support.cli import CliResult, run_cli
 
-from uc_attest.attest import KeyAnchor, verify_bundle
-from uc_attest.attest.keys import generate_private_key, public_key_pem
-from uc_attest.attest.pkcs11 import Pkcs11Uri, TokenPrivateKey
-from uc_attest.errors import UsageError
+from uc_attest._internal.attest import KeyAnchor, verify_bundle
+from uc_attest._internal.attest.keys import generate_private_key, public_key_pem
+from uc_attest._internal.attest.pkcs11 import Pkcs11Uri, TokenPrivateKey
+from uc_attest._internal.errors import UsageError
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from uc_attest.attest import KeyAnchor, PREDICATE_TYPE, verify_bundle
-from uc_attest.attest.acceptance import SignOptions, sign_pack
-from uc_attest.attest.keys import public_key_pem, write_keypair
-from uc_attest.attest.paths import default_bundle_path, tokens_path_for_bundle
-from uc_attest.attest.subjects import split_subjects
-from uc_attest.errors import UsageError
-from uc_attest.evaluate.tokens import load_token_file
-from uc_attest.evaluate.settings import EvalSettings
+from uc_attest._internal.attest import KeyAnchor, PREDICATE_TYPE, verify_bundle
+from uc_attest._internal.attest.acceptance import SignOptions, sign_pack
+from uc_attest._internal.attest.keys import public_key_pem, write_keypair
+from uc_attest._internal.attest.paths import default_bundle_path, tokens_path_for_bundle
+from uc_attest._internal.attest.subjects import split_subjects
+from uc_attest._internal.errors import UsageError
+from uc_attest._internal.evaluate.tokens import load_token_file
+from uc_attest._internal.evaluate.settings import EvalSettings
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -175,7 +175,7 @@ def test_usage_errors(attest_cli, tiny_pack: Path, tmp_path: Path) -> None:  # t
 
 def test_nothing_written_when_the_bundle_cannot_be_written(tiny_pack: Path, tmp_path: Path, p256_key, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The token file is staged first; if the bundle then fails, neither appears."""
-    import uc_attest.outputs as outputs
+    import uc_attest._internal.outputs as outputs
 
     real = outputs._stage
     calls: list[Path] = []
@@ -196,8 +196,8 @@ def test_nothing_written_when_the_bundle_cannot_be_written(tiny_pack: Path, tmp_
 
 @pytest.mark.parametrize("streaming", [True, False], ids=["streaming", "whole-model"])
 def test_non_finite_perplexity_is_never_signed(tiny_pack: Path, p256_key, monkeypatch, streaming: bool) -> None:  # type: ignore[no-untyped-def]
-    import uc_attest.evaluate.measure as measure
-    from uc_attest.attest.errors import AcceptanceTestError
+    import uc_attest._internal.evaluate.measure as measure
+    from uc_attest._internal.attest.errors import AcceptanceTestError
 
     real = measure.measure_pack
 
@@ -220,7 +220,7 @@ def test_public_key_pem_round_trip(p256_key, tmp_path: Path) -> None:  # type: i
 
 def test_sign_tokenizes_with_the_tokenizer_bytes_it_verified(tiny_pack: Path, eval_text: Path, p256_key, monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Misuse: the tokenizer files change on disk after verification; the signed ids are still those of the verified bytes."""
-    import uc_attest.attest.acceptance as acceptance
+    import uc_attest._internal.attest.acceptance as acceptance
 
     settings = EvalSettings(seq_len=16, max_windows=2, progress=False)
     honest = sign_pack(SignOptions(pack=tiny_pack, key=p256_key, eval_text=eval_text, evaluation=settings, output=tmp_path / "a.sigstore.json"))

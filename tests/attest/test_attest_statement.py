@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from uc_attest.attest.errors import StatementError
-from uc_attest.attest.predicate import PREDICATE_TYPE, AcceptanceTestPredicate, PerplexityResult, float_hex
-from uc_attest.attest.statement import DigestSet, Statement, Subject, parse_statement
-from uc_attest.attest.subjects import build_subjects, split_subjects
-from uc_attest.evaluate.environment import EnvironmentInfo, capture_environment
+from uc_attest._internal.attest.errors import StatementError
+from uc_attest._internal.attest.predicate import PREDICATE_TYPE, AcceptanceTestPredicate, PerplexityResult, float_hex
+from uc_attest._internal.attest.statement import DigestSet, Statement, Subject, parse_statement
+from uc_attest._internal.attest.subjects import build_subjects, split_subjects
+from uc_attest._internal.evaluate.environment import EnvironmentInfo, capture_environment
 
 
 def test_payload_is_canonical_and_stable() -> None:

@@ -18,11 +18,11 @@ from support.models import TEXT, build_tokenized_model  # noqa: E402
 from support.cli import assert_one_line_error, run_cli  # noqa: E402
 from support.delivery import compress, new_key  # noqa: E402
 
-from uc_attest.attest import KeyAnchor, verify_bundle  # noqa: E402
-from uc_attest.attest.keys import private_key_pem, public_key_pem  # noqa: E402
-from uc_attest.errors import UnreadableInputError  # noqa: E402
-from uc_attest.model_files import model_files  # noqa: E402
-from uc_attest.pack.reader import open_pack  # noqa: E402
+from uc_attest._internal.attest import KeyAnchor, verify_bundle  # noqa: E402
+from uc_attest._internal.attest.keys import private_key_pem, public_key_pem  # noqa: E402
+from uc_attest._internal.errors import UnreadableInputError  # noqa: E402
+from uc_attest._internal.model_files import model_files  # noqa: E402
+from uc_attest._internal.pack.reader import open_pack  # noqa: E402
 
 
 def _as_hf_cache(model: Path, cache: Path) -> Path:
@@ -92,7 +92,7 @@ def test_sign_refuses_a_different_baseline_unless_overridden_and_signs_the_overr
 def test_a_forged_predicate_claiming_a_mismatch_without_reason_or_empty_files_is_refused() -> None:
     from pydantic import ValidationError
 
-    from uc_attest.attest.predicate import BaselineModelInfo, FileDigest
+    from uc_attest._internal.attest.predicate import BaselineModelInfo, FileDigest
 
     one = [FileDigest(path="a", sha256="0" * 64)]
     with pytest.raises(ValidationError, match="sourceOverride"):
@@ -125,8 +125,8 @@ def test_hidden_files_count_and_an_empty_directory_is_refused(world: dict[str, P
     assert ".gitattributes: not in the compressed source" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    from uc_attest.attest.provenance import baseline_provenance
-    from uc_attest.errors import UsageError
+    from uc_attest._internal.attest.provenance import baseline_provenance
+    from uc_attest._internal.errors import UsageError
 
     with pytest.raises(UsageError, match="no files"):
         baseline_provenance(empty, open_pack(world["pack"]).manifest.model.source.files, None)

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-import uc_attest.attest.acceptance as acceptance
-from uc_attest.attest.key_reference import KeyReference
-from uc_attest.attest.keys import Algorithm, write_keypair
-from uc_attest.attest.oms import NEEDS_KEY_FILE, NEEDS_VENDOR_KEY, refusal_reason, verify_oms
-from uc_attest.attest.paths import default_bundle_path, oms_path_for_bundle, tokens_path_for_bundle
-from uc_attest.attest.pkcs11 import Pkcs11Uri
-from uc_attest.attest.subjects import AttestedFiles
-from uc_attest.attest.trust import KeyAnchor
-from uc_attest.attest.verify import verify_bundle
-from uc_attest.errors import UsageError, VerificationError
+import uc_attest._internal.attest.acceptance as acceptance
+from uc_attest._internal.attest.key_reference import KeyReference
+from uc_attest._internal.attest.keys import Algorithm, write_keypair
+from uc_attest._internal.attest.oms import NEEDS_KEY_FILE, NEEDS_VENDOR_KEY, refusal_reason, verify_oms
+from uc_attest._internal.attest.paths import default_bundle_path, oms_path_for_bundle, tokens_path_for_bundle
+from uc_attest._internal.attest.pkcs11 import Pkcs11Uri
+from uc_attest._internal.attest.subjects import AttestedFiles
+from uc_attest._internal.attest.trust import KeyAnchor
+from uc_attest._internal.attest.verify import verify_bundle
+from uc_attest._internal.errors import UsageError, VerificationError
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +68,7 @@ def test_ed25519_with_oms_is_refused_before_the_passphrase_is_used_for_work(atte
 
 def test_a_failing_oms_signature_leaves_no_bundle_and_no_token_file(attest_cli, tiny_pack: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    import uc_attest.attest.oms as oms
+    import uc_attest._internal.attest.oms as oms
 
     def fails(*args: object, **kwargs: object) -> bytes:
         raise VerificationError("OpenSSF model signing failed: simulated")
@@ -82,7 +82,7 @@ def test_a_failing_oms_signature_leaves_no_bundle_and_no_token_file(attest_cli, 
 
 def test_oms_is_signed_over_the_attested_files_and_written_with_the_bundle(attest_cli, tiny_pack: Path, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
-    import uc_attest.attest.verify as verify
+    import uc_attest._internal.attest.verify as verify
 
     calls: list[object] = []
     real = verify.verify_bundle

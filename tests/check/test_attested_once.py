@@ -8,12 +8,12 @@ import click
 import pytest
 from support.cli import run_cli
 
-import uc_attest.attest.subjects as subjects
-from uc_attest.attest.keys import write_keypair
-from uc_attest.cli.attest_check import check_command
-from uc_attest.cli.attest_sign import sign_command
-from uc_attest.digests import diff_files
-from uc_attest.pack.export import export_pack
+import uc_attest._internal.attest.subjects as subjects
+from uc_attest._internal.attest.keys import write_keypair
+from uc_attest._internal.cli.attest_check import check_command
+from uc_attest._internal.cli.attest_sign import sign_command
+from uc_attest._internal.digests import diff_files
+from uc_attest._internal.pack.export import export_pack
 
 pytestmark = pytest.mark.slow
 

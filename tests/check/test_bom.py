@@ -13,8 +13,8 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from support.cli import run_cli
 
-from uc_attest.cli.attest_bom import bom_command
-from uc_attest.cli.attest_check import check_command
+from uc_attest._internal.cli.attest_bom import bom_command
+from uc_attest._internal.cli.attest_check import check_command
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 

@@ -15,7 +15,7 @@ import pikepdf
 import pytest
 from support.cli import run_cli
 
-from uc_attest.report import RESULTS_ATTACHMENT
+from uc_attest._internal.report import RESULTS_ATTACHMENT
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def test_fail_fast_stops_before_rebuilding_weights_and_still_fails(site: Path) -
 
 
 def test_the_wrong_key_fails_every_later_check(site: Path) -> None:
-    from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
+    from uc_attest._internal.attest.keys import Algorithm, generate_private_key, public_key_pem
 
     (site / "vendor.pub").write_bytes(public_key_pem(generate_private_key(Algorithm.P256).public_key()))
     rc, results, _report = _check(site)
@@ -109,7 +109,7 @@ def test_development_policy_skips_the_measurement_and_tolerates_extra_files(site
 
 
 def test_a_revoked_key_in_the_policy_fails(site: Path) -> None:
-    from uc_attest.attest.keys import fingerprint, load_public_key
+    from uc_attest._internal.attest.keys import fingerprint, load_public_key
 
     fp = fingerprint(load_public_key(site / "vendor.pub"))
     policy = site / "revoking.toml"

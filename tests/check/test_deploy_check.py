@@ -10,10 +10,10 @@ import click
 import pytest
 from support.cli import run_cli
 
-from uc_attest.attest.keys import write_keypair
-from uc_attest.cli.attest_check import check_command
-from uc_attest.cli.attest_sign import sign_command
-from uc_attest.pack.export import export_pack
+from uc_attest._internal.attest.keys import write_keypair
+from uc_attest._internal.cli.attest_check import check_command
+from uc_attest._internal.cli.attest_sign import sign_command
+from uc_attest._internal.pack.export import export_pack
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 

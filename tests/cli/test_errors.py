@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from support.cli import assert_one_line_error, run_cli
 
-import uc_attest.pack.verify
+import uc_attest._internal.pack.verify
 
 
 def _boom(*_args: object, **_kwargs: object) -> None:
@@ -22,7 +22,7 @@ def test_help_of_both_groups_documents_debug(group: str) -> None:
 
 def test_an_unexpected_error_is_one_line_and_a_hint_that_names_debug(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("UC_ATTEST_DEBUG", raising=False)
-    monkeypatch.setattr(uc_attest.pack.verify, "verify_pack", _boom)
+    monkeypatch.setattr(uc_attest._internal.pack.verify, "verify_pack", _boom)
     rc, _out, err = run_cli("uc", "verify", tmp_path)
     assert rc == 2
     assert err.splitlines() == ["error: internal error: RuntimeError: boom", "hint: run again with --debug (or UC_ATTEST_DEBUG=1) for the traceback"]
@@ -30,7 +30,7 @@ def test_an_unexpected_error_is_one_line_and_a_hint_that_names_debug(monkeypatch
 
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_debug_shows_the_exception_instead(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, how: str) -> None:
-    monkeypatch.setattr(uc_attest.pack.verify, "verify_pack", _boom)
+    monkeypatch.setattr(uc_attest._internal.pack.verify, "verify_pack", _boom)
     if how == "flag":
         monkeypatch.delenv("UC_ATTEST_DEBUG", raising=False)
         args: tuple[object, ...] = ("--debug", "verify", tmp_path)
@@ -43,14 +43,14 @@ def test_debug_shows_the_exception_instead(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_debug_after_the_command_is_the_commands_argument_not_the_groups(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("UC_ATTEST_DEBUG", raising=False)
-    monkeypatch.setattr(uc_attest.pack.verify, "verify_pack", _boom)
+    monkeypatch.setattr(uc_attest._internal.pack.verify, "verify_pack", _boom)
     rc, _out, err = run_cli("uc", "verify", tmp_path, "--debug")  # uc verify has no --debug: a usage error, no traceback
     assert_one_line_error(rc, err, (2,))
     assert "--debug" in err
 
 
 def test_a_typed_error_keeps_line_one_and_adds_its_hint(tmp_path: Path) -> None:
-    from uc_attest.attest.keys import write_keypair
+    from uc_attest._internal.attest.keys import write_keypair
 
     key, _, _ = write_keypair(tmp_path / "vendor")
     key.chmod(0o644)

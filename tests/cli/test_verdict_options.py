@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from uc_attest.cli.verdict_options import prepare_verdict_outputs
-from uc_attest.errors import UsageError
-from uc_attest.policy import load_policy
+from uc_attest._internal.cli.verdict_options import prepare_verdict_outputs
+from uc_attest._internal.errors import UsageError
+from uc_attest._internal.policy import load_policy
 
 
 def _prepare(tmp_path: Path, policy: str = "default", **given: Any) -> Any:

@@ -11,12 +11,12 @@ import torch
 from support.cli import run_cli
 from support.calibration import calibration_file, fast_options
 from support.models import make_tiny_model
-from uc_attest.compress import calibrated, hessian
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.evaluate.loading import load_model_dir, reconstructed_state_dict
-from uc_attest.pack.reader import open_pack
-from uc_attest.pack.verify import verify_pack
+from uc_attest._internal.compress import calibrated, hessian
+from uc_attest._internal.compress.options import CompressOptions
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.evaluate.loading import load_model_dir, reconstructed_state_dict
+from uc_attest._internal.pack.reader import open_pack
+from uc_attest._internal.pack.verify import verify_pack
 
 
 @pytest.mark.slow  # the calibrated compressor
@@ -31,7 +31,7 @@ def test_calibrated_compress_verifies(arch: str, tmp_path: Path) -> None:
     quantized = [t for t in manifest.tensors if t.kind == "quantized"]
     assert quantized
     # every checkpoint tensor is in the pack
-    from uc_attest.source_model import SafetensorsSource
+    from uc_attest._internal.source_model import SafetensorsSource
 
     assert {t.name for t in manifest.tensors} == set(SafetensorsSource(model_dir).keys())
     assert not (tmp_path / "pack.partial-work").exists()
@@ -41,7 +41,7 @@ def test_calibrated_compress_verifies(arch: str, tmp_path: Path) -> None:
 
 
 def _output_error(model_dir: Path, pack: Path, ids: torch.Tensor) -> float:
-    from uc_attest.evaluate.loading import load_pack_model
+    from uc_attest._internal.evaluate.loading import load_pack_model
 
     with torch.no_grad():
         ref = load_model_dir(model_dir).float()(input_ids=ids).logits
@@ -159,7 +159,7 @@ def test_per_tensor_block_sizes_follow_block_size_for(tmp_path: Path, method: st
 
 
 def test_block_size_for_refuses_out_of_range_sizes_and_disagreeing_globs() -> None:
-    from uc_attest.errors import UsageError
+    from uc_attest._internal.errors import UsageError
 
     with pytest.raises(ValueError, match="block size must be in 8..4096"):
         CompressOptions(block_size_for={"*": 4})
@@ -180,7 +180,7 @@ def test_bits_for_rejects_a_width_out_of_range() -> None:
 
 def test_bits_for_refuses_a_tensor_that_two_widths_claim(tmp_path: Path) -> None:
     # the manifest stores the rule with sorted keys, so an order-dependent rule would be ambiguous
-    from uc_attest.errors import UsageError
+    from uc_attest._internal.errors import UsageError
 
     with pytest.raises(UsageError, match="different widths"):
         CompressOptions(bits_for={"*.k_proj.*": 6, "*": 4}).bits_for_key("layers.0.k_proj.weight")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uc_attest.compress import gptq
+from uc_attest._internal.compress import gptq
 
 
 def _whole_matrix_clip(wb: torch.Tensor, ib: torch.Tensor, amax: torch.Tensor, scales: torch.Tensor, codebook: torch.Tensor,

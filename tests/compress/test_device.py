@@ -17,10 +17,10 @@ import torch
 from support.calibration import fast_options
 from support.cli import run_cli
 from support.models import make_tiny_model
-from uc_attest.compress import calibrated, gptq
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.pack.verify import verify_pack
+from uc_attest._internal.compress import calibrated, gptq
+from uc_attest._internal.compress.options import CompressOptions
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.pack.verify import verify_pack
 
 pytestmark = pytest.mark.slow  # the calibrated compressor
 

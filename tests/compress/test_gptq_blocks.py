@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from support.models import make_tiny_model
-from uc_attest.architecture import load_config
-from uc_attest.codec.encoded import reconstruct_encoded
-from uc_attest.codec.params import CodecParams
-from uc_attest.codec.reconstruct import reconstruct
-from uc_attest.evaluate.blocks import build_calibration_skeleton, find_blocks
-from uc_attest.compress.blockscale import encode_datafree
-from uc_attest.compress import gptq as gptq_module
-from uc_attest.compress.gptq import gptq_quantize, gptq_quantize_group, hessian_error
+from uc_attest._internal.architecture import load_config
+from uc_attest._internal.codec.encoded import reconstruct_encoded
+from uc_attest._internal.codec.params import CodecParams
+from uc_attest._internal.codec.reconstruct import reconstruct
+from uc_attest._internal.evaluate.blocks import build_calibration_skeleton, find_blocks
+from uc_attest._internal.compress.blockscale import encode_datafree
+from uc_attest._internal.compress import gptq as gptq_module
+from uc_attest._internal.compress.gptq import gptq_quantize, gptq_quantize_group, hessian_error
 
 
 def _problem(rows: int = 48, cols: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,14 +13,14 @@ from safetensors.torch import load_file, save_file
 from support.calibration import fast_options
 from support.models import make_tiny_model
 from uc_attest import load_model
-from uc_attest.codec.params import CodecParams
-from uc_attest.codec.reconstruct import tensor_digest
-from uc_attest.compress.gptq import canonical_error, gptq_quantize_group, hadamard_for_width, prepared_hessian
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.pack.export import export_pack
-from uc_attest.pack.reader import open_pack
-from uc_attest.pack.tensor_reader import VerifiedTensorReader
-from uc_attest.pack.verify import verify_pack
+from uc_attest._internal.codec.params import CodecParams
+from uc_attest._internal.codec.reconstruct import tensor_digest
+from uc_attest._internal.compress.gptq import canonical_error, gptq_quantize_group, hadamard_for_width, prepared_hessian
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.pack.export import export_pack
+from uc_attest._internal.pack.reader import open_pack
+from uc_attest._internal.pack.tensor_reader import VerifiedTensorReader
+from uc_attest._internal.pack.verify import verify_pack
 
 
 def _problem(cols: int = 256, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,7 +130,7 @@ def test_a_forged_transform_fails_verification(incoherent_pack: tuple[Path, Path
 
 
 def test_a_transform_under_format_1_0_is_refused(incoherent_pack: tuple[Path, Path], tmp_path: Path) -> None:
-    from uc_attest.errors import VerificationError
+    from uc_attest._internal.errors import VerificationError
 
     forged = _forged(incoherent_pack[1], tmp_path, lambda raw: raw.update(format_version="1.0"))
     with pytest.raises(VerificationError, match="1.1"):

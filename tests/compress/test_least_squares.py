@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uc_attest.codec.encoded import reconstruct_encoded
-from uc_attest.codec.params import CodecParams
-from uc_attest.compress.gptq import gptq_quantize, hessian_error
-from uc_attest.compress.least_squares import refit_block_scales
+from uc_attest._internal.codec.encoded import reconstruct_encoded
+from uc_attest._internal.codec.params import CodecParams
+from uc_attest._internal.compress.gptq import gptq_quantize, hessian_error
+from uc_attest._internal.compress.least_squares import refit_block_scales
 
 
 def _hessian(cols: int, g: torch.Generator) -> torch.Tensor:
@@ -67,7 +67,7 @@ def test_refined_grid_is_never_worse_and_reconstructs_canonically(dtype: str, co
     after = hessian_error(w, reconstruct_encoded(refined, codes).float(), h.double())
     assert after < before  # on correlated inputs the full-Hessian grid does better than the diagonal one
     assert refined.scales.dtype == torch.float16 and torch.all(refined.codebook[1:] > refined.codebook[:-1])
-    from uc_attest.codec.reconstruct import reconstruct
+    from uc_attest._internal.codec.reconstruct import reconstruct
 
     assert torch.equal(reconstruct(refined.packed_codes, refined.codebook, refined.scales, refined.shape, params),
                        reconstruct_encoded(refined, codes))  # fmt: skip

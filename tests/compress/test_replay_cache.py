@@ -10,9 +10,9 @@ from torch import nn
 
 from support.calibration import fast_options
 from support.models import make_tiny_model
-from uc_attest.compress import calibrated, hessian
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.compress.replay_cache import ReplayCache
+from uc_attest._internal.compress import calibrated, hessian
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.compress.replay_cache import ReplayCache
 
 
 def _pack_bytes(pack: Path) -> dict[str, bytes]:

@@ -13,10 +13,10 @@ from support.calibration import fast_options
 from support.cli import run_cli
 from support.models import make_tiny_model
 from support.pack_edit import copy_with_a_flipped_shard_byte
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.pack.manifest import MANIFEST_NAME
-from uc_attest.pack.reader import open_pack
-from uc_attest.pack.verify import verify_pack
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.pack.manifest import MANIFEST_NAME
+from uc_attest._internal.pack.reader import open_pack
+from uc_attest._internal.pack.verify import verify_pack
 
 pytestmark = pytest.mark.slow  # calibrated compressions, several per test
 

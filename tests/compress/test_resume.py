@@ -9,8 +9,8 @@ import torch
 
 from support.calibration import fast_options
 from support.models import make_tiny_model
-from uc_attest.compress import resume
-from uc_attest.compress.pipeline import compress_model
+from uc_attest._internal.compress import resume
+from uc_attest._internal.compress.pipeline import compress_model
 
 
 class Interrupted(Exception):
@@ -29,7 +29,7 @@ def test_resume_is_byte_identical(arch: str, tune_epochs: int, dead_expert: bool
     from support.models import COMMON  # noqa: F401 - the tiny models have two blocks
 
     if dead_expert:  # expert 0 never routed: its tensors get a fallback, recorded in the manifest
-        from uc_attest.compress import hessian
+        from uc_attest._internal.compress import hessian
 
         routed = hessian._expert_inputs
 

@@ -9,15 +9,15 @@ import torch
 from support.calibration import fast_options
 from support.models import make_tiny_model
 
-from uc_attest.architecture import load_config
-from uc_attest.codec.params import CodecParams
-from uc_attest.codec.reconstruct import reconstruct_from_codes
-from uc_attest.compress import sensitivity
-from uc_attest.compress.gptq import gptq_quantize_group
-from uc_attest.compress.option_error import coding_differences, complete_grid, measured_options, reference_option, row_errors
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import tensor_roles
-from uc_attest.source_model import SafetensorsSource
+from uc_attest._internal.architecture import load_config
+from uc_attest._internal.codec.params import CodecParams
+from uc_attest._internal.codec.reconstruct import reconstruct_from_codes
+from uc_attest._internal.compress import sensitivity
+from uc_attest._internal.compress.gptq import gptq_quantize_group
+from uc_attest._internal.compress.option_error import coding_differences, complete_grid, measured_options, reference_option, row_errors
+from uc_attest._internal.compress.options import CompressOptions
+from uc_attest._internal.compress.pipeline import tensor_roles
+from uc_attest._internal.source_model import SafetensorsSource
 
 
 def _hessian(width: int, seed: int = 0) -> torch.Tensor:

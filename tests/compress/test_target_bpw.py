@@ -10,14 +10,14 @@ from support.calibration import calibration_file, fast_options
 from support.cli import assert_one_line_error, run_cli
 from support.models import make_tiny_model
 
-from uc_attest.compress import sensitivity
-from uc_attest.compress.allocate import allocate, exact_glob
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.errors import UsageError
-from uc_attest.pack.inspect import format_summary, summarize
-from uc_attest.pack.reader import open_pack
-from uc_attest.pack.verify import verify_pack
+from uc_attest._internal.compress import sensitivity
+from uc_attest._internal.compress.allocate import allocate, exact_glob
+from uc_attest._internal.compress.options import CompressOptions
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.errors import UsageError
+from uc_attest._internal.pack.inspect import format_summary, summarize
+from uc_attest._internal.pack.reader import open_pack
+from uc_attest._internal.pack.verify import verify_pack
 
 
 def test_allocation_respects_the_cap_and_widens_the_sensitive_tensor() -> None:

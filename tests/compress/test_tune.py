@@ -11,16 +11,16 @@ from torch import nn
 from support.cli import run_cli
 from support.calibration import calibration_file, fast_options
 from support.models import make_tiny_model
-from uc_attest.codec.encoded import EncodedTensor
-from uc_attest.codec.params import CodecParams
-from uc_attest.codec.reconstruct import reconstruct
-from uc_attest.compress import calibrated
-from uc_attest.compress.blockscale import encode_datafree
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.compress.tune import CodedMap, tune_block, unpacked_codes
-from uc_attest.evaluate.loading import load_model_dir, load_pack_model, reconstructed_state_dict
-from uc_attest.pack.reader import open_pack
-from uc_attest.pack.verify import verify_pack
+from uc_attest._internal.codec.encoded import EncodedTensor
+from uc_attest._internal.codec.params import CodecParams
+from uc_attest._internal.codec.reconstruct import reconstruct
+from uc_attest._internal.compress import calibrated
+from uc_attest._internal.compress.blockscale import encode_datafree
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.compress.tune import CodedMap, tune_block, unpacked_codes
+from uc_attest._internal.evaluate.loading import load_model_dir, load_pack_model, reconstructed_state_dict
+from uc_attest._internal.pack.reader import open_pack
+from uc_attest._internal.pack.verify import verify_pack
 
 
 def _mlp() -> nn.Sequential:

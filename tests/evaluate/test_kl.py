@@ -11,13 +11,13 @@ import torch
 from support.cli import run_cli
 from support.models import make_tiny_model
 from support.pack_edit import copy_with_a_flipped_shard_byte
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.errors import VerificationError
-from uc_attest.evaluate.kl import _quantile, token_kl
-from uc_attest.evaluate.measure import measure_against_reference, measure_any
-from uc_attest.evaluate.tokens import save_token_file
-from uc_attest.evaluate.settings import EvalSettings
+from uc_attest._internal.compress.options import CompressOptions
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.errors import VerificationError
+from uc_attest._internal.evaluate.kl import _quantile, token_kl
+from uc_attest._internal.evaluate.measure import measure_against_reference, measure_any
+from uc_attest._internal.evaluate.tokens import save_token_file
+from uc_attest._internal.evaluate.settings import EvalSettings
 
 IDS = torch.randint(0, 160, (3 * 24 + 5,), generator=torch.Generator().manual_seed(11))
 
@@ -90,7 +90,7 @@ def test_cli_reports_kl_and_refuses_a_missing_reference(model_and_pack: tuple[Pa
 
 
 def test_models_of_different_vocabularies_are_a_usage_error() -> None:
-    from uc_attest.errors import UsageError
+    from uc_attest._internal.errors import UsageError
 
     with pytest.raises(UsageError, match="vocabulary"):
         token_kl(torch.zeros(3, 10), torch.zeros(3, 12))

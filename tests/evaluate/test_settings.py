@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from uc_attest.errors import UsageError
-from uc_attest.evaluate.settings import EvalSettings
+from uc_attest._internal.errors import UsageError
+from uc_attest._internal.evaluate.settings import EvalSettings
 
 
 @pytest.mark.parametrize("bad", [{"seq_len": 1}, {"max_windows": 0}, {"compute_dtype": "float16"}])

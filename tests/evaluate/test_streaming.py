@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from support.models import ARCHITECTURES, make_tiny_model
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.errors import VerificationError
-from uc_attest.evaluate.measure import measure_model_dir, measure_pack
-from uc_attest.pack.verify import verify_pack
-from uc_attest.evaluate.settings import EvalSettings
+from uc_attest._internal.compress.options import CompressOptions
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.errors import VerificationError
+from uc_attest._internal.evaluate.measure import measure_model_dir, measure_pack
+from uc_attest._internal.pack.verify import verify_pack
+from uc_attest._internal.evaluate.settings import EvalSettings
 
 FAST = CompressOptions(method="datafree")
 IDS = torch.randint(0, 160, (3 * 24 + 5,), generator=torch.Generator().manual_seed(7))

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.demo import TARGET_BPW
-from uc_attest.demo_model import SOURCE_NOTE, materialize_smollm2
+from uc_attest._internal.compress.options import CompressOptions
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.demo import TARGET_BPW
+from uc_attest._internal.demo_model import SOURCE_NOTE, materialize_smollm2
 
 ROOT = Path(__file__).resolve().parents[2]
 

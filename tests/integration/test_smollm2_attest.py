@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from uc_attest.policy.resources import policies_dir
+from uc_attest._internal.policy.resources import policies_dir
 
 pytestmark = pytest.mark.integration
 
-ATTEST = [sys.executable, "-c", "from uc_attest.cli.attest import main; main()"]
+ATTEST = [sys.executable, "-c", "from uc_attest._internal.cli.attest import main; main()"]
 
 
 def attest(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

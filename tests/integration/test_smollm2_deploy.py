@@ -10,9 +10,9 @@ import pytest
 import torch
 
 import uc_attest
-from uc_attest.pack.deployed import verify_deployed
-from uc_attest.pack.export import export_pack
-from uc_attest.pack.reader import open_pack
+from uc_attest._internal.pack.deployed import verify_deployed
+from uc_attest._internal.pack.export import export_pack
+from uc_attest._internal.pack.reader import open_pack
 
 pytestmark = pytest.mark.integration
 

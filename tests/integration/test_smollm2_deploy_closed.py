@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from uc_attest.pack.deployed import verify_deployed
-from uc_attest.pack.export import export_pack
-from uc_attest.pack.reader import open_pack
+from uc_attest._internal.pack.deployed import verify_deployed
+from uc_attest._internal.pack.export import export_pack
+from uc_attest._internal.pack.reader import open_pack
 import pytest
 
 pytestmark = pytest.mark.integration

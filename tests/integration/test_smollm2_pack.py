@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from uc_attest import load_model
-from uc_attest.evaluate.loading import load_model_dir
-from uc_attest.evaluate.perplexity import evaluate_tokens
-from uc_attest.evaluate.text import default_calibration_text, default_eval_text
-from uc_attest.evaluate.tokens import tokenize_text
-from uc_attest.pack.inspect import summarize
-from uc_attest.pack.reader import open_pack
-from uc_attest.pack.verify import verify_pack
-from uc_attest.evaluate.settings import EvalSettings
+from uc_attest._internal.evaluate.loading import load_model_dir
+from uc_attest._internal.evaluate.perplexity import evaluate_tokens
+from uc_attest._internal.evaluate.text import default_calibration_text, default_eval_text
+from uc_attest._internal.evaluate.tokens import tokenize_text
+from uc_attest._internal.pack.inspect import summarize
+from uc_attest._internal.pack.reader import open_pack
+from uc_attest._internal.pack.verify import verify_pack
+from uc_attest._internal.evaluate.settings import EvalSettings
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ def test_pack_perplexity_close_to_baseline(smollm2_dir: Path, smollm2_pack: Path
 def test_loaded_weights_are_the_verified_reconstruction(smollm2_pack: Path) -> None:
     pack = open_pack(smollm2_pack)
     model = load_model(pack)
-    from uc_attest.codec.reconstruct import tensor_digest
+    from uc_attest._internal.codec.reconstruct import tensor_digest
 
     state = model.state_dict()
     digests = {t.name: t.digest for t in pack.manifest.tensors}
@@ -85,8 +85,8 @@ def test_one_flipped_byte_in_a_real_shard_fails(smollm2_pack: Path, tmp_path: Pa
 
 def test_calibrated_beats_datafree_on_real_weights(smollm2_head_dir: Path, tmp_path: Path) -> None:
     """On held-out text, block-by-block GPTQ gives logits closer to the original than the data-free codec."""
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
+    from uc_attest._internal.compress.options import CompressOptions
+    from uc_attest._internal.compress.pipeline import compress_model
 
     ids = tokenize_text(smollm2_head_dir, default_eval_text())[: 4 * 256].view(4, 256)
     with torch.no_grad():

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from support.probe import serving
 
-from uc_attest.attest.acceptance import SignOptions, sign_pack
-from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
-from uc_attest.cli.attest import attest_group
-from uc_attest.pack.export import export_pack
-from uc_attest.probe.serve_reference import ReferenceEngine
-from uc_attest.evaluate.settings import EvalSettings
+from uc_attest._internal.attest.acceptance import SignOptions, sign_pack
+from uc_attest._internal.attest.keys import Algorithm, generate_private_key, public_key_pem
+from uc_attest._internal.cli.attest import attest_group
+from uc_attest._internal.pack.export import export_pack
+from uc_attest._internal.probe.serve_reference import ReferenceEngine
+from uc_attest._internal.evaluate.settings import EvalSettings
 import pytest
 
 pytestmark = pytest.mark.integration

@@ -18,13 +18,13 @@ from safetensors.torch import save_file
 from support.cli import run_cli
 
 import uc_attest
-from uc_attest.attest.keys import write_keypair
-from uc_attest.cli.attest_check import check_command
-from uc_attest.cli.attest_sign import sign_command
-from uc_attest.cli.uc import uc_group
-from uc_attest.pack.deployed import INERT_FILES, verify_deployed
-from uc_attest.pack.export import EXPORT_MARKER, export_pack
-from uc_attest.pack.reader import open_pack
+from uc_attest._internal.attest.keys import write_keypair
+from uc_attest._internal.cli.attest_check import check_command
+from uc_attest._internal.cli.attest_sign import sign_command
+from uc_attest._internal.cli.uc import uc_group
+from uc_attest._internal.pack.deployed import INERT_FILES, verify_deployed
+from uc_attest._internal.pack.export import EXPORT_MARKER, export_pack
+from uc_attest._internal.pack.reader import open_pack
 
 pytestmark = pytest.mark.slow
 
@@ -245,7 +245,7 @@ def test_index_duplicate_keys_and_unmapped_tensors_fail(signed: tuple[Path, Path
 
 def test_attest_check_on_a_missing_or_unreadable_directory_exits_2_before_any_work(signed: tuple[Path, Path], tmp_path: Path,
                                                                                     monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    import uc_attest.check.run as run
+    import uc_attest._internal.check.run as run
 
     def no_work(*args: object, **kwargs: object) -> None:
         raise AssertionError("the check started work")
@@ -276,7 +276,7 @@ def test_what_the_vendor_serves_travels_in_the_pack(tiny_model_dir: Path, tmp_pa
     from transformers import AutoTokenizer
 
     from support.delivery import compress as build_tiny_pack
-    from uc_attest.model_files import LOADER_FILES
+    from uc_attest._internal.model_files import LOADER_FILES
 
     source = tmp_path / "source"
     shutil.copytree(tiny_model_dir, source)

@@ -16,9 +16,9 @@ from safetensors.torch import save_file
 from support.cli import CliResult, run_cli
 
 import uc_attest
-from uc_attest.pack.deployed import verify_deployed
-from uc_attest.pack.export import export_pack
-from uc_attest.pack.reader import open_pack
+from uc_attest._internal.pack.deployed import verify_deployed
+from uc_attest._internal.pack.export import export_pack
+from uc_attest._internal.pack.reader import open_pack
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -194,8 +194,8 @@ def test_deployed_usage_errors(pack: Path, tmp_path: Path, uc) -> None:  # type:
 
 
 def test_the_required_row_of_attest_check(pack: Path, tmp_path: Path) -> None:
-    from uc_attest.check.deploy_checks import deployed_check
-    from uc_attest.check.results import CheckStatus
+    from uc_attest._internal.check.deploy_checks import deployed_check
+    from uc_attest._internal.check.results import CheckStatus
 
     out = tmp_path / "served"
     export_pack(pack, out)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from support.cli import run_cli
 
-from uc_attest.attest.keys import write_keypair
-from uc_attest.cli.uc import uc_group
-from uc_attest.pack.export import EXPORT_MARKER, export_pack
+from uc_attest._internal.attest.keys import write_keypair
+from uc_attest._internal.cli.uc import uc_group
+from uc_attest._internal.pack.export import EXPORT_MARKER, export_pack
 
 pytestmark = pytest.mark.slow
 
@@ -68,8 +68,8 @@ def test_force_replaces_only_a_previous_export(workspace: Path, tmp_path: Path) 
 
 
 def test_export_marker_is_on_the_inert_allow_list(tiny_pack: Path, tmp_path: Path) -> None:
-    from uc_attest.pack.deployed import verify_deployed
-    from uc_attest.pack.reader import open_pack
+    from uc_attest._internal.pack.deployed import verify_deployed
+    from uc_attest._internal.pack.reader import open_pack
 
     served = tmp_path / "served"
     export_pack(tiny_pack, served)

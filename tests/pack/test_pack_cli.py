@@ -16,7 +16,7 @@ from support.models import make_datafree_pack
 from support.pack_edit import reseal
 
 
-UC = [sys.executable, "-c", "from uc_attest.cli.uc import main; main()"]
+UC = [sys.executable, "-c", "from uc_attest._internal.cli.uc import main; main()"]
 
 
 def uc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -64,7 +64,7 @@ NO_FRAMEWORK = "import sys; sys.modules['torch'] = None; sys.modules['transforme
 
 def test_verify_needs_neither_torch_nor_transformers(good_pack: Path) -> None:
     """The integrity walk (hashes, reconstruction, digests) runs where importing torch would fail."""
-    proc = subprocess.run([sys.executable, "-c", NO_FRAMEWORK + "from uc_attest.cli.uc import main; main()",
+    proc = subprocess.run([sys.executable, "-c", NO_FRAMEWORK + "from uc_attest._internal.cli.uc import main; main()",
                            "verify", str(good_pack), "--json", "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads("\n".join(proc.stdout.splitlines()[:-1]))
@@ -77,7 +77,7 @@ def test_verify_without_torch_still_fails_a_flipped_code_byte(pack_copy: Path) -
     data = bytearray(shard.read_bytes())
     data[-1] ^= 0x10
     shard.write_bytes(bytes(data))
-    proc = subprocess.run([sys.executable, "-c", NO_FRAMEWORK + "from uc_attest.cli.uc import main; main()",
+    proc = subprocess.run([sys.executable, "-c", NO_FRAMEWORK + "from uc_attest._internal.cli.uc import main; main()",
                            "verify", str(pack_copy), "--quiet"], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 1 and proc.stdout.splitlines()[-1] == "VERIFY: FAIL", proc.stdout + proc.stderr
 
@@ -230,8 +230,8 @@ def test_compress_malformed_block_size_for_is_a_usage_error(tmp_path: Path, spec
 def test_reused_read_buffers_keep_each_tensor_its_own_bytes(pack_copy: Path, workers: int) -> None:
     """Offloaded slots are read into per-worker buffers used again and again: a flipped code byte
     must fail exactly its own tensor, never a neighbour that later reuses the buffer."""
-    from uc_attest.pack.reader import open_pack
-    from uc_attest.pack.verify import verify_pack
+    from uc_attest._internal.pack.reader import open_pack
+    from uc_attest._internal.pack.verify import verify_pack
 
     assert verify_pack(pack_copy, progress=False, workers=workers).report.ok
     manifest = open_pack(pack_copy).manifest

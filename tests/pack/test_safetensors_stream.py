@@ -11,11 +11,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as save_safetensors
 
-from uc_attest.codec.encoded import EncodedTensor
-from uc_attest.codec.params import CodecParams
-from uc_attest.compress.blockscale import encode_datafree
-from uc_attest.pack.safetensors_stream import SAFETENSORS_DTYPES, StreamingSafetensorsFile
-from uc_attest.pack.writer import PackWriter
+from uc_attest._internal.codec.encoded import EncodedTensor
+from uc_attest._internal.codec.params import CodecParams
+from uc_attest._internal.compress.blockscale import encode_datafree
+from uc_attest._internal.pack.safetensors_stream import SAFETENSORS_DTYPES, StreamingSafetensorsFile
+from uc_attest._internal.pack.writer import PackWriter
 
 GOLDEN_PACK_V10 = Path(__file__).parents[1] / "golden" / "pack-v1.0"
 
@@ -90,7 +90,7 @@ def test_a_failed_close_leaves_no_shard_under_its_name(tmp_path: Path, monkeypat
     def broken_fsync(fd: int) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("uc_attest.pack.safetensors_stream.os.fsync", broken_fsync)
+    monkeypatch.setattr("uc_attest._internal.pack.safetensors_stream.os.fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         out.close()
     assert list(tmp_path.iterdir()) == []

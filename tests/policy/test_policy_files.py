@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from uc_attest.errors import UnreadableInputError, UsageError
-from uc_attest.policy import (
+from uc_attest._internal.errors import UnreadableInputError, UsageError
+from uc_attest._internal.policy import (
     Policy,
     load_policy,
     parse_policy,
@@ -18,8 +18,8 @@ from uc_attest.policy import (
     resolve_policy_path,
     shipped_policy_names,
 )
-from uc_attest.policy.describe import describe_policy
-from uc_attest.policy.model import normalize_fingerprint
+from uc_attest._internal.policy.describe import describe_policy
+from uc_attest._internal.policy.model import normalize_fingerprint
 
 REPO = Path(__file__).resolve().parents[2]
 FP = "ab" * 32

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from uc_attest.errors import UsageError
-from uc_attest.policy.describe import weakened_checks
-from uc_attest.policy.loader import load_policy, parse_policy
-from uc_attest.policy.resources import shipped_policy_names
+from uc_attest._internal.errors import UsageError
+from uc_attest._internal.policy.describe import weakened_checks
+from uc_attest._internal.policy.loader import load_policy, parse_policy
+from uc_attest._internal.policy.resources import shipped_policy_names
 
 BASE = 'version = 1\nname = "p"\n'
 
@@ -106,7 +106,7 @@ def test_weakened_checks_are_listed_for_the_development_policy_and_none_for_defa
 def test_the_report_says_so_on_page_one_right_under_the_verdict() -> None:
     from support.report_samples import make_results, sample_bundle
 
-    from uc_attest.report import BUNDLE_ATTACHMENT, render_html
+    from uc_attest._internal.report import BUNDLE_ATTACHMENT, render_html
 
     html = render_html(make_results("PASS", policy_name="development"), {BUNDLE_ATTACHMENT: sample_bundle()})
     verdict_end = html.index('class="word"')

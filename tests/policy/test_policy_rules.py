@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from uc_attest.policy.model import AttestationPolicy, PerplexityPolicy, SignerPolicy
-from uc_attest.policy.rules import (
+from uc_attest._internal.policy.model import AttestationPolicy, PerplexityPolicy, SignerPolicy
+from uc_attest._internal.policy.rules import (
     judge_baseline_ratio,
     judge_key_signer,
     judge_keyless_signer,

@@ -1,6 +1,6 @@
 """``attest probe`` against loopback endpoints: honest ones PASS, tampered ones FAIL, broken ones exit 2 in one line.
 
-Every endpoint is the reference server (uc_attest.probe.serve_reference) on
+Every endpoint is the reference server (uc_attest._internal.probe.serve_reference) on
 127.0.0.1, serving ``uc export``'s directory of a small trained model, or a
 copy of it changed in one way.
 """
@@ -21,12 +21,12 @@ import torch
 from support.probe import serving, train_tokenizer
 from safetensors.torch import load_file, save_file
 
-from uc_attest.check.results import load_results
-from uc_attest.cli.attest import attest_group
-from uc_attest.compress.options import CompressOptions
-from uc_attest.compress.pipeline import compress_model
-from uc_attest.pack.export import export_pack
-from uc_attest.probe.serve_reference import ReferenceEngine
+from uc_attest._internal.check.results import load_results
+from uc_attest._internal.cli.attest import attest_group
+from uc_attest._internal.compress.options import CompressOptions
+from uc_attest._internal.compress.pipeline import compress_model
+from uc_attest._internal.pack.export import export_pack
+from uc_attest._internal.probe.serve_reference import ReferenceEngine
 
 pytestmark = pytest.mark.slow
 
@@ -247,7 +247,7 @@ def test_redirect_is_refused(delivery: Path, tmp_path: Path) -> None:
 
 
 def test_bearer_token_comes_from_the_environment_only_and_is_never_written(delivery: Path, served_bf16: ReferenceEngine, tmp_path: Path) -> None:
-    from uc_attest.probe.serve_reference import handler_for
+    from uc_attest._internal.probe.serve_reference import handler_for
 
     seen: list[str] = []
     base = handler_for(served_bf16)
@@ -271,7 +271,7 @@ def test_bearer_token_comes_from_the_environment_only_and_is_never_written(deliv
 
 
 def test_a_failed_attestation_never_contacts_the_endpoint(delivery: Path, tmp_path: Path) -> None:
-    from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
+    from uc_attest._internal.attest.keys import Algorithm, generate_private_key, public_key_pem
 
     calls: list[dict[str, str]] = []
     other = tmp_path / "other.pub"

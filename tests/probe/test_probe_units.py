@@ -12,16 +12,16 @@ from typing import Any
 
 import pytest
 
-from uc_attest.check.probe_record import ProbeLimits, ProbeRecord
+from uc_attest._internal.check.probe_record import ProbeLimits, ProbeRecord
 from pydantic import ValidationError
 
-from uc_attest.errors import UsageError
-from uc_attest.policy.loader import parse_policy
-from uc_attest.policy.model import ProbePolicy
-from uc_attest.probe.api import ECHO_LOGPROBS, PROMPT_LOGPROBS, request_body, score
-from uc_attest.probe.client import EndpointError, ProbeClient, api_base
-from uc_attest.probe.judge import judge, served_nll
-from uc_attest.probe.run import select_windows
+from uc_attest._internal.errors import UsageError
+from uc_attest._internal.policy.loader import parse_policy
+from uc_attest._internal.policy.model import ProbePolicy
+from uc_attest._internal.probe.api import ECHO_LOGPROBS, PROMPT_LOGPROBS, request_body, score
+from uc_attest._internal.probe.client import EndpointError, ProbeClient, api_base
+from uc_attest._internal.probe.judge import judge, served_nll
+from uc_attest._internal.probe.run import select_windows
 
 
 def test_api_base_takes_host_prefix_and_v1_and_refuses_what_it_cannot_state() -> None:

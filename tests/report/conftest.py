@@ -10,7 +10,7 @@ import pytest
 from support.report_samples import make_results, sample_bundle
 from support.signed_report import attest, check_and_sign
 
-from uc_attest.check.results import Results
+from uc_attest._internal.check.results import Results
 
 
 @pytest.fixture

@@ -7,11 +7,11 @@ import io
 import pytest
 from support.report_samples import make_results, sample_bundle
 
-from uc_attest.attest.certificates import self_signed_certificate
-from uc_attest.attest.keys import Algorithm, generate_private_key
-from uc_attest.report import BUNDLE_ATTACHMENT, render_report_bytes
-from uc_attest.report.pdf_signature import check_pdf_signature, sign_pdf
-from uc_attest.report.signed_layout import LayoutError, read_report_layout
+from uc_attest._internal.attest.certificates import self_signed_certificate
+from uc_attest._internal.attest.keys import Algorithm, generate_private_key
+from uc_attest._internal.report import BUNDLE_ATTACHMENT, render_report_bytes
+from uc_attest._internal.report.pdf_signature import check_pdf_signature, sign_pdf
+from uc_attest._internal.report.signed_layout import LayoutError, read_report_layout
 
 
 def _check(signed: bytes, public_key):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
@@ -53,8 +53,8 @@ def test_unsigned_and_appended_reports_are_refused(rendered: bytes) -> None:
 
 
 def test_certificate_for_another_key_is_refused() -> None:
-    from uc_attest.attest.certificates import check_certificate_matches
-    from uc_attest.attest.errors import KeyFileError
+    from uc_attest._internal.attest.certificates import check_certificate_matches
+    from uc_attest._internal.attest.errors import KeyFileError
 
     key, other = generate_private_key(), generate_private_key()
     with pytest.raises(KeyFileError, match="another key"):

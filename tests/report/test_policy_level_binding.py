@@ -15,9 +15,9 @@ import pytest
 from support.cli import run_cli
 from support.delivery import copy_delivery
 
-from uc_attest.check.vsa import parse_vsa
-from uc_attest.policy.levels import CUSTOM_LEVEL_PREFIX, is_shipped_policy, policy_level, recorded_policy_name, shipped_policy_digests
-from uc_attest.policy.resources import shipped_policy_path
+from uc_attest._internal.check.vsa import parse_vsa
+from uc_attest._internal.policy.levels import CUSTOM_LEVEL_PREFIX, is_shipped_policy, policy_level, recorded_policy_name, shipped_policy_digests
+from uc_attest._internal.policy.resources import shipped_policy_path
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 from support.cli import CliResult, assert_one_line_error, run_cli
 from support.report_samples import make_results, rerender_report, signed_sample
 
-from uc_attest.report import BUNDLE_ATTACHMENT, RESULTS_ATTACHMENT, render_report
+from uc_attest._internal.report import BUNDLE_ATTACHMENT, RESULTS_ATTACHMENT, render_report
 
 
 @pytest.fixture

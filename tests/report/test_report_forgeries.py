@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from support.signed_report import attest, verify
 
-from uc_attest.report import RESULTS_ATTACHMENT
-from uc_attest.report.signed_layout import read_report_layout
+from uc_attest._internal.report import RESULTS_ATTACHMENT
+from uc_attest._internal.report.signed_layout import read_report_layout
 
 pytestmark = pytest.mark.slow  # the shared signed delivery, checked and signed by the customer (tests/report/conftest.py)
 
@@ -186,7 +186,7 @@ def test_malleated_and_extended_cms_are_refused(site: Path) -> None:
     from asn1crypto import cms
     from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-    from uc_attest.report.pdf_signature import P256_ORDER
+    from uc_attest._internal.report.pdf_signature import P256_ORDER
 
     data = (site / "report.pdf").read_bytes()
 
@@ -209,9 +209,9 @@ def test_a_signer_touching_more_than_catalog_and_page_is_refused(site: Path) -> 
     from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import fields, signers
 
-    from uc_attest.attest.certificates import self_signed_certificate
-    from uc_attest.attest.keys import load_private_key
-    from uc_attest.report.pdf_signature import SIGNATURE_FIELD, _pyhanko_signer
+    from uc_attest._internal.attest.certificates import self_signed_certificate
+    from uc_attest._internal.attest.keys import load_private_key
+    from uc_attest._internal.report.pdf_signature import SIGNATURE_FIELD, _pyhanko_signer
 
     data = (site / "report.pdf").read_bytes()
     rendered = data[: read_report_layout(data).rendered_end]
@@ -255,7 +255,7 @@ def test_same_signer_as_vendor_and_customer_is_refused(site: Path) -> None:
 
 def _other_renderer(monkeypatch: pytest.MonkeyPatch, version: str = "WeasyPrint 99.0") -> None:
     """This machine's renderer becomes another version that lays the pages out differently."""
-    from uc_attest.report import render
+    from uc_attest._internal.report import render
 
     genuine = render.render_report_bytes
     monkeypatch.setattr(render, "renderer_version", lambda: version)
@@ -263,7 +263,7 @@ def _other_renderer(monkeypatch: pytest.MonkeyPatch, version: str = "WeasyPrint 
 
 
 def test_another_renderer_version_still_verifies_a_key_signed_report(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from uc_attest.report.render import recorded_renderer
+    from uc_attest._internal.report.render import recorded_renderer
 
     data = (site / "report.pdf").read_bytes()
     recorded = recorded_renderer(data[: read_report_layout(data).rendered_end])
@@ -277,7 +277,7 @@ def test_another_renderer_version_still_verifies_a_key_signed_report(site: Path,
 
 def test_same_renderer_version_but_other_pages_is_refused(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A page that does not re-render under the very renderer version that made it is an edit, signed or not."""
-    from uc_attest.report.render import renderer_version
+    from uc_attest._internal.report.render import renderer_version
 
     _other_renderer(monkeypatch, renderer_version())
     rc, out, err = verify(site)
@@ -298,9 +298,9 @@ def test_keyless_verdict_with_another_renderer_says_its_pages_are_not_bound(site
     assert "ok    customer's signed verdict: PASSED signed by qa@hospital.example" in out
     assert "FAIL  pages: NOT BOUND: rendered by WeasyPrint" in out and "this machine has WeasyPrint 99.0" in out
     # A keyless report never carries a PDF signature: one appended is something added after rendering.
-    from uc_attest.attest.certificates import self_signed_certificate
-    from uc_attest.attest.keys import load_private_key
-    from uc_attest.report.pdf_signature import sign_pdf
+    from uc_attest._internal.attest.certificates import self_signed_certificate
+    from uc_attest._internal.attest.keys import load_private_key
+    from uc_attest._internal.report.pdf_signature import sign_pdf
 
     key = load_private_key(site / "customer.key", None)
     (site / "keyless.pdf").write_bytes(sign_pdf((site / "keyless.pdf").read_bytes(), key, self_signed_certificate(key, "Mallory"), reason="x"))
@@ -310,8 +310,8 @@ def test_keyless_verdict_with_another_renderer_says_its_pages_are_not_bound(site
 
 def test_attachments_are_read_from_the_signed_revision(site: Path) -> None:
     """Even where a later revision swaps results.json, what is checked is the signed revision's (and the file is refused)."""
-    from uc_attest.report.attachments import read_attachments
-    from uc_attest.report.verify import ATTACHMENT_CAPS
+    from uc_attest._internal.report.attachments import read_attachments
+    from uc_attest._internal.report.verify import ATTACHMENT_CAPS
 
     data = (site / "report.pdf").read_bytes()
     layout = read_report_layout(data)

@@ -14,9 +14,9 @@ import pytest
 from support.paths import REPO, child_env
 from support.report_samples import make_results, sample_bundle
 
-from uc_attest.check.results import Results
-from uc_attest.errors import UsageError
-from uc_attest.report import (
+from uc_attest._internal.check.results import Results
+from uc_attest._internal.errors import UsageError
+from uc_attest._internal.report import (
     BUNDLE_ATTACHMENT,
     POLICY_ATTACHMENT,
     RESULTS_ATTACHMENT,
@@ -24,8 +24,8 @@ from uc_attest.report import (
     render_report,
     render_report_bytes,
 )
-from uc_attest.report.chart import window_diff_svg
-from uc_attest.report.names import report_identifier
+from uc_attest._internal.report.chart import window_diff_svg
+from uc_attest._internal.report.names import report_identifier
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_another_process_renders_the_same_bytes(pass_pdf: bytes) -> None:
     code = (
         "import hashlib;"
         "from support.report_samples import make_results, sample_bundle;"
-        "from uc_attest.report import render_report_bytes;"
+        "from uc_attest._internal.report import render_report_bytes;"
         "print(hashlib.sha256(render_report_bytes(make_results('PASS'), {'attestation.sigstore.json': sample_bundle()})).hexdigest())"
     )
     env = child_env({"PYTHONHASHSEED": "12345", "SOURCE_DATE_EPOCH": "1"})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from uc_attest.check.results import (
+from uc_attest._internal.check.results import (
     CheckResult,
     CheckStatus,
     Results,
@@ -21,7 +21,7 @@ from uc_attest.check.results import (
     summarize_blocks,
     verdict_reasons,
 )
-from uc_attest.errors import UnreadableInputError
+from uc_attest._internal.errors import UnreadableInputError
 
 SCHEMA = Path(__file__).resolve().parents[2] / "docs" / "results.schema.json"
 

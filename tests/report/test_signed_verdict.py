@@ -21,9 +21,9 @@ import pytest
 from support.report_samples import rerender_report
 from support.signed_report import attest, check_and_sign, verify
 
-from uc_attest.attest.keys import generate_private_key, private_key_pem, public_key_pem
-from uc_attest.check.vsa import VSA_PREDICATE_TYPE, parse_vsa
-from uc_attest.report import BUNDLE_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
+from uc_attest._internal.attest.keys import generate_private_key, private_key_pem, public_key_pem
+from uc_attest._internal.check.vsa import VSA_PREDICATE_TYPE, parse_vsa
+from uc_attest._internal.report import BUNDLE_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
 
 pytestmark = pytest.mark.slow
 
@@ -49,8 +49,8 @@ def rerender(site: Path, name: str, swap: dict[str, bytes]) -> Path:
 
 def embed_customer_vsa(site: Path, statement, name: str) -> Path:  # type: ignore[no-untyped-def]
     """The genuine report with its VSA replaced by ``statement`` signed with the genuine customer key."""
-    from uc_attest.attest.keys import load_private_key
-    from uc_attest.attest.signing import sign_statement
+    from uc_attest._internal.attest.keys import load_private_key
+    from uc_attest._internal.attest.signing import sign_statement
 
     return rerender(site, name, {VSA_ATTACHMENT: sign_statement(statement, load_private_key(site / "customer.key", None))})
 
@@ -139,8 +139,8 @@ def test_report_resigned_by_another_key_is_not_verified(site: Path, tmp_path: Pa
 
 def test_vsa_from_another_delivery_is_not_verified(site: Path) -> None:
     """A genuine customer VSA for another vendor bundle, embedded with these results, does not verify."""
-    from uc_attest.check.vsa import build_vsa_statement
-    from uc_attest.check.results import load_results
+    from uc_attest._internal.check.vsa import build_vsa_statement
+    from uc_attest._internal.check.results import load_results
 
     results_bytes = (site / "results.json").read_bytes()
     results = load_results(results_bytes)
@@ -157,8 +157,8 @@ def test_extra_attachment_is_not_verified(site: Path) -> None:
 
 def test_vsa_whose_results_digest_mismatches_is_not_verified(site: Path) -> None:
     """A VSA signed by the customer key over other results bytes (one byte changed)."""
-    from uc_attest.check.vsa import build_vsa_statement
-    from uc_attest.check.results import load_results
+    from uc_attest._internal.check.vsa import build_vsa_statement
+    from uc_attest._internal.check.results import load_results
 
     results_bytes = (site / "results.json").read_bytes()
     statement = build_vsa_statement(load_results(results_bytes), results_bytes + b" ", hashlib.sha256((site / "pack.sigstore.json").read_bytes()).hexdigest())
@@ -169,8 +169,8 @@ def test_unsigned_check_says_so_and_its_report_is_not_verified(site: Path) -> No
     rc, out, err = attest("check", site / "pack", "--key", site / "vendor.pub", "--policy", "development", "--json", site / "u.json", "--report", site / "u.pdf", "--quiet")
     assert rc == 0, out + err
     assert "verdict signature: UNSIGNED" in out
-    from uc_attest.check.results import load_results
-    from uc_attest.report import render_html
+    from uc_attest._internal.check.results import load_results
+    from uc_attest._internal.report import render_html
 
     html = render_html(load_results((site / "u.json").read_bytes()), {BUNDLE_ATTACHMENT: (site / "pack.sigstore.json").read_bytes()})
     assert "Verdict UNSIGNED" in html and "not evidence" in html

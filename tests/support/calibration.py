@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from uc_attest.compress.options import CompressOptions
+from uc_attest._internal.compress.options import CompressOptions
 
 TEXT = " ".join(
     f"Return the {w} of the object, raising ValueError when {v} is not a valid {w}." for w, v in

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import click
 from click.testing import CliRunner
 
-from uc_attest.cli.common import run_group
+from uc_attest._internal.cli.common import run_group
 
 
 class CliResult(NamedTuple):
@@ -22,11 +22,11 @@ def _group(group: click.Group | str) -> click.Group:
     if not isinstance(group, str):
         return group
     if group == "attest":
-        from uc_attest.cli.attest import attest_group
+        from uc_attest._internal.cli.attest import attest_group
 
         return attest_group
     if group == "uc":
-        from uc_attest.cli.uc import uc_group
+        from uc_attest._internal.cli.uc import uc_group
 
         return uc_group
     raise ValueError(f"no command group {group!r}")

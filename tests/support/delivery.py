@@ -40,8 +40,8 @@ def load_campaign() -> Any:
 
 def compress(model: Path, out: Path) -> Path:
     """``model`` compressed data-free (4 bits, blocks of 32: fast) into the pack ``out``."""
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
+    from uc_attest._internal.compress.options import CompressOptions
+    from uc_attest._internal.compress.pipeline import compress_model
 
     compress_model(model, out, CompressOptions(method="datafree", bits=4, block_size=32), progress=False)
     return out
@@ -49,8 +49,8 @@ def compress(model: Path, out: Path) -> Path:
 
 def sign(pack: Path, key: Any, out_dir: Path, *, valid_days: int = 365, baseline: Path | None = None, name: str = "pack") -> tuple[Path, Path]:
     """Sign ``pack`` over ``TEXT`` (three windows of 24 tokens); returns (bundle, tokens) written in ``out_dir``."""
-    from uc_attest.attest.acceptance import SignOptions, sign_pack
-    from uc_attest.evaluate.settings import EvalSettings
+    from uc_attest._internal.attest.acceptance import SignOptions, sign_pack
+    from uc_attest._internal.evaluate.settings import EvalSettings
 
     text = out_dir / "eval.txt"
     if not text.exists():
@@ -63,13 +63,13 @@ def sign(pack: Path, key: Any, out_dir: Path, *, valid_days: int = 365, baseline
 
 
 def new_key() -> Any:
-    from uc_attest.attest.keys import Algorithm, generate_private_key
+    from uc_attest._internal.attest.keys import Algorithm, generate_private_key
 
     return generate_private_key(Algorithm.P256)
 
 
 def write_public_key(key: Any, path: Path) -> Path:
-    from uc_attest.attest.keys import public_key_pem
+    from uc_attest._internal.attest.keys import public_key_pem
 
     path.write_bytes(public_key_pem(key.public_key()))
     return path
@@ -122,9 +122,9 @@ def resign(bundle: Path, key: Any, hint: str | None = None, edit: Any = None) ->
     """Re-sign ``bundle``'s statement (after ``edit(statement)``, if given) with ``key``: a forger who holds a key."""
     import base64
 
-    from uc_attest.attest.bundle import KeyModeBundle
-    from uc_attest.attest.dsse import sign_envelope
-    from uc_attest.attest.keys import fingerprint
+    from uc_attest._internal.attest.bundle import KeyModeBundle
+    from uc_attest._internal.attest.dsse import sign_envelope
+    from uc_attest._internal.attest.keys import fingerprint
 
     data = json.loads(bundle.read_bytes())
     payload = base64.b64decode(data["dsseEnvelope"]["payload"])

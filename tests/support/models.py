@@ -88,8 +88,8 @@ def build_tokenized_model(root: Path, seed: int = 0, vocab: int = 300, *, embedd
 
 def make_datafree_pack(root: Path, name: str = "llama") -> Path:
     """``root/pack``: a tiny random model of architecture ``name`` (saved at ``root/model``), compressed data-free."""
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
+    from uc_attest._internal.compress.options import CompressOptions
+    from uc_attest._internal.compress.pipeline import compress_model
 
     model = make_tiny_model(name, root / "model")
     compress_model(model, root / "pack", CompressOptions(method="datafree"), progress=False)

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from uc_attest.pack.strict_json import dumps_canonical
+from uc_attest._internal.pack.strict_json import dumps_canonical
 
 
 def read_manifest(pack: Path) -> dict[str, Any]:

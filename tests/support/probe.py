@@ -57,12 +57,12 @@ def build_trained_model(root: Path) -> Path:
 
 def build_delivery(root: Path) -> Path:
     """model/, pack/ (4-bit data-free), the signed bundle and token file, vendor.pub, and served/ (uc export)."""
-    from uc_attest.attest.acceptance import SignOptions, sign_pack
-    from uc_attest.evaluate.settings import EvalSettings
-    from uc_attest.attest.keys import Algorithm, generate_private_key, public_key_pem
-    from uc_attest.compress.options import CompressOptions
-    from uc_attest.compress.pipeline import compress_model
-    from uc_attest.pack.export import export_pack
+    from uc_attest._internal.attest.acceptance import SignOptions, sign_pack
+    from uc_attest._internal.evaluate.settings import EvalSettings
+    from uc_attest._internal.attest.keys import Algorithm, generate_private_key, public_key_pem
+    from uc_attest._internal.compress.options import CompressOptions
+    from uc_attest._internal.compress.pipeline import compress_model
+    from uc_attest._internal.pack.export import export_pack
 
     model = build_trained_model(root / "model")
     compress_model(model, root / "pack", CompressOptions(method="datafree", bits=4, block_size=32), progress=False)
@@ -79,7 +79,7 @@ def serving(engine: Any, handler: Any = None) -> Iterator[str]:
     """Serve ``engine`` on 127.0.0.1 (a free port) in a thread; yields the base URL."""
     from http.server import HTTPServer
 
-    from uc_attest.probe.serve_reference import make_server
+    from uc_attest._internal.probe.serve_reference import make_server
 
     server = make_server(engine) if handler is None else HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -1,6 +1,6 @@
 """An independent numpy implementation of the codec, written from docs/FORMAT.md.
 
-It shares no code with uc_attest.codec: unpacking bit by bit, float32 multiply in
+It shares no code with uc_attest._internal.codec: unpacking bit by bit, float32 multiply in
 numpy, round-to-nearest-even to bfloat16 by integer arithmetic on the bit pattern.
 The tests demand bit-identity between the two.
 """

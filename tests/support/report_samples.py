@@ -16,7 +16,7 @@ import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from uc_attest.check.results import (
+from uc_attest._internal.check.results import (
     ArtifactIdentity,
     CheckResult,
     CheckStatus,
@@ -220,13 +220,13 @@ def signed_sample(tmp: Path, verdict: str = "PASS") -> tuple[Path, bytes, Result
     sample's files, tensors and perplexity; the results record the bundle's
     SHA-256 and the key's fingerprint, as ``attest check`` would.
     """
-    from uc_attest.attest.keys import (
+    from uc_attest._internal.attest.keys import (
         Algorithm,
         fingerprint,
         generate_private_key,
         public_key_pem,
     )
-    from uc_attest.attest.predicate import (
+    from uc_attest._internal.attest.predicate import (
         PREDICATE_TYPE,
         TOKENS_SUBJECT,
         AcceptanceTestPredicate,
@@ -236,10 +236,10 @@ def signed_sample(tmp: Path, verdict: str = "PASS") -> tuple[Path, bytes, Result
         PerplexityResult,
         TensorDigest,
     )
-    from uc_attest.attest.predicate import ToolInfo as PredicateTool
-    from uc_attest.attest.signing import sign_statement
-    from uc_attest.attest.statement import DigestSet, Statement, Subject
-    from uc_attest.evaluate.environment import EnvironmentInfo
+    from uc_attest._internal.attest.predicate import ToolInfo as PredicateTool
+    from uc_attest._internal.attest.signing import sign_statement
+    from uc_attest._internal.attest.statement import DigestSet, Statement, Subject
+    from uc_attest._internal.evaluate.environment import EnvironmentInfo
 
     base = make_results(verdict)
     key = generate_private_key(Algorithm.P256)
@@ -304,13 +304,13 @@ def rerender_report(report: Path, out: Path, swap: dict[str, bytes]) -> Path:
 
     import pikepdf
 
-    from uc_attest.check.results import load_results
-    from uc_attest.report import RESULTS_ATTACHMENT, render_report_bytes
+    from uc_attest._internal.check.results import load_results
+    from uc_attest._internal.report import RESULTS_ATTACHMENT, render_report_bytes
 
     with pikepdf.open(report) as pdf:
         files = {str(n): bytes(spec.get_file().read_bytes()) for n, spec in pdf.attachments.items()}
     results = load_results(files[RESULTS_ATTACHMENT])
     files.update(swap)
-    with mock.patch("uc_attest.report.render.report_attachments", lambda _results, extra: dict(extra)):
+    with mock.patch("uc_attest._internal.report.render.report_attachments", lambda _results, extra: dict(extra)):
         out.write_bytes(render_report_bytes(results, files))
     return out

@@ -31,10 +31,10 @@ def write_keyless_report(site: Path, logged: datetime) -> Path:
     """
     from support.fake_sigstore import FakeSigstore
 
-    from uc_attest.check.results import load_results
-    from uc_attest.check.vsa import build_vsa_statement
-    from uc_attest.report import render_report_bytes
-    from uc_attest.report import BUNDLE_ATTACHMENT, VSA_ATTACHMENT
+    from uc_attest._internal.check.results import load_results
+    from uc_attest._internal.check.vsa import build_vsa_statement
+    from uc_attest._internal.report import render_report_bytes
+    from uc_attest._internal.report import BUNDLE_ATTACHMENT, VSA_ATTACHMENT
 
     fake = FakeSigstore()
     (site / "trusted_root.json").write_text(json.dumps(fake.trusted_root()))

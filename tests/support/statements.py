@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta, timezone
 
-from uc_attest.attest.predicate import (
+from uc_attest._internal.attest.predicate import (
     PREDICATE_TYPE,
     TOKENS_SUBJECT,
     AcceptanceTestPredicate,
@@ -17,8 +17,8 @@ from uc_attest.attest.predicate import (
     ToolInfo,
     float_hex,
 )
-from uc_attest.attest.statement import DigestSet, Statement, Subject
-from uc_attest.evaluate.environment import EnvironmentInfo
+from uc_attest._internal.attest.statement import DigestSet, Statement, Subject
+from uc_attest._internal.evaluate.environment import EnvironmentInfo
 
 SIGNED_AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
