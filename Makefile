@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml tests/attest/js/package-lock.json
 	touch $(STAMP)
 
 demo: venv
-	$(PY) -m uc_attest._internal.demo --work $(WORK)
+	$(PY) -m uc_attest demo --work $(WORK)
 
 test: venv
 	$(PY) -m pytest -q

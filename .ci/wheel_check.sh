@@ -33,6 +33,8 @@ where = pathlib.Path(uc_attest.__file__).resolve()
 assert "/venv/lib/" in str(where), f"uc_attest imported from {where}, not from the wheel"
 assert (policies_dir() / "default.toml").is_file() and (templates_dir() / "report.html.j2").is_file()
 assert list((templates_dir() / "fonts").iterdir()), "no fonts in the wheel"
+assert "torch" not in sys.modules, "import uc_attest must not import torch"
+assert all(getattr(uc_attest, name) is not None for name in uc_attest.__all__), "a public name does not resolve in the wheel"
 print(f"uc_attest {uc_attest.__version__} from {where.parent}; reconstruction kernel: {'C ' + native.vector_path() if native.available() else 'numpy fallback'}")
 PY
 "$V/python" -c "import sys; sys.path.insert(0, '$ROOT/tests'); from support.models import build_tokenized_model; build_tokenized_model(__import__('pathlib').Path('model'))" >/dev/null 2>&1
@@ -44,4 +46,13 @@ PY
 "$V/attest" check pack --key vendor.pub --json results.json --report report.pdf --quiet | tail -1
 "$V/uc" export pack -o served --quiet >/dev/null
 "$V/uc" verify pack --deployed served --quiet | tail -1
+"$V/python" -m uc_attest uc --version
+"$V/python" - <<'PY'
+import uc_attest
+vendor = uc_attest.KeyAnchor("vendor.pub")
+verified = uc_attest.verify_pack("pack")
+statement = uc_attest.verify_bundle("pack.sigstore.json", vendor)
+uc_attest.load_model(verified, expected_manifest_sha256=verified.report.manifest_sha256)
+print(f"public API: pack verified ({len(verified.report.tensors)} tensors), loaded, bundle verified (perplexity {statement.predicate.measurement.pack.perplexity:.3f})")
+PY
 echo "wheel check: PASS"

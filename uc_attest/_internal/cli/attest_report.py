@@ -13,7 +13,6 @@ from ..outputs import check_outputs
 from ..safe_io import read_input_file
 from .common import trust_options
 
-MAX_REPORT_BYTES = 512 << 20
 
 
 def _read(path: Path, what: str, limit: int) -> bytes:
@@ -84,7 +83,7 @@ def verify_report_command(
     """
     from ..attest.trust import same_signer, trust_anchor
     from ..errors import UcError
-    from ..report.verify import verify_report_bytes
+    from ..report.verify import MAX_REPORT_BYTES, verify_report_bytes
     from .common import exit_with
 
     try:

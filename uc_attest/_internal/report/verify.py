@@ -42,6 +42,9 @@ from .attachments import read_attachments
 from .names import BUNDLE_ATTACHMENT, POLICY_ATTACHMENT, RESULTS_ATTACHMENT, VSA_ATTACHMENT
 from .signed_layout import DamagedPdfError, LayoutError, ReportLayout, read_report_layout
 
+MAX_REPORT_BYTES = 512 << 20
+"""The largest report file read: the attachments (capped below) plus the rendered pages, with a wide margin."""
+
 ATTACHMENT_CAPS = {RESULTS_ATTACHMENT: 64 << 20, BUNDLE_ATTACHMENT: 64 << 20, POLICY_ATTACHMENT: 1 << 20, VSA_ATTACHMENT: 64 << 20}
 """Bytes each embedded file may inflate to. results.json of a 30-layer model is about 0.3 MB (one row per
 tensor and per evaluation window), so 64 MiB leaves room for models hundreds of times larger."""
