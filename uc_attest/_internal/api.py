@@ -136,6 +136,7 @@ def sign_pack(
     from .attest.acceptance import SignOptions
     from .attest.acceptance import sign_pack as run
     from .attest.key_reference import KeyReference
+    from .evaluate.settings import EvalSettings
 
     key_source: Any = KeyReference(os.fspath(key)) if isinstance(key, str | os.PathLike) else key
     return run(
@@ -145,12 +146,10 @@ def sign_pack(
             keyless=keyless,
             baseline=_path(baseline),
             eval_text=_path(eval_text),
-            seq_len=seq_len,
-            max_windows=max_windows,
+            evaluation=EvalSettings(seq_len=seq_len, max_windows=max_windows, progress=progress),
             valid_days=valid_days,
             output=_path(bundle),
             tokens_output=_path(tokens),
-            progress=progress,
         )
     )
 
@@ -189,10 +188,11 @@ def check_pack(
     --sign-key``'s. Inputs that cannot be used at all raise (exit code 2).
     """
     from .check.run import CheckInputs, run_check
+    from .evaluate.settings import EvalSettings
     from .policy import load_policy
 
     inputs = CheckInputs(pack=Path(pack), policy=load_policy(policy), trust=trust, bundle=_path(bundle), tokens=_path(tokens),
-                         deployed=_path(deployed), progress=progress)  # fmt: skip
+                         deployed=_path(deployed), evaluation=EvalSettings(progress=progress))  # fmt: skip
     return run_check(inputs).results
 
 
