@@ -15,12 +15,13 @@ TINYLLAMA = {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers"
              "num_key_value_heads": 4, "vocab_size": 32000, "tie_word_embeddings": False}  # fmt: skip
 
 # Peak RSS measured from outside by bench/scale_1b.py (MiB) on the random TinyLlama-shaped model at 6 blocks
-# (streaming: the same at 22), with the settings given; docs/RESULTS.md, "The whole flow at 1.1B".
+# (the same within 2 % at 22), with the settings given; docs/RESULTS.md, "The whole flow at 1.1B" (2026-12-07,
+# idle machine, streaming pack writer); the calibrated figure is the 1-block model's (it does not grow with depth).
 MEASURED_BLOCKS = 6
 MEASURED_MIB = {
-    "compress datafree": 1581.1,
-    "sign --baseline (2 x 256)": 1272.2,
-    "compress calibrated (4 x 128)": 2542.2,  # VmHWM during block 0 (the run was stopped there: machine at load 20)
+    "compress datafree": 778.5,
+    "sign --baseline (2 x 256)": 1295.0,
+    "compress calibrated (8 x 256)": 2861.2,
 }
 
 
@@ -47,7 +48,7 @@ def test_forecast_is_within_a_factor_of_the_measured_peak() -> None:
     assert shape is not None
     forecasts = {"compress datafree": compress_peak_bytes(shape, "datafree", 128, 512),
                  "sign --baseline (2 x 256)": evaluation_peak_bytes(shape, 2, 256),
-                 "compress calibrated (4 x 128)": compress_peak_bytes(shape, "calibrated", 4, 128)}  # fmt: skip
+                 "compress calibrated (8 x 256)": compress_peak_bytes(shape, "calibrated", 8, 256)}  # fmt: skip
     for step, measured in MEASURED_MIB.items():
         ratio = forecasts[step] / (measured * 2**20)
         assert 0.67 <= ratio <= 1.5, (step, ratio)

@@ -18,7 +18,7 @@ from typing import Any
 
 GIB = float(1 << 30)
 RUNTIME_BYTES = 0.6 * GIB  # interpreter, torch, transformers and the tokenizer, resident before any weight (measured)
-OPEN_SHARD_BYTES = 256 << 20  # the pack writer's open shard
+WRITER_CHUNK_BYTES = 32 << 20  # the streaming writer's copy buffers and the source reader's pages
 DEFAULT_WINDOWS = 40  # windows of the built-in evaluation text at 512 tokens
 
 
@@ -86,16 +86,17 @@ def evaluation_peak_bytes(shape: ModelShape, windows: int | None, seq_len: int, 
 def compress_peak_bytes(shape: ModelShape, method: str, samples: int, seq_len: int) -> float:
     """``uc compress``: data-free codes one tensor at a time; calibrated holds one block, activations and Hessians."""
     if method == "datafree":
-        # each shard is held whole and serialised whole when it closes (twice its bytes at that moment): the codec
-        # shard up to its cap, and the bf16 tensors kept outside the blocks (embeddings, head; a tensor over the cap
-        # is a shard of its own); plus the coded tensor in float32, its codes and the learner's scratch (measured)
-        passthrough = min(2 * (shape.outside_params - shape.hidden), max(OPEN_SHARD_BYTES, 2 * shape.vocab * shape.hidden))
-        return RUNTIME_BYTES + 2 * OPEN_SHARD_BYTES + 2 * passthrough + 12 * shape.hidden * shape.intermediate
+        # the pack writer spools each open shard to disk as tensors arrive (pack/safetensors_stream.py) and copies it
+        # into place in bounded chunks, so no shard is held: what is resident is the coded tensor in float32, its
+        # codes and the learner's scratch (about 12 bytes per weight of the largest map, measured), and the chunks
+        return RUNTIME_BYTES + 12 * shape.hidden * shape.intermediate + WRITER_CHUNK_BYTES
     block = 4 * 4 * shape.block_params  # float32: the block, its coded copy, GPTQ's working weights and errors
     activations = 3 * samples * seq_len * shape.hidden * 4  # inputs, targets, replayed outputs
-    hessians = 3 * 4 * (3 * shape.hidden**2 + shape.intermediate**2)  # one per input (q/k/v, gate/up share), x3: inverse, Cholesky
+    # one per input (q/k/v, gate/up share), x5: the Hessian, its inverse and Cholesky factor, and under the default
+    # --incoherence auto the rotated Hessian and its factor beside them
+    hessians = 5 * 4 * (3 * shape.hidden**2 + shape.intermediate**2)
     embeddings = 4 * shape.vocab * shape.hidden
-    return RUNTIME_BYTES + OPEN_SHARD_BYTES + block + activations + hessians + embeddings
+    return RUNTIME_BYTES + WRITER_CHUNK_BYTES + block + activations + hessians + embeddings
 
 
 def describe(peak: float, shape: ModelShape, what: str) -> str:
