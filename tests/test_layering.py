@@ -15,6 +15,7 @@ top-level parts must point strictly down; a leaf imports only leaves.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,3 +209,22 @@ def test_the_graph_sees_deferred_lazy_and_type_only_imports() -> None:
         f"{INTERNAL}.errors -> {INTERNAL}.pack.x (a leaf imports pack)",
         f"{INTERNAL}.pack.x -> {INTERNAL}.check.y (pack is not above check)",
     ]
+
+
+def test_every_module_is_named_in_the_architecture_tables() -> None:
+    """docs/ARCHITECTURE.md's tables name every module: a top-level one by its own row, a package's by its file name in
+    the package's row. A module nobody can find on the map is where the next duplicate starts."""
+    rows: dict[str, str] = {}
+    for line in (REPO / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `"):
+            head = line.split(" | ")[0]
+            for name in re.findall(r"`uc_attest\._internal\.(\w+)`", head):
+                rows[name] = line
+    missing = []
+    for name in module_files():
+        if not name.startswith(INTERNAL + "."):
+            continue
+        parts = name[len(INTERNAL) + 1 :].split(".")
+        if parts[0] not in rows or len(parts) > 1 and not re.search(rf"`{parts[-1]}(\.py|\.c)?`|\b{parts[-1]}\.(py|c)\b", rows[parts[0]]):
+            missing.append("/".join(parts))
+    assert missing == [], "modules the tables of docs/ARCHITECTURE.md do not name: " + ", ".join(missing)
