@@ -17,12 +17,13 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from measured_child import run_measured  # noqa: E402
 
 
 def make_tokenizer(path: Path, vocab: int) -> int:
@@ -71,25 +72,11 @@ def run_child(pack: Path, bundle: Path, pub: Path, streaming: bool) -> tuple[flo
     policy.write_text('version = 1\nname = "bench"\n')
     cmd = [sys.executable, "-c", "from uc_attest._internal.cli.attest import main; main()", "check", str(pack), "--bundle", str(bundle),
            "--key", str(pub), "--policy", str(policy), "--quiet", "--device", "cpu", "--streaming" if streaming else "--no-streaming"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    start = time.perf_counter()
-    out_r, out_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: exec the check with stdout and stderr on the pipe
-        os.close(out_r)
-        os.dup2(out_w, 1)
-        os.dup2(out_w, 2)
-        os.chdir(ROOT)
-        os.execve(sys.executable, cmd, env)
-    os.close(out_w)
-    with os.fdopen(out_r, "r") as reader:
-        text = reader.read()
-    _, status, usage = os.wait4(pid, 0)
-    seconds = time.perf_counter() - start
-    lines = text.strip().splitlines()
-    if os.waitstatus_to_exitcode(status) != 0:
+    child = run_measured(cmd, {**os.environ, "PYTHONPATH": str(ROOT)}, ROOT)
+    lines = child.output.strip().splitlines()
+    if child.exit_code != 0:
         sys.exit(f"attest check failed: {lines[-3:]}")
-    return usage.ru_maxrss / 1024, seconds, lines[-1]
+    return child.usage.ru_maxrss / 1024, child.seconds, lines[-1]
 
 
 def main() -> None:

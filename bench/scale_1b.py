@@ -41,12 +41,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+
+from measured_child import run_measured  # noqa: E402
 
 SHAPE = {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 32,
          "num_key_value_heads": 4, "max_position_embeddings": 2048, "tie_word_embeddings": False}  # fmt: skip
@@ -122,24 +123,9 @@ def load_average() -> str:
 def run_step(label: str, group: str, args: list[str], stats: Path, ok_codes: tuple[int, ...] = (0,)) -> dict[str, object]:
     """One command in a fresh child: wall time, peak RSS, syscall I/O, exit code and last stdout line."""
     cmd = [sys.executable, "-c", CHILD, group, str(stats), *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     load_before = load_average()
-    start = time.perf_counter()
-    out_r, out_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(out_r)
-        os.dup2(out_w, 1)
-        os.dup2(os.open(stats.with_suffix(".stderr"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), 2)
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)  # no passphrase prompt
-        os.chdir(ROOT)
-        os.execve(sys.executable, cmd, env)
-    os.close(out_w)
-    with os.fdopen(out_r, "r") as reader:
-        text = reader.read()
-    _, status, usage = os.wait4(pid, 0)
-    seconds = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
+    child = run_measured(cmd, {**os.environ, "PYTHONPATH": str(ROOT)}, ROOT, stderr_file=stats.with_suffix(".stderr"), no_stdin=True)  # no passphrase prompt
+    text, code, seconds, usage = child.output, child.exit_code, child.seconds, child.usage
     io = json.loads(stats.read_text()) if stats.is_file() else {}
     lines = text.strip().splitlines()
     # VmHWM is the peak of the command's own address space; ru_maxrss also counts what the forked child

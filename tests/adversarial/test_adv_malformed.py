@@ -202,6 +202,10 @@ CASES: dict[str, tuple[Callable[[Path], None], str | None]] = {
 }
 
 
+UNREADABLE_TO_UC_VERIFY = {"manifest unknown major version"}
+"""The one case uc verify cannot judge (a format this version does not read): exit 2; every other is VERIFY: FAIL, exit 1."""
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_uc_verify_refuses_malformed_pack_in_one_line(site: Any, name: str) -> None:
     attack, phrase = CASES[name]
@@ -211,7 +215,7 @@ def test_uc_verify_refuses_malformed_pack_in_one_line(site: Any, name: str) -> N
     flags = ["--architecture"] if name.startswith("config") else []
     rc, out, err = run_cli("uc", "verify", site.pack, "--quiet", *flags, env={"UC_ATTEST_DEBUG": "1"})
     assert "Traceback" not in out + err and "internal error" not in err
-    if rc == 2:
+    if name in UNREADABLE_TO_UC_VERIFY:
         assert_one_line_error(rc, err, (2,))
         text = err
     else:
@@ -228,10 +232,7 @@ def test_attest_check_fails_malformed_pack_without_crashing(site: Any, tmp_path:
     attack(site.pack)
     rc, out, err, results = check(site, tmp_path / "r.json")
     assert "Traceback" not in out + err and "internal error" not in err, err
-    if rc == 2:
-        assert_one_line_error(rc, err, (2,))
-        return
-    assert rc == 1, (rc, out, err)
+    assert rc == 1, (rc, out, err)  # every malformed pack is a verdict of the check (FAIL), never an unreadable input
     failed = failed_checks(results)
     assert "pack_files" in failed, failed  # the re-sealed manifest is not the signed one
     assert "pack_structure" in failed or name.startswith("config"), failed

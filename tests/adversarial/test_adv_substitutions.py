@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.cli import assert_one_line_error
 from support.delivery import check, copy_delivery, failed_checks, new_key, resign, sign, write_public_key
 
 from uc_attest._internal.pack.strict_json import dumps_canonical
@@ -133,12 +134,15 @@ def test_a_missing_file(site: Any, tmp_path: Path) -> None:
     _expect_fail(site, tmp_path, {"pack_files", "pack_structure"})
 
 
-def test_a_missing_token_file_is_a_one_line_error_or_fail(site: Any, tmp_path: Path) -> None:
+def test_a_missing_token_file_fails_the_eval_tokens_check(site: Any, tmp_path: Path) -> None:
+    """The signed tokens are evidence the check judges: missing, they are a FAIL of their row (exit 1, results
+    written), the measurement that needs them is skipped, and everything else is still judged."""
     site.tokens.unlink()
     rc, out, err, results = check(site, tmp_path / "r.json")
-    assert "Traceback" not in err and rc in (1, 2)
-    if rc == 1:
-        assert "eval_tokens" in failed_checks(results)
+    assert rc == 1 and "Traceback" not in err, (out, err)
+    assert results is not None and failed_checks(results) == {"eval_tokens"}
+    assert {c["name"]: c["status"] for c in results["checks"]}["perplexity_match"] == "SKIP"
+    assert results["verdict"] == "FAIL"
 
 
 def test_a_token_file_of_another_delivery(site: Any, other_delivery_root: tuple[Path, Any], tmp_path: Path) -> None:
@@ -231,10 +235,8 @@ def test_a_symlink_swapped_in_for_the_manifest(site: Any, tmp_path: Path) -> Non
     (site.pack / "ucpack.json").unlink()
     (site.pack / "ucpack.json").symlink_to(target)
     rc, out, err, results = check(site, tmp_path / "r.json")
-    assert "Traceback" not in err and "internal error" not in err, err
-    assert rc in (1, 2), out + err
-    if rc == 1:
-        assert {"pack_files", "pack_structure"} <= failed_checks(results)
+    assert_one_line_error(rc, err, (2,))  # a manifest that is not a regular file is no pack: nothing is judged from it
+    assert "ucpack.json" in err and results is None, err
 
 
 def test_a_symlinked_directory_inside_the_pack(site: Any, tmp_path: Path) -> None:

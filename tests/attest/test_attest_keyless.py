@@ -102,7 +102,7 @@ def test_signature_flip_is_refused(fake: FakeSigstore, root_file: Path) -> None:
     sig = bytearray(base64.b64decode(data["dsseEnvelope"]["signatures"][0]["sig"]))
     sig[20] ^= 1
     data["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
-    with pytest.raises((SignatureError, IdentityError)):  # the log entry records the signature too
+    with pytest.raises(SignatureError):  # the log entry records the signature too
         _verify(json.dumps(data).encode(), root_file)
 
 
@@ -177,7 +177,7 @@ def test_recorded_sigstore_staging_bundle_verifies_offline() -> None:
     body = bytearray(base64.b64decode(tampered["dsseEnvelope"]["payload"]))
     body[-3] ^= 1
     tampered["dsseEnvelope"]["payload"] = base64.b64encode(bytes(body)).decode()
-    with pytest.raises((SignatureError, IdentityError)):
+    with pytest.raises(SignatureError):
         verify_keyless_logged(json.dumps(tampered).encode(), trusted_root=root, identity=STAGING_IDENTITY, issuer=GITHUB_ISSUER)
 
 

@@ -52,7 +52,7 @@ def test_keygen_encrypts_with_env_passphrase(attest_cli, tmp_path: Path) -> None
     data = key_path.read_bytes()
     assert is_encrypted_pem(data)
     assert "encrypted" in r.out and "not encrypted" not in r.err
-    load_private_key(key_path, b"correct horse")
+    assert fingerprint(load_private_key(key_path, b"correct horse").public_key()) == fingerprint(load_public_key(key_paths(name)[1]))
     with pytest.raises(KeyFileError, match="wrong passphrase"):
         load_private_key(key_path, b"wrong")
     with pytest.raises(KeyFileError, match="UC_ATTEST_KEY_PASSPHRASE"):
@@ -64,9 +64,9 @@ def test_keygen_prompts_on_a_terminal(attest_cli, tmp_path: Path, monkeypatch: p
     name = tmp_path / "prompted"
     r = attest_cli("keygen", "-o", name, input="s3cret\ns3cret\n")
     assert r.rc == 0, r.err
-    key_path, _ = key_paths(name)
+    key_path, pub_path = key_paths(name)
     assert is_encrypted_pem(key_path.read_bytes())
-    load_private_key(key_path, b"s3cret")
+    assert fingerprint(load_private_key(key_path, b"s3cret").public_key()) == fingerprint(load_public_key(pub_path))  # the typed passphrase opens it
 
 
 def test_keygen_refuses_to_overwrite(attest_cli, tmp_path: Path) -> None:
@@ -131,17 +131,17 @@ def test_garbage_and_missing_key_files(tmp_path: Path) -> None:
 
 
 def test_signing_key_passphrase_from_env_or_prompt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    key_path, _, _ = write_keypair(tmp_path / "k", passphrase=b"pw")
+    key_path, _, expected = write_keypair(tmp_path / "k", passphrase=b"pw")
     monkeypatch.setenv("UC_ATTEST_KEY_PASSPHRASE", "pw")
-    load_signing_key(key_path)
+    assert fingerprint(load_signing_key(key_path).public_key()) == expected
     monkeypatch.delenv("UC_ATTEST_KEY_PASSPHRASE")
-    load_signing_key(key_path, prompt=lambda: b"pw")
+    assert fingerprint(load_signing_key(key_path, prompt=lambda: b"pw").public_key()) == expected
     with pytest.raises(KeyFileError, match="wrong passphrase"):
         load_signing_key(key_path, prompt=lambda: b"nope")
     # an unencrypted key ignores a passphrase in the environment
-    plain, _, _ = write_keypair(tmp_path / "plain")
+    plain, _, plain_fingerprint = write_keypair(tmp_path / "plain")
     monkeypatch.setenv("UC_ATTEST_KEY_PASSPHRASE", "whatever")
-    load_signing_key(plain)
+    assert fingerprint(load_signing_key(plain).public_key()) == plain_fingerprint
 
 
 def test_key_paths_accept_suffix_by_habit(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from uc_attest._internal.attest import KeyAnchor, verify_bundle
 from uc_attest._internal.attest.keys import generate_private_key, public_key_pem
 from uc_attest._internal.attest.pkcs11 import Pkcs11Uri, TokenPrivateKey
 from uc_attest._internal.errors import UsageError
+from uc_attest._internal.attest.errors import KeyMismatchError
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -90,7 +91,7 @@ def test_attest_sign_with_a_token_key(token: str, tiny_pack: Path, eval_text: Pa
     assert verified.signer.key_fingerprint is not None
     other = tmp_path / "other.pub"
     other.write_bytes(public_key_pem(generate_private_key().public_key()))
-    with pytest.raises(Exception, match="not by the given key"):
+    with pytest.raises(KeyMismatchError, match="not by the given key"):
         verify_bundle(bundle, KeyAnchor(other))
 
 

@@ -21,6 +21,19 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
 
 
+def _spy_on_resume(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """``{"done": n}`` once the compressor starts: how many finished blocks ``WorkDir.start`` resumed from."""
+    seen: dict[str, int] = {}
+    original_start = resume.WorkDir.start
+
+    def spy_start(self, resume_flag):  # type: ignore[no-untyped-def]
+        seen["done"] = original_start(self, resume_flag)
+        return seen["done"]
+
+    monkeypatch.setattr(resume.WorkDir, "start", spy_start)
+    return seen
+
+
 @pytest.mark.slow  # the calibrated compressor
 @pytest.mark.parametrize(("arch", "tune_epochs", "dead_expert"), [("llama", 0, False), ("mixtral", 0, False), ("gpt2", 2, False),
                                                                   ("mixtral", 0, True)])  # fmt: skip
@@ -60,14 +73,7 @@ def test_resume_is_byte_identical(arch: str, tune_epochs: int, dead_expert: bool
     assert not (tmp_path / "out").exists()
     monkeypatch.setattr(resume.WorkDir, "finish_block", original)
 
-    resumed_from = {}
-    original_start = resume.WorkDir.start
-
-    def spy_start(self, resume_flag):  # type: ignore[no-untyped-def]
-        resumed_from["done"] = original_start(self, resume_flag)
-        return resumed_from["done"]
-
-    monkeypatch.setattr(resume.WorkDir, "start", spy_start)
+    resumed_from = _spy_on_resume(monkeypatch)
     manifest = compress_model(model_dir, tmp_path / "out", opts.model_copy(update={"resume": True}), progress=False)
     assert resumed_from["done"] == 1
     assert _files(tmp_path / "out") == _files(tmp_path / "full")
@@ -83,13 +89,6 @@ def test_resume_ignores_a_different_run(tmp_path: Path, monkeypatch: pytest.Monk
     work = tmp_path / "out.partial-work"
     work.mkdir()
     (work / "state.json").write_text('{"version": 1, "fingerprint": "other", "completed": 1}')
-    seen = {}
-    original_start = resume.WorkDir.start
-
-    def spy_start(self, resume_flag):  # type: ignore[no-untyped-def]
-        seen["done"] = original_start(self, resume_flag)
-        return seen["done"]
-
-    monkeypatch.setattr(resume.WorkDir, "start", spy_start)
+    seen = _spy_on_resume(monkeypatch)
     compress_model(model_dir, tmp_path / "out", fast_options(tmp_path, resume=True), progress=False)
     assert seen["done"] == 0

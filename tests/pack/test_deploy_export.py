@@ -19,6 +19,7 @@ import uc_attest
 from uc_attest._internal.pack.deployed import verify_deployed
 from uc_attest._internal.pack.export import export_pack
 from uc_attest._internal.pack.reader import open_pack
+from uc_attest._internal.errors import UsageError
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -187,7 +188,7 @@ def test_deployed_usage_errors(pack: Path, tmp_path: Path, uc) -> None:  # type:
     (bad / "model.safetensors").write_bytes(b"\x05\0\0\0\0\0\0\0{}")
     result = uc("verify", pack, "--deployed", bad, "--quiet")
     assert result.rc == 1 and "FAIL: deployed model.safetensors:" in result.out
-    with pytest.raises(Exception, match="shard size"):
+    with pytest.raises(UsageError, match="shard size"):
         export_pack(pack, tmp_path / "x", max_shard_bytes=0)
     inside = uc("export", pack, "-o", pack / "served")
     assert inside.rc == 2 and "inside the pack" in inside.err and not (pack / "served").exists()

@@ -27,6 +27,7 @@ from uc_attest._internal.compress.options import CompressOptions
 from uc_attest._internal.compress.pipeline import compress_model
 from uc_attest._internal.pack.export import export_pack
 from uc_attest._internal.probe.serve_reference import ReferenceEngine
+from uc_attest._internal.errors import UnreadableInputError
 
 pytestmark = pytest.mark.slow
 
@@ -302,5 +303,5 @@ def test_signed_verdict_and_report_of_a_probe_verify_and_a_forged_probe_section_
     assert rc == 0 and out.strip().splitlines()[-1] == "REPORT: VERIFIED", out + err
     forged = json.loads((tmp_path / "results.json").read_text())
     forged["probe"]["windows"][0]["served_nll"] += 5.0  # a served NLL moved, its shift and verdict left as they were
-    with pytest.raises(Exception, match="difference_per_token|served"):
+    with pytest.raises(UnreadableInputError, match="difference_per_token|served"):
         load_results(json.dumps(forged).encode())

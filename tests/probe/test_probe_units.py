@@ -176,5 +176,5 @@ def test_probe_record_refuses_figures_that_do_not_follow_from_the_windows() -> N
             ProbeRecord.model_validate(forged)
     rows = _record()["windows"]
     rows[2] = {**rows[2], "within_tolerance": True}
-    with pytest.raises(Exception, match="within_tolerance"):
+    with pytest.raises(ValidationError, match="within_tolerance"):
         ProbeRecord.model_validate(_record(windows=rows, windows_outside=[]))

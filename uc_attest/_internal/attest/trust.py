@@ -15,15 +15,12 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import UsageError
 from .keys import PublicKey
-
-if TYPE_CHECKING:
-    from .verify import VerifiedAttestation
 
 PublicKeyInput = PublicKey | str | os.PathLike[str] | bytes
 """A public key object, a path to ``NAME.pub``, or SPKI PEM bytes."""
@@ -85,12 +82,6 @@ class KeyAnchor:
             raise KeyMismatchError(f"bundle was signed by key {hint[:16]}…, not by the given key {expected[:16]}…")
         return SignedPayload(payload=verify_envelope(parsed.dsse_envelope, key), signer=SignerInfo(mode="key", key_fingerprint=expected))
 
-    def verify(self, bundle: bytes | str | os.PathLike[str], **options: Any) -> VerifiedAttestation:
-        """Verify an attestation bundle under this anchor (``options``: ``at``, ``allow_expired``)."""
-        from .verify import verify_bundle
-
-        return verify_bundle(bundle, self, **options)
-
     def expected_signer(self) -> SignerInfo:
         """The signer this anchor accepts, by key fingerprint."""
         from .keys import fingerprint
@@ -118,11 +109,6 @@ class KeylessAnchor:
             raise UsageError("this bundle was signed with a key: give the signer's public key (NAME.pub)")
         payload, logged_at = verify_keyless_logged(raw, trusted_root=self.trusted_root, identity=self.identity, issuer=self.issuer)
         return SignedPayload(payload=payload, signer=SignerInfo(mode="keyless", identity=self.identity, issuer=self.issuer), logged_at=logged_at)
-
-    def verify(self, bundle: bytes | str | os.PathLike[str], **options: Any) -> VerifiedAttestation:
-        from .verify import verify_bundle
-
-        return verify_bundle(bundle, self, **options)
 
     def expected_signer(self) -> SignerInfo:
         return SignerInfo(mode="keyless", identity=self.identity, issuer=self.issuer)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
 from ..attest.bundle import read_unverified_statement
 from ..attest.paths import BUNDLE_SUFFIX
-from ..attest.verify import parse_predicate, read_bundle_bytes
+from ..attest.trust import TrustAnchor
+from ..attest.verify import parse_predicate, read_bundle_bytes, verify_bundle
 from ..pack.reader import open_pack
 from ..safe_io import read_input_file
 from .bom import BomInputs
@@ -25,11 +25,11 @@ def default_pack_for(bundle: Path) -> Path | None:
     return None
 
 
-def collect_bom_inputs(bundle: Path, trust: Any | None, pack: Path | None, results: Path | None) -> BomInputs:
+def collect_bom_inputs(bundle: Path, trust: TrustAnchor | None, pack: Path | None, results: Path | None) -> BomInputs:
     """Read everything the BOM needs; ``trust`` is a TrustAnchor or None (then the signature is not verified)."""
     raw = read_bundle_bytes(bundle)
     if trust is not None:
-        verified = trust.verify(raw)
+        verified = verify_bundle(raw, trust)
         statement, predicate = verified.statement, verified.predicate
         signer = verified.signer
         verified_by = f"key {signer.key_fingerprint}" if signer.mode == "key" else f"keyless {signer.identity} ({signer.issuer})"

@@ -7,6 +7,7 @@ Expiry is left to the policy (attestation_age), which decides how old is too old
 from __future__ import annotations
 
 from ..attest.errors import AttestationError
+from ..attest.verify import verify_bundle
 from .context import CheckContext, failed, passed
 from .results import CheckResult
 
@@ -16,7 +17,7 @@ NAME = "signature"
 def check_signature(ctx: CheckContext) -> CheckResult:
     """Verify the bundle; on success the verified attestation is left in ``ctx.attestation``."""
     try:
-        ctx.attestation = ctx.trust.verify(ctx.bundle_bytes, allow_expired=True)
+        ctx.attestation = verify_bundle(ctx.bundle_bytes, ctx.trust, allow_expired=True)
     except AttestationError as exc:
         return failed(NAME, f"{exc} ({type(exc).__name__}).", {"error": type(exc).__name__})
     signer = ctx.attestation.signer
