@@ -14,7 +14,7 @@ import pytest
 from support.cli import assert_one_line_error, run_cli
 
 from uc_attest._internal.errors import UsageError
-from uc_attest._internal.outputs import Output, check_outputs, write_all
+from uc_attest._internal.outputs import Output, ensure_outputs_writable, write_all
 
 pytestmark = pytest.mark.slow  # the shared signed delivery (tests/conftest.py)
 
@@ -76,21 +76,21 @@ def test_write_all_restores_earlier_outputs_when_a_later_one_fails(tmp_path: Pat
     assert first.read_bytes() == b"new results" and second.read_bytes() == b"%PDF"
 
 
-def test_check_outputs_refuses_what_cannot_be_written(tmp_path: Path) -> None:
+def test_ensure_outputs_writable_refuses_what_cannot_be_written(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="cannot write"):
-        check_outputs([UNWRITABLE / "uc-attest-x"])
+        ensure_outputs_writable([UNWRITABLE / "uc-attest-x"])
     with pytest.raises(UsageError, match="does not exist"):
-        check_outputs([tmp_path / "missing" / "x"])
+        ensure_outputs_writable([tmp_path / "missing" / "x"])
     with pytest.raises(UsageError, match="is a directory"):
-        check_outputs([tmp_path])
+        ensure_outputs_writable([tmp_path])
     with pytest.raises(UsageError, match="same file"):
-        check_outputs([tmp_path / "x", tmp_path / "." / "x"])
+        ensure_outputs_writable([tmp_path / "x", tmp_path / "." / "x"])
     with pytest.raises(UsageError, match="overwrite an input"):
-        check_outputs([tmp_path / "x"], [tmp_path / "x"])
+        ensure_outputs_writable([tmp_path / "x"], [tmp_path / "x"])
     (tmp_path / "exists").write_text("")
     with pytest.raises(UsageError, match="already exists"):
-        check_outputs([tmp_path / "exists"], overwrite=False)
-    check_outputs([tmp_path / "new", tmp_path / "exists"])
+        ensure_outputs_writable([tmp_path / "exists"], overwrite=False)
+    ensure_outputs_writable([tmp_path / "new", tmp_path / "exists"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists"]  # the probe leaves nothing behind
 
 

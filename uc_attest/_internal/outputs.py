@@ -4,7 +4,7 @@ Why: ``attest check --json ok.json --report /unwritable/r.pdf`` used to run the
 whole check (minutes), write ok.json, then fail on the report, leaving a
 results file with no report beside it. Every command that writes files now
 
-1. calls :func:`check_outputs` before any work: each output's directory exists
+1. calls :func:`ensure_outputs_writable` before any work: each output's directory exists
    and is writable (proved by creating and removing a temporary file there, so
    read-only mounts and permissions are caught, not guessed), no output is an
    existing directory, no two outputs are the same file, none is an input;
@@ -41,7 +41,7 @@ def _parent(path: Path) -> Path:
     return path.parent if str(path.parent) else Path(".")
 
 
-def check_outputs(outputs: Sequence[Path | None], inputs: Iterable[Path | None] = (), *, overwrite: bool = True) -> None:
+def ensure_outputs_writable(outputs: Sequence[Path | None], inputs: Iterable[Path | None] = (), *, overwrite: bool = True) -> None:
     """Refuse, before any work, outputs that could not be written; one-line exit-2 errors."""
     given = [Path(p) for p in outputs if p is not None]
     resolved = [p.resolve() for p in given]

@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict
 from ..version import __version__
 from ..errors import UnreadableInputError, UsageError
 from ..evaluate.settings import EvalSettings
-from ..outputs import Output, check_outputs, write_all
+from ..outputs import Output, ensure_outputs_writable, write_all
 from ..pack.manifest import MANIFEST_NAME
 from .errors import AcceptanceTestError, BundleFormatError
 from .key_reference import KeyReference
@@ -342,7 +342,7 @@ def _output_paths(options: SignOptions) -> tuple[Path, Path, Path | None]:
     for out in outputs:
         if out.resolve().is_relative_to(pack_path.resolve()):
             raise UsageError(f"{out} is inside the pack; outputs go beside it")
-    check_outputs(outputs, [options.eval_text, options.baseline])  # before minutes of measuring: every one can be written
+    ensure_outputs_writable(outputs, [options.eval_text, options.baseline])  # before minutes of measuring: every one can be written
     return bundle_path, tokens_path, oms_path
 
 

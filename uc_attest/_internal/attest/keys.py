@@ -121,10 +121,10 @@ def write_keypair(
     replaced unless ``overwrite``: losing a signing key by a repeated command
     is not recoverable. Both files appear or neither does.
     """
-    from ..outputs import Output, check_outputs, write_all
+    from ..outputs import Output, ensure_outputs_writable, write_all
 
     key_path, pub_path = key_paths(name)
-    check_outputs([key_path, pub_path], overwrite=overwrite)
+    ensure_outputs_writable([key_path, pub_path], overwrite=overwrite)
     key = generate_private_key(algorithm)
     # both or neither; with --force a failed write restores the old pair instead of losing the old key
     write_all([Output(key_path, private_key_pem(key, passphrase), 0o600), Output(pub_path, public_key_pem(key.public_key()), 0o644)])

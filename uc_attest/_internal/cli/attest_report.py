@@ -9,7 +9,7 @@ import click
 from ..attest.bundle import MAX_BUNDLE_BYTES
 from ..check.results import MAX_RESULTS_BYTES
 from ..errors import UsageError
-from ..outputs import check_outputs
+from ..outputs import ensure_outputs_writable
 from ..safe_io import read_input_file
 from .common import trust_options
 
@@ -37,7 +37,7 @@ def report_command(results_path: Path, output: Path, bundle: Path | None, vsa: P
     for given in (results_path, bundle, vsa):
         if given is not None and output.resolve() == given.resolve():
             raise UsageError(f"the report would overwrite its own input {given}")
-    check_outputs([output], [results_path, bundle, vsa])  # before reading and rendering
+    ensure_outputs_writable([output], [results_path, bundle, vsa])  # before reading and rendering
     results = load_results(_read(results_path, "results file", MAX_RESULTS_BYTES), str(results_path))
     extra = {}
     if bundle is not None:

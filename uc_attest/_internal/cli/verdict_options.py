@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from ..errors import UsageError
-from ..outputs import check_outputs
+from ..outputs import ensure_outputs_writable
 from .common import with_options
 
 
@@ -96,7 +96,7 @@ def prepare_verdict_outputs(*, pack: Path, policy: Any, inputs: Sequence[Path | 
     for out in outs:
         if out in read or out.is_relative_to(pack.resolve()):
             raise UsageError(f"{out} would overwrite an input (outputs go outside the pack and beside the inputs)")
-    check_outputs([report_path, json_path, vsa_out])  # every output can be written
+    ensure_outputs_writable([report_path, json_path, vsa_out])  # every output can be written
     return VerdictOutputs(report=report_path, json=json_path, vsa=vsa_out, signing=signing)
 
 
