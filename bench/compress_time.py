@@ -35,12 +35,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CLI = "from uc_attest._internal.cli.uc import main; main()"
+def cli_for(tree: Path) -> str:
+    """The ``uc`` entry point of a tree: under ``_internal`` since issue 29 moved the internals, at the top before."""
+    module = "uc_attest._internal.cli.uc" if (tree / "uc_attest" / "_internal").is_dir() else "uc_attest.cli.uc"
+    return f"from {module} import main; main()"
 
 
 def compress(tree: Path, model: Path, out: Path, args: argparse.Namespace, calibration: Path) -> dict[str, object]:
     """One ``uc compress`` from ``tree`` in a child process: wall and CPU seconds, load average around it."""
-    cmd = [sys.executable, "-c", CLI, "compress", str(model), "-o", str(out), "--target-bpw", str(args.target_bpw),
+    cmd = [sys.executable, "-c", cli_for(tree), "compress", str(model), "-o", str(out), "--target-bpw", str(args.target_bpw),
            "--samples", str(args.samples), "--calibration", str(calibration), "--force", "--quiet"]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(tree))
     load_before = os.getloadavg()

@@ -174,7 +174,7 @@ def main() -> None:
     overall = spearman([r["predicted"] for r in rows], [r["measured_kl"] for r in rows])
     error_only = spearman([r["error"] for r in rows], [r["measured_kl"] for r in rows])
     print(f"\nSmolLM2-135M-Instruct (Q4_1 GGUF source), {len(keys)} tensors of layers {args.layers}, options {args.options}; "
-          f"sensitivity {measured_sens.info['sensitivity_windows']} windows x {options.seq_len} tokens "
+          f"sensitivity {measured_sens.info['sensitivity_windows']} windows x {min(options.seq_len, sens.SENSITIVITY_TOKENS)} tokens "
           f"({sens_seconds:.0f} s for the whole model), test {probe.windows.shape[0]} other windows x {probe.windows.shape[1]} tokens")
     print(f"rank correlation predicted vs measured KL increase, all {len(rows)} pairs: {overall:.3f}  (coder error alone: {error_only:.3f})")
     for bits, size in wanted:
