@@ -151,11 +151,18 @@ class ProbePolicy(_Section):
     difference per predicted token (nats); over all probed windows, the relative
     difference of the perplexity. A share of windows may exceed the per-window
     tolerance (outliers of a kernel), but never the total one.
+
+    The defaults sit between what a kernel moves and what other weights move, both
+    measured on SmolLM2 (docs/RESULTS.md, "Probing a live endpoint"): bf16 serving of
+    the attested weights shifts a window by at most 0.0067 nats per token and the
+    perplexity by 0.09-0.11 %; the unquantised original behind the same endpoint,
+    once the pack is within 1 % of it (``--target-bpw 5.3``), shifts the perplexity
+    by 0.67 %. As packs get closer to their originals, this margin is what shrinks.
     """
 
     required: bool = True
-    window_tolerance: float = Field(default=0.02, gt=0, le=MAX_PROBE_WINDOW_TOLERANCE, allow_inf_nan=False)
-    total_tolerance: float = Field(default=0.01, gt=0, le=MAX_PROBE_TOTAL_TOLERANCE, allow_inf_nan=False)
+    window_tolerance: float = Field(default=0.012, gt=0, le=MAX_PROBE_WINDOW_TOLERANCE, allow_inf_nan=False)
+    total_tolerance: float = Field(default=0.004, gt=0, le=MAX_PROBE_TOTAL_TOLERANCE, allow_inf_nan=False)
     max_share_outside: float = Field(default=0.1, ge=0, lt=1, allow_inf_nan=False)
     min_windows: int = Field(default=8, ge=1, le=100_000)
     text_windows: int = Field(default=2, ge=1, le=1000)
