@@ -13,7 +13,7 @@ packs stay reproducible and packs written before this module are unchanged:
 the data is ordered by dtype (the safetensors library's dtype order, widest
 first) then by name, the header is compact JSON in that order after the
 ``__metadata__`` entry, padded with spaces to a multiple of 8 bytes.
-tests/test_safetensors_stream.py compares the bytes with the library's on every
+tests/pack/test_safetensors_stream.py compares the bytes with the library's on every
 dtype, on shapes with zero and one dimension, and on non-ASCII names.
 """
 
