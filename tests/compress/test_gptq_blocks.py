@@ -120,3 +120,14 @@ def test_find_blocks_on_other_layouts(tmp_path: Path) -> None:
     for arch, expected in [("gpt2", "transformer.h"), ("mamba", "backbone.layers"), ("jamba", "model.layers")]:
         config = load_config(make_tiny_model(arch, tmp_path / arch) / "config.json")
         assert find_blocks(build_calibration_skeleton(config))[0] == expected
+
+
+def test_one_sweep_takes_each_maps_own_width_and_block_size() -> None:
+    """--target-bpw gives maps of one group different (bits, block size): one sweep codes them as separate sweeps would."""
+    w, h = _problem()
+    p32, p64 = CodecParams(bits=3, block_size=32, block_axis=1), CodecParams(bits=6, block_size=64, block_axis=1)
+    together = gptq_quantize_group([w[:16], w[16:]], [p32, p64], h)
+    alone = [gptq_quantize(w[:16], p32, h), gptq_quantize(w[16:], p64, h)]
+    for (a, ca), (b, cb), p in zip(together, alone, (p32, p64)):
+        assert a.params == p and a.scales.shape[1] == -(-w.shape[1] // p.block_size)
+        assert torch.equal(ca, cb) and torch.equal(a.scales, b.scales) and torch.equal(a.codebook, b.codebook)

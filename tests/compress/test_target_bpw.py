@@ -112,3 +112,38 @@ def test_bad_target_bpw_exits_2_with_one_line(extra: list[str], tmp_path: Path, 
     assert_one_line_error(r.rc, r.err, (2,))
     assert not (tmp_path / "pack").exists()
     assert not list(tmp_path.glob(".uc-sensitivity-*"))
+
+
+@pytest.mark.slow  # the calibrated compressor
+def test_target_bpw_codes_each_map_once_in_the_domain_the_sensitivity_pass_chose(tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The sensitivity pass already codes every map's row sample in both domains: the coder sweeps each map once, there."""
+    from uc_attest._internal.compress import calibrated, target
+
+    _few_options(monkeypatch)
+    measured: list[sensitivity.Sensitivity] = []
+    modes: list[str] = []
+    real_measure, real_group = target.measure_sensitivity, calibrated.gptq_quantize_group
+
+    def measure(*args, **kwargs):  # type: ignore[no-untyped-def]
+        measured.append(real_measure(*args, **kwargs))
+        return measured[-1]
+
+    def group(*args, **kwargs):  # type: ignore[no-untyped-def]
+        modes.append(kwargs["incoherence"])
+        return real_group(*args, **kwargs)
+
+    monkeypatch.setattr(target, "measure_sensitivity", measure)
+    monkeypatch.setattr(calibrated, "gptq_quantize_group", group)
+    model_dir = make_tiny_model("llama", tmp_path / "model")
+    manifest = compress_model(model_dir, tmp_path / "pack", fast_options(tmp_path, target_bpw=4.4), progress=False)
+    assert verify_pack(tmp_path / "pack", progress=False).report.ok
+    chosen = measured[0].rotated
+    assert chosen and set(modes) <= {"on", "off"}  # no map coded twice ("auto")
+    codecs = {t.name: t.codec for t in manifest.tensors if t.codec is not None}
+    for key, rotated in chosen.items():
+        assert (codecs[key].transform is not None) == rotated, key
+    assert f"{sum(chosen.values())} of {len(chosen)} maps rotated" in str(manifest.compression.calibration["incoherence_choice"])
+    # --incoherence off is never overridden by the per-map choice
+    off = fast_options(tmp_path, target_bpw=4.4).model_copy(update={"incoherence": "off", "incoherence_for": {"*": "on"}})
+    assert off.incoherence_for_key("model.layers.0.self_attn.q_proj.weight") == "off"

@@ -59,7 +59,7 @@ from ..pack.writer import PackWriter
 from ..progress import bar_disabled
 from .blockscale import encode_datafree
 from .coding import add_datafree, codec_params, passthrough_tensor
-from .gptq import gptq_quantize_group, prepare_hessian
+from .gptq import gptq_quantize_group, prepare_hessian, prepare_rotated
 from .hessian import (
     StopBlock,
     UnitStats,
@@ -362,22 +362,24 @@ class BlockCoder:
             if k not in two_d:
                 out[k] = self._datafree(k, source)
                 self.fallbacks[k] = "not a 2-D checkpoint tensor: data-free coding"
-        # one sweep per block size: a sweep shares its column blocks (the input width is one statistic's anyway)
+        # one sweep per incoherence choice, whatever the block sizes (gptq_quantize_group takes each map's own)
         params = {k: self._params(k) for k in two_d}
-        by_block: dict[int, list[str]] = {}
+        by_mode: dict[str, list[str]] = {}
         for k in two_d:
-            by_block.setdefault(params[k].block_size, []).append(k)
-        # one damped, factorised Hessian for every block size (prepare_hessian; the input width is the statistic's)
-        prepared = None
-        if two_d:
+            by_mode.setdefault(self.options.incoherence_for_key(k), []).append(k)
+        # one damped, factorised Hessian per domain for every sweep of the group (the input width is the statistic's)
+        prepared = rotated = None
+        if two_d and h is not None:
             first = two_d[0]
             cols = source.shape(first)[params[first].block_axis]
             prepared = prepare_hessian(h, cols, self.options.damp, self.options.act_order, self.device)
-        for ks in by_block.values():
+            if set(by_mode) - {"off"}:
+                rotated = prepare_rotated(h, cols, self.options.damp, self.options.act_order, self.options.seed, self.device)
+        for mode, ks in by_mode.items():
             coded = gptq_quantize_group(
                 [source.load(k).to(self.device) for k in ks], [params[k] for k in ks], h,
                 damp=self.options.damp, act_order=self.options.act_order, seed=self.options.seed,
-                refit=self.options.refit_grid, incoherence=self.options.incoherence, prepared=prepared,
+                refit=self.options.refit_grid, incoherence=mode, prepared=prepared, prepared_rotated=rotated,
             )  # fmt: skip
             for k, (enc, _) in zip(ks, coded):
                 out[k] = self._finish(k, enc)

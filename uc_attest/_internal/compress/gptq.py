@@ -219,12 +219,14 @@ def gptq_quantize_group(
     refit: bool = False,
     incoherence: str = "off",
     prepared: PreparedHessian | None = None,
+    prepared_rotated: PreparedHessian | None = None,
 ) -> list[tuple[EncodedTensor, torch.Tensor]]:
     """Encode 2-D weights that read the same input (one Hessian) with error feedback.
 
     GPTQ treats rows independently for a fixed H, so matrices sharing an input
     (q, k, v; gate, up) are stacked along their rows and swept once; each keeps
-    its own codebook and scales. ``hessian`` is the input second moment over the
+    its own codebook and scales, and may have its own width and block size (one
+    sweep for a whole group, whatever its allocation). ``hessian`` is the input second moment over the
     block axis (None: identity, i.e. nearest-entry coding after the same scale
     and codebook search). ``incoherence``: "off"; "auto" to also code the
     group in the incoherence domain and keep, per weight, the coding with the
@@ -234,6 +236,8 @@ def gptq_quantize_group(
     and factorised (:func:`prepare_hessian`), to share between calls (the
     incoherence domain's rotated Hessian is prepared here). The work runs on the
     weights' device; only the per-column loop is single-threaded.
+    ``prepared_rotated``: the same for the incoherence domain's rotated Hessian
+    (:func:`prepare_rotated`), when several calls share it.
     """
     if incoherence not in ("off", "auto", "on"):
         raise ValueError(f"incoherence must be 'off', 'auto' or 'on', not {incoherence!r}")
@@ -243,7 +247,7 @@ def gptq_quantize_group(
     rotated = _gptq_quantize_group(
         [forward_transform(w, transform, p.block_axis) for w, p in zip(weights, params, strict=True)],
         [p.model_copy(update={"transform": transform}) for p in params], transform_hessian(hessian, transform),
-        damp, act_order, seed, refit,
+        damp, act_order, seed, refit, prepared_rotated,
     )  # fmt: skip
     if incoherence == "on":
         return rotated
@@ -251,6 +255,15 @@ def gptq_quantize_group(
     h = prepared_hessian(hessian.cpu(), damp)
     return [min(pair, key=lambda coded: canonical_error(w.cpu(), p.block_axis, coded, h))
             for w, p, pair in zip(weights, params, zip(plain, rotated, strict=True), strict=True)]  # fmt: skip
+
+
+def prepare_rotated(hessian: torch.Tensor, cols: int, damp: float, act_order: bool, seed: int,
+                    device: torch.device | str = "cpu") -> PreparedHessian | None:  # fmt: skip
+    """The incoherence domain's Hessian ``M H M^T``, prepared as :func:`prepare_hessian` does; None where no transform fits the width."""
+    transform = hadamard_for_width(cols, seed)
+    if transform is None:
+        return None
+    return prepare_hessian(transform_hessian(hessian, transform), cols, damp, act_order, device)
 
 
 def hadamard_for_width(width: int, seed: int) -> HadamardTransform | None:
@@ -301,9 +314,8 @@ def _gptq_quantize_group(
             raise ValueError("gptq_quantize takes 2-D weights")
         mats.append((weight.t() if p.block_axis == 0 else weight).to(torch.float32).contiguous())
     cols = mats[0].shape[1]
-    if any(m.shape[1] != cols for m in mats) or any(p.block_size != params[0].block_size for p in params):
-        raise ValueError("weights of one group must share their input dimension and block size")
-    block = params[0].block_size
+    if any(m.shape[1] != cols for m in mats):
+        raise ValueError("weights of one group must share their input dimension")
     if prepared is None:
         prepared = prepare_hessian(hessian, cols, damp, act_order, mats[0].device)
     h, diag, perm, hinv = prepared.h, prepared.diag, prepared.perm, prepared.hinv
@@ -313,10 +325,10 @@ def _gptq_quantize_group(
     for importance in importance_candidates(diag):
         codebooks, scales16 = [], []
         for m, p in zip(mats, params, strict=True):
-            cb, sc = search_scales(m, importance, p.bits, block, dtype, seed)
+            cb, sc = search_scales(m, importance, p.bits, p.block_size, dtype, seed)
             codebooks.append(cb)
             scales16.append(sc)
-        scales_full = [torch.repeat_interleave(sc.to(torch.float32), block, dim=1)[:, :cols] for sc in scales16]
+        scales_full = [_full_scales(sc, p.block_size, cols) for sc, p in zip(scales16, params, strict=True)]
         if hinv is None:
             swept = [nearest_codes(_normalised(m, sf), cb) for m, sf, cb in zip(mats, scales_full, codebooks, strict=True)]
             losses = [0.0] * len(mats)  # without a Hessian there is one candidate, nearest-entry coding
@@ -331,7 +343,7 @@ def _gptq_quantize_group(
     out = []
     for m, p, (_err, cb, sc, codes) in zip(mats, params, best, strict=True):
         if refit and hinv is not None:
-            cb, sc, codes = _refine_grid(m, codes, sc, cb, h, (hinv, perm), block, dtype)
+            cb, sc, codes = _refine_grid(m, codes, sc, cb, h, (hinv, perm), p.block_size, dtype)
         codes8, cb, sc = codes.to(torch.uint8).cpu(), cb.cpu(), sc.cpu()
         if p.block_axis == 0:
             codes8, sc = codes8.t().contiguous(), sc.t().contiguous()

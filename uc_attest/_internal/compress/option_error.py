@@ -100,9 +100,9 @@ def _domains(cols: int, hessian: torch.Tensor | None, options: CompressOptions) 
     return out
 
 
-def _code(rows: list[torch.Tensor], domain: _Domain, option: Option, options: CompressOptions) -> list[torch.Tensor]:
-    """D = canonical reconstruction - rows, for each of ``rows`` coded together (one sweep) in ``domain``."""
-    params = [CodecParams(bits=option[0], block_size=option[1], block_axis=1, dtype=options.dtype, transform=domain.transform)] * len(rows)
+def _code(rows: list[torch.Tensor], domain: _Domain, option_list: list[Option], options: CompressOptions) -> list[torch.Tensor]:
+    """D = canonical reconstruction - rows, for each of ``rows`` coded in its option of ``option_list``, all in one sweep in ``domain``."""
+    params = [CodecParams(bits=o[0], block_size=o[1], block_axis=1, dtype=options.dtype, transform=domain.transform) for o in option_list]
     coded = gptq_quantize_group([domain.values(r) for r in rows], params, domain.hessian, damp=options.damp,
                                 act_order=options.act_order, seed=options.seed, prepared=domain.prepared)  # fmt: skip
     return [reconstruct_from_codes(codes, enc.codebook, enc.scales, enc.params).to(torch.float32) - r
@@ -114,37 +114,49 @@ def _criterion(d: torch.Tensor, h: torch.Tensor) -> float:
     return float(((d64 @ h) * d64).sum())
 
 
+@dataclass
+class GroupCoding:
+    """What the real coder does to one group's row samples: D per map and option, and the domain each map was given."""
+
+    differences: list[dict[Option, torch.Tensor]]
+    # per map: True (incoherence domain) or False (plain) where both were tried, None where there was no choice
+    # (no Hessian, no transform for the width, or --incoherence off)
+    rotated: list[bool | None]
+
+
 def group_differences(rows: list[torch.Tensor], hessian: torch.Tensor | None, options: CompressOptions,
-                      option_list: list[Option], reference: Option) -> list[dict[Option, torch.Tensor]]:  # fmt: skip
+                      option_list: list[Option], reference: Option) -> GroupCoding:  # fmt: skip
     """Per map of ``rows`` (maps reading one input, H = identity where None) and option, D as the real coder codes it.
 
     The domain of each map is chosen at ``reference`` by the coder's own
     criterion (the canonical error under the damped Hessian, as
     gptq_quantize_group's "auto" chooses per map) and kept for the other
-    options; maps in one domain are swept together; each Hessian is factorised
-    once per domain and shared by every option.
+    options. Every other option of every map in one domain is coded in one
+    sweep (rows are independent for a fixed H; each stacked matrix keeps its
+    own codebook, scales and block size), so a group costs two sweeps at the
+    reference and at most two for the rest, whatever the number of options;
+    each Hessian is factorised once per domain and shared by every option.
     """
     criterion = prepared_hessian(torch.eye(rows[0].shape[1]) if hessian is None else hessian, options.damp)
     domains = _domains(rows[0].shape[1], hessian, options)
-    at_reference = [_code(rows, domain, reference, options) for domain in domains]
+    at_reference = [_code(rows, domain, [reference] * len(rows), options) for domain in domains]
     choice = [min(range(len(domains)), key=lambda j: _criterion(at_reference[j][m], criterion)) for m in range(len(rows))]
     out: list[dict[Option, torch.Tensor]] = [{reference: at_reference[choice[m]][m]} for m in range(len(rows))]
+    rest = [o for o in option_list if o != reference]
     for j, domain in enumerate(domains):
-        members = [m for m in range(len(rows)) if choice[m] == j]
-        if not members:
+        pairs = [(m, o) for o in rest for m in range(len(rows)) if choice[m] == j]
+        if not pairs:
             continue
-        for option in option_list:
-            if option == reference:
-                continue
-            for m, d in zip(members, _code([rows[m] for m in members], domain, option, options), strict=True):
-                out[m][option] = d
-    return out
+        for (m, o), d in zip(pairs, _code([rows[m] for m, _ in pairs], domain, [o for _, o in pairs], options), strict=True):
+            out[m][o] = d
+    rotated = [domains[c].transform is not None if len(domains) > 1 else None for c in choice]
+    return GroupCoding(out, rotated)
 
 
 def coding_differences(rows: torch.Tensor, hessian: torch.Tensor | None, options: CompressOptions,
                        option_list: list[Option]) -> dict[Option, torch.Tensor]:  # fmt: skip
     """One map alone, every option of ``option_list`` with its own domain choice: exactly gptq_quantize_group's coding."""
-    return {o: group_differences([rows], hessian, options, [o], o)[0][o] for o in option_list}
+    return {o: group_differences([rows], hessian, options, [o], o).differences[0][o] for o in option_list}
 
 
 def row_errors(d: torch.Tensor, hessian: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,10 @@ class CompressOptions(BaseModel):
     # incoherence processing (codec/incoherence.py): "auto" also codes each calibrated map in the random-sign Hadamard
     # domain and keeps, per map, whichever canonical reconstruction has the lower Hessian error (gptq.py); "off": never
     incoherence: Literal["auto", "off"] = "auto"
+    # per-tensor domain: checkpoint-key glob -> "on" (code only in the incoherence domain) or "off" (only plain). Filled
+    # by --target-bpw from the sensitivity pass, which codes every map's row sample in both domains anyway: the coder
+    # then sweeps each map once instead of twice (issue 28, item 6). Keys matched by no glob follow ``incoherence``.
+    incoherence_for: dict[str, Literal["on", "off"]] = {}
     # epochs of tuning each coded block's codebooks, scales and biases against the full-precision model's outputs,
     # codes fixed (compress/tune.py); 0 = off. Kept per block only if it lowers that block's output error.
     tune_epochs: int = Field(0, ge=0, le=100)
@@ -95,6 +99,15 @@ class CompressOptions(BaseModel):
         block size together; bench/encoder_mix.py).
         """
         return _by_glob(self.block_size_for, key, self.block_size, "--block-size-for", "block sizes")
+
+    def incoherence_for_key(self, key: str) -> str:
+        """The coder's incoherence mode for one checkpoint tensor: "on" or "off" where ``incoherence_for`` decides, else ``incoherence``."""
+        if self.incoherence == "off":
+            return "off"  # --incoherence off is never overridden: no tensor is rotated
+        values = {value for pattern, value in self.incoherence_for.items() if fnmatch.fnmatchcase(key, pattern)}
+        if len(values) > 1:
+            raise UsageError(f"{key}: matched by incoherence_for globs that disagree ({sorted(values)})")
+        return values.pop() if values else self.incoherence
 
 
 def _by_glob(rule: dict[str, int], key: str, default: int, flag: str, what: str) -> int:

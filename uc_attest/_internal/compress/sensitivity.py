@@ -96,6 +96,9 @@ class Sensitivity:
 
     damage: dict[str, dict[Option, float]] = field(default_factory=dict)
     cost_bits: dict[str, dict[Option, int]] = field(default_factory=dict)
+    # per map where the coder has a choice of domain: True to code it in the incoherence domain (chosen here on the
+    # row sample at the reference option, as the coder's "auto" would choose; the coder then sweeps it once)
+    rotated: dict[str, bool] = field(default_factory=dict)
     info: dict[str, str | int | float | bool] = field(default_factory=dict)
 
 
@@ -404,8 +407,11 @@ def _block_backward(site: BlockSite, inputs: torch.Tensor, grad_out: torch.Tenso
         stats = moments.get(members[0])
         hessian = None if stats is None or stats.xx is None else stats.xx / max(1, stats.tokens)
         with single_threaded():  # many small tensor operations: a thread pool only adds barrier waits (see gptq.py)
-            diffs = group_differences([rows[index] for rows, index, _ in samples], hessian, options, measured, reference)
-        for key, (_, index, factor), coded in zip(members, samples, diffs, strict=True):
+            coding = group_differences([rows[index] for rows, index, _ in samples], hessian, options, measured, reference)
+        for key, rotated in zip(members, coding.rotated, strict=True):
+            if rotated is not None:
+                result.rotated[key] = rotated
+        for key, (_, index, factor), coded in zip(members, samples, coding.differences, strict=True):
             if hessian is not None:
                 gg = moments[key].gg  # None: the map's output never reached the loss (no gradient, no damage)
                 weights = gg[index] if gg is not None else torch.zeros(index.numel())

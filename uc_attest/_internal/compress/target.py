@@ -18,6 +18,7 @@ from ..architecture import TensorRole
 from ..errors import UsageError
 from .allocate import allocate, exact_glob
 from .coding import codec_params
+from .option_error import reference_option
 from .options import CompressOptions
 from .sensitivity import (
     OPTION_BITS,
@@ -56,6 +57,8 @@ def allocate_for_target(
     allocated = options.model_copy(update={
         "bits_for": {exact_glob(k): bits for k, (bits, _) in sorted(chosen.items())},
         "block_size_for": {exact_glob(k): size for k, (_, size) in sorted(chosen.items())},
+        # the domain the sensitivity pass chose per map: the coder sweeps each map once, in that domain
+        "incoherence_for": {exact_glob(k): "on" if rotated else "off" for k, rotated in sorted(measured.rotated.items())},
     })  # fmt: skip
     info: dict[str, str | int | float | bool] = {
         "target_bpw": target,
@@ -66,6 +69,10 @@ def allocate_for_target(
         # what the measurement took in seconds varies from run to run: not in the manifest, whose bytes must repeat
         **{k: v for k, v in measured.info.items() if not k.endswith("_seconds")},
     }
+    if measured.rotated:
+        bits, block = reference_option(OPTION_BITS, OPTION_BLOCKS)
+        info["incoherence_choice"] = (f"per map by the sensitivity pass (its row sample at {bits} bits, block {block}): "
+                                      f"{sum(measured.rotated.values())} of {len(measured.rotated)} maps rotated")  # fmt: skip
     return allocated, info
 
 
