@@ -8,7 +8,9 @@ the other, and the script reports wall time, the child's CPU time (user +
 system: less sensitive to other jobs than wall time on a shared machine) and
 the load average before and after. Both runs read the same calibration file
 (the new tree's default mix, written once), so the two differ only by code;
-the new run's other defaults (damping, threads) are the new ones. Then each
+the new run's other defaults (damping, threads) are the new ones. Three runs: the old tree, the new
+tree doing the old one's job ("like-for-like": ``--incoherence off``, the domain the old tree did not have),
+and the new tree with every default ("new"). Then each
 pack is measured on the same windows of the three evaluation domains:
 perplexity ratio and KL(original || pack) per token, mean and 99th
 percentile (uc_attest._internal.evaluate.kl, the new tree's code for both packs).
@@ -41,10 +43,16 @@ def cli_for(tree: Path) -> str:
     return f"from {module} import main; main()"
 
 
-def compress(tree: Path, model: Path, out: Path, args: argparse.Namespace, calibration: Path) -> dict[str, object]:
+# the new tree doing the old tree's job: the incoherence domain did not exist there (9c3eb39), so like for like is the
+# new code with it off; "new" is the new tree with every default (what a vendor runs)
+LIKE_FOR_LIKE = ["--incoherence", "off"]
+
+
+def compress(tree: Path, model: Path, out: Path, args: argparse.Namespace, calibration: Path,
+             extra: list[str] | None = None) -> dict[str, object]:  # fmt: skip
     """One ``uc compress`` from ``tree`` in a child process: wall and CPU seconds, load average around it."""
     cmd = [sys.executable, "-c", cli_for(tree), "compress", str(model), "-o", str(out), "--target-bpw", str(args.target_bpw),
-           "--samples", str(args.samples), "--calibration", str(calibration), "--force", "--quiet"]  # fmt: skip
+           "--samples", str(args.samples), "--calibration", str(calibration), "--force", "--quiet", *(extra or [])]  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(tree))
     load_before = os.getloadavg()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -58,6 +66,7 @@ def compress(tree: Path, model: Path, out: Path, args: argparse.Namespace, calib
     manifest = json.loads((out / "ucpack.json").read_text())
     return {
         "tree": str(tree),
+        "extra_options": " ".join(extra or []),
         "wall_seconds": round(wall, 1),
         "cpu_seconds": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 1),
         "load_before": [round(x, 2) for x in load_before],
@@ -117,7 +126,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=128)
     parser.add_argument("--eval-windows", type=int, default=40, help="0: no quality measurement")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "compress-time")
-    parser.add_argument("--only", choices=("old", "new"), help="time one tree only")
+    parser.add_argument("--only", choices=("old", "new", "like-for-like"), help="time one run only")
     parser.add_argument("--layers", type=int, help="compress the model cut to its first N decoder blocks (no quality measured)")
     args = parser.parse_args()
     if not (args.model / "config.json").is_file():
@@ -134,19 +143,21 @@ def main() -> None:
     calibration.write_text(calibration_mix_text(), encoding="utf-8")
     results: dict[str, object] = {"model": str(args.model), "layers": args.layers, "target_bpw": args.target_bpw,
                                   "samples": args.samples, "cpu_count": os.cpu_count()}  # fmt: skip
-    for label, tree in (("old", args.old.resolve()), ("new", ROOT)):
+    runs = (("old", args.old.resolve(), []), ("like-for-like", ROOT, LIKE_FOR_LIKE), ("new", ROOT, []))
+    for label, tree, extra in runs:
         if args.only and label != args.only:
             continue
         pack = args.work / f"{label}.ucpack"
-        results[label] = compress(tree, args.model, pack, args, calibration)
+        results[label] = compress(tree, args.model, pack, args, calibration, extra)
         print(f"{label}: {results[label]}", file=sys.stderr, flush=True)
         if args.eval_windows:
             results[label] = dict(results[label]) | {"quality": quality(args.model, pack, args.eval_windows)}  # type: ignore[arg-type]
             print(f"{label} quality: {results[label]}", file=sys.stderr, flush=True)
-    if "old" in results and "new" in results:
-        old, new = results["old"], results["new"]
-        results["new_over_old_wall"] = round(new["wall_seconds"] / old["wall_seconds"], 3)  # type: ignore[index]
-        results["new_over_old_cpu"] = round(new["cpu_seconds"] / old["cpu_seconds"], 3)  # type: ignore[index]
+    for label in ("like-for-like", "new"):
+        if "old" in results and label in results:
+            old, new = results["old"], results[label]
+            results[f"{label}_over_old_wall"] = round(new["wall_seconds"] / old["wall_seconds"], 3)  # type: ignore[index]
+            results[f"{label}_over_old_cpu"] = round(new["cpu_seconds"] / old["cpu_seconds"], 3)  # type: ignore[index]
     print(json.dumps(results, indent=1))
 
 

@@ -221,6 +221,10 @@ def measure_sensitivity(
 
     outside_modules = materialise_outside(model, blocks, source, outside, roles, dtype)
     captured = capture_inputs(model, blocks, list(windows.split(1)))
+    # the blocks' keyword arguments for all windows at once too: a block whose every tensor is read through a dense
+    # map is recomputed and backpropagated for every window in one batch (see _block_backward)
+    batched = capture_inputs(model, blocks, [windows], keep_hidden=False)
+    calls = [{1: captured.kwargs[i][1], windows.shape[0]: batched.kwargs[i][windows.shape[0]]} for i in range(len(blocks))]
     assert captured.hidden is not None
     hidden = captured.hidden.to(dtype)
     result = Sensitivity()
@@ -232,8 +236,8 @@ def measure_sensitivity(
                 for i, block in enumerate(blocks):
                     _load_block(model, block, source, block_keys[i], dtype)
                     save_file({"hidden": hidden.contiguous()}, str(stored / f"in-{i:05d}.safetensors"))
-                    args_kw = captured.kwargs[i][1]
-                    hidden = torch.cat([first_output(block(h.unsqueeze(0), *args_kw[0], **args_kw[1])) for h in hidden])
+                    args, kw = calls[i][hidden.shape[0]]
+                    hidden = first_output(block(hidden, *args, **kw))
                     release(block)
                     bar.update(1)
             head_keys = [k for k in outside if roles[k].role == ROLE_HEAD]
@@ -247,8 +251,7 @@ def measure_sensitivity(
                 block = blocks[i]
                 _load_block(model, block, source, block_keys[i], dtype)
                 inputs = load_file(str(stored / f"in-{i:05d}.safetensors"))["hidden"]
-                grad = _block_backward(BlockSite(block, prefix, mapper, block_keys[i], roles, source, captured.kwargs[i][1]),
-                                       inputs, grad, options, result)  # fmt: skip
+                grad = _block_backward(BlockSite(block, prefix, mapper, block_keys[i], roles, source, calls[i]), inputs, grad, options, result)
                 release(block)
                 return_freed_memory()
                 bar.update(1)
@@ -280,7 +283,8 @@ class BlockSite:
     keys: list[str]
     roles: dict[str, TensorRole]
     source: SafetensorsSource
-    call: tuple[tuple[Any, ...], dict[str, Any]]
+    # the block's positional and keyword arguments by batch size: one window, and all of them
+    calls: dict[int, tuple[tuple[Any, ...], dict[str, Any]]]
 
     def path(self, key: str) -> str:
         """The key's parameter path inside the block."""
@@ -363,7 +367,7 @@ def _called(site: BlockSite, modules: dict[str, nn.Module], x: torch.Tensor) -> 
 
     handles = [module.register_forward_hook(hook(key)) for key, module in modules.items()]
     try:
-        site.block(x, *site.call[0], **site.call[1])
+        site.block(x, *site.calls[x.shape[0]][0], **site.calls[x.shape[0]][1])
     finally:
         for h in handles:
             h.remove()
@@ -382,13 +386,16 @@ def _block_backward(site: BlockSite, inputs: torch.Tensor, grad_out: torch.Tenso
     fisher = {p: torch.zeros(v.shape, dtype=torch.float32) for p, v in params.items()}
     moments = {k: _Moments() for k in linear}
     grads_in = []
-    args, kw = site.call
+    # windows are independent, so one batched pass gives every window's input gradient and the same per-token
+    # moments; only a diagonal Fisher needs each window's own parameter gradient (its square is per window)
+    step = 1 if params else inputs.shape[0]
+    args, kw = site.calls[step]
     with _moment_hooks(linear, moments):
-        for w in range(inputs.shape[0]):
-            x = inputs[w : w + 1].clone().requires_grad_(True)
+        for w in range(0, inputs.shape[0], step):
+            x = inputs[w : w + step].clone().requires_grad_(True)
             with torch.enable_grad():
                 out = first_output(site.block(x, *args, **kw))
-                (out * grad_out[w : w + 1]).sum().backward()
+                (out * grad_out[w : w + step]).sum().backward()
             grads_in.append(x.grad.detach().clone())  # type: ignore[union-attr]
             for pname, v in params.items():
                 if v.grad is not None:
