@@ -198,29 +198,29 @@ def learn_codebook(
     w = torch.ones_like(x) if weights is None else weights.detach().reshape(-1).to(device="cpu", dtype=torch.float32)
     if x.numel() > max_samples:
         idx = sample_indices(x.numel(), max_samples, seed)
-        x, w = x[idx], w[idx]
-    finite = torch.isfinite(x) & torch.isfinite(w)
-    x, w = x[finite], w[finite].clamp_min(0)
+        x, w = x.index_select(0, idx), w.index_select(0, idx)
+    if not (math.isfinite(float(x.sum())) and math.isfinite(float(w.sum()))):  # finite sums: every value is finite
+        finite = torch.isfinite(x) & torch.isfinite(w)
+        x, w = x[finite], w[finite]
     if x.numel() == 0:
         return torch.linspace(-1, 1, k, dtype=torch.float32, device=values.device)
     # sorted once (any order of equal values gives the same result, see above); +0.0 makes -0.0 and 0.0 one value
     order = torch.from_numpy(np.argsort(x.numpy(), kind="quicksort"))
-    xs, ws = x[order].to(torch.float64) + 0.0, w[order].to(torch.float64) + 1e-12
+    xs = x.index_select(0, order).to(torch.float64) + 0.0
+    ws = w.index_select(0, order).clamp_min(0).to(torch.float64) + 1e-12
     n = xs.numel()
-    weight_sums = _ExactPrefix(ws)
+    sums = _ExactPrefix([xs * ws, ws])  # per cluster: the weighted sum of its values, and its weight
     # initialise at weighted quantiles: a good start that Lloyd then refines
-    cdf = weight_sums.inclusive()
+    cdf = sums.inclusive(1)
     cdf = cdf / cdf[-1]
     targets = (torch.arange(k, dtype=torch.float64) + 0.5) / k
     cb = xs[torch.searchsorted(cdf, targets).clamp_max(n - 1)]
-    moment_sums = _ExactPrefix(xs * ws)
     edges = torch.tensor([0, n], dtype=torch.int64)
     for _ in range(iterations):
         cb, _ = torch.sort(cb)
         # the samples of entry j are those above mid j-1 and at most mid j
         cuts = torch.searchsorted(xs, (cb[1:] + cb[:-1]) * 0.5, right=True)
-        bounds = torch.cat((edges[:1], cuts, edges[1:]))
-        num, den = moment_sums.between(bounds), weight_sums.between(bounds)
+        num, den = sums.between(torch.cat((edges[:1], cuts, edges[1:]))).unbind(1)
         new = torch.where(den > 0, num / den.clamp_min(1e-30), cb)
         if torch.allclose(new, cb, rtol=0, atol=1e-9):
             cb = new
@@ -236,41 +236,48 @@ def learn_codebook(
 
 
 class _ExactPrefix:
-    """Prefix sums of a float64 vector, exact: every sum of a run of it is the true sum, rounded once (or nearly).
+    """Prefix sums of float64 columns of n values, exact: every sum of a run is the true sum, rounded once (or nearly).
 
-    Each of the n values is split exactly into two integer limbs of a
+    Each value is split exactly into two integer limbs of its column's
     power-of-two unit (its top bits, then the next ``62 - log2 n``) and a
-    remainder below 2**-(62 - log2 n) units. Both units are chosen so that
-    the limbs' int64 running sums cannot overflow, so they are exact, and a
-    run's sum is exact up to the ignored remainders: for 65,536 samples under
-    1e-27 of the largest value each. Plain float64 prefix sums lose a small
-    cluster's sum against the large running total instead (with Hessian
-    importances a million times apart, down to a negative weight).
+    remainder below 2**-(62 - log2 n) units. The units are chosen so that the
+    limbs' int64 running sums cannot overflow, so they are exact, and a run's
+    sum is exact up to the ignored remainders: for 65,536 samples under 1e-27
+    of the column's largest value each. Plain float64 prefix sums lose a
+    small cluster's sum against the large running total instead (with
+    Hessian importances a million times apart, down to a negative weight),
+    and depend on the order of equal values.
     """
 
-    def __init__(self, v: torch.Tensor) -> None:
-        peak = float(v.abs().max()) if v.numel() else 0.0
-        self._low_bits = 62 - v.numel().bit_length()  # n values below 2**low_bits each sum below 2**62
-        exponent = (math.frexp(peak)[1] if peak > 0 else 0) - self._low_bits  # |v| < 2**(exponent + low_bits)
-        scaled = v * 2.0**-exponent
-        high = torch.round(scaled)
-        low = torch.round((scaled - high) * 2.0**self._low_bits)  # scaled - high is exact, in [-0.5, 0.5]
-        zero = torch.zeros(1, dtype=torch.int64)
-        self._high = torch.cat((zero, torch.cumsum(high.to(torch.int64), 0)))
-        self._low = torch.cat((zero, torch.cumsum(low.to(torch.int64), 0)))
-        self._unit = 2.0**exponent
+    def __init__(self, columns: list[torch.Tensor]) -> None:
+        n = columns[0].numel()
+        self._low_bits = 62 - n.bit_length()  # n values below 2**low_bits each sum below 2**62
+        limbs, units = [], []
+        for v in columns:
+            low_end, high_end = torch.aminmax(v) if n else (torch.zeros(()), torch.zeros(()))
+            peak = max(-float(low_end), float(high_end))
+            exponent = (math.frexp(peak)[1] if peak > 0 else 0) - self._low_bits  # |v| < 2**(exponent + low_bits)
+            scaled = v * 2.0**-exponent  # exact: a power of two
+            high = torch.round(scaled)
+            limbs += [high, (scaled - high).mul_(2.0**self._low_bits).round_()]  # scaled - high is exact, in [-0.5, 0.5]
+            units.append(2.0**exponent)
+        self._unit = torch.tensor(units, dtype=torch.float64)
+        self._prefix = torch.zeros(n + 1, len(limbs), dtype=torch.int64)
+        torch.cumsum(torch.stack(limbs, 1).to(torch.int64), 0, out=self._prefix[1:])
 
-    def _value(self, high: torch.Tensor, low: torch.Tensor) -> torch.Tensor:
-        return (high.to(torch.float64) + low.to(torch.float64) * 2.0**-self._low_bits) * self._unit
+    def _value(self, limbs: torch.Tensor) -> torch.Tensor:
+        limbs = limbs.to(torch.float64)
+        return (limbs[:, 0::2] + limbs[:, 1::2] * 2.0**-self._low_bits) * self._unit
 
-    def inclusive(self) -> torch.Tensor:
-        """Sum of the first i+1 values, for every i."""
-        return self._value(self._high[1:], self._low[1:])
+    def inclusive(self, column: int) -> torch.Tensor:
+        """The sums of the first i+1 values of ``column``, for every i."""
+        limbs = self._prefix[1:, 2 * column : 2 * column + 2].to(torch.float64)
+        return (limbs[:, 0] + limbs[:, 1] * 2.0**-self._low_bits) * self._unit[column]
 
     def between(self, bounds: torch.Tensor) -> torch.Tensor:
-        """Sums of the runs [bounds[j], bounds[j+1]) for a non-decreasing int64 ``bounds``."""
-        high, low = self._high.index_select(0, bounds), self._low.index_select(0, bounds)
-        return self._value(high[1:] - high[:-1], low[1:] - low[:-1])
+        """[len(bounds) - 1, columns]: the sums of the runs [bounds[j], bounds[j+1]) (``bounds`` non-decreasing int64)."""
+        prefix = self._prefix.index_select(0, bounds)
+        return self._value(prefix[1:] - prefix[:-1])
 
 
 def assign_codes(normalised: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

@@ -90,10 +90,11 @@ def search_scales(
     ib = _blocked(importance.reshape(1, -1).to(device=w.device, dtype=torch.float32), block)  # 1, nb, B
     amax = wb.abs().amax(-1).clamp(max=65504.0)  # rows, nb
     scales = amax.to(torch.float16).to(torch.float32)
-    codebook = _codebook(wb, ib, scales, bits, seed)
+    sample = _CodebookSample.of(wb, ib, seed)
+    codebook = sample.codebook(scales, bits)
     for _ in range(rounds):
         scales = _best_clip(wb, ib, amax, scales, codebook, dtype)
-        codebook = _codebook(wb, ib, scales, bits, seed)
+        codebook = sample.codebook(scales, bits)
     return codebook, scales.to(torch.float16)
 
 
@@ -149,24 +150,37 @@ def _clip_rows(wb: torch.Tensor, ib: torch.Tensor, amax: torch.Tensor, scales: t
 CODEBOOK_SAMPLES = 1 << 16  # weights the codebook is learnt from (learn_codebook's seeded sample)
 
 
-def _codebook(wb: torch.Tensor, ib: torch.Tensor, scales: torch.Tensor, bits: int, seed: int) -> torch.Tensor:
-    """The codec's seeded k-means over the block-normalised weights, each counted with importance x scale^2.
+@dataclass(frozen=True)
+class _CodebookSample:
+    """The weights a matrix's codebook is learnt from, gathered once for every round of :func:`search_scales`.
 
     learn_codebook learns from a seeded sample of CODEBOOK_SAMPLES elements
-    (codec.codebook.sample_indices); only those are normalised and weighted
-    here, the same arithmetic on the same elements as normalising the whole
-    matrix first, at a fraction of the passes over it. The k-means runs on the
-    CPU whatever the device (its sampling generator is a CPU one); the codebook
-    goes back to the device.
+    (codec.codebook.sample_indices) of the block-normalised weights, each
+    counted with importance x scale^2. Only the sample is gathered,
+    normalised and weighted here: the same arithmetic on the same elements as
+    on the whole matrix first, at a fraction of the passes over it.
     """
-    nb, block = wb.shape[1], wb.shape[2]
-    if wb.numel() > CODEBOOK_SAMPLES:
-        idx = sample_indices(wb.numel(), CODEBOOK_SAMPLES, seed).to(wb.device)
-        w, s, i = wb.reshape(-1)[idx], scales.reshape(-1)[idx // block], ib.reshape(-1)[idx % (nb * block)]
-    else:
-        w, s, i = wb.reshape(-1), scales.unsqueeze(-1).expand_as(wb).reshape(-1), ib.expand_as(wb).reshape(-1)
-    weights = i * s**2 + 1e-20
-    return learn_codebook(_normalised(w, s).cpu(), bits, weights=weights.cpu(), seed=seed, max_samples=CODEBOOK_SAMPLES).to(wb.device)
+
+    weights: torch.Tensor  # the sampled elements of wb
+    importance: torch.Tensor  # their importance
+    block_of: torch.Tensor  # their block's index in scales.reshape(-1)
+    seed: int
+
+    @classmethod
+    def of(cls, wb: torch.Tensor, ib: torch.Tensor, seed: int) -> _CodebookSample:
+        """The sample of a blocked matrix wb [rows, nb, B] with importance ib [1, nb, B]."""
+        n, row, block = wb.numel(), wb[0].numel(), wb.shape[-1]
+        idx = sample_indices(n, CODEBOOK_SAMPLES, seed) if n > CODEBOOK_SAMPLES else torch.arange(n)
+        idx = idx.to(wb.device)
+        flat_ib = ib.reshape(-1)
+        return cls(wb.reshape(-1).index_select(0, idx), flat_ib.index_select(0, idx % row), idx // block, seed)
+
+    def codebook(self, scales: torch.Tensor, bits: int) -> torch.Tensor:
+        """The codebook for block scales [rows, nb]: k-means on the CPU whatever the device (its sampling generator is a CPU one), back on the device."""
+        s = scales.reshape(-1).index_select(0, self.block_of)
+        weights = self.importance * s**2 + 1e-20
+        values = _normalised(self.weights, s)
+        return learn_codebook(values.cpu(), bits, weights=weights.cpu(), seed=self.seed, max_samples=CODEBOOK_SAMPLES).to(scales.device)
 
 
 def _inverse_cholesky(h: torch.Tensor) -> torch.Tensor:
