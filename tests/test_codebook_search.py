@@ -1,4 +1,4 @@
-"""The codebook's fast paths against straightforward references kept here (bucketize; Lloyd by bucketize and index_add).
+"""The codebook's fast paths against the straightforward references of tests/support/reference_codebook.py.
 
 NearestSearch must give exactly bucketize's codes on every input; the learner
 by prefix sums the reference's codebook up to float64 summation rounding
@@ -14,51 +14,9 @@ from fractions import Fraction
 import pytest
 import torch
 
+from support.reference_codebook import ref_learn_codebook, ref_nearest_codes
 from uc_attest._internal.codec import codebook as cb_module
 from uc_attest._internal.codec.codebook import NearestSearch, learn_codebook, nearest_codes, nearest_entries, sample_indices
-
-
-def ref_nearest_codes(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
-    """The codes as the codec always defined them: a value on a midpoint goes to the lower entry."""
-    mids = (codebook[1:] + codebook[:-1]) * 0.5
-    return torch.bucketize(values.contiguous(), mids.contiguous(), right=False)
-
-
-def ref_learn_codebook(values: torch.Tensor, bits: int, weights: torch.Tensor | None = None, iterations: int = 25,
-                       max_samples: int = 1 << 20, seed: int = 0) -> torch.Tensor:  # fmt: skip
-    """The learner as it was: every Lloyd round assigns all samples by bucketize and sums clusters by index_add."""
-    k = 1 << bits
-    x = values.detach().reshape(-1).to(torch.float32)
-    w = torch.ones_like(x) if weights is None else weights.detach().reshape(-1).to(torch.float32)
-    if x.numel() > max_samples:
-        gen = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(x.numel(), generator=gen)[:max_samples]
-        x, w = x[idx], w[idx]
-    finite = torch.isfinite(x) & torch.isfinite(w)
-    x, w = x[finite], w[finite].clamp_min(0)
-    if x.numel() == 0:
-        return torch.linspace(-1, 1, k, dtype=torch.float32)
-    order = torch.argsort(x)
-    xs, ws = x[order].to(torch.float64), w[order].to(torch.float64) + 1e-12
-    cdf = torch.cumsum(ws, 0)
-    cdf = cdf / cdf[-1]
-    targets = (torch.arange(k, dtype=torch.float64) + 0.5) / k
-    cb = xs[torch.searchsorted(cdf, targets).clamp_max(xs.numel() - 1)]
-    for _ in range(iterations):
-        cb, _ = torch.sort(cb)
-        assign = ref_nearest_codes(xs, cb)
-        num = torch.zeros(k, dtype=torch.float64).index_add_(0, assign, xs * ws)
-        den = torch.zeros(k, dtype=torch.float64).index_add_(0, assign, ws)
-        new = torch.where(den > 0, num / den.clamp_min(1e-30), cb)
-        if torch.allclose(new, cb, rtol=0, atol=1e-9):
-            cb = new
-            break
-        cb = new
-    cb = torch.sort(cb.to(torch.float32)).values
-    for i in range(1, k):
-        if cb[i] <= cb[i - 1]:
-            cb[i] = torch.nextafter(cb[i - 1], torch.tensor(float("inf")))
-    return cb.contiguous()
 
 
 def _codebooks(dtype: torch.dtype) -> list[torch.Tensor]:
@@ -112,7 +70,10 @@ def test_nan_free_table_agrees_where_there_is_no_nan() -> None:
         values = _probe_values(codebook, 5000, i)
         values = values[~torch.isnan(values)]
         table = NearestSearch.build(codebook, values, nan_free=True)
-        assert table is None if codebook.numel() == 2 else table is not None and torch.equal(table.entries(values), codebook[ref_nearest_codes(values, codebook)])
+        if codebook.numel() == 2:
+            assert table is None
+        else:
+            assert table is not None and torch.equal(table.entries(values), codebook[ref_nearest_codes(values, codebook)])
 
 
 def test_table_search_declines_what_it_cannot_serve_and_bucketize_answers() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from support.reference_codebook import CLIP_GRID, ref_best_clip, ref_search_scales
 from uc_attest._internal.codec.codebook import learn_codebook
 from uc_attest._internal.compress import gptq
 
@@ -17,18 +18,7 @@ from uc_attest._internal.compress import gptq
 def _whole_matrix_clip(wb: torch.Tensor, ib: torch.Tensor, amax: torch.Tensor, scales: torch.Tensor, codebook: torch.Tensor,
                        dtype: torch.dtype) -> torch.Tensor:  # fmt: skip
     """The search as written before chunking: every factor over the whole matrix, codes by bucketize."""
-    best_err = torch.full_like(amax, float("inf"))
-    best = scales
-    mids = (codebook[1:] + codebook[:-1]) * 0.5
-    for alpha in gptq.CLIP_GRID:
-        s = (amax * alpha).to(torch.float16).to(torch.float32).unsqueeze(-1)
-        normalised = torch.where(s != 0, wb / torch.where(s != 0, s, 1.0), 0.0)
-        codes = torch.bucketize(normalised, mids, right=False)
-        err = ((wb - (codebook[codes] * s).to(dtype).to(torch.float32)) ** 2 * ib).sum(-1)
-        better = err < best_err
-        best_err = torch.where(better, err, best_err)
-        best = torch.where(better, s.squeeze(-1), best)
-    return best
+    return ref_best_clip(wb, ib, amax, scales, codebook, dtype, chunk_elements=None)
 
 
 @pytest.mark.parametrize(("rows", "cols", "block", "dtype"), [(300, 512, 64, torch.bfloat16), (7, 1000, 32, torch.float16),
@@ -118,3 +108,20 @@ def test_search_scales_is_identical_on_every_run_and_chunking() -> None:
     finally:
         gptq.GRID_CHUNK_ELEMENTS = gptq_chunk
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+
+
+def test_clip_grid_is_the_references() -> None:
+    assert gptq.CLIP_GRID == CLIP_GRID
+
+
+@pytest.mark.parametrize("bits", [3, 6])
+def test_search_scales_matches_the_reference_on_a_realistic_matrix(bits: int) -> None:
+    """Bf16-rounded weights with an outlier feature and Hessian-like importances: the same codebook and scales, bit for bit."""
+    gen = torch.Generator().manual_seed(bits)
+    w = (torch.randn(96, 320, generator=gen) * torch.rand(96, 1, generator=gen) * 0.05).to(torch.bfloat16).to(torch.float32)
+    w[:, 7] *= 30  # an outlier input feature
+    importance = torch.rand(320, generator=gen) ** 6 * 1e3 + 1.0
+    codebook, scales = gptq.search_scales(w, importance, bits, 64, torch.bfloat16, 0)
+    ref_codebook, ref_scales = ref_search_scales(w, importance, bits, 64, torch.bfloat16, 0)
+    assert torch.equal(codebook, ref_codebook)  # here no cluster's float64 sum rounds differently enough to show in float32
+    assert torch.equal(scales, ref_scales)
