@@ -91,10 +91,11 @@ def search_scales(
     amax = wb.abs().amax(-1).clamp(max=65504.0)  # rows, nb
     scales = amax.to(torch.float16).to(torch.float32)
     sample = _CodebookSample.of(wb, ib, seed)
-    codebook = sample.codebook(scales, bits)
-    for _ in range(rounds):
-        scales = _best_clip(wb, ib, amax, scales, codebook, dtype)
+    with single_threaded():  # the learner's operations are small too (its results do not depend on the thread count)
         codebook = sample.codebook(scales, bits)
+        for _ in range(rounds):
+            scales = _best_clip(wb, ib, amax, scales, codebook, dtype)
+            codebook = sample.codebook(scales, bits)
     return codebook, scales.to(torch.float16)
 
 
