@@ -42,12 +42,13 @@ records it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
-from ..codec.codebook import learn_codebook, nearest_codes
+from ..codec.codebook import learn_codebook, nearest_codes, nearest_entries, sample_indices
 from ..codec.encoded import EncodedTensor
 from ..codec.incoherence_torch import forward_transform, transform_hessian
 from ..codec.params import CodecParams, HadamardTransform
@@ -70,7 +71,8 @@ def _blocked(m: torch.Tensor, block: int) -> torch.Tensor:
 
 def _dequant(codebook: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """Canonical value (float32 multiply, one rounding) widened back to float32."""
-    return (codebook[codes] * scales).to(dtype).to(torch.float32)
+    entries = codebook.index_select(0, codes.reshape(-1)).reshape(codes.shape)  # codebook[codes], without advanced indexing's cost
+    return (entries * scales).to(dtype).to(torch.float32)
 
 
 def _normalised(w: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
@@ -88,12 +90,12 @@ def search_scales(
     ib = _blocked(importance.reshape(1, -1).to(device=w.device, dtype=torch.float32), block)  # 1, nb, B
     amax = wb.abs().amax(-1).clamp(max=65504.0)  # rows, nb
     scales = amax.to(torch.float16).to(torch.float32)
-    weights = ib * scales.unsqueeze(-1) ** 2 + 1e-20
-    codebook = _codebook(_normalised(wb, scales.unsqueeze(-1)), bits, weights, seed)
-    for _ in range(rounds):
-        scales = _best_clip(wb, ib, amax, scales, codebook, dtype)
-        weights = ib * scales.unsqueeze(-1) ** 2 + 1e-20
-        codebook = _codebook(_normalised(wb, scales.unsqueeze(-1)), bits, weights, seed)
+    sample = _CodebookSample.of(wb, ib, seed)
+    with single_threaded():  # the learner's operations are small too (its results do not depend on the thread count)
+        codebook = sample.codebook(scales, bits)
+        for _ in range(rounds):
+            scales = _best_clip(wb, ib, amax, scales, codebook, dtype)
+            codebook = sample.codebook(scales, bits)
     return codebook, scales.to(torch.float16)
 
 
@@ -115,31 +117,71 @@ def _best_clip(wb: torch.Tensor, ib: torch.Tensor, amax: torch.Tensor, scales: t
     # on a GPU the whole matrix at once: there small kernels cost their launch, and memory is fast
     step = max(1, GRID_CHUNK_ELEMENTS // max(1, wb[0].numel())) if wb.device.type == "cpu" else rows
     best = torch.empty_like(scales)
+    # one lookup table for every factor and chunk; w / s is NaN only where w is (s is finite, and 0 handled apart)
+    nearest = nearest_entries(codebook, wb, nan_free=not bool(torch.isnan(wb).any()))
     with single_threaded():  # small operations: see single_threaded (measured here: 4.0 against 7.6 CPU-s on two threads)
         for r0 in range(0, rows, step):
-            _clip_rows(wb, ib, amax, scales, codebook, dtype, best, slice(r0, r0 + step))
+            _clip_rows(wb, ib, amax, scales, nearest, dtype, best, slice(r0, r0 + step))
     return best
 
 
-def _clip_rows(wb: torch.Tensor, ib: torch.Tensor, amax: torch.Tensor, scales: torch.Tensor, codebook: torch.Tensor,
-               dtype: torch.dtype, best: torch.Tensor, rows: slice) -> None:  # fmt: skip
-    """The grid search of :func:`_best_clip` on one chunk of rows, into ``best``."""
+def _clip_rows(wb: torch.Tensor, ib: torch.Tensor, amax: torch.Tensor, scales: torch.Tensor,
+               nearest: Callable[[torch.Tensor], torch.Tensor], dtype: torch.dtype, best: torch.Tensor, rows: slice) -> None:  # fmt: skip
+    """The grid search of :func:`_best_clip` on one chunk of rows, into ``best`` (``nearest``: a value's nearest codebook entry).
+
+    Per factor: scale s = float16(amax x factor), the error of the canonical
+    values round(entry(w / s) x s) weighted by importance, summed per block;
+    per block, the first factor with the lowest error wins, and none (the
+    block keeps ``scales``) where every error is NaN or infinite. The same
+    float operations on the same values as the loop ``if err < best_err``
+    over the factors, in fewer passes.
+    """
     w, a = wb[rows], amax[rows]
-    best_err = torch.full_like(a, float("inf"))
-    chosen = scales[rows]
-    for alpha in CLIP_GRID:
-        s = (a * alpha).to(torch.float16).to(torch.float32).unsqueeze(-1)
-        codes = nearest_codes(_normalised(w, s), codebook)
-        err = ((w - _dequant(codebook, codes, s, dtype)) ** 2 * ib).sum(-1)
-        better = err < best_err
-        best_err = torch.where(better, err, best_err)
-        chosen = torch.where(better, s.squeeze(-1), chosen)
-    best[rows] = chosen
+    grid = (a * torch.tensor(CLIP_GRID, dtype=a.dtype, device=a.device).view(-1, 1, 1)).to(torch.float16).to(torch.float32)
+    any_zero = (grid == 0).flatten(1).any(1).tolist()
+    errs = []
+    for s, zero in zip(grid.unsqueeze(-1), any_zero, strict=True):
+        q = nearest(_normalised(w, s) if zero else w / s).mul_(s).to(dtype).to(torch.float32)  # _dequant of the nearest codes
+        d = torch.sub(w, q, out=q) if q.dtype == w.dtype else w - q
+        errs.append(d.mul_(d).mul_(ib).sum(-1))  # ((w - q) ** 2 * ib).sum(-1)
+    low, first = torch.stack(errs).nan_to_num_(nan=math.inf, posinf=math.inf).min(0)  # min(0): the first index of the lowest
+    best[rows] = torch.where(low < math.inf, grid.gather(0, first.unsqueeze(0)).squeeze(0), scales[rows])
 
 
-def _codebook(normalised: torch.Tensor, bits: int, weights: torch.Tensor, seed: int) -> torch.Tensor:
-    """The codec's seeded k-means, run on the CPU whatever the device (its sampling generator is a CPU one), back on the device."""
-    return learn_codebook(normalised.cpu(), bits, weights=weights.cpu(), seed=seed, max_samples=1 << 16).to(normalised.device)
+CODEBOOK_SAMPLES = 1 << 16  # weights the codebook is learnt from (learn_codebook's seeded sample)
+
+
+@dataclass(frozen=True)
+class _CodebookSample:
+    """The weights a matrix's codebook is learnt from, gathered once for every round of :func:`search_scales`.
+
+    learn_codebook learns from a seeded sample of CODEBOOK_SAMPLES elements
+    (codec.codebook.sample_indices) of the block-normalised weights, each
+    counted with importance x scale^2. Only the sample is gathered,
+    normalised and weighted here: the same arithmetic on the same elements as
+    on the whole matrix first, at a fraction of the passes over it.
+    """
+
+    weights: torch.Tensor  # the sampled elements of wb
+    importance: torch.Tensor  # their importance
+    block_of: torch.Tensor  # their block's index in scales.reshape(-1)
+    seed: int
+
+    @classmethod
+    def of(cls, wb: torch.Tensor, ib: torch.Tensor, seed: int) -> _CodebookSample:
+        """The sample of a blocked matrix wb [rows, nb, B] with importance ib [1, nb, B]."""
+        n, row, block = wb.numel(), wb[0].numel(), wb.shape[-1]
+        idx = sample_indices(n, CODEBOOK_SAMPLES, seed) if n > CODEBOOK_SAMPLES else torch.arange(n)
+        idx = idx.to(wb.device)
+        flat_ib = ib.reshape(-1)
+        return cls(wb.reshape(-1).index_select(0, idx), flat_ib.index_select(0, idx % row), idx // block, seed)
+
+    def codebook(self, scales: torch.Tensor, bits: int) -> torch.Tensor:
+        """The codebook for block scales [rows, nb]: k-means on the CPU whatever the device (its sampling generator is a CPU one), back on the device."""
+        s = scales.reshape(-1).index_select(0, self.block_of)
+        weights = self.importance * s**2 + 1e-20
+        values = _normalised(self.weights, s)
+        return learn_codebook(values.cpu(), bits, weights=weights.cpu(), seed=self.seed, max_samples=CODEBOOK_SAMPLES).to(scales.device)
 
 
 def _inverse_cholesky(h: torch.Tensor) -> torch.Tensor:
