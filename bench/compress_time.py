@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("old", "new", "like-for-like"), help="time one run only")
     parser.add_argument("--layers", type=int, help="compress the model cut to its first N decoder blocks (no quality measured)")
     args = parser.parse_args()
+    args.model = args.model.resolve()  # each child runs in its own tree: a relative path would name another directory
     if not (args.model / "config.json").is_file():
         from uc_attest._internal.demo_model import materialize_smollm2
 
