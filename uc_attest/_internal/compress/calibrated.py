@@ -372,8 +372,9 @@ class BlockCoder:
         if two_d and h is not None:
             first = two_d[0]
             cols = source.shape(first)[params[first].block_axis]
-            prepared = prepare_hessian(h, cols, self.options.damp, self.options.act_order, self.device)
-            if set(by_mode) - {"off"}:
+            if set(by_mode) - {"on"}:  # a map coded in the plain domain ("off" or "auto")
+                prepared = prepare_hessian(h, cols, self.options.damp, self.options.act_order, self.device)
+            if set(by_mode) - {"off"}:  # a map coded in the incoherence domain ("on" or "auto")
                 rotated = prepare_rotated(h, cols, self.options.damp, self.options.act_order, self.options.seed, self.device)
         for mode, ks in by_mode.items():
             coded = gptq_quantize_group(

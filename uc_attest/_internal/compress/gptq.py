@@ -283,17 +283,24 @@ def gptq_quantize_group(
     """
     if incoherence not in ("off", "auto", "on"):
         raise ValueError(f"incoherence must be 'off', 'auto' or 'on', not {incoherence!r}")
-    transform = hadamard_for_width(int(weights[0].shape[params[0].block_axis]), seed)
+    cols, device = int(weights[0].shape[params[0].block_axis]), weights[0].device
+    transform = hadamard_for_width(cols, seed)
+
+    def plain_coding() -> list[tuple[EncodedTensor, torch.Tensor]]:
+        plain_h = prepared if prepared is not None else prepare_hessian(hessian, cols, damp, act_order, device)
+        return _gptq_quantize_group(weights, params, plain_h, seed, refit)
+
     if incoherence == "off" or hessian is None or transform is None:
-        return _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit, prepared)
+        return plain_coding()
     rotated = _gptq_quantize_group(
         [forward_transform(w, transform, p.block_axis) for w, p in zip(weights, params, strict=True)],
-        [p.model_copy(update={"transform": transform}) for p in params], transform_hessian(hessian, transform),
-        damp, act_order, seed, refit, prepared_rotated,
+        [p.model_copy(update={"transform": transform}) for p in params],
+        prepared_rotated if prepared_rotated is not None else prepare_hessian(transform_hessian(hessian, transform), cols, damp, act_order, device),
+        seed, refit,
     )  # fmt: skip
     if incoherence == "on":
         return rotated
-    plain = _gptq_quantize_group(weights, params, hessian, damp, act_order, seed, refit, prepared)
+    plain = plain_coding()
     h = prepared_hessian(hessian.cpu(), damp)
     return [min(pair, key=lambda coded: canonical_error(w.cpu(), p.block_axis, coded, h))
             for w, p, pair in zip(weights, params, zip(plain, rotated, strict=True), strict=True)]  # fmt: skip
@@ -341,13 +348,11 @@ def canonical_error(weight: torch.Tensor, block_axis: int, coded: tuple[EncodedT
 def _gptq_quantize_group(
     weights: list[torch.Tensor],
     params: list[CodecParams],
-    hessian: torch.Tensor | None,
-    damp: float,
-    act_order: bool,
+    prepared: PreparedHessian,
     seed: int,
     refit: bool,
-    prepared: PreparedHessian | None = None,
 ) -> list[tuple[EncodedTensor, torch.Tensor]]:
+    """One domain's coding of a group under its damped, factorised Hessian (see :func:`gptq_quantize_group`)."""
     # in the incoherence domain the one rounding comes after the inverse transform: the coder sees float32 products
     dtype = torch.float32 if params[0].transform is not None else TORCH_DTYPES[params[0].dtype]
     mats = []
@@ -358,8 +363,6 @@ def _gptq_quantize_group(
     cols = mats[0].shape[1]
     if any(m.shape[1] != cols for m in mats):
         raise ValueError("weights of one group must share their input dimension")
-    if prepared is None:
-        prepared = prepare_hessian(hessian, cols, damp, act_order, mats[0].device)
     h, diag, perm, hinv = prepared.h, prepared.diag, prepared.perm, prepared.hinv
 
     # Per matrix, the candidate (codebook, scales, codes) with the lowest Hessian error wins.
