@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from support.reference_codec import ref_digest, ref_reconstruct, ref_signs
 from uc_attest._internal.codec import CodecParams, pack_codes
 from uc_attest._internal.codec.incoherence import signs
-from uc_attest._internal.codec.incoherence_torch import forward_transform, inverse_transform, transform_hessian
+from uc_attest._internal.codec.incoherence_torch import _butterfly, _hadamard_encoder, forward_transform, inverse_transform, transform_hessian
 from uc_attest._internal.codec.params import HadamardTransform
 from uc_attest._internal.codec.reconstruct import expand_scales, reconstruct, tensor_bytes, tensor_digest
 from uc_attest._internal.pack.manifest import PackManifest
@@ -145,6 +145,12 @@ def test_the_encoder_side_inverts_the_canonical_side_and_keeps_the_hessian_error
         d = torch.randn(5, 384, generator=gen, dtype=torch.float64)
         dv = forward_transform(d, transform, 1).to(torch.float64)
         assert float(((d @ h) * d).sum()) == pytest.approx(float(((dv @ transform_hessian(h, transform)) * dv).sum()), rel=1e-5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 8, 64, 128, 512, 1024])
+def test_the_encoders_matrix_form_is_the_butterflys_transform(size: int) -> None:
+    x = torch.randn(5, 3 * size, dtype=torch.float64, generator=torch.Generator().manual_seed(size))
+    assert torch.allclose(_hadamard_encoder(x, size), _butterfly(x, size), rtol=0, atol=1e-12 * size)
 
 
 def test_params_refuse_a_size_that_is_not_a_power_of_two_or_does_not_divide() -> None:

@@ -69,3 +69,17 @@ def test_the_estimate_repeats_and_prices_fewer_bits_higher(tmp_path: Path, monke
     for key, damage in first.damage.items():
         assert damage[(3, 32)] > damage[(6, 32)] > 0, key
     assert first.info["sensitivity_windows"] >= 1 and not list(tmp_path.glob(".uc-sensitivity-*"))
+
+
+def test_sampled_labels_follow_each_rows_distribution_and_never_draw_an_impossible_token() -> None:
+    from uc_attest._internal.compress.sensitivity import _sample_labels
+
+    probs = torch.tensor([[0.0, 0.2, 0.0, 0.5, 0.3], [0.0, 0.0, 0.0, 0.0, 1.0]]).repeat(50_000, 1)
+    labels = _sample_labels(probs, torch.Generator().manual_seed(3)).squeeze(1)
+    first, second = labels[0::2], labels[1::2]
+    share = torch.bincount(first, minlength=5).double() / first.numel()
+    assert share[0] == 0 and share[2] == 0
+    assert torch.allclose(share, torch.tensor([0.0, 0.2, 0.0, 0.5, 0.3], dtype=torch.float64), atol=0.01)
+    assert torch.all(second == 4)
+    again = _sample_labels(probs, torch.Generator().manual_seed(3)).squeeze(1)
+    assert torch.equal(labels, again)  # seeded: the estimate repeats

@@ -31,6 +31,32 @@ def _butterfly(x: torch.Tensor, size: int) -> torch.Tensor:
     return runs.reshape(shape)
 
 
+def _hadamard_matrix(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The Sylvester Hadamard matrix of order ``size`` (a power of two), entries +-1."""
+    h = torch.ones(1, 1, dtype=dtype, device=device)
+    while h.shape[0] < size:
+        h = torch.cat((torch.cat((h, h), 1), torch.cat((h, -h), 1)), 0)
+    return h
+
+
+def _hadamard_encoder(x: torch.Tensor, size: int) -> torch.Tensor:
+    """The same transform as ``_butterfly``, as two small matrix products: the encoder's side only.
+
+    H_size = H_a kron H_b with a*b = size, so each run of ``size`` is a [a, b]
+    matrix multiplied by H_b on the right and H_a on the left. In float64 it
+    agrees with the butterfly to about 1e-14 and is 4-7x faster on the CPU
+    (widths 576 and 1536), which mattered because the Hessian of every rotated
+    map is transformed on both sides. Never used for the canonical inverse,
+    whose float32 additions must happen in the documented butterfly order.
+    """
+    shape = x.shape
+    low = 1 << (size.bit_length() - 1) // 2
+    high = size // low
+    runs = x.reshape(-1, low, high) @ _hadamard_matrix(high, x.dtype, x.device)
+    runs = torch.matmul(_hadamard_matrix(low, x.dtype, x.device), runs)
+    return runs.reshape(shape)
+
+
 def sign_tensor(transform: HadamardTransform, width: int, device: torch.device | str = "cpu",
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:  # fmt: skip
     return torch.from_numpy(signs(transform.seed, width)).to(device=device, dtype=dtype)
@@ -61,7 +87,7 @@ def forward_transform(weight: torch.Tensor, transform: HadamardTransform, axis: 
     x = weight.to(torch.float64).movedim(axis, -1)
     check_transform(transform, x.shape[-1])
     x = x * sign_tensor(transform, x.shape[-1], x.device, torch.float64)
-    x = _butterfly(x.contiguous(), transform.size) * 2.0 ** -(log2_size(transform.size) // 2)
+    x = _hadamard_encoder(x.contiguous(), transform.size) * 2.0 ** -(log2_size(transform.size) // 2)
     return x.to(torch.float32).movedim(-1, axis)
 
 
@@ -71,5 +97,5 @@ def transform_hessian(hessian: torch.Tensor, transform: HadamardTransform) -> to
     check_transform(transform, width)
     d = sign_tensor(transform, width, hessian.device, torch.float64)
     h = hessian.to(torch.float64) * d[:, None] * d[None, :]
-    h = _butterfly(_butterfly(h.contiguous(), transform.size).t().contiguous(), transform.size).t()
+    h = _hadamard_encoder(_hadamard_encoder(h.contiguous(), transform.size).t().contiguous(), transform.size).t()
     return h * 4.0 ** -inverse_scale_exponent(transform.size)

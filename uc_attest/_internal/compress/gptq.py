@@ -211,7 +211,7 @@ class PreparedHessian:
     Why once: a block's maps of different block sizes (and the grid refit's
     extra sweeps) read the same statistic; factorising it again for each cost
     as much as the sweep itself on wide maps. The factorisation runs in float32
-    (the accumulation of H is float32 too, see hessian._gram), on H's device.
+    (the accumulation of H is float32 too, see hessian.gram), on H's device.
     """
 
     h: torch.Tensor  # damped, float32 [cols, cols]
@@ -434,38 +434,53 @@ def _sweep(
     mids = ((table[:, 1:] + table[:, :-1]) * 0.5)[row_group].contiguous()  # rows, k-1 (inf beyond a smaller codebook)
     values = table[row_group]  # rows, k
     inv_perm = torch.argsort(perm)
-    wp = w[:, perm].clone()
-    sp = torch.cat(scales_full)[:, perm].contiguous()
-    inv_sp = torch.where(sp != 0, 1.0 / torch.where(sp != 0, sp, 1.0), 0.0)
-    codes_p = torch.zeros(rows, cols, dtype=torch.int64, device=device)
+    # column-major: the loop reads and writes one column at a time, so each is a contiguous row here
+    wt = w.t()[perm].contiguous()
+    st = torch.cat(scales_full).t()[perm].contiguous()
+    inv_st = torch.where(st != 0, 1.0 / torch.where(st != 0, st, 1.0), 0.0)
+    codes_t = torch.zeros(cols, rows, dtype=torch.int64, device=device)
     loss = torch.zeros(rows, dtype=torch.float64, device=device)
-    with single_threaded():
-        _sweep_columns(wp, sp, inv_sp, mids, values, hinv, codes_p, loss, dtype)
-    codes_all = codes_p[:, inv_perm]
+    # flat index of row r's codebook entry c is offsets[r] + c: one take() instead of a gather on a [rows, 1] view
+    offsets = torch.arange(rows, device=device) * values.shape[1]
+    _sweep_columns(wt, st, inv_st, mids, values.reshape(-1), offsets, hinv, codes_t, loss, dtype)
+    codes_all = codes_t[inv_perm].t()
     sizes = [m.shape[0] for m in mats]
     return list(codes_all.split(sizes)), [float(part.sum()) for part in loss.split(sizes)]
 
 
-def _sweep_columns(wp: torch.Tensor, sp: torch.Tensor, inv_sp: torch.Tensor, mids: torch.Tensor, values: torch.Tensor,
-                   hinv: torch.Tensor, codes_p: torch.Tensor, loss: torch.Tensor, dtype: torch.dtype) -> None:  # fmt: skip
-    """The per-column loop (in place on ``wp``, ``codes_p`` and ``loss``): the only single-threaded part of the coder."""
-    cols = wp.shape[1]
+def _sweep_columns(wt: torch.Tensor, st: torch.Tensor, inv_st: torch.Tensor, mids: torch.Tensor, values: torch.Tensor,
+                   offsets: torch.Tensor, hinv: torch.Tensor, codes_t: torch.Tensor, loss: torch.Tensor,
+                   dtype: torch.dtype) -> None:  # fmt: skip
+    """GPTQ's lazy-batch loop, in place on the column-major ``wt``, ``codes_t`` and ``loss``.
+
+    Only the loop over the columns of one COLUMN_BLOCK runs on one thread (it
+    issues a dozen small operations per column, for which a thread pool only
+    adds barrier waits); the update of the remaining columns after each block,
+    one matrix product, uses every thread (issue 28: "only the per-column loop
+    stays single-threaded").
+    """
+    cols = wt.shape[0]
+    rounds = dtype != torch.float32
     for i1 in range(0, cols, COLUMN_BLOCK):
         i2 = min(cols, i1 + COLUMN_BLOCK)
-        w1 = wp[:, i1:i2].clone()
-        err1 = torch.zeros_like(w1)
+        w1 = wt[i1:i2].clone()
+        err1 = torch.empty_like(w1)
         h1 = hinv[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            col = w1[:, i]
-            j = i1 + i
-            c = torch.searchsorted(mids, (col * inv_sp[:, j]).unsqueeze(1)).squeeze(1)  # mids below the value
-            q = (values.gather(1, c.unsqueeze(1)).squeeze(1) * sp[:, j]).to(dtype).to(torch.float32)
-            codes_p[:, j] = c
-            e = (col - q) / h1[i, i]
-            w1[:, i:].addr_(e, h1[i, i:], alpha=-1.0)
-            err1[:, i] = e
-        loss += (err1.to(torch.float64) ** 2).sum(1)
-        wp[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+        pivots = h1.diagonal().tolist()
+        with single_threaded():
+            for i in range(i2 - i1):
+                col = w1[i]
+                j = i1 + i
+                c = torch.searchsorted(mids, (col * inv_st[j]).unsqueeze(1)).squeeze(1)  # mids below the value
+                q = values.take(c + offsets) * st[j]
+                if rounds:
+                    q = q.to(dtype).to(torch.float32)
+                codes_t[j] = c
+                e = (col - q) / pivots[i]
+                w1[i:].addr_(h1[i, i:], e, alpha=-1.0)
+                err1[i] = e
+        loss += (err1.to(torch.float64) ** 2).sum(0)
+        wt[i2:] -= hinv[i1:i2, i2:].t() @ err1
 
 
 def _no_worse_than_nearest(

@@ -47,16 +47,33 @@ def is_expert_unit(module: nn.Module) -> bool:
     )
 
 
-def _gram(x: torch.Tensor) -> torch.Tensor:
-    """x^T x computed in float32.
+GRAM_PANEL = 192  # columns per panel of gram(): measured fastest on a 2-core AVX512 CPU for widths 576 and 1536
+
+
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """x^T x in float32, exactly symmetric, computing only the panels on and above the diagonal.
 
     Not in the activations' bfloat16: a bf16 product rounds every Hessian entry
     to 8 significant bits, and GPTQ's inverse Cholesky factor of a 1%-damped,
     ill-conditioned H amplifies those errors into wrong error feedback (measured
     on SmolLM2: a perplexity ratio of 7.9 instead of about 1.02).
+
+    Why panels: the Gram matrices of every calibration token were the largest
+    single cost of a calibrated compression (11 of 99 s on a 6-block cut of
+    SmolLM2). Panel i times the columns from i on, mirrored below the diagonal,
+    does a little over half the multiply-adds of the full product and measured
+    1.5-1.75x faster on the 2-core CPU (widths 1536 and 576); the mirror also
+    makes H exactly symmetric, which the full product's rounding does not.
     """
     x32 = x.to(torch.float32)
-    return x32.t() @ x32
+    width = x32.shape[-1]
+    out = torch.empty(width, width, dtype=torch.float32, device=x32.device)
+    for lo in range(0, width, GRAM_PANEL):
+        hi = min(width, lo + GRAM_PANEL)
+        panel = x32[:, lo:hi].t() @ x32[:, lo:]
+        out[lo:hi, lo:] = panel
+        out[hi:, lo:hi] = panel[:, hi - lo :].t()
+    return out
 
 
 def shrink(h: torch.Tensor, tokens: int) -> torch.Tensor:
@@ -111,9 +128,9 @@ def _dense_hook(stats: list[UnitStats], on_call: Callable[[], None]) -> Callable
     def hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
         x = inputs[0]
         x = x.reshape(-1, x.shape[-1])
-        gram = _gram(x)
+        moment = gram(x)
         for unit_stats in stats:
-            unit_stats.add("h", None, gram)
+            unit_stats.add("h", None, moment)
             unit_stats.tokens += x.shape[0]
         on_call()
 
@@ -125,14 +142,14 @@ def _experts_hook(stats: UnitStats, on_call: Callable[[], None]) -> Callable[...
         hidden, top_k = _expert_inputs(module, args, kwargs)
         hidden = hidden.reshape(-1, hidden.shape[-1])
         top_k = top_k.reshape(hidden.shape[0], -1)
-        stats.add("h_all", None, _gram(hidden))
+        stats.add("h_all", None, gram(hidden))
         transposed = bool(getattr(module, "is_transposed", False))
         for e in range(module.gate_up_proj.shape[0]):
             rows = (top_k == e).any(-1).nonzero().squeeze(-1)
             if rows.numel() == 0:
                 continue
             x = hidden[rows]
-            stats.add("h_in", e, _gram(x))
+            stats.add("h_in", e, gram(x))
             stats.expert_tokens[e] = stats.expert_tokens.get(e, 0) + int(rows.numel())
             w = module.gate_up_proj[e].to(x.dtype)
             h = x @ w if transposed else nn.functional.linear(x, w)
@@ -140,7 +157,7 @@ def _experts_hook(stats: UnitStats, on_call: Callable[[], None]) -> Callable[...
             if isinstance(bias, torch.Tensor):
                 h = h + bias[e].to(h.dtype)
             gate, up = h.chunk(2, dim=-1)
-            stats.add("h_mid", e, _gram(module.act_fn(gate) * up))
+            stats.add("h_mid", e, gram(module.act_fn(gate) * up))
         on_call()
 
     return hook
