@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -54,6 +55,11 @@ from ..codec.incoherence_torch import forward_transform, transform_hessian
 from ..codec.params import CodecParams, HadamardTransform
 from ..codec.reconstruct import TORCH_DTYPES, reconstruct_from_codes
 from .least_squares import refit_block_scales, refit_codebook
+
+try:
+    from . import _sweep as _native_sweep  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - a source tree without the built extension: the torch loop
+    _native_sweep = None
 
 CLIP_GRID = tuple(1.0 - 0.03 * i for i in range(9))  # 1.00 .. 0.76
 COLUMN_BLOCK = 128
@@ -459,28 +465,57 @@ def _sweep_columns(wt: torch.Tensor, st: torch.Tensor, inv_st: torch.Tensor, mid
     one matrix product, uses every thread (issue 28: "only the per-column loop
     stays single-threaded").
     """
-    cols = wt.shape[0]
+    cols, rows = wt.shape
     rounds = dtype != torch.float32
+    kernel = native_sweep_applies(wt, hinv, dtype)
     for i1 in range(0, cols, COLUMN_BLOCK):
         i2 = min(cols, i1 + COLUMN_BLOCK)
         w1 = wt[i1:i2].clone()
         err1 = torch.empty_like(w1)
         h1 = hinv[i1:i2, i1:i2]
-        pivots = h1.diagonal().tolist()
-        with single_threaded():
-            for i in range(i2 - i1):
-                col = w1[i]
-                j = i1 + i
-                c = torch.searchsorted(mids, (col * inv_st[j]).unsqueeze(1)).squeeze(1)  # mids below the value
-                q = values.take(c + offsets) * st[j]
-                if rounds:
-                    q = q.to(dtype).to(torch.float32)
-                codes_t[j] = c
-                e = (col - q) / pivots[i]
-                w1[i:].addr_(h1[i, i:], e, alpha=-1.0)
-                err1[i] = e
+        if kernel:
+            assert _native_sweep is not None
+            _native_sweep.sweep_block(w1.numpy(), inv_st[i1:i2].numpy(), st[i1:i2].numpy(), mids.numpy(), values.numpy(),
+                                      h1.contiguous().numpy(), codes_t[i1:i2].numpy(), err1.numpy(), rows, i2 - i1,
+                                      mids.shape[1] + 1, rounds)  # fmt: skip
+        else:
+            _sweep_block_torch(w1, err1, inv_st[i1:i2], st[i1:i2], mids, values, offsets, h1, codes_t[i1:i2], dtype)
         loss += (err1.to(torch.float64) ** 2).sum(0)
         wt[i2:] -= hinv[i1:i2, i2:].t() @ err1
+
+
+def native_sweep_applies(wt: torch.Tensor, hinv: torch.Tensor, dtype: torch.dtype) -> bool:
+    """Whether the compiled per-column loop (_sweep.c) runs this sweep: CPU float32 tensors, bf16 or no rounding.
+
+    ``UC_ATTEST_NATIVE=0`` switches it off, as it does the reconstruction kernel.
+    Both loops give the same codes (tests/compress/test_native_sweep.py).
+    """
+    return (
+        _native_sweep is not None
+        and os.environ.get("UC_ATTEST_NATIVE", "1") != "0"
+        and wt.device.type == "cpu"
+        and wt.dtype == hinv.dtype == torch.float32
+        and dtype in (torch.float32, torch.bfloat16)
+    )
+
+
+def _sweep_block_torch(w1: torch.Tensor, err1: torch.Tensor, inv_st: torch.Tensor, st: torch.Tensor, mids: torch.Tensor,
+                       values: torch.Tensor, offsets: torch.Tensor, h1: torch.Tensor, codes_t: torch.Tensor,
+                       dtype: torch.dtype) -> None:  # fmt: skip
+    """One block's column loop in torch operations (any device), on one thread; in place on w1, err1 and codes_t."""
+    pivots = h1.diagonal().tolist()
+    rounds = dtype != torch.float32
+    with single_threaded():
+        for i in range(w1.shape[0]):
+            col = w1[i]
+            c = torch.searchsorted(mids, (col * inv_st[i]).unsqueeze(1)).squeeze(1)  # mids below the value
+            q = values.take(c + offsets) * st[i]
+            if rounds:
+                q = q.to(dtype).to(torch.float32)
+            codes_t[i] = c
+            e = (col - q) / pivots[i]
+            w1[i:].sub_(torch.outer(h1[i, i:], e))  # not addr_: it fuses a multiply-add in its vector lanes only
+            err1[i] = e
 
 
 def _no_worse_than_nearest(
