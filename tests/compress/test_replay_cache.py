@@ -12,7 +12,7 @@ from support.calibration import fast_options
 from support.models import make_tiny_model
 from uc_attest._internal.compress import calibrated, hessian
 from uc_attest._internal.compress.pipeline import compress_model
-from uc_attest._internal.compress.replay_cache import ReplayCache
+from uc_attest._internal.compress.replay_cache import ReplayCache, TailInputs
 
 
 def _pack_bytes(pack: Path) -> dict[str, bytes]:
@@ -28,10 +28,12 @@ def test_replay_and_shared_statistics_give_the_pack_of_full_recomputation(
     # 100 windows of 48 tokens: three calibration batches (42, 42, 16), so replays are keyed by batch
     opts = fast_options(tmp_path, samples=100, calibration_dtype="float32")
     hits: list[int] = []
+    tail_hits: list[int] = []
     original_clear = ReplayCache.clear
 
     def counting_clear(self: ReplayCache) -> None:
         hits.append(self.hits)
+        tail_hits.append(self.tail_hits)
         original_clear(self)
 
     monkeypatch.setattr(ReplayCache, "clear", counting_clear)
@@ -41,13 +43,16 @@ def test_replay_and_shared_statistics_give_the_pack_of_full_recomputation(
     # reference: no replays, and every unit of a group computes and keeps its own statistic
     original_attach = hessian.attach
     monkeypatch.setattr(calibrated.BlockCoder, "finished_children", lambda self: [])
-    monkeypatch.setattr(calibrated, "attach", lambda units, stats, stop_when_done, shared_input=False:
+    monkeypatch.setattr(calibrated, "attach", lambda units, stats, stop_when_done, shared_input=False, keep=None:
                         original_attach(units, stats, stop_when_done, shared_input=False))  # fmt: skip
     compress_model(model_dir, tmp_path / "slow", opts, progress=False)
 
     assert _pack_bytes(tmp_path / "fast") == _pack_bytes(tmp_path / "slow")
     if arch in ("llama", "gpt2"):  # attention is finished before the MLP's groups: replayed from then on
         assert all(h > 0 for h in hits), hits
+        # and its first output after o_proj / c_proj, and the MLP's on the block's last run, came from the kept
+        # input of that last map: two children, every batch but the first (which checks the shortcut)
+        assert all(h == 2 * (3 - 1) for h in tail_hits), tail_hits
 
 
 class _Doubler(nn.Module):
@@ -123,3 +128,56 @@ def test_shared_statistic_equals_each_units_own() -> None:
         assert own[name].tokens == shared[name].tokens == 5
         assert torch.equal(own[name].h, shared[name].h)
         assert torch.equal(own[name].h, x.t() @ x)
+
+
+class _Tailed(nn.Module):
+    """A child whose output is its last map's output, or (``extra``) that output plus one."""
+
+    def __init__(self, extra: bool) -> None:
+        super().__init__()
+        self.pre, self.last, self.extra, self.calls = nn.Linear(4, 4), nn.Linear(4, 4), extra, 0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        self.calls += 1
+        out = self.last(torch.tanh(self.pre(x)))
+        return (out + 1 if self.extra else out), None
+
+
+class _TailBlock(nn.Module):
+    def __init__(self, extra: bool) -> None:
+        super().__init__()
+        self.inner = _Tailed(extra)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)[0] + x
+
+
+@pytest.mark.parametrize("extra", [False, True])
+def test_a_childs_first_replay_comes_from_its_last_maps_kept_input_only_where_that_is_exact(extra: bool) -> None:
+    torch.manual_seed(1)
+    block, batches = _TailBlock(extra), [torch.randn(3, 4), torch.randn(3, 4), torch.randn(2, 4)]
+    want = [block(x) for x in batches]
+    tail = TailInputs(budget_bytes=10**6)
+    for i, x in enumerate(batches):  # what the last map's statistic hook keeps
+        tail.keep(i, torch.tanh(block.inner.pre(x)))
+    block.inner.calls = 0
+    cache = ReplayCache(block, budget_bytes=10**6)
+    cache.set_tail("inner", block.inner.last, tail)
+    with torch.no_grad():
+        got = _run(block, cache, batches)  # type: ignore[arg-type]
+    for a, b in zip(got, want, strict=True):
+        assert torch.equal(a, b)
+    # the first batch checks the shortcut in full; it holds for the plain child and is dropped for the other
+    assert (block.inner.calls, cache.tail_hits) == ((1, 2) if not extra else (3, 0))
+    assert ("inner" in cache.tails) is not extra
+
+
+def test_kept_inputs_over_their_budget_keep_nothing_and_set_no_shortcut() -> None:
+    tail = TailInputs(budget_bytes=3 * 4 * 4)  # one [3, 4] float32 batch, not two
+    tail.keep(0, torch.zeros(3, 4))
+    tail.keep(1, torch.zeros(3, 4))
+    tail.keep(2, torch.zeros(1, 4))
+    assert tail.over_budget and not tail.inputs
+    cache = ReplayCache(_TailBlock(False), budget_bytes=10**6)
+    cache.set_tail("inner", nn.Linear(4, 4), tail)
+    assert not cache.tails

@@ -70,7 +70,7 @@ from .hessian import (
     shrink,
 )
 from .options import CompressOptions
-from .replay_cache import ReplayCache
+from .replay_cache import ReplayCache, TailInputs
 from .resume import WorkDir, source_fingerprint
 from .tune import CodedMap, tune_block, unpacked_codes
 
@@ -173,6 +173,28 @@ def _expert_index(key: str) -> int | None:
     return int(found[-1]) if found else None
 
 
+TAIL_BUDGET_FACTOR = 4  # a child's last map's kept inputs: at most this many times the block's input activations
+
+
+def _last_maps_of_children(groups: list[list[str]], units: dict[str, nn.Module]) -> dict[int, str]:
+    """Groups that are one dense map run last within a direct child of the block: group index -> that child.
+
+    Candidates only: whether the child's output is that map's output is checked
+    on the first batch (replay_cache.ReplayCache._from_tail). A map directly on
+    the block (no child) never qualifies.
+    """
+    last: dict[str, int] = {}
+    for index, group in enumerate(groups):
+        for unit in group:
+            if "." in unit:
+                last[unit.split(".", 1)[0]] = index
+    return {
+        index: child
+        for child, index in last.items()
+        if len(groups[index]) == 1 and is_dense_unit(units[groups[index][0]]) and groups[index][0].startswith(child + ".")
+    }
+
+
 class BlockCoder:
     def __init__(self, model: nn.Module, block: nn.Module, prefix: str, keys: list[str], mapper: CheckpointKeyMapper,
                  roles: dict[str, TensorRole], options: CompressOptions, dtype: torch.dtype,
@@ -230,12 +252,16 @@ class BlockCoder:
              source: SafetensorsSource, bar: Any = None) -> dict[str, tuple[EncodedTensor, str, str]]:  # fmt: skip
         groups = discover_groups(self.block, self.units, lambda: self.run(hidden[:batch], kwargs, batch, stop_early=False, replay=False))
         results: dict[str, tuple[EncodedTensor, str, str]] = {}
-        for group in groups:
+        tails = _last_maps_of_children(groups, self.units)
+        for index, group in enumerate(groups):
             if bar is not None:
                 bar.set_postfix_str("+".join(g.rsplit(".", 1)[-1] for g in group))
             stats = {u: UnitStats() for u in group}
             shared = all(is_dense_unit(self.units[u]) for u in group)  # one input tensor: see discover_groups
-            handles = attach({u: self.units[u] for u in group}, stats, stop_when_done=True, shared_input=shared)
+            # a child's last map: its input, kept, gives the child's output on the next run (see replay_cache)
+            tail = TailInputs(TAIL_BUDGET_FACTOR * self.cache.budget_bytes) if index in tails else None
+            keep = (lambda x, t=tail: t.keep(self.cache.batch, x)) if tail is not None else None
+            handles = attach({u: self.units[u] for u in group}, stats, stop_when_done=True, shared_input=shared, keep=keep)
             try:
                 self.run(hidden, kwargs, batch, stop_early=True)
             finally:
@@ -244,6 +270,9 @@ class BlockCoder:
             keys = [k for k in self.quant_keys if self.key_unit.get(k) in group]
             results.update(self._code_keys(keys, stats, source))
             self._load([k for k in keys], results)
+            # only where the map finishes its child: a weight of the child coded later would change its output
+            if tail is not None and self.child_keys.get(tails[index], set()) <= self.loaded:
+                self.cache.set_tail(tails[index], self.units[group[0]], tail)
         # units no calibration token reached, and linear-role tensors outside any unit: data-free
         rest = [k for k in self.quant_keys if k not in results]
         for key in rest:

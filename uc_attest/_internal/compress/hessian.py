@@ -118,15 +118,19 @@ def _expert_inputs(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, A
     return values["hidden_states"], values["top_k_index"]
 
 
-def _dense_hook(stats: list[UnitStats], on_call: Callable[[], None]) -> Callable[..., None]:
+def _dense_hook(stats: list[UnitStats], on_call: Callable[[], None],
+                keep: Callable[[torch.Tensor], None] | None = None) -> Callable[..., None]:  # fmt: skip
     """Forward *pre*-hook: the statistic is taken before the unit runs, so a stopping hook skips its product.
 
     ``stats`` holds one entry per unit that reads this very input tensor (q, k
     and v; gate and up): their common X^T X is computed once and credited to each.
+    ``keep``, if given, receives the input itself (see replay_cache.TailInputs).
     """
 
     def hook(module: nn.Module, inputs: tuple[Any, ...]) -> None:
         x = inputs[0]
+        if keep is not None:
+            keep(x)
         x = x.reshape(-1, x.shape[-1])
         moment = gram(x)
         for unit_stats in stats:
@@ -163,13 +167,15 @@ def _experts_hook(stats: UnitStats, on_call: Callable[[], None]) -> Callable[...
     return hook
 
 
-def attach(units: dict[str, nn.Module], stats: dict[str, UnitStats], stop_when_done: bool, shared_input: bool = False) -> list[Any]:
+def attach(units: dict[str, nn.Module], stats: dict[str, UnitStats], stop_when_done: bool, shared_input: bool = False,
+           keep: Callable[[torch.Tensor], None] | None = None) -> list[Any]:  # fmt: skip
     """Hooks on ``units`` accumulating into ``stats``; optionally stop the block once all were called.
 
     ``shared_input``: the units are dense and read one tensor (a group found by
     :func:`discover_groups`, in execution order); only the first gets a hook,
     which credits the statistic to all of them, so that with ``stop_when_done``
-    none of their products is computed.
+    none of their products is computed. ``keep`` (with ``shared_input``)
+    receives that input tensor on every call.
     """
     called: set[str] = set()
     handles = []
@@ -187,7 +193,7 @@ def attach(units: dict[str, nn.Module], stats: dict[str, UnitStats], stop_when_d
         if not all(is_dense_unit(m) for m in units.values()):
             raise ValueError("shared_input needs dense units only")
         first = next(iter(units))
-        hook = _dense_hook([stats[n] for n in units], on_call_of(list(units)))
+        hook = _dense_hook([stats[n] for n in units], on_call_of(list(units)), keep)
         return [units[first].register_forward_pre_hook(hook)]
     for name, module in units.items():
         on_call = on_call_of([name])
