@@ -215,19 +215,21 @@ def learn_codebook(
     cdf = sums.inclusive(1)
     cdf = cdf / cdf[-1]
     targets = (torch.arange(k, dtype=torch.float64) + 0.5) / k
-    cb = xs[torch.searchsorted(cdf, targets).clamp_max(n - 1)]
-    edges = torch.tensor([0, n], dtype=torch.int64)
+    entries = xs[torch.searchsorted(cdf, targets).clamp_max(n - 1)].numpy()
+    # the Lloyd rounds in numpy: a dozen operations on k values each, where torch's per-call overhead was most of
+    # the learner's time; the same float64 operations in the same order, so the same entries
+    samples, edges = xs.numpy(), np.array([0, n], dtype=np.int64)
     for _ in range(iterations):
-        cb, _ = torch.sort(cb)
+        entries = np.sort(entries)
         # the samples of entry j are those above mid j-1 and at most mid j
-        cuts = torch.searchsorted(xs, (cb[1:] + cb[:-1]) * 0.5, right=True)
-        num, den = sums.between(torch.cat((edges[:1], cuts, edges[1:]))).unbind(1)
-        new = torch.where(den > 0, num / den.clamp_min(1e-30), cb)
-        if torch.allclose(new, cb, rtol=0, atol=1e-9):
-            cb = new
+        cuts = np.searchsorted(samples, (entries[1:] + entries[:-1]) * 0.5, side="right")
+        num, den = sums.between(np.concatenate((edges[:1], cuts, edges[1:]))).T
+        new = np.where(den > 0, num / np.maximum(den, 1e-30), entries)
+        converged = bool((np.abs(new - entries) <= 1e-9).all())  # torch.allclose(rtol=0, atol=1e-9) on finite values
+        entries = new
+        if converged:
             break
-        cb = new
-    cb = torch.sort(cb.to(torch.float32)).values
+    cb = torch.sort(torch.from_numpy(entries).to(torch.float32)).values
     # keep entries distinct so that midpoints are strictly increasing
     if not bool((cb[1:] > cb[:-1]).all()):
         for i in range(1, k):
@@ -262,23 +264,21 @@ class _ExactPrefix:
             high = torch.round(scaled)
             limbs += [high, (scaled - high).mul_(2.0**self._low_bits).round_()]  # scaled - high is exact, in [-0.5, 0.5]
             units.append(2.0**exponent)
-        self._unit = torch.tensor(units, dtype=torch.float64)
-        self._prefix = torch.zeros(n + 1, len(limbs), dtype=torch.int64)
-        torch.cumsum(torch.stack(limbs, 1).to(torch.int64), 0, out=self._prefix[1:])
-
-    def _value(self, limbs: torch.Tensor) -> torch.Tensor:
-        limbs = limbs.to(torch.float64)
-        return (limbs[:, 0::2] + limbs[:, 1::2] * 2.0**-self._low_bits) * self._unit
+        self._unit = np.array(units, dtype=np.float64)
+        self._prefix = np.zeros((n + 1, len(limbs)), dtype=np.int64)
+        for j, limb in enumerate(limbs):  # integers below 2**62 in float64: the conversion is exact
+            np.cumsum(limb.numpy().astype(np.int64), out=self._prefix[1:, j])
 
     def inclusive(self, column: int) -> torch.Tensor:
         """The sums of the first i+1 values of ``column``, for every i."""
-        limbs = self._prefix[1:, 2 * column : 2 * column + 2].to(torch.float64)
-        return (limbs[:, 0] + limbs[:, 1] * 2.0**-self._low_bits) * self._unit[column]
+        limbs = torch.from_numpy(self._prefix[1:, 2 * column : 2 * column + 2]).to(torch.float64)
+        return (limbs[:, 0] + limbs[:, 1] * 2.0**-self._low_bits) * float(self._unit[column])
 
-    def between(self, bounds: torch.Tensor) -> torch.Tensor:
+    def between(self, bounds: np.ndarray | torch.Tensor) -> np.ndarray:
         """[len(bounds) - 1, columns]: the sums of the runs [bounds[j], bounds[j+1]) (``bounds`` non-decreasing int64)."""
-        prefix = self._prefix.index_select(0, bounds)
-        return self._value(prefix[1:] - prefix[:-1])
+        prefix = self._prefix[np.asarray(bounds, dtype=np.int64)]
+        limbs = (prefix[1:] - prefix[:-1]).astype(np.float64)
+        return (limbs[:, 0::2] + limbs[:, 1::2] * 2.0**-self._low_bits) * self._unit
 
 
 def assign_codes(normalised: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

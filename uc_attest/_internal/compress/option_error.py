@@ -32,7 +32,7 @@ import torch
 from ..codec.incoherence_torch import forward_transform, transform_hessian
 from ..codec.params import CodecParams, HadamardTransform
 from ..codec.reconstruct import reconstruct_from_codes
-from .gptq import PreparedHessian, gptq_quantize_group, hadamard_for_width, prepare_hessian, prepared_hessian
+from .gptq import PreparedHessian, gptq_quantize_group, hadamard_for_width, prepare_hessian, prepared_hessian, single_threaded
 from .options import CompressOptions
 
 OPTION_BITS = (3, 4, 5, 6, 7, 8)
@@ -103,10 +103,11 @@ def _domains(cols: int, hessian: torch.Tensor | None, options: CompressOptions) 
 def _code(rows: list[torch.Tensor], domain: _Domain, option_list: list[Option], options: CompressOptions) -> list[torch.Tensor]:
     """D = canonical reconstruction - rows, for each of ``rows`` coded in its option of ``option_list``, all in one sweep in ``domain``."""
     params = [CodecParams(bits=o[0], block_size=o[1], block_axis=1, dtype=options.dtype, transform=domain.transform) for o in option_list]
-    coded = gptq_quantize_group([domain.values(r) for r in rows], params, domain.hessian, damp=options.damp,
-                                act_order=options.act_order, seed=options.seed, prepared=domain.prepared)  # fmt: skip
-    return [reconstruct_from_codes(codes, enc.codebook, enc.scales, enc.params).to(torch.float32) - r
-            for (enc, codes), r in zip(coded, rows, strict=True)]  # fmt: skip
+    with single_threaded():  # many small tensor operations on a row sample: a thread pool only adds barrier waits
+        coded = gptq_quantize_group([domain.values(r) for r in rows], params, domain.hessian, damp=options.damp,
+                                    act_order=options.act_order, seed=options.seed, prepared=domain.prepared)  # fmt: skip
+        return [reconstruct_from_codes(codes, enc.codebook, enc.scales, enc.params).to(torch.float32) - r
+                for (enc, codes), r in zip(coded, rows, strict=True)]  # fmt: skip
 
 
 def _criterion(d: torch.Tensor, h: torch.Tensor) -> float:

@@ -67,7 +67,6 @@ from ..evaluate.blocks import (
 )
 from ..source_model import SafetensorsSource
 from ..progress import bar_disabled
-from .gptq import single_threaded
 from .hessian import gram, is_dense_unit
 from .option_error import (
     OPTION_BITS,
@@ -427,8 +426,7 @@ def _block_backward(site: BlockSite, inputs: torch.Tensor, grad_out: torch.Tenso
         samples = [_sample(site, key) for key in members]
         stats = moments.get(members[0])
         hessian = None if stats is None or stats.xx is None else stats.xx / max(1, stats.tokens)
-        with single_threaded():  # many small tensor operations: a thread pool only adds barrier waits (see gptq.py)
-            coding = group_differences([rows[index] for rows, index, _ in samples], hessian, options, measured, reference)
+        coding = group_differences([rows[index] for rows, index, _ in samples], hessian, options, measured, reference)
         for key, rotated in zip(members, coding.rotated, strict=True):
             if rotated is not None:
                 result.rotated[key] = rotated
