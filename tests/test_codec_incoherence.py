@@ -198,3 +198,25 @@ def test_a_transform_needs_format_1_1_and_a_size_that_divides() -> None:
     next(t for t in raw["tensors"] if "transform" in (t.get("codec") or {}))["codec"]["transform"]["kind"] = "hadamard-v0"
     with pytest.raises(ValidationError):
         PackManifest.model_validate(raw)
+
+
+@pytest.mark.parametrize(("width", "size", "axis"), [(1536, 256, 1), (576, 64, 0), (48, 16, 1)])
+def test_tuning_inverse_is_the_canonical_inverse_up_to_float32_rounding(width: int, size: int, axis: int) -> None:
+    """Block tuning's matrix-product inverse: the canonical values within a few float32 ulps, and the same linear map's gradient."""
+    from uc_attest._internal.codec.incoherence_torch import tuning_inverse
+
+    params = CodecParams(bits=5, block_size=16, block_axis=axis, dtype="bfloat16", transform=HadamardTransform(size=size, seed=11))
+    gen = torch.Generator().manual_seed(width)
+    shape = (40, width) if axis == 1 else (width, 40)
+    values = torch.randn(shape, generator=gen)
+    canonical = inverse_transform(values, params)
+    fast = tuning_inverse(values, params)
+    assert fast.shape == canonical.shape and fast.dtype == torch.float32
+    assert float((fast - canonical).abs().max()) <= 8 * float(torch.finfo(torch.float32).eps) * float(canonical.abs().max())
+    upstream = torch.randn(shape, generator=gen)
+    grads = []
+    for inverse in (inverse_transform, tuning_inverse):
+        leaf = values.clone().requires_grad_(True)
+        (inverse(leaf, params) * upstream).sum().backward()
+        grads.append(leaf.grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-5)

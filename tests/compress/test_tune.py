@@ -191,3 +191,32 @@ def test_encoded_tensor_round_trip_of_unpacked_codes() -> None:
     enc = EncodedTensor.from_codes(codes, torch.linspace(-1, 1, 8), torch.ones(6, 2, dtype=torch.float16),
                                    CodecParams(bits=3, block_size=16, block_axis=1, dtype="float32"))  # fmt: skip
     assert torch.equal(unpacked_codes(enc), codes.to(torch.int64))
+
+
+def test_entry_lookup_gives_the_indexing_values_and_the_per_entry_gradient_sums() -> None:
+    """The codebook lookup the tuning differentiates: same values as codebook[codes], gradient = per-entry sums."""
+    from torch.autograd import gradcheck
+
+    from uc_attest._internal.compress.tune import _EntryLookup
+
+    gen = torch.Generator().manual_seed(5)
+    codebook = torch.randn(16, generator=gen, dtype=torch.float64, requires_grad=True)
+    codes = torch.randint(0, 16, (9, 33), generator=gen)
+    codes[0, 0] = 15  # the last entry is used; entry 3 is not, and gets a zero gradient
+    codes[codes == 3] = 4
+    grad = torch.randn(9, 33, generator=gen, dtype=torch.float64)
+    looked_up = _EntryLookup.apply(codebook, codes)
+    assert torch.equal(looked_up, codebook.detach()[codes])
+    looked_up.backward(grad)
+    expected = torch.zeros(16, dtype=torch.float64).index_add_(0, codes.reshape(-1), grad.reshape(-1))
+    assert torch.allclose(codebook.grad, expected, rtol=1e-12, atol=1e-12)
+    assert float(codebook.grad[3]) == 0.0
+    assert gradcheck(lambda c: _EntryLookup.apply(c, codes), (codebook.detach().clone().requires_grad_(True),))
+    # float32, as the tuning runs it: the same values, and every step's gradient repeats bit for bit
+    cb32 = codebook.detach().to(torch.float32).requires_grad_(True)
+    grads = []
+    for _ in range(2):
+        cb32.grad = None
+        _EntryLookup.apply(cb32, codes).backward(grad.to(torch.float32))
+        grads.append(cb32.grad.clone())
+    assert torch.equal(grads[0], grads[1])
