@@ -62,14 +62,18 @@ def sign_tensor(transform: HadamardTransform, width: int, device: torch.device |
     return torch.from_numpy(signs(transform.seed, width)).to(device=device, dtype=dtype)
 
 
-def inverse_transform(values: torch.Tensor, params: CodecParams) -> torch.Tensor:
-    """The canonical steps 1-4 on float32 products along ``params.block_axis`` (float32 out, same device)."""
+def _transform_axis_last(values: torch.Tensor, params: CodecParams) -> tuple[torch.Tensor, HadamardTransform]:
+    """float32 ``values`` with the block axis moved last, and the transform, checked against that axis's width."""
     transform = params.transform
     assert transform is not None
-    axis = params.block_axis
-    width = values.shape[axis]
-    check_transform(transform, width)
-    x = values.to(torch.float32).movedim(axis, -1)
+    check_transform(transform, values.shape[params.block_axis])
+    return values.to(torch.float32).movedim(params.block_axis, -1), transform
+
+
+def inverse_transform(values: torch.Tensor, params: CodecParams) -> torch.Tensor:
+    """The canonical steps 1-4 on float32 products along ``params.block_axis`` (float32 out, same device)."""
+    x, transform = _transform_axis_last(values, params)
+    axis, width = params.block_axis, x.shape[-1]
     if x.numel() == 0:
         return x.movedim(-1, axis)
     x = _butterfly(x.contiguous(), transform.size)
@@ -88,12 +92,8 @@ def tuning_inverse(values: torch.Tensor, params: CodecParams) -> torch.Tensor:
     rounding, which is all a gradient step needs; what tuning keeps is judged
     and shipped with the canonical reconstruction.
     """
-    transform = params.transform
-    assert transform is not None
-    axis = params.block_axis
-    width = values.shape[axis]
-    check_transform(transform, width)
-    x = values.to(torch.float32).movedim(axis, -1)
+    x, transform = _transform_axis_last(values, params)
+    axis, width = params.block_axis, x.shape[-1]
     x = _hadamard_encoder(x.contiguous(), transform.size) * 2.0 ** -inverse_scale_exponent(transform.size)
     return (x * sign_tensor(transform, width, x.device)).movedim(-1, axis)
 
