@@ -1,13 +1,14 @@
 """The incoherence transform in torch: the canonical inverse (bit-identical to incoherence.py) and the encoder's side.
 
 ``inverse_transform`` is the reconstruction's steps 1-4 (see incoherence.py)
-as torch operations on float32: out-of-place, so autograd can differentiate
-through it (block tuning) and it runs on any device. The tests hold it
+as torch operations on float32, out-of-place, on any device. The tests hold it
 bit-identical to the numpy definition and to the golden vectors.
 
-``forward_transform`` and ``transform_hessian`` are the encoder's side (and
-``tuning_inverse`` block tuning's gradient steps), free to use any precision: the coder codes ``v = forward(w)`` under the Hessian
-``M H M^T`` of the transformed inputs, where ``w = v M`` is the inverse.
+``forward_transform`` and ``transform_hessian`` are the encoder's side, and
+``tuning_inverse`` is block tuning's differentiable stand-in for the inverse;
+all three are free to use any precision. The coder codes ``v = forward(w)``
+under the Hessian ``M H M^T`` of the transformed inputs, where ``w = v M`` is
+the inverse.
 """
 
 from __future__ import annotations

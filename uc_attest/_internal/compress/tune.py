@@ -97,8 +97,8 @@ def _entries(codebook: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
 
 
 def _differentiable_weight(codes: torch.Tensor, codebook: torch.Tensor, scales: torch.Tensor, enc: EncodedTensor) -> torch.Tensor:
-    """codebook[code] * scale in float32 (then the incoherence transform, if any): the canonical formula before its
-    final rounding, with gradients."""
+    """codebook[code] * scale in float32 (then the incoherence inverse, if any), with gradients: the canonical formula
+    before its final rounding, up to float32 rounding in the inverse (``tuning_inverse``)."""
     products = _entries(codebook, codes) * expand_scales(scales, enc.shape, enc.params)
     return products if enc.params.transform is None else tuning_inverse(products, enc.params)
 
