@@ -8,6 +8,7 @@ on the multiset of samples.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from fractions import Fraction
 
@@ -179,3 +180,20 @@ def test_exact_prefix_sums_are_the_true_sums_rounded() -> None:
             assert abs(Fraction(float(got[j, column])) - exact) <= abs(exact) * Fraction(2) ** -51 + Fraction(peak) * Fraction(2) ** -80
     total = float(sums.inclusive(1)[-1])
     assert abs(total - math.fsum(w.tolist())) <= total * 2.0**-51  # the correctly rounded sum, within one rounding
+
+
+def test_learned_codebooks_are_pinned_bit_for_bit() -> None:
+    """Codebooks the learner gave before its Lloyd rounds moved from torch to numpy (same float64 operations):
+    a digest of seven, widths 2-8, with and without ties, so that a change of the learner's arithmetic is seen.
+
+    Inputs from torch.rand only (integer generator, exact on every CPU) and elementwise float32 arithmetic.
+    """
+    gen = torch.Generator().manual_seed(2026)
+    digest = hashlib.sha256()
+    for bits in range(2, 9):
+        values = (torch.rand(50000, generator=gen) - 0.5) * torch.rand(50000, generator=gen) * 1.2
+        if bits % 2:
+            values = torch.round(values * 16) / 16  # many exact ties
+        weights = torch.rand(50000, generator=gen) ** 8 * 1e3
+        digest.update(learn_codebook(values, bits, weights=weights, max_samples=1 << 15, seed=bits).numpy().tobytes())
+    assert digest.hexdigest() == "0f3543db95a25b0a2feb78fe1284ed3c588cc7c87d6002fe776971eded6a7ba9"
