@@ -92,3 +92,80 @@ def test_resume_ignores_a_different_run(tmp_path: Path, monkeypatch: pytest.Monk
     seen = _spy_on_resume(monkeypatch)
     compress_model(model_dir, tmp_path / "out", fast_options(tmp_path, resume=True), progress=False)
     assert seen["done"] == 0
+
+
+def _finish_one(work: resume.WorkDir, index: int) -> torch.Tensor:
+    hidden = torch.arange(12, dtype=torch.float32).reshape(3, 4) + index
+    work.finish_block(index, {}, {"model.norm.weight": (torch.ones(4), "norm")}, hidden)
+    return hidden
+
+
+def test_block_files_are_written_in_order_in_the_background(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Block file, then activations, then state.json (last, so a crash never advances the state past missing files)."""
+    written: list[str] = []
+    original = resume.write_bytes_atomic
+
+    def spy(path, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        written.append(Path(path).name)
+        original(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(resume, "write_bytes_atomic", spy)
+    work = resume.WorkDir(tmp_path / "out", "fp")
+    assert work.start(False) == 0
+    written.clear()
+    _finish_one(work, 0)
+    hidden = _finish_one(work, 1)
+    work.flush()
+    assert written == ["block-00000.safetensors", "inputs-00001.safetensors", "state.json",
+                       "block-00001.safetensors", "inputs-00002.safetensors", "state.json"]  # fmt: skip
+    assert sorted(p.name for p in work.root.iterdir()) == ["block-00000.safetensors", "block-00001.safetensors",
+                                                           "inputs-00002.safetensors", "state.json"]  # fmt: skip
+    assert torch.equal(work.load_hidden(), hidden)
+    assert [name for name, *_ in work.read_block(1)] == ["model.norm.weight"]
+    assert resume.WorkDir(tmp_path / "out", "fp").start(True) == 2
+
+
+def test_a_failed_background_write_is_raised_and_leaves_the_state_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from uc_attest._internal.errors import UsageError
+
+    work = resume.WorkDir(tmp_path / "out", "fp")
+    work.start(False)
+    _finish_one(work, 0)
+    work.flush()
+    original = resume.write_bytes_atomic
+
+    def disk_full(path, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(path).name == "inputs-00002.safetensors":
+            raise UsageError(f"cannot write {path}: No space left on device")
+        original(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(resume, "write_bytes_atomic", disk_full)
+    _finish_one(work, 1)  # returns at once: the write runs in the background
+    with pytest.raises(UsageError, match="No space left"):
+        work.flush()
+    work.flush()  # raised once, then the writer is idle again
+    # state.json still says one block: a resumed run redoes block 1 from block 0's activations
+    assert resume.WorkDir(tmp_path / "out", "fp").start(True) == 1
+
+
+def test_an_interruption_before_the_state_resumes_from_the_right_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Block 1's files written, state.json not: block 1 is redone from block 0's outputs, never from its own."""
+    work = resume.WorkDir(tmp_path / "out", "fp")
+    work.start(False)
+    inputs_of_block_1 = _finish_one(work, 0)
+    work.flush()
+    original = resume.write_bytes_atomic
+
+    def killed(path, data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if Path(path).name == "state.json":
+            raise KeyboardInterrupt
+        original(path, data, *args, **kwargs)
+
+    monkeypatch.setattr(resume, "write_bytes_atomic", killed)
+    _finish_one(work, 1)
+    with pytest.raises(KeyboardInterrupt):
+        work.flush()
+    monkeypatch.setattr(resume, "write_bytes_atomic", original)
+    again = resume.WorkDir(tmp_path / "out", "fp")
+    assert again.start(True) == 1
+    assert torch.equal(again.load_hidden(), inputs_of_block_1)

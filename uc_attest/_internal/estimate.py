@@ -91,7 +91,8 @@ def compress_peak_bytes(shape: ModelShape, method: str, samples: int, seq_len: i
         # codes and the learner's scratch (about 12 bytes per weight of the largest map, measured), and the chunks
         return RUNTIME_BYTES + 12 * shape.hidden * shape.intermediate + WRITER_CHUNK_BYTES
     block = 4 * 4 * shape.block_params  # float32: the block, its coded copy, GPTQ's working weights and errors
-    activations = 3 * samples * seq_len * shape.hidden * 4  # inputs, targets, replayed outputs
+    # inputs, targets, replayed outputs, and the previous block's outputs on their way to the work directory
+    activations = 4 * samples * seq_len * shape.hidden * 4
     # one per input (q/k/v, gate/up share), x5: the Hessian, its inverse and Cholesky factor, and under the default
     # --incoherence auto the rotated Hessian and its factor beside them
     hessians = 5 * 4 * (3 * shape.hidden**2 + shape.intermediate**2)

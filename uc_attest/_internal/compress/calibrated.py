@@ -541,6 +541,7 @@ def compress_calibrated(
             bar.update(1)
     finally:
         bar.close()
+        work.flush()  # the last block's files, written in the background, are on disk (or their error is raised)
     del hidden, reference
     fallbacks = dict(work.fallbacks)
 
