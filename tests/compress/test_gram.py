@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uc_attest._internal.compress.hessian import GRAM_PANEL, _bf16_products, gram
+from uc_attest._internal.compress.hessian import BF16_GRAM_PANEL, GRAM_PANEL, _bf16_products, gram
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("width", [1, 7, GRAM_PANEL, GRAM_PANEL + 1, 2 * GRAM_PANEL + 5, 576])
+@pytest.mark.parametrize("width", [1, 7, GRAM_PANEL, GRAM_PANEL + 1, 2 * GRAM_PANEL + 5, 576, BF16_GRAM_PANEL + 3, 1536])
 def test_gram_is_the_full_product_and_exactly_symmetric(width: int, dtype: torch.dtype) -> None:
     generator = torch.Generator().manual_seed(width)
     x = torch.randn(300, width, generator=generator).to(dtype)

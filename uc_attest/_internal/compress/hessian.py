@@ -18,7 +18,7 @@ quantized (sequential within the block as well as across blocks).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,9 +49,10 @@ def is_expert_unit(module: nn.Module) -> bool:
 
 
 GRAM_PANEL = 192  # columns per panel of gram(): measured fastest on a 2-core AVX512 CPU for widths 576 and 1536
+BF16_GRAM_PANEL = 512  # the same with oneDNN's bf16 products (measured 256, 384, 512 on the same CPU)
 
 
-@contextmanager
+@contextlib.contextmanager
 def _bf16_products() -> Iterator[None]:
     """float32 matrix products that oneDNN may compute from bfloat16 inputs with float32 sums (restored on exit).
 
@@ -70,51 +71,43 @@ def _bf16_products() -> Iterator[None]:
         matmul.fp32_precision = saved
 
 
-def _mirror_upper(out: torch.Tensor) -> torch.Tensor:
-    """Copy the upper triangle of the square ``out`` onto its lower one, in place, panel by panel (cache-friendly)."""
-    width = out.shape[0]
-    for lo in range(0, width, GRAM_PANEL):
-        hi = min(width, lo + GRAM_PANEL)
-        out[hi:, lo:hi] = out[lo:hi, hi:].t()
-        diagonal = out[lo:hi, lo:hi]
-        diagonal.copy_(diagonal.triu() + diagonal.triu(1).t())
-    return out
-
-
 def gram(x: torch.Tensor) -> torch.Tensor:
-    """x^T x in float32 (float32 sums), exactly symmetric.
+    """x^T x in float32 (float32 sums), exactly symmetric, computing only the panels on and above the diagonal.
 
     Not in the activations' bfloat16: a bf16 product rounds every Hessian entry
     to 8 significant bits, and GPTQ's inverse Cholesky factor of a 1%-damped,
     ill-conditioned H amplifies those errors into wrong error feedback (measured
     on SmolLM2: a perplexity ratio of 7.9 instead of about 1.02).
 
-    Why two paths: the Gram matrices of every calibration token were the
-    largest single cost of a calibrated compression (41 of 185 s of a whole
-    SmolLM2 run under cProfile, 2-core AVX512-BF16 CPU). Where the activations
-    are bfloat16 on the CPU (the calibration dtype wherever the CPU multiplies
-    bf16 natively), every product of two of their entries is exact in float32
-    (8 x 8 significant bits fit in 24), so oneDNN's bf16 mode, which multiplies
-    the bf16 values and sums in float32, computes the float32 Gram matrix
-    itself, 2.3-2.7x faster than the float32 product (widths 576 and 1536; its
-    error to the float64 product measured 2.8x smaller than the panels'). Its
-    upper triangle is mirrored so that H is exactly symmetric whatever the
-    library's blocking. Every other input (float32 activations, other devices)
-    is multiplied in float32 panel by panel: panel i times the columns from i
-    on, mirrored below the diagonal, a little over half the multiply-adds of the
-    full product, 1.5-1.75x faster on the 2-core CPU.
+    Why panels: the Gram matrices of every calibration token are the largest
+    single cost of a calibrated compression (41 of 185 s of a whole SmolLM2 run
+    under cProfile, 2-core AVX512-BF16 CPU, before the bf16 products below).
+    Panel i times the columns from i on, mirrored below the diagonal, does a
+    little over half the multiply-adds of the full product and measured
+    1.5-1.75x faster on the 2-core CPU (widths 1536 and 576); the mirror also
+    makes H exactly symmetric, which the full product's rounding need not.
+
+    Why bf16 products: where the activations are bfloat16 on the CPU (the
+    calibration dtype wherever the CPU multiplies bf16 natively), every product
+    of two of their entries is exact in float32 (8 x 8 significant bits fit in
+    24), so oneDNN's bf16 mode, which multiplies the bf16 values and sums in
+    float32, computes the float32 Gram matrix itself: 2.6-3x faster than the
+    float32 panels on fresh [2048, 576] and [2048, 1536] inputs, with wider
+    panels (BF16_GRAM_PANEL, measured best of 256-512), and an error to the
+    float64 product measured 2.8x smaller. Every other input (float32
+    activations, other devices) is multiplied in float32.
     """
     x32 = x.to(torch.float32)
     width = x32.shape[-1]
-    if x.dtype == torch.bfloat16 and x.device.type == "cpu":
-        with _bf16_products():
-            return _mirror_upper(x32.t() @ x32)
+    bf16 = x.dtype == torch.bfloat16 and x.device.type == "cpu"
+    step = BF16_GRAM_PANEL if bf16 else GRAM_PANEL
     out = torch.empty(width, width, dtype=torch.float32, device=x32.device)
-    for lo in range(0, width, GRAM_PANEL):
-        hi = min(width, lo + GRAM_PANEL)
-        panel = x32[:, lo:hi].t() @ x32[:, lo:]
-        out[lo:hi, lo:] = panel
-        out[hi:, lo:hi] = panel[:, hi - lo :].t()
+    with _bf16_products() if bf16 else contextlib.nullcontext():
+        for lo in range(0, width, step):
+            hi = min(width, lo + step)
+            panel = x32[:, lo:hi].t() @ x32[:, lo:]
+            out[lo:hi, lo:] = panel
+            out[hi:, lo:hi] = panel[:, hi - lo :].t()
     return out
 
 
