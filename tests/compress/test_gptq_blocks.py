@@ -131,3 +131,16 @@ def test_one_sweep_takes_each_maps_own_width_and_block_size() -> None:
     for (a, ca), (b, cb), p in zip(together, alone, (p32, p64)):
         assert a.params == p and a.scales.shape[1] == -(-w.shape[1] // p.block_size)
         assert torch.equal(ca, cb) and torch.equal(a.scales, b.scales) and torch.equal(a.codebook, b.codebook)
+
+
+def test_hessian_error_in_float32_agrees_with_float64() -> None:
+    """The coder's candidate comparisons use its float32 Hessian: the same error as float64 to far below a decision."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(2048, 192, generator=generator) * torch.logspace(-2, 1, 192)
+    h = x.t() @ x / 2048
+    w = torch.randn(64, 192, generator=generator)
+    q = w + 0.01 * torch.randn(64, 192, generator=generator)
+    exact = hessian_error(w, q, h.double())
+    fast = hessian_error(w, q, h)
+    assert abs(fast - exact) <= 1e-6 * exact
+    assert hessian_error(w, q, h) == fast  # repeatable

@@ -206,8 +206,18 @@ def _inverse_cholesky(h: torch.Tensor) -> torch.Tensor:
 
 
 def hessian_error(w: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> float:
-    d = (w - q).to(torch.float64)
-    return float(((d @ h.to(torch.float64)) * d).sum())
+    """tr((w - q) h (w - q)^T), the product in h's own precision, the final sum in float64.
+
+    Why not always float64: the coder compares its candidates (sweep against
+    nearest-entry codes, raw against capped importances) under its float32
+    damped Hessian thousands of times per model, and the float64 product with
+    the conversion of h took 5 s of a SmolLM2 compression; float32 is 2-3.5x
+    faster and agreed with it to 1e-8 relative on the shapes measured, far below
+    any difference that decides between two candidates. A float64 h (the
+    canonical comparisons of ``prepared_hessian``) keeps the float64 product.
+    """
+    d = (w - q).to(h.dtype)
+    return float(((d @ h) * d).sum(dtype=torch.float64))
 
 
 @dataclass(frozen=True)
