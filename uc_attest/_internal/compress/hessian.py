@@ -168,8 +168,10 @@ def _dense_hook(stats: list[UnitStats], on_call: Callable[[], None],
             keep(x)
         x = x.reshape(-1, x.shape[-1])
         moment = gram(x)
+        # one running sum, added to in place and shared by the group's units (their statistic is one and the same)
+        total = moment if stats[0].h is None else stats[0].h.add_(moment)
         for unit_stats in stats:
-            unit_stats.add("h", None, moment)
+            unit_stats.h = total
             unit_stats.tokens += x.shape[0]
         on_call()
 
