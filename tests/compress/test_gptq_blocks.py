@@ -144,3 +144,20 @@ def test_hessian_error_in_float32_agrees_with_float64() -> None:
     fast = hessian_error(w, q, h)
     assert abs(fast - exact) <= 1e-6 * exact
     assert hessian_error(w, q, h) == fast  # repeatable
+
+
+def test_inverse_cholesky_is_the_upper_factor_of_the_inverse() -> None:
+    from uc_attest._internal.compress.gptq import _inverse_cholesky
+
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(1024, 96, generator=generator) * torch.logspace(-2, 1, 96)
+    h = x.t() @ x / 1024
+    h += 0.01 * h.diagonal().mean() * torch.eye(96)
+    u = _inverse_cholesky(h)
+    assert torch.equal(u, u.triu()) and bool((u.diagonal() > 0).all())
+    want = torch.linalg.cholesky(torch.linalg.inv(h.double()), upper=True)
+    assert float((u.double() - want).abs().max() / want.abs().max()) < 1e-5
+    singular = torch.zeros(8, 8)
+    singular[0, 0] = 1.0
+    damped = _inverse_cholesky(singular)  # damping is added until the factorisation succeeds
+    assert bool(torch.isfinite(damped).all())
