@@ -38,10 +38,17 @@ def software_versions() -> dict[str, str]:
 
 
 def machine_class(device: str) -> dict[str, str]:
-    """The machine class: OS, CPU architecture, native bf16 on the CPU, and the CUDA device's name where one is used."""
+    """The machine class: OS, CPU architecture, native bf16 on the CPU (and whether by AMX tiles), the CUDA device's name where one is used.
+
+    AMX is named apart because oneDNN multiplies bf16 with AMX tiles where the
+    CPU has them and with AVX512-BF16 dot products otherwise, summing in
+    another order: the block forwards and the Gram matrices (hessian.gram) of a
+    bf16 calibration may then differ in their last bits between the two.
+    """
     native = [getattr(torch.cpu, probe, lambda: False) for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     out = {"system": platform.system(), "architecture": platform.machine(), "cpu_bf16_native": str(any(check() for check in native)).lower(),
-           "byteorder": sys.byteorder, "device": device}  # fmt: skip
+           "cpu_amx": str(bool(amx())).lower(), "byteorder": sys.byteorder, "device": device}  # fmt: skip
     if device.startswith("cuda") and torch.cuda.is_available():
         out["device_name"] = torch.cuda.get_device_name(torch.device(device))
         out["cuda"] = str(torch.version.cuda)
