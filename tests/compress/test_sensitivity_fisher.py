@@ -71,6 +71,28 @@ def test_the_estimate_repeats_and_prices_fewer_bits_higher(tmp_path: Path, monke
     assert first.info["sensitivity_windows"] >= 1 and not list(tmp_path.glob(".uc-sensitivity-*"))
 
 
+@pytest.mark.slow  # a streamed forward and backward pass over a tiny model
+def test_maps_reading_one_input_are_priced_as_one_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """q, k, v (and gate, up) share one Hessian and one sweep, as the coder sweeps them: 4 groups per llama block, not 7."""
+    monkeypatch.setattr(sensitivity, "OPTION_BITS", (3, 6))
+    monkeypatch.setattr(sensitivity, "OPTION_BLOCKS", (32,))
+    sizes: list[int] = []
+    priced = sensitivity.group_differences
+
+    def spy(rows, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(len(rows))
+        return priced(rows, *args, **kwargs)
+
+    monkeypatch.setattr(sensitivity, "group_differences", spy)
+    model_dir = make_tiny_model("llama", tmp_path / "model")
+    source = SafetensorsSource(model_dir)
+    config = load_config(model_dir / "config.json")
+    sensitivity.measure_sensitivity(model_dir, source, config, tensor_roles(source, config), fast_options(tmp_path), tmp_path,
+                                    progress=False)  # fmt: skip
+    blocks = int(config.num_hidden_layers)
+    assert sorted(sizes) == sorted([3, 1, 2, 1] * blocks)
+
+
 def test_sampled_labels_follow_each_rows_distribution_and_never_draw_an_impossible_token() -> None:
     from uc_attest._internal.compress.sensitivity import _sample_labels
 

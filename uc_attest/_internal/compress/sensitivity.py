@@ -336,9 +336,12 @@ def _moment_hooks(modules: dict[str, nn.Module], moments: dict[str, _Moments]) -
 
     def hook(key: str):  # type: ignore[no-untyped-def]
         def forward(_m: nn.Module, inputs: tuple[Any, ...], out: torch.Tensor) -> None:
-            x = inputs[0].detach()
-            if last["x"] is not x:  # q, k, v (or gate, up) read one input: one Gram matrix for all of them
-                last["x"], last["gram"], last["inputs"] = x, gram(x.reshape(-1, x.shape[-1])), last["inputs"] + 1
+            # q, k, v (or gate, up) read one input: one Gram matrix for all of them. The identity test is on the tensor
+            # the block passed, not on a detached view of it (a new object on every call, which once made every map
+            # a group of its own: a Gram matrix, a factorisation and a sweep per map instead of per input)
+            x = inputs[0]
+            if last["x"] is not x:
+                last["x"], last["gram"], last["inputs"] = x, gram(x.detach().reshape(-1, x.shape[-1])), last["inputs"] + 1
             m = moments[key]
             if m.group < 0:
                 m.group = last["inputs"]
