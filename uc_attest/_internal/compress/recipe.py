@@ -45,10 +45,9 @@ def machine_class(device: str) -> dict[str, str]:
     another order: the block forwards and the Gram matrices (hessian.gram) of a
     bf16 calibration may then differ in their last bits between the two.
     """
-    native = [getattr(torch.cpu, probe, lambda: False) for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    out = {"system": platform.system(), "architecture": platform.machine(), "cpu_bf16_native": str(any(check() for check in native)).lower(),
-           "cpu_amx": str(bool(amx())).lower(), "byteorder": sys.byteorder, "device": device}  # fmt: skip
+    avx512_bf16, amx = (bool(getattr(torch.cpu, probe, lambda: False)()) for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    out = {"system": platform.system(), "architecture": platform.machine(), "cpu_bf16_native": str(avx512_bf16 or amx).lower(),
+           "cpu_amx": str(amx).lower(), "byteorder": sys.byteorder, "device": device}  # fmt: skip
     if device.startswith("cuda") and torch.cuda.is_available():
         out["device_name"] = torch.cuda.get_device_name(torch.device(device))
         out["cuda"] = str(torch.version.cuda)

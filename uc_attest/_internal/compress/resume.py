@@ -183,15 +183,16 @@ class WorkDir:
 
     def load_hidden(self) -> torch.Tensor:
         """The inputs of the first block not finished."""
-        self.flush()
-        with safe_open(str(self.inputs_path(self.completed)), framework="pt") as handle:
-            return handle.get_tensor("hidden")
+        return self._load_inputs("hidden")
 
     def load_reference(self) -> torch.Tensor:
         """The full-precision stream's inputs to the next block (written only by a tuning run)."""
+        return self._load_inputs("reference")
+
+    def _load_inputs(self, stream: str) -> torch.Tensor:
         self.flush()
         with safe_open(str(self.inputs_path(self.completed)), framework="pt") as handle:
-            return handle.get_tensor("reference")
+            return handle.get_tensor(stream)
 
     def read_block(self, index: int) -> list[tuple[str, str, Any, str, str | None]]:
         """(name, kind, EncodedTensor | tensor, role, digest) of one finished block, in name order."""
