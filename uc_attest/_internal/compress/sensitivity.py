@@ -43,6 +43,7 @@ import re
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,14 +262,16 @@ def measure_sensitivity(
             grad, entropy = _head_gradient(model, blocks, windows, hidden, head_weight, options.seed)
             release_outside(outside_modules)
             del hidden, head_weight
-            for i in reversed(range(len(blocks))):
-                block = blocks[i]
-                _load_block(model, block, source, block_keys[i], dtype)
-                inputs = load_file(str(stored / f"in-{i:05d}.safetensors"))["hidden"]
-                grad = _block_backward(BlockSite(block, prefix, mapper, block_keys[i], roles, source, calls[i]), inputs, grad, options, result)
-                release(block)
-                return_freed_memory()
-                bar.update(1)
+            with _PricingQueue(options, result) as pricing:
+                for i in reversed(range(len(blocks))):
+                    block = blocks[i]
+                    _load_block(model, block, source, block_keys[i], dtype)
+                    inputs = load_file(str(stored / f"in-{i:05d}.safetensors"))["hidden"]
+                    grad, measured = _block_backward(BlockSite(block, prefix, mapper, block_keys[i], roles, source, calls[i]), inputs, grad)
+                    release(block)
+                    return_freed_memory()
+                    pricing.submit(measured)  # priced while the block before it is backpropagated
+                    bar.update(1)
     finally:
         bar.close()
     result.info = {
@@ -280,6 +283,71 @@ def measure_sensitivity(
         "sensitivity_seconds": round(time.perf_counter() - start, 1),
     }
     return result
+
+
+def _thread_counts_per_thread() -> bool:
+    """True where torch's thread count is a property of the calling thread (the OpenMP backend, as in the x86 wheels).
+
+    There a pricing thread can run the coder on one thread (its
+    single_threaded sections) while the caller's backward pass keeps every
+    thread. With torch's native pool the count is global: a pricing thread
+    would change the caller's count mid-pass, so its float sums, so pricing
+    runs in line there.
+    """
+    return "ATen parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
+class _PricingQueue:
+    """Prices block i on a second thread while the caller backpropagates block i-1; one block in flight at most.
+
+    Why: pricing runs the coder on row samples, thousands of small
+    operations on one core (24 of the 34 s of SmolLM2's sensitivity pass on
+    a 2-core CPU), while the backward pass is a few large products; side by
+    side they use both cores. The result does not depend on it: each block's
+    pricing reads only its own measurement (moments, squared gradients, the
+    source's tensors), runs at the caller's thread count, and is merged in
+    block order, so the damages are bit-identical to pricing in line
+    (test_sensitivity_fisher checks it).
+
+    Memory: one block's measurement beyond the sequential pass, its input
+    Gram matrices. A measurement with diagonal Fisher tensors (parameters of
+    the block's size: fused experts, converted layouts) is priced in line
+    instead, so that no second block-sized tensor is ever held.
+    """
+
+    def __init__(self, options: CompressOptions, result: Sensitivity) -> None:
+        self._options, self._result = options, result
+        self._threads = torch.get_num_threads()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="uc-pricing") if _thread_counts_per_thread() else None
+        self._pending: Future[Sensitivity] | None = None
+
+    def __enter__(self) -> _PricingQueue:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self._collect()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, measured: _BlockMeasurement) -> None:
+        self._collect()  # the block after it, priced while this one was backpropagated
+        if self._pool is None or measured.fisher:
+            self._merge(_price_block(measured, self._options, self._threads))
+        else:
+            self._pending = self._pool.submit(_price_block, measured, self._options, self._threads)
+
+    def _collect(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._merge(pending.result())
+
+    def _merge(self, part: Sensitivity) -> None:
+        self._result.damage.update(part.damage)
+        self._result.cost_bits.update(part.cost_bits)
+        self._result.rotated.update(part.rotated)
 
 
 def _load_block(model: nn.Module, block: nn.Module, source: SafetensorsSource, keys: list[str], dtype: torch.dtype) -> None:
@@ -390,9 +458,19 @@ def _called(site: BlockSite, modules: dict[str, nn.Module], x: torch.Tensor) -> 
     return {k: m for k, m in modules.items() if k in seen}
 
 
-def _block_backward(site: BlockSite, inputs: torch.Tensor, grad_out: torch.Tensor, options: CompressOptions,
-                    result: Sensitivity) -> torch.Tensor:  # fmt: skip
-    """Recompute the block per window, backpropagate ``grad_out``, price its tensors; returns the input gradients."""
+@dataclass
+class _BlockMeasurement:
+    """What one block's backward pass leaves for pricing: everything the pricing reads, nothing of the block itself."""
+
+    site: BlockSite
+    quantized: list[str]
+    linear: set[str]  # keys read through a dense map, priced by their moments
+    moments: dict[str, _Moments]
+    fisher: dict[str, torch.Tensor]  # parameter path -> squared gradient, for every other key
+
+
+def _block_backward(site: BlockSite, inputs: torch.Tensor, grad_out: torch.Tensor) -> tuple[torch.Tensor, _BlockMeasurement]:
+    """Recompute the block per window and backpropagate ``grad_out``: the input gradients, and what pricing needs."""
     quantized = [k for k in site.keys if site.roles[k].quantize]
     linear = _called(site, {k: module for k in quantized if (module := site.linear_module(k)) is not None}, inputs[:1])
     # tensors not read through one dense map: the diagonal of the Fisher, from their parameter's squared gradient
@@ -419,17 +497,30 @@ def _block_backward(site: BlockSite, inputs: torch.Tensor, grad_out: torch.Tenso
                     v.grad = None
     for p in params.values():
         p.requires_grad_(False)
+    return torch.cat(grads_in), _BlockMeasurement(site, quantized, set(linear), moments, fisher)
+
+
+def _price_block(measured: _BlockMeasurement, options: CompressOptions, threads: int) -> Sensitivity:
+    """The damage and cost of every option of the block's quantized tensors (the real coder on row samples).
+
+    ``threads``: the torch thread count to price with, set here because this
+    may run on a pricing thread (see _PricingQueue), where OpenMP starts from
+    its own default; the same count gives the same float sums, so the same
+    damages, on whichever thread the pricing runs.
+    """
+    torch.set_num_threads(threads)
+    site, moments, result = measured.site, measured.moments, Sensitivity()
     bits, blocks = tuple(OPTION_BITS), tuple(OPTION_BLOCKS)
-    reference, measured = reference_option(bits, blocks), measured_options(bits, blocks)
+    reference, options_measured = reference_option(bits, blocks), measured_options(bits, blocks)
     # maps read through a hook, by the input they share; every other tensor alone, priced by its diagonal Fisher
     groups: dict[int, list[str]] = {}
-    for key in quantized:
-        groups.setdefault(moments[key].group if key in linear else -1 - len(groups), []).append(key)
+    for key in measured.quantized:
+        groups.setdefault(moments[key].group if key in measured.linear else -1 - len(groups), []).append(key)
     for members in groups.values():
         samples = [_sample(site, key) for key in members]
         stats = moments.get(members[0])
         hessian = None if stats is None or stats.xx is None else stats.xx / max(1, stats.tokens)
-        coding = group_differences([rows[index] for rows, index, _ in samples], hessian, options, measured, reference)
+        coding = group_differences([rows[index] for rows, index, _ in samples], hessian, options, options_measured, reference)
         for key, rotated in zip(members, coding.rotated, strict=True):
             if rotated is not None:
                 result.rotated[key] = rotated
@@ -441,7 +532,7 @@ def _block_backward(site: BlockSite, inputs: torch.Tensor, grad_out: torch.Tenso
             else:  # the diagonal Fisher of the parameter times the squared error of the coder without a Hessian
                 block_axis = site.roles[key].block_axis
                 assert block_axis is not None
-                f_rows = as_rows(_fisher_for_key(key, tuple(site.source.shape(key)), fisher[site.path(key)]), block_axis)[index]
+                f_rows = as_rows(_fisher_for_key(key, tuple(site.source.shape(key)), measured.fisher[site.path(key)]), block_axis)[index]
                 damage = {o: 0.5 * factor * float((f_rows * d * d).sum()) for o, d in coded.items()}
             result.damage[key] = complete_grid(damage, bits, blocks)
             result.cost_bits[key] = {
@@ -449,4 +540,4 @@ def _block_backward(site: BlockSite, inputs: torch.Tensor, grad_out: torch.Tenso
                                                                                     dtype=options.dtype))
                 for b in bits for z in blocks
             }  # fmt: skip
-    return torch.cat(grads_in)
+    return result
