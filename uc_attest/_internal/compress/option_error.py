@@ -138,10 +138,12 @@ def group_differences(rows: list[torch.Tensor], hessian: torch.Tensor | None, op
     reference and at most two for the rest, whatever the number of options;
     each Hessian is factorised once per domain and shared by every option.
     """
-    criterion = prepared_hessian(torch.eye(rows[0].shape[1]) if hessian is None else hessian, options.damp)
     domains = _domains(rows[0].shape[1], hessian, options)
     at_reference = [_code(rows, domain, [reference] * len(rows), options) for domain in domains]
-    choice = [min(range(len(domains)), key=lambda j: _criterion(at_reference[j][m], criterion)) for m in range(len(rows))]
+    choice = [0] * len(rows)  # one domain: nothing to choose, and no float64 criterion to build (3 s of SmolLM2's pass)
+    if len(domains) > 1:
+        criterion = prepared_hessian(torch.eye(rows[0].shape[1]) if hessian is None else hessian, options.damp)
+        choice = [min(range(len(domains)), key=lambda j: _criterion(at_reference[j][m], criterion)) for m in range(len(rows))]
     out: list[dict[Option, torch.Tensor]] = [{reference: at_reference[choice[m]][m]} for m in range(len(rows))]
     rest = [o for o in option_list if o != reference]
     for j, domain in enumerate(domains):
