@@ -37,8 +37,9 @@ assert "torch" not in sys.modules, "import uc_attest must not import torch"
 assert all(getattr(uc_attest, name) is not None for name in uc_attest.__all__), "a public name does not resolve in the wheel"
 print(f"uc_attest {uc_attest.__version__} from {where.parent}; reconstruction kernel: {'C ' + native.vector_path() if native.available() else 'numpy fallback'}")
 PY
-# the coder's compiled column loop is in the wheel too (importing it does not import torch)
+# the coder's compiled column loop and codebook learner are in the wheel too (importing it does not import torch)
 "$V/python" -c "import importlib.util as u; assert u.find_spec('uc_attest._internal.compress._sweep'), 'no GPTQ sweep kernel in the wheel'; print('GPTQ sweep kernel: C')"
+"$V/python" -c "import importlib.util as u; assert u.find_spec('uc_attest._internal.codec._lloyd'), 'no codebook learner kernel in the wheel'; print('codebook learner kernel: C')"
 "$V/python" -c "import sys; sys.path.insert(0, '$ROOT/tests'); from support.models import build_tokenized_model; build_tokenized_model(__import__('pathlib').Path('model'))" >/dev/null 2>&1
 
 "$V/uc" compress model -o pack --method datafree --bits 4 --block-size 32 --quiet >/dev/null

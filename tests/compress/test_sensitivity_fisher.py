@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -69,6 +70,44 @@ def test_the_estimate_repeats_and_prices_fewer_bits_higher(tmp_path: Path, monke
     for key, damage in first.damage.items():
         assert damage[(3, 32)] > damage[(6, 32)] > 0, key
     assert first.info["sensitivity_windows"] >= 1 and not list(tmp_path.glob(".uc-sensitivity-*"))
+
+
+@pytest.mark.slow  # two streamed passes over each of two tiny models
+@pytest.mark.parametrize("arch", ["llama", "mixtral"])
+def test_pricing_on_a_second_thread_gives_the_damages_of_pricing_in_line(arch: str, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """Block i priced while block i-1 is backpropagated: the same damages, bit for bit and in the same order.
+
+    llama's blocks are read through dense maps only, so each is priced on the
+    pricing thread; mixtral's fused experts carry a diagonal Fisher of the
+    block's size, so its blocks are priced in line (no second block-sized
+    tensor held), and the result is the same either way.
+    """
+    monkeypatch.setattr(sensitivity, "OPTION_BITS", (3, 6))
+    monkeypatch.setattr(sensitivity, "OPTION_BLOCKS", (32,))
+    threads: list[str] = []
+    price = sensitivity._price_block
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return price(*args, **kwargs)
+
+    monkeypatch.setattr(sensitivity, "_price_block", spy)
+    model_dir = make_tiny_model(arch, tmp_path / "model")
+    source = SafetensorsSource(model_dir)
+    config = load_config(model_dir / "config.json")
+    roles = tensor_roles(source, config)
+    options = fast_options(tmp_path)
+    overlapped = sensitivity.measure_sensitivity(model_dir, source, config, roles, options, tmp_path, progress=False)
+    on_pricing_thread = [name.startswith("uc-pricing") for name in threads]
+    threads.clear()
+    monkeypatch.setattr(sensitivity, "_thread_counts_per_thread", lambda: False)
+    in_line = sensitivity.measure_sensitivity(model_dir, source, config, roles, options, tmp_path, progress=False)
+    assert threads and not any(name.startswith("uc-pricing") for name in threads)
+    if "OpenMP" in torch.__config__.parallel_info():
+        assert all(on_pricing_thread) if arch == "llama" else not any(on_pricing_thread)
+    assert list(overlapped.damage) == list(in_line.damage) and overlapped.damage == in_line.damage
+    assert overlapped.cost_bits == in_line.cost_bits and overlapped.rotated == in_line.rotated
 
 
 @pytest.mark.slow  # a streamed forward and backward pass over a tiny model

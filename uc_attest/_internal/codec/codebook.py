@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,12 @@ import torch
 TABLE_CELLS_PER_ENTRY = 16  # cells of NearestSearch's table per codebook entry ...
 MAX_TABLE_CELLS = 4096  # ... at most (the table stays in the CPU's L1/L2 cache)
 SEARCH_BY_TABLE_FROM = 1 << 14  # values per nearest_codes call from which building the table pays
+
+try:
+    from . import _lloyd as _native_lloyd  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - a source tree without the built extension: the numpy rounds
+    _native_lloyd = None
+_native_lloyd_max_entries = 4096  # _lloyd.c's MAX_ENTRIES
 
 
 def nearest_codes(normalised: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -209,6 +216,33 @@ def learn_codebook(
     order = torch.from_numpy(np.argsort(x.numpy(), kind="quicksort"))
     xs = x.index_select(0, order).to(torch.float64) + 0.0
     ws = w.index_select(0, order).clamp_min(0).to(torch.float64) + 1e-12
+    entries = _lloyd_native(xs.numpy(), ws.numpy(), k, iterations)
+    if entries is None:
+        entries = _lloyd(xs, ws, k, iterations)
+    cb = torch.sort(torch.from_numpy(entries).to(torch.float32)).values
+    # keep entries distinct so that midpoints are strictly increasing
+    if not bool((cb[1:] > cb[:-1]).all()):
+        for i in range(1, k):
+            if cb[i] <= cb[i - 1]:
+                cb[i] = torch.nextafter(cb[i - 1], torch.tensor(float("inf")))
+    return cb.contiguous().to(values.device)
+
+
+def _lloyd_native(xs: np.ndarray, ws: np.ndarray, k: int, iterations: int) -> np.ndarray | None:
+    """_lloyd's entries from the C learner (codec/_lloyd.c, the same float64 operations); None where it does not apply.
+
+    That is without the built extension, with ``UC_ATTEST_NATIVE=0``, or
+    where a column of the prefix sums is not finite (the numpy path then
+    runs and fails or succeeds as it always did).
+    """
+    if _native_lloyd is None or os.environ.get("UC_ATTEST_NATIVE", "1") == "0" or k > _native_lloyd_max_entries:
+        return None
+    entries = np.empty(k, dtype=np.float64)
+    return entries if _native_lloyd.learn(np.ascontiguousarray(xs), np.ascontiguousarray(ws), k, iterations, entries) else None
+
+
+def _lloyd(xs: torch.Tensor, ws: torch.Tensor, k: int, iterations: int) -> np.ndarray:
+    """Weighted Lloyd rounds on sorted float64 samples ``xs`` (weights ``ws``), from weighted quantiles: the k entries."""
     n = xs.numel()
     sums = _ExactPrefix([xs * ws, ws])  # per cluster: the weighted sum of its values, and its weight
     # initialise at weighted quantiles: a good start that Lloyd then refines
@@ -229,13 +263,7 @@ def learn_codebook(
         entries = new
         if converged:
             break
-    cb = torch.sort(torch.from_numpy(entries).to(torch.float32)).values
-    # keep entries distinct so that midpoints are strictly increasing
-    if not bool((cb[1:] > cb[:-1]).all()):
-        for i in range(1, k):
-            if cb[i] <= cb[i - 1]:
-                cb[i] = torch.nextafter(cb[i - 1], torch.tensor(float("inf")))
-    return cb.contiguous().to(values.device)
+    return entries
 
 
 class _ExactPrefix:
