@@ -13,14 +13,16 @@ tree doing the old one's job ("like-for-like": ``--incoherence off``, the domain
 and the new tree with every default ("new"). Then each
 pack is measured on the same windows of the three evaluation domains:
 perplexity ratio and KL(original || pack) per token, mean and 99th
-percentile (uc_attest._internal.evaluate.kl, the new tree's code for both packs).
+percentile (uc_attest._internal.evaluate.kl, the new tree's code for both packs). With ``--rounds N`` the three runs are
+repeated N times, interleaved, each round with its own ratios (the machine's speed drifts between rounds), and
+quality is measured once, on the last round's packs.
 
 With ``--layers N`` both trees compress a copy of the model cut to its first N
 decoder blocks (the real weights of those blocks, embeddings and head; config
 ``num_hidden_layers`` = N): the same per-block work at a fraction of the time,
 for a busy machine; quality is then not measured (the cut model is not the model).
 
-    python bench/compress_time.py --old /tmp/old9c3 [--model DIR] [--target-bpw 5.3] [--samples 128] [--eval-windows 40] [--layers N]
+    python bench/compress_time.py --old /tmp/old9c3 [--model DIR] [--target-bpw 5.3] [--samples 128] [--eval-windows 40] [--layers N] [--rounds N]
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "compress-time")
     parser.add_argument("--only", choices=("old", "new", "like-for-like"), help="time one run only")
     parser.add_argument("--layers", type=int, help="compress the model cut to its first N decoder blocks (no quality measured)")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds of the runs, each with its own ratios")
     args = parser.parse_args()
     args.model = args.model.resolve()  # each child runs in its own tree: a relative path would name another directory
     if not (args.model / "config.json").is_file():
@@ -144,21 +147,26 @@ def main() -> None:
     calibration.write_text(calibration_mix_text(), encoding="utf-8")
     results: dict[str, object] = {"model": str(args.model), "layers": args.layers, "target_bpw": args.target_bpw,
                                   "samples": args.samples, "cpu_count": os.cpu_count()}  # fmt: skip
-    runs = (("old", args.old.resolve(), []), ("like-for-like", ROOT, LIKE_FOR_LIKE), ("new", ROOT, []))
-    for label, tree, extra in runs:
-        if args.only and label != args.only:
-            continue
-        pack = args.work / f"{label}.ucpack"
-        results[label] = compress(tree, args.model, pack, args, calibration, extra)
-        print(f"{label}: {results[label]}", file=sys.stderr, flush=True)
-        if args.eval_windows:
-            results[label] = dict(results[label]) | {"quality": quality(args.model, pack, args.eval_windows)}  # type: ignore[arg-type]
-            print(f"{label} quality: {results[label]}", file=sys.stderr, flush=True)
-    for label in ("like-for-like", "new"):
-        if "old" in results and label in results:
-            old, new = results["old"], results[label]
-            results[f"{label}_over_old_wall"] = round(new["wall_seconds"] / old["wall_seconds"], 3)  # type: ignore[index]
-            results[f"{label}_over_old_cpu"] = round(new["cpu_seconds"] / old["cpu_seconds"], 3)  # type: ignore[index]
+    runs = [(label, tree, extra) for label, tree, extra in
+            (("old", args.old.resolve(), []), ("like-for-like", ROOT, LIKE_FOR_LIKE), ("new", ROOT, []))
+            if not args.only or label == args.only]  # fmt: skip
+    # rounds interleave the trees (old, like for like, new, old, ...) so that each round's ratios compare runs a few
+    # minutes apart: this machine's speed drifts by 10-20 % over tens of minutes, more than the gaps measured here
+    for round_index in range(args.rounds):
+        timed: dict[str, dict[str, object]] = {}
+        for label, tree, extra in runs:
+            pack = args.work / f"{label}.ucpack"
+            timed[label] = compress(tree, args.model, pack, args, calibration, extra)
+            print(f"round {round_index + 1} {label}: {timed[label]}", file=sys.stderr, flush=True)
+        for label in ("like-for-like", "new"):
+            if "old" in timed and label in timed:
+                for unit in ("wall", "cpu"):
+                    timed[f"{label}_over_old_{unit}"] = round(timed[label][f"{unit}_seconds"] / timed["old"][f"{unit}_seconds"], 3)  # type: ignore[assignment,operator]
+        results[f"round_{round_index + 1}"] = timed
+    if args.eval_windows:  # the last round's packs (every round writes the same bytes: the runs are reproducible)
+        for label, _tree, _extra in runs:
+            results[f"{label}_quality"] = quality(args.model, args.work / f"{label}.ucpack", args.eval_windows)
+            print(f"{label} quality: {results[f'{label}_quality']}", file=sys.stderr, flush=True)
     print(json.dumps(results, indent=1))
 
 
