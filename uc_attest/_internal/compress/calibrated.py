@@ -223,6 +223,7 @@ class BlockCoder:
                 self.key_unit[key] = rel
                 self.key_param[key] = attr
         self.fallbacks: dict[str, str] = {}
+        self._finished: dict[str, tuple[EncodedTensor, torch.Tensor]] = {}  # key -> codes and their reconstruction, until loaded
         # kept outputs of finished children: at most one more copy of the block's activations
         self.cache = ReplayCache(block, budget_bytes=replay_budget_bytes)
 
@@ -337,6 +338,7 @@ class BlockCoder:
 
     def _finish(self, key: str, enc: EncodedTensor) -> tuple[EncodedTensor, str, str]:
         canonical = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params)
+        self._finished[key] = (enc, canonical)  # loaded into the block next (_load): reconstructed once, not twice
         return enc, self.roles[key].role, tensor_digest(canonical)
 
     def _datafree(self, key: str, source: SafetensorsSource) -> tuple[EncodedTensor, str, str]:
@@ -420,8 +422,11 @@ class BlockCoder:
         state = {}
         for k in keys:
             enc = results[k][0]
+            finished_enc, canonical = self._finished.pop(k, (None, None))
+            if finished_enc is not enc or canonical is None:  # not the codes _finish reconstructed: reconstruct these
+                canonical = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params)
             # the canonical codec (CPU, bit-exact on every machine), then copied to the block's device unchanged
-            state[k] = reconstruct(enc.packed_codes, enc.codebook, enc.scales, enc.shape, enc.params).to(self.device)
+            state[k] = canonical.to(self.device)
         load_checkpoint_tensors(self.model, state, self.dtype)
         self.loaded.update(keys)
 
