@@ -32,8 +32,9 @@ Memory: one decoder block resident at a time. A forward pass stores each
 block's inputs in a temporary directory beside the output, the head turns the
 last block's output into the gradients, and a backward pass, block by block in
 reverse, recomputes each block from its stored inputs, collects G and H with
-module hooks, hands the input gradient to the block before it, and prices the
-block's tensors before the block is released.
+module hooks and hands the input gradient to the block before it; the block's
+tensors are priced from those statistics (on a second thread while the block
+before it is backpropagated, see _PricingQueue), not from the block itself.
 """
 
 from __future__ import annotations
@@ -460,7 +461,10 @@ def _called(site: BlockSite, modules: dict[str, nn.Module], x: torch.Tensor) -> 
 
 @dataclass
 class _BlockMeasurement:
-    """What one block's backward pass leaves for pricing: everything the pricing reads, nothing of the block itself."""
+    """What one block's backward pass leaves for pricing: the statistics, and where the tensors are read (the source).
+
+    Not the block's weights: the block is released before its pricing ends.
+    """
 
     site: BlockSite
     quantized: list[str]
